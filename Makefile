@@ -1,0 +1,31 @@
+# Two commands on a fresh Debian machine: `make demo` (the default sweep on the
+# emulated Cortex-M4, with its report) and `make test`. Each installs what it needs.
+
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm gcc
+
+.PHONY: demo test setup system-packages
+
+demo: setup
+	$(VENV)/bin/harness sweep --config configs/digits.toml
+
+test: setup
+	$(PYTHON) -m pytest
+
+setup: system-packages $(VENV)/.installed
+	$(PYTHON) -m harness.toolchain
+
+# apt only when something is missing, so a set-up machine needs no root.
+system-packages:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -e '.[test]'
+	touch $@

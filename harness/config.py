@@ -1,0 +1,135 @@
+"""Sweep configuration: a small TOML file, validated before any work starts.
+
+Every key is checked; a typo is reported with the file, the table and the
+nearest known key, so a sweep never runs with a silently ignored setting.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A sweep configuration that cannot be run as written."""
+
+
+KERNELS = ("dense", "csr")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    method: str = "magnitude"
+    dense_epochs: int = 40
+    finetune_epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    warmup: int = 2
+    runs: int = 5
+    accuracy_samples: int = 360  # held-out samples streamed to the board; 0 means all
+    timeout_s: float = 20.0
+    port: str = ""  # serial URL or device; empty: the board's default (emulators pick a free TCP port)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str = "digits-cnn"
+    model: str = "digits_cnn"
+    data: str = ""
+    targets: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
+    kernels: tuple[str, ...] = KERNELS
+    boards: tuple[str, ...] = ("mps2_an386",)
+    seed: int = 0
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_TABLES = {"sweep": SweepConfig, "prune": PruneConfig, "device": DeviceConfig}
+
+
+def load_config(path: str | Path | None, **overrides) -> SweepConfig:
+    """Read a sweep config (or the defaults when path is None) and apply CLI overrides.
+
+    Overrides whose value is None are ignored, so CLI flags can be passed as they come.
+    """
+    tables: dict[str, dict] = {}
+    where = "defaults"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        try:
+            tables = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    for table in tables:
+        if table not in _TABLES:
+            raise ConfigError(f"{where}: unknown table [{table}]{_did_you_mean(table, _TABLES)}")
+    sections = {name: _build(cls, tables.get(name, {}), f"{where} [{name}]") for name, cls in _TABLES.items()}
+    sweep_values = dataclasses.asdict(sections["sweep"])
+    sweep_values.update({k: v for k, v in overrides.items() if v is not None})
+    sweep_values["prune"] = sections["prune"]
+    sweep_values["device"] = sections["device"]
+    config = SweepConfig(**_normalize(sweep_values))
+    _validate(config, where)
+    return config
+
+
+def _build(cls, values: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in _TABLES}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}'{_did_you_mean(key, known)}")
+        expected = type(getattr(cls(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is tuple and isinstance(value, list):
+            continue
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(f"{where}: '{key}' must be {expected.__name__}, got {value!r}")
+    return cls(**_normalize(values))
+
+
+def _normalize(values: dict) -> dict:
+    out = dict(values)
+    for key in ("targets", "kernels", "boards"):
+        if key in out and isinstance(out[key], (list, tuple)):
+            out[key] = tuple(float(v) if key == "targets" else str(v) for v in out[key])
+    return out
+
+
+def _validate(config: SweepConfig, where: str) -> None:
+    from harness.device.boards import BOARDS
+
+    if not config.targets:
+        raise ConfigError(f"{where}: 'targets' is empty")
+    for target in config.targets:
+        if not 0.0 <= target < 1.0:
+            raise ConfigError(f"{where}: sparsity target {target} is outside [0, 1)")
+    if len(set(config.targets)) != len(config.targets):
+        raise ConfigError(f"{where}: 'targets' repeats a value: {list(config.targets)}")
+    for kernel in config.kernels:
+        if kernel not in KERNELS:
+            raise ConfigError(f"{where}: unknown kernel '{kernel}'{_did_you_mean(kernel, KERNELS)}; known: {', '.join(KERNELS)}")
+    for board in config.boards:
+        if board not in BOARDS:
+            raise ConfigError(f"unknown board '{board}'{_did_you_mean(board, BOARDS)}; known: {', '.join(BOARDS)}")
+    if config.device.runs < 1:
+        raise ConfigError(f"{where} [device]: 'runs' must be at least 1")
+    if config.prune.method != "magnitude":
+        raise ConfigError(f"{where} [prune]: method '{config.prune.method}' is not available; known: magnitude")
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,105 @@
+"""One tidy row per (model, sparsity, kernel, board): configuration, then metrics, then status.
+
+Rows are appended to results.csv as soon as each point is measured, so a
+crash loses at most the point in flight; the parquet copy is written from
+the CSV at the end.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class ResultRow:
+    # configuration
+    run_id: str
+    model: str
+    target_sparsity: float
+    kernel: str
+    board: str
+    core: str
+    achieved_sparsity: float = float("nan")   # zero fraction of the int8 weights of pruned layers
+    # latency
+    latency_median: float = float("nan")
+    latency_min: float = float("nan")
+    latency_max: float = float("nan")
+    latency_runs: int = 0
+    latency_unit: str = ""                     # "instructions" on QEMU (-icount), never called cycles there
+    timing_source: str = ""
+    clock_hz: int = 0
+    layer_latency: str = ""                    # JSON list, one entry per layer, in latency_unit
+    # flash, bytes
+    flash_total: int = 0
+    flash_code: int = 0                        # everything in flash that is not a model table
+    flash_weights_dense: int = 0
+    flash_sparse_values: int = 0
+    flash_sparse_indices: int = 0
+    flash_sparse_pointers: int = 0
+    flash_bias_quant: int = 0
+    # SRAM, bytes
+    sram_static: int = 0                       # .data + .bss, the arena included
+    sram_arena: int = 0
+    stack_used: int = -1                       # high-water mark from stack painting; -1 where unsupported
+    # accuracy
+    accuracy_float: float = float("nan")
+    accuracy_int8_host: float = float("nan")   # TFLite Micro's interpreter on the host
+    accuracy_device: float = float("nan")
+    device_samples: int = 0
+    output_mismatches: int = -1                # samples whose device output differs from the reference in any byte
+    reference_interpreter: str = ""
+    # provenance
+    harness_sha: str = ""
+    versions: str = ""                         # JSON: toolchain, emulator, PlatformIO, TensorFlow, ...
+    firmware_rebuilt: bool = False
+    # status
+    status: str = "ok"
+    failed_stage: str = ""
+    error: str = ""
+
+    def fail(self, stage: str, error: Exception) -> "ResultRow":
+        self.status, self.failed_stage, self.error = "error", stage, str(error)
+        return self
+
+
+COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
+
+
+class ResultsWriter:
+    def __init__(self, run_dir: Path):
+        self.csv_path = run_dir / "results.csv"
+        self.parquet_path = run_dir / "results.parquet"
+        if not self.csv_path.exists():
+            with open(self.csv_path, "w", newline="") as f:
+                csv.writer(f).writerow(COLUMNS)
+
+    def append(self, row: ResultRow) -> None:
+        values = dataclasses.asdict(row)
+        with open(self.csv_path, "a", newline="") as f:
+            csv.writer(f).writerow([values[c] for c in COLUMNS])
+            f.flush()
+
+    def finish(self) -> pd.DataFrame:
+        frame = load_results(self.csv_path)
+        frame.to_parquet(self.parquet_path, index=False)
+        return frame
+
+
+def load_results(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, keep_default_na=False, na_values=["nan"])
+    return frame
+
+
+def layer_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-layer latencies as a tidy table: one row per (point, layer)."""
+    records = []
+    for _, row in frame[frame.status == "ok"].iterrows():
+        for index, value in enumerate(json.loads(row.layer_latency or "[]")):
+            records.append({"model": row.model, "target_sparsity": row.target_sparsity, "kernel": row.kernel,
+                            "board": row.board, "layer": index, "latency": value, "latency_unit": row.latency_unit})
+    return pd.DataFrame.from_records(records)
