@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop benchmarking harness for pruned int8 models."""
