@@ -72,7 +72,7 @@ def _latency(rows: pd.DataFrame, title: str):
 
 
 def _flash(rows: pd.DataFrame, title: str):
-    kernels = sorted(rows.kernel.unique())
+    kernels = _dense_first(rows.kernel.unique())
     targets = sorted(rows.target_sparsity.unique())
     fig, ax = plt.subplots(figsize=(max(7, len(targets) * len(kernels) * 0.7), 4.5))
     width = 0.8 / len(kernels)
@@ -97,14 +97,19 @@ def _flash(rows: pd.DataFrame, title: str):
     return fig
 
 
+def _dense_first(kernels) -> list[str]:
+    return sorted(kernels, key=lambda kernel: (kernel != "dense", kernel))
+
+
 def _sram(rows: pd.DataFrame, title: str):
     fig, ax = plt.subplots(figsize=(7, 4))
-    for column, label in (("sram_static", "static (.data + .bss)"), ("sram_arena", "activation arena"),
-                          ("stack_used", "stack high-water")):
-        for kernel, kernel_rows in rows.groupby("kernel"):
-            kernel_rows = kernel_rows.sort_values("target_sparsity")
+    parts = (("sram_static", "static (.data + .bss)"), ("sram_arena", "activation arena"),
+             ("stack_used", "stack high-water"))
+    for color, (column, label) in enumerate(parts):
+        for kernel in _dense_first(rows.kernel.unique()):
+            kernel_rows = rows[rows.kernel == kernel].sort_values("target_sparsity")
             values = kernel_rows[column].where(kernel_rows[column] >= 0)
-            ax.plot(kernel_rows.target_sparsity * 100, values / 1024, marker="o",
+            ax.plot(kernel_rows.target_sparsity * 100, values / 1024, marker="o", color=f"C{color}",
                     linestyle="-" if kernel == "dense" else "--", label=f"{label}, {kernel}")
     ax.set(xlabel="sparsity (%)", ylabel="SRAM (KiB)", title=f"{title}: SRAM")
     ax.set_ylim(bottom=0)

@@ -25,7 +25,8 @@ from harness.build import PROJECT_DIR, Firmware, build_firmware
 from harness.config import SweepConfig
 from harness.device.boards import Board, get_board
 from harness.device.link import DeviceError
-from harness.device.session import board_session
+from harness.device.session import board_session, check_port
+from harness.model_source import TfliteModel, TrainableModel, resolve_model
 from harness.results import ResultRow, ResultsWriter
 from harness.toolchain import ensure_platformio_offline, require_tool
 
@@ -49,9 +50,12 @@ class ModelPoint:
 def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = print) -> Path:
     """Run a whole sweep and return its run directory."""
     boards = [get_board(name) for name in config.boards]
+    source = resolve_model(config)
     for board in boards:
         for tool, package in board.needs:
             require_tool(tool, package)
+        if config.device.port:
+            check_port(board, config.device.port)
     ensure_platformio_offline(PROJECT_DIR)
 
     run_id = f"{config.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -63,25 +67,24 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = prin
     progress(f"run {run_id}: {len(config.targets)} sparsity targets x {len(config.kernels)} kernels x "
              f"{len(boards)} boards -> {run_dir}")
 
-    points = prepare_models(config, progress)
+    points = prepare_models(config, source, progress)
+    # Compile every variant before touching a board: an op the compiler lacks fails the sweep here.
+    variants = [(point, kernel, compile_point(point, kernel)) for point in points for kernel in config.kernels]
+    progress(f"compiled {len(variants)} variants")
     writer = ResultsWriter(run_dir)
-    total = len(points) * len(config.kernels) * len(boards)
-    done = 0
+    total = len(variants) * len(boards)
     failures = []
-    for point in points:
-        for kernel in config.kernels:
-            compiled = compile_point(point, kernel, progress)
-            for board in boards:
-                done += 1
-                label = f"[{done}/{total}] sparsity {point.target:.2f} {kernel} on {board.name}"
-                row = ResultRow(run_id=run_id, model=config.model, target_sparsity=point.target, kernel=kernel,
-                                board=board.name, core=board.core, harness_sha=sha, versions=json.dumps(versions),
-                                accuracy_float=point.float_accuracy, accuracy_int8_host=point.int8_accuracy)
-                _record_compiled(row, compiled)
-                measure_point(row, point, compiled, board, config, run_dir, label, progress)
-                writer.append(row)
-                if row.status != "ok":
-                    failures.append(f"{label}: {row.failed_stage}: {row.error}")
+    for number, ((point, kernel, compiled), board) in enumerate(
+            ((variant, board) for variant in variants for board in boards), start=1):
+        label = f"[{number}/{total}] sparsity {point.target:.2f} {kernel} on {board.name}"
+        row = ResultRow(run_id=run_id, model=config.model, target_sparsity=point.target, kernel=kernel,
+                        board=board.name, core=board.core, harness_sha=sha, versions=json.dumps(versions),
+                        accuracy_float=point.float_accuracy, accuracy_int8_host=point.int8_accuracy)
+        _record_compiled(row, compiled)
+        measure_point(row, point, compiled, board, config, run_dir, label, progress)
+        writer.append(row)
+        if row.status != "ok":
+            failures.append(f"{label}: {row.failed_stage}: {row.error}")
     frame = writer.finish()
 
     from harness.report import write_plots
@@ -100,75 +103,89 @@ class SweepFailed(RuntimeError):
 
 # --- stage: prune + quantize ---------------------------------------------------------------------
 
-def prepare_models(config: SweepConfig, progress: Progress) -> list[ModelPoint]:
+def prepare_models(config: SweepConfig, source: TrainableModel | TfliteModel, progress: Progress) -> list[ModelPoint]:
     """Train and prune the model along one path, convert each snapshot to int8; cached by content."""
-    from models import REFERENCE_MODELS
-
-    if config.model not in REFERENCE_MODELS:
-        from harness.config import ConfigError
-        raise ConfigError(f"unknown model '{config.model}'; reference models: {', '.join(REFERENCE_MODELS)}")
-    key = _hash(json.dumps({"model": config.model, "seed": config.seed, "prune": config.to_dict()["prune"],
+    if isinstance(source, TfliteModel):
+        key = _hash(source.path.read_bytes().hex(), source.data.source)
+        return _cached_points(key, lambda out: _import_tflite(source, out, progress), progress)
+    key = _hash(json.dumps({"model": source.digest, "seed": config.seed, "prune": config.to_dict()["prune"],
                             "targets": sorted(config.targets)}),
                 _source_digest(["harness/prune", "harness/quantize.py", "models"]))
+    return _cached_points(key, lambda out: _prune_and_convert(source, config, out, progress), progress)
+
+
+def _cached_points(key: str, make: Callable[[Path], list[ModelPoint]], progress: Progress) -> list[ModelPoint]:
     cache = CACHE_DIR / "models" / key
     index = cache / "points.json"
     if index.exists():
         progress(f"models: cached ({cache})")
-        return [_point_from_json(p) for p in json.loads(index.read_text())]
+        return [_point_from_json(p, cache) for p in json.loads(index.read_text())]
+    tmp = cache.with_name(key + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    points = make(tmp)
+    (tmp / "points.json").write_text(json.dumps([_point_to_json(p) for p in points], indent=1))
+    shutil.rmtree(cache, ignore_errors=True)
+    tmp.rename(cache)  # atomic: a killed run never leaves a half-written cache entry
+    return [_point_from_json(_point_to_json(p), cache) for p in points]
 
+
+def _prune_and_convert(source: TrainableModel, config: SweepConfig, out: Path, progress: Progress) -> list[ModelPoint]:
     progress("models: importing TensorFlow, training and pruning (the first run of a config only)")
     from harness import quantize
     from harness.prune import prune_sweep
 
-    reference = REFERENCE_MODELS[config.model]
-    data = reference.load_data()
-    model = reference.build(config.seed)
+    data = source.spec.load_data()
+    model = source.spec.build(config.seed)
     snapshots = prune_sweep(model, data, config.targets, config.prune, config.seed, progress)
-
-    tmp = cache.with_name(key + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     points = []
-    inputs = labels = None
     for snapshot in snapshots:
         model.set_weights(snapshot.weights)
         tflite = quantize.to_int8_tflite(model, data.x_train)
-        if inputs is None:
-            input_quant, _ = quantize.io_quant_params(tflite)
-            inputs = input_quant.quantize(data.x_test)
-            labels = data.y_test
-            np.save(tmp / "inputs.npy", inputs)
-            np.save(tmp / "labels.npy", labels)
-        elif quantize.io_quant_params(tflite)[0] != input_quant:
-            raise RuntimeError("the converter chose a different input quantization for another sparsity point")
-        reference_out = quantize.run_tflite_micro(tflite, inputs)
-        name = f"sparsity-{snapshot.target:.3f}"
-        (tmp / f"{name}.tflite").write_bytes(tflite)
-        np.save(tmp / f"{name}.reference.npy", reference_out)
-        points.append(ModelPoint(
-            target=snapshot.target, tflite_path=cache / f"{name}.tflite",
-            float_accuracy=snapshot.float_accuracy,
-            int8_accuracy=float(np.mean(reference_out.argmax(axis=1) == labels)),
-            inputs_path=cache / "inputs.npy", labels_path=cache / "labels.npy",
-            reference_path=cache / f"{name}.reference.npy"))
+        points.append(_save_point(out, snapshot.target, tflite, data, snapshot.float_accuracy))
         progress(f"sparsity {snapshot.target:.2f}: int8 accuracy on the host {points[-1].int8_accuracy:.3f}")
-    (tmp / "points.json").write_text(json.dumps([_point_to_json(p) for p in points], indent=1))
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp.rename(cache)  # atomic: a killed run never leaves a half-written cache entry
     return points
 
 
+def _import_tflite(source: TfliteModel, out: Path, progress: Progress) -> list[ModelPoint]:
+    from harness.compiler import read_tflite
+
+    tflite = source.path.read_bytes()
+    sparsity = read_tflite(tflite).weight_sparsity()
+    progress(f"models: {source.path} taken as it is (int8, {sparsity:.1%} of its weights are zero)")
+    return [_save_point(out, round(sparsity, 3), tflite, source.data, float("nan"))]
+
+
+def _save_point(out: Path, target: float, tflite: bytes, data, float_accuracy: float) -> ModelPoint:
+    """Write one model point: the .tflite, the quantized test inputs and TFLite Micro's outputs for them."""
+    from harness import quantize
+
+    input_quant, _ = quantize.io_quant_params(tflite)
+    inputs = input_quant.quantize(data.x_test)
+    name = f"sparsity-{target:.3f}"
+    inputs_path = out / f"{name}.inputs.npy"
+    np.save(inputs_path, inputs)
+    np.save(out / "labels.npy", data.y_test)
+    reference = quantize.run_tflite_micro(tflite, inputs)
+    np.save(out / f"{name}.reference.npy", reference)
+    (out / f"{name}.tflite").write_bytes(tflite)
+    return ModelPoint(target=target, tflite_path=out / f"{name}.tflite", float_accuracy=float_accuracy,
+                      int8_accuracy=float(np.mean(reference.argmax(axis=1) == data.y_test)),
+                      inputs_path=inputs_path, labels_path=out / "labels.npy",
+                      reference_path=out / f"{name}.reference.npy")
+
+
 def _point_to_json(point: ModelPoint) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in point.__dict__.items()}
+    return {k: (v.name if isinstance(v, Path) else v) for k, v in point.__dict__.items()}
 
 
-def _point_from_json(values: dict) -> ModelPoint:
-    return ModelPoint(**{k: (Path(v) if k.endswith("_path") else v) for k, v in values.items()})
+def _point_from_json(values: dict, cache: Path) -> ModelPoint:
+    return ModelPoint(**{k: (cache / v if k.endswith("_path") else v) for k, v in values.items()})
 
 
 # --- stage: compile ------------------------------------------------------------------------------
 
-def compile_point(point: ModelPoint, kernel: str, progress: Progress):
+def compile_point(point: ModelPoint, kernel: str):
     from harness.compiler import compile_tflite
 
     tflite = point.tflite_path.read_bytes()

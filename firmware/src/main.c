@@ -2,7 +2,8 @@
  * Benchmark runtime: runs the generated model on the host's commands, sent
  * over the board's serial port (protocol version 1, docs/design.md). Every
  * line from the host gets exactly one reply line, "ok <command> ..." or
- * "err <reason>".
+ * "err <reason>", except an empty line: the host sends one to end whatever
+ * half line an earlier session left behind, and expects no answer.
  */
 #include <string.h>
 
@@ -213,6 +214,8 @@ int main(void)
             reply_error("line longer than 80 characters");
             continue;
         }
-        run_command(line);
+        if (line[0] != '\0') {
+            run_command(line);
+        }
     }
 }

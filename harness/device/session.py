@@ -19,15 +19,20 @@ from harness.device.client import BoardClient
 from harness.device.link import DeviceError, SerialLink
 
 
+def check_port(board: Board, port: str) -> None:
+    """Fail early on a port the user gave that cannot work for this board."""
+    if board.transport == "qemu-tcp":
+        if not port.isdigit():
+            raise DeviceError(f"board '{board.name}' is emulated: --port takes a TCP port number, not '{port}'")
+        _check_tcp_port_free(int(port))
+
+
 def default_port(board: Board, firmware: Firmware, port: str = "") -> str:
     """The serial URL for a board: the user's port, or one the harness picks for emulated boards."""
     if board.transport == "qemu-tcp":
-        if port and not port.isdigit():
-            raise DeviceError(f"board '{board.name}' is emulated: --port takes a TCP port number, not '{port}'")
-        number = int(port) if port else _free_tcp_port()
         if port:
-            _check_tcp_port_free(number)
-        return f"socket://127.0.0.1:{number}"
+            check_port(board, port)
+        return f"socket://127.0.0.1:{int(port) if port else _free_tcp_port()}"
     if board.transport == "host-pty":
         return port or str(firmware.build_dir / firmware.env / "tty")
     if not port:
