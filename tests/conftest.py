@@ -1,4 +1,3 @@
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +14,22 @@ def run_harness(*args, env=None, timeout=900):
 
 
 def board_processes() -> set[int]:
-    """Emulators and host firmware currently running (to check that none is left behind)."""
-    out = subprocess.run(["pgrep", "-f", "qemu-system-arm|/host/firmware.elf"], capture_output=True, text=True).stdout
-    return {int(pid) for pid in out.split()}
+    """Emulators and host firmware currently running (to check that none is left behind).
+
+    Zombies do not count: an exited QEMU waits for init to reap it, and pgrep would match its name.
+    """
+    running = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and (b"qemu-system-arm" in cmdline or b"/host/firmware.elf" in cmdline):
+            running.add(int(proc.name))
+    return running
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def test_unsupported_op_names_op_and_index(tmp_path):
     np.savez(tmp_path / "data.npz", x_train=x, y_train=np.zeros(64), x_test=x[:8], y_test=np.zeros(8))
     proc = run_harness("sweep", "--model", model_path, "--data", tmp_path / "data.npz",
                        "--results", tmp_path / "results")
-    assert_one_line_error(proc, "TANH", "index")
+    assert_one_line_error(proc, "op 1 (TANH) is not supported", "CONV_2D")
 
 
 def test_data_set_that_does_not_fit_the_model(tmp_path):
