@@ -1,0 +1,260 @@
+/*
+ * int8 kernels called by the generated model.c.
+ *
+ * Every op family has a plain reference kernel (`nn_<op>_s8`: loops,
+ * requantization, clamp) that is bit-exact with TensorFlow Lite Micro's
+ * reference kernels and is the oracle for its siblings. A sibling that
+ * stores weights differently (`nn_<op>_csr_s8`) takes the same parameter
+ * struct and must produce the same bytes.
+ *
+ * Conventions:
+ * - Activation tensors are int8 in NHWC layout with batch 1: element
+ *   (y, x, c) of an nn_hwc shape lives at ((y * w) + x) * c_count + c.
+ * - Weights are int8, symmetric (zero point 0); biases are int32 in the
+ *   scale input_scale * weight_scale of their output channel. A NULL bias
+ *   means no bias.
+ * - Kernels return NN_OK, or NN_ERROR_ARGUMENT (before writing anything)
+ *   when the parameters describe an impossible geometry.
+ */
+#ifndef NN_KERNELS_H
+#define NN_KERNELS_H
+
+#include <stdint.h>
+
+typedef enum {
+    NN_OK = 0,
+    NN_ERROR_ARGUMENT = 1
+} nn_status;
+
+/* One image of an [1, h, w, c] tensor. */
+typedef struct {
+    int32_t h, w, c;
+} nn_hwc;
+
+/*
+ * Bringing an int32 accumulator back to int8, per output channel:
+ *   out = clamp(requantize(acc + bias[ch], multiplier[ch], shift[ch])
+ *               + output_offset, act_min, act_max)
+ * where acc sums weight * (input + input_offset).
+ */
+typedef struct {
+    int32_t input_offset;      /* minus the input zero point: [-127, 128] */
+    int32_t output_offset;     /* the output zero point: [-128, 127] */
+    int32_t act_min, act_max;  /* fused activation range, within [-128, 127] */
+    const int32_t *multiplier; /* Q31 in [2^30, 2^31), or 0; one per output channel */
+    const int8_t *shift;       /* power of two: > 0 left, < 0 right; one per output channel */
+} nn_requant;
+
+/*
+ * A sliding window over an NHWC image (convolutions and pooling). Output
+ * pixel (oy, ox) reads input rows oy * stride_h - pad_top + ky * dilation_h
+ * for ky in [0, kernel_h), and likewise for columns; reads outside the
+ * image are padding.
+ */
+typedef struct {
+    nn_hwc input, output;
+    int32_t kernel_h, kernel_w;
+    int32_t stride_h, stride_w;     /* >= 1 */
+    int32_t dilation_h, dilation_w; /* >= 1 */
+    int32_t pad_top, pad_left;      /* >= 0 */
+} nn_window;
+
+/*
+ * Weights in compressed sparse row form: row r's nonzero values are
+ * values[row_start[r] .. row_start[r + 1]), and index[k] says where value
+ * k's input sits, relative to the start of the row's input (a column for
+ * FULLY_CONNECTED, an offset into the padded input window for CONV_2D).
+ * Exactly one of index_u8 / index_u16 and one of row_start_u16 /
+ * row_start_u32 is non-NULL: the compiler picks the narrowest that fits.
+ */
+typedef struct {
+    const int8_t *values;
+    const uint8_t *index_u8;
+    const uint16_t *index_u16;
+    const uint16_t *row_start_u16; /* rows + 1 entries */
+    const uint32_t *row_start_u32;
+} nn_csr_s8;
+
+/* ---- FULLY_CONNECTED ------------------------------------------------------
+ * input [batches, input_depth], weights [output_depth, input_depth],
+ * bias [output_depth], output [batches, output_depth].
+ */
+typedef struct {
+    int32_t batches, input_depth, output_depth;
+    nn_requant requant;
+} nn_fully_connected_params;
+
+nn_status nn_fully_connected_s8(const nn_fully_connected_params *params, const int8_t *input,
+                                const int8_t *weights, const int32_t *bias, int8_t *output);
+
+/* weights: output_depth rows; index = input column. */
+nn_status nn_fully_connected_csr_s8(const nn_fully_connected_params *params, const int8_t *input,
+                                    const nn_csr_s8 *weights, const int32_t *bias, int8_t *output);
+
+/* ---- CONV_2D ---------------------------------------------------------------
+ * input [1, H, W, C_IN], weights [C_OUT, KH, KW, C_IN], bias [C_OUT],
+ * output [1, OH, OW, C_OUT].
+ */
+typedef struct {
+    nn_window window;
+    nn_requant requant;
+} nn_conv2d_params;
+
+nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, const int8_t *weights,
+                       const int32_t *bias, int8_t *output);
+
+/*
+ * The sparse kernel copies the input once into a buffer padded with the
+ * input zero point (which contributes nothing to a sum of
+ * weight * (input + input_offset)), so its inner loop has no bounds checks.
+ * The padded image is nn_conv2d_csr_s8_padded_size() high and wide; index[k]
+ * is (ky * dilation_h * padded_w + kx * dilation_w) * C_IN + c_in. When no
+ * padding is needed the buffer size is 0 and the input is read in place.
+ */
+nn_hwc nn_conv2d_csr_s8_padded_size(const nn_window *window);
+int32_t nn_conv2d_csr_s8_get_buffer_size(const nn_conv2d_params *params);
+nn_status nn_conv2d_csr_s8(const nn_conv2d_params *params, const int8_t *input,
+                           const nn_csr_s8 *weights, const int32_t *bias, int8_t *output,
+                           int8_t *buffer);
+
+/* ---- DEPTHWISE_CONV_2D -----------------------------------------------------
+ * input [1, H, W, C_IN], weights [1, KH, KW, C_OUT], bias [C_OUT],
+ * output [1, OH, OW, C_OUT] with C_OUT = C_IN * depth_multiplier; output
+ * channel c_in * depth_multiplier + m reads input channel c_in only.
+ */
+typedef struct {
+    nn_window window;
+    int32_t depth_multiplier;
+    nn_requant requant;
+} nn_depthwise_conv2d_params;
+
+nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const int8_t *input,
+                                 const int8_t *weights, const int32_t *bias, int8_t *output);
+
+/* ---- MAX_POOL_2D, AVERAGE_POOL_2D -----------------------------------------
+ * input [1, H, W, C], output [1, OH, OW, C], same quantization on both.
+ * Padding is ignored: the average divides by the number of pixels inside
+ * the image, rounding half away from zero. Dilation must be 1.
+ */
+typedef struct {
+    nn_window window;
+    int32_t act_min, act_max;
+} nn_pool2d_params;
+
+nn_status nn_max_pool2d_s8(const nn_pool2d_params *params, const int8_t *input, int8_t *output);
+nn_status nn_avg_pool2d_s8(const nn_pool2d_params *params, const int8_t *input, int8_t *output);
+
+/* ---- SOFTMAX ---------------------------------------------------------------
+ * input and output [rows, depth], depth < 512 (TFLM's limit too); output
+ * scale 1/256, zero point -128.
+ * input_multiplier / input_left_shift scale beta * input_scale into the
+ * Q5.26 argument of exp(); differences below diff_min give probability 0.
+ */
+typedef struct {
+    int32_t rows, depth;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+} nn_softmax_params;
+
+nn_status nn_softmax_s8(const nn_softmax_params *params, const int8_t *input, int8_t *output);
+
+/* ---- ADD, MUL --------------------------------------------------------------
+ * Elementwise, with broadcasting: the output walks nn_broadcast.dims in
+ * row-major order and reads each input at its own strides, 0 along a
+ * dimension where that input has size 1.
+ */
+typedef struct {
+    int32_t dims[4];          /* output shape, padded in front with 1s */
+    int32_t input1_stride[4]; /* input1 elements per step along each output dimension */
+    int32_t input2_stride[4];
+} nn_broadcast;
+
+/*
+ * Both inputs are rescaled to a common scale with left_shift bits of
+ * headroom, added, and the sum rescaled to the output; every multiplier is
+ * Q31 with a shift <= 0.
+ */
+typedef struct {
+    nn_broadcast shape;
+    int32_t input1_offset, input2_offset; /* minus the input zero points */
+    int32_t output_offset;                /* the output zero point */
+    int32_t left_shift;                   /* 20, as TFLM */
+    int32_t input1_multiplier, input1_shift;
+    int32_t input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} nn_add_params;
+
+nn_status nn_add_s8(const nn_add_params *params, const int8_t *input1, const int8_t *input2,
+                    int8_t *output);
+
+/* (input1 + offset1) * (input2 + offset2) rescaled by input1_scale * input2_scale / output_scale. */
+typedef struct {
+    nn_broadcast shape;
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} nn_mul_params;
+
+nn_status nn_mul_s8(const nn_mul_params *params, const int8_t *input1, const int8_t *input2,
+                    int8_t *output);
+
+/* ---- PAD, PADV2 ------------------------------------------------------------
+ * Up to 4-D, shapes padded in front with 1s; input and output share their
+ * quantization.
+ */
+typedef struct {
+    int32_t input_dims[4];
+    int32_t output_dims[4];
+    int32_t before[4];  /* padding before each dimension; the rest goes after */
+    int32_t pad_value;  /* the output zero point, or PADV2's constant */
+} nn_pad_params;
+
+nn_status nn_pad_s8(const nn_pad_params *params, const int8_t *input, int8_t *output);
+
+/* ---- CONCATENATION ---------------------------------------------------------
+ * Inputs joined along one axis, bytes copied as they are (TFLM does not
+ * requantize; the converter gives every input the output's quantization).
+ * Each input is outer chunks of chunk[i] bytes: the product of its
+ * dimensions from the axis on.
+ */
+typedef struct {
+    int32_t outer; /* product of the dimensions before the axis */
+    int32_t count; /* number of inputs */
+    const int32_t *chunk;
+} nn_concatenation_params;
+
+nn_status nn_concatenation_s8(const nn_concatenation_params *params, const int8_t *const *inputs,
+                              int8_t *output);
+
+/* ---- MEAN ------------------------------------------------------------------
+ * Over adjacent axes: input viewed as [outer, reduced, inner], output
+ * [outer, inner]: out = requantize(sum of (input - input zero point))
+ * + output zero point, the multiplier being input_scale / output_scale
+ * divided by the reduced count.
+ */
+typedef struct {
+    int32_t outer, reduced, inner;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift; /* Q31 (may be below 2^30) and a power of two */
+} nn_mean_params;
+
+nn_status nn_mean_s8(const nn_mean_params *params, const int8_t *input, int8_t *output);
+
+/* ---- LOGISTIC --------------------------------------------------------------
+ * Output scale 1/256, zero point -128. The input, minus its zero point, is
+ * rescaled to a Q4.27 argument; beyond input_range_radius the output
+ * saturates.
+ */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t input_range_radius;
+    int32_t input_multiplier; /* Q31 */
+    int32_t input_left_shift;
+} nn_logistic_params;
+
+nn_status nn_logistic_s8(const nn_logistic_params *params, const int8_t *input, int8_t *output);
+
+#endif /* NN_KERNELS_H */
