@@ -3,7 +3,8 @@
 
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
-APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm gcc
+# chromium: the report test opens the HTML report in a headless browser.
+APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm gcc chromium
 
 .PHONY: demo test setup system-packages
 

@@ -1,21 +1,27 @@
 """Build and upload firmware through PlatformIO, and read sizes from the ELF.
 
-Each variant (generated model x kernel) gets its own PlatformIO build
-directory, so SCons' content signatures decide what to rebuild: re-running an
-identical sweep compiles nothing.
+Each firmware (generated model x kernel x board environment) gets its own
+PlatformIO build directory, named by the caller's hash of everything it is
+built from: a firmware built there before is used as it is, and SCons'
+content signatures keep any rebuild small. Builds of different firmware can
+run in parallel. Boards on PlatformIO's official platforms need those
+platforms installed; when one is missing and cannot be downloaded, the
+error says so in one line instead of after PlatformIO's minute of retries.
 """
 from __future__ import annotations
 
-import os
 import re
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from harness.toolchain import ToolchainError, pio_command, pio_env
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+REGISTRY = ("api.registry.platformio.org", 443)
 
 
 class BuildError(RuntimeError):
@@ -28,6 +34,7 @@ class Firmware:
     elf: Path
     build_dir: Path      # PLATFORMIO_BUILD_DIR; PlatformIO writes to build_dir/env
     model_dir: Path
+    build_id: str        # the board reports it in its handshake
     rebuilt: bool
     seconds: float
     sections: dict[str, int]  # section name -> bytes, from the ELF
@@ -38,23 +45,49 @@ class Firmware:
 
     @property
     def static_ram_bytes(self) -> int:
-        return self.sections.get(".data", 0) + self.sections.get(".bss", 0)
+        return sum(size for name, size in self.sections.items() if _in_static_ram(name))
 
 
-def _env(model_dir: Path, build_dir: Path) -> dict:
-    env = pio_env()
-    env["HARNESS_MODEL_DIR"] = str(model_dir)
-    env["PLATFORMIO_BUILD_DIR"] = str(build_dir)
-    return env
+def build_firmware(env: str, model_dir: Path, build_dir: Path, build_id: str) -> Firmware:
+    """Build env with the model in model_dir; build_dir must be named by a hash of everything the firmware is
+    built from, because a firmware built there before is taken as it is, without starting PlatformIO."""
+    elf = build_dir / env / "firmware.elf"
+    done = build_dir / env / "built"  # written last: a killed build leaves none
+    started = time.perf_counter()
+    rebuilt = not (done.exists() and done.read_text() == build_id and elf.exists())
+    if rebuilt:
+        require_platform(env)
+        done.unlink(missing_ok=True)
+        _run_pio(["run", "-e", env], _variables(model_dir, build_dir, build_id), build_dir / env / "build.log",
+                 f"PlatformIO build of '{env}'")
+        if not elf.exists():
+            raise BuildError(f"PlatformIO build of '{env}' produced no {elf}")
+        done.write_text(build_id)
+    return Firmware(env=env, elf=elf, build_dir=build_dir, model_dir=model_dir, build_id=build_id, rebuilt=rebuilt,
+                    seconds=time.perf_counter() - started, sections=elf_sections(elf))
 
 
-def _run_pio(args: list[str], model_dir: Path, build_dir: Path, log: Path, what: str) -> None:
+def upload_firmware(firmware: Firmware, port: str, extra_variables: dict[str, str] | None = None) -> Path:
+    """Flash through PlatformIO's upload target; returns the pid file of an emulated board's process."""
+    variables = {**_variables(firmware.model_dir, firmware.build_dir, firmware.build_id), **(extra_variables or {})}
+    _run_pio(["run", "-e", firmware.env, "-t", "upload", "--upload-port", port], variables,
+             firmware.build_dir / firmware.env / "upload.log", f"upload of '{firmware.env}' to {port}")
+    return firmware.build_dir / firmware.env / "board.pid"
+
+
+def _variables(model_dir: Path, build_dir: Path, build_id: str) -> dict[str, str]:
+    """What platformio.ini's scripts read: the model to build in, where to build, the id to stamp."""
+    return {"HARNESS_MODEL_DIR": str(model_dir), "PLATFORMIO_BUILD_DIR": str(build_dir),
+            "HARNESS_BUILD_ID": build_id}
+
+
+def _run_pio(args: list[str], variables: dict[str, str], log: Path, what: str) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         proc = subprocess.run(pio_command() + args + ["-d", str(PROJECT_DIR)], stdout=out, stderr=subprocess.STDOUT,
-                              env=_env(model_dir, build_dir), stdin=subprocess.DEVNULL)
+                              env={**pio_env(), **variables}, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise BuildError(f"{what} failed: {_first_error(log)} (log: {log})")
+        raise BuildError(_missing_package(log) or f"{what} failed: {_first_error(log)} (log: {log})")
 
 
 def _first_error(log: Path) -> str:
@@ -66,25 +99,72 @@ def _first_error(log: Path) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
-def build_firmware(env: str, model_dir: Path, build_dir: Path) -> Firmware:
-    elf = build_dir / env / "firmware.elf"
-    before = elf.stat().st_mtime_ns if elf.exists() else None
-    started = time.perf_counter()
-    _run_pio(["run", "-e", env], model_dir, build_dir, build_dir / env / "build.log", f"PlatformIO build of '{env}'")
-    if not elf.exists():
-        raise BuildError(f"PlatformIO build of '{env}' produced no {elf}")
-    return Firmware(env=env, elf=elf, build_dir=build_dir, model_dir=model_dir,
-                    rebuilt=before != elf.stat().st_mtime_ns, seconds=time.perf_counter() - started,
-                    sections=elf_sections(elf))
+# --- PlatformIO platforms ------------------------------------------------------------------------
+
+def env_option(env: str, option: str, default=None):
+    """An option of an environment in platformio.ini, as PlatformIO resolves it (with [env] and ${...})."""
+    return _project_config().get(f"env:{env}", option, default)
 
 
-def upload_firmware(firmware: Firmware, port: str) -> Path:
-    """Flash through PlatformIO's upload target; returns the pid file of an emulated board's process."""
-    _run_pio(["run", "-e", firmware.env, "-t", "upload", "--upload-port", port],
-             firmware.model_dir, firmware.build_dir, firmware.build_dir / firmware.env / "upload.log",
-             f"upload of '{firmware.env}' to {port}")
-    return firmware.build_dir / firmware.env / "board.pid"
+@lru_cache(maxsize=1)
+def _project_config():
+    from platformio.project.config import ProjectConfig
 
+    return ProjectConfig(str(PROJECT_DIR / "platformio.ini"))
+
+
+@lru_cache(maxsize=1)
+def _platforms_dir() -> str:
+    from platformio import fs
+
+    with fs.cd(str(PROJECT_DIR)):  # PlatformIO resolves relative paths in platformio.ini from the cwd
+        return _project_config().get("platformio", "platforms_dir")
+
+
+def require_platform(env: str) -> None:
+    """Fail in one line when env's platform is missing here and PlatformIO's registry is out of reach."""
+    spec = env_option(env, "platform")
+    if spec.startswith(("symlink://", "file://")) or _platform_installed(spec):
+        return
+    try:
+        socket.create_connection(REGISTRY, timeout=3).close()
+    except OSError:
+        raise BuildError(_missing_message(spec.split("@")[0], env)) from None
+
+
+def _platform_installed(spec: str) -> bool:
+    from platformio.package.manager.platform import PlatformPackageManager
+
+    return PlatformPackageManager(_platforms_dir()).get_package(spec) is not None
+
+
+def _missing_message(package: str, env: str) -> str:
+    return (f"PlatformIO platform '{package}' is not installed and cannot be downloaded here: run "
+            f"`pio pkg install -p {package}` (or `pio pkg install -e {env}` for its toolchain too) in this project "
+            f"on a machine with internet, then copy its .pio/core here")
+
+
+_INSTALLING = re.compile(r"(Platform|Tool|Library) Manager: Installing (\S+)")
+_DOWNLOAD_FAILED = ("HTTPClientError", "InternetConnectionError", "UnknownPackageError", "Could not find the package",
+                    "UnknownPlatform")
+
+
+def _missing_package(log: Path) -> str | None:
+    """PlatformIO's failure to install a package, told in one line; None if the log shows another failure."""
+    text = log.read_text(errors="replace")
+    installing = _INSTALLING.findall(text)
+    if not installing or not any(marker in text for marker in _DOWNLOAD_FAILED):
+        return None
+    kind, package = installing[-1]
+    env = re.search(r"Processing (\S+)", text)
+    if kind == "Platform":
+        return _missing_message(package, env.group(1) if env else "ENV")
+    return (f"PlatformIO {kind.lower()} package '{package}' is not installed and cannot be downloaded here: run "
+            f"`pio pkg install -e {env.group(1) if env else 'ENV'}` in this project on a machine with internet, "
+            f"then copy its .pio/core here (log: {log})")
+
+
+# --- sizes ---------------------------------------------------------------------------------------
 
 def elf_sections(elf: Path) -> dict[str, int]:
     """Allocated section sizes (`size -A`), from the ARM toolchain's size tool when the ELF is ARM."""
@@ -108,9 +188,17 @@ def _is_arm(elf: Path) -> bool:
     return header[18:20] == b"\x28\x00"  # e_machine EM_ARM, little-endian
 
 
-_FLASH_SECTIONS = (".text", ".rodata", ".data", ".isr_vector", ".vectors", ".ARM.exidx", ".init_array", ".fini_array")
+# ESP32 names its sections by memory: code and constants run from flash
+# (.flash.*) or are copied to IRAM/DRAM at boot (.iram0.*, .dram0.data).
+_FLASH_SECTIONS = (".text", ".rodata", ".data", ".isr_vector", ".vectors", ".ARM.exidx", ".init_array", ".fini_array",
+                   ".dram0.data")
+_STATIC_RAM_SECTIONS = (".data", ".bss", ".dram0.data", ".dram0.bss")
 
 
 def _in_flash(section: str) -> bool:
     # .data lives in RAM but its initial values are stored in flash.
-    return section in _FLASH_SECTIONS or section.startswith((".text.", ".rodata."))
+    return section in _FLASH_SECTIONS or section.startswith((".text.", ".rodata.", ".flash.", ".iram0."))
+
+
+def _in_static_ram(section: str) -> bool:
+    return section in _STATIC_RAM_SECTIONS

@@ -28,17 +28,100 @@ def _csv(kind):
 
 def _sweep(args) -> int:
     from harness.config import load_config
-    from harness.sweep import run_sweep
 
     config = load_config(args.config, targets=args.targets, kernels=args.kernels, boards=args.boards,
                          model=args.model, data=args.data)
-    if args.port:
-        from dataclasses import replace
-        config = replace(config, device=replace(config.device, port=args.port))
-    started = time.perf_counter()
-    run_dir = run_sweep(config, Path(args.results))
-    print(f"done in {time.perf_counter() - started:.0f} s: results in {run_dir}")
+    _run(config, args)
     return 0
+
+
+def _run(config, args, **bench):
+    """Run a sweep with the bench options of the command line; returns its run directory."""
+    from dataclasses import replace
+
+    from harness.device.faults import FaultPlan
+    from harness.sweep import BenchOptions, run_sweep
+
+    if args.port:
+        config = replace(config, device=replace(config.device, port=args.port))
+    faults = FaultPlan.parse(args.inject_faults) if args.inject_faults else None
+    options = BenchOptions(parallel=args.parallel, faults=faults, fresh=args.fresh, **bench)
+    started = time.perf_counter()
+    run_dir = run_sweep(config, Path(args.results), bench=options)
+    print(f"done in {time.perf_counter() - started:.0f} s: results in {run_dir}")
+    return run_dir
+
+
+def _measure(args) -> int:
+    from dataclasses import replace
+
+    from harness.config import load_config
+    from harness.results import load_results
+
+    config = load_config(args.config, targets=(args.target,), kernels=(args.kernel,), boards=(args.board,),
+                         model=args.model, data=args.data)
+    run_dir = _run(replace(config, name=f"measure-{args.board}"), args)
+    row = load_results(run_dir / "results.csv").iloc[0]
+    print(f"{row.board}: {row.kernel} at sparsity {row.achieved_sparsity:.3f}: median {row.latency_median:.0f} "
+          f"{row.latency_unit} ({row.timing_source}), flash {row.flash_total} B, static RAM {row.sram_static} B, "
+          f"stack {row.stack_used} B, accuracy on the board {row.accuracy_device:.3f}")
+    return 0
+
+
+def _rerun(args) -> int:
+    import json
+
+    from harness.config import DeviceConfig, PruneConfig, SweepConfig
+    from harness.results import load_results
+
+    run_dir = Path(args.run_dir)
+    try:
+        values = json.loads((run_dir / "manifest.json").read_text())["config"]
+    except (OSError, ValueError, KeyError) as err:
+        raise KeyError(f"{run_dir} is no run folder with a manifest.json ({err})") from None
+    config = SweepConfig(**{**values, "prune": PruneConfig(**values["prune"]), "device": DeviceConfig(**values["device"])})
+    points = set(args.point or ())
+    if args.failed:
+        frame = load_results(run_dir / "results.csv")
+        points |= {number for number, status in enumerate(frame.status, start=1) if status != "ok"}
+    if not points:
+        raise KeyError("name the points to measure again: --point N (its row in results.csv, from 1) or --failed")
+    args.results = str(run_dir.parent)
+    _run(config, args, run_dir=run_dir, remeasure=frozenset(points))
+    return 0
+
+
+def _report(args) -> int:
+    from harness.report import build_report, write_report
+
+    run_dirs = [Path(p) for p in args.run_dirs]
+    report = build_report(run_dirs, args.accuracy_floor)
+    if not report.runs:
+        print("error: nothing to report: " + "; ".join(report.notes), file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else _report_dir(run_dirs)
+    files = write_report(report, out)
+    for note in report.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"report: {files.html} ({len(report.plots)} plots as PNG and SVG beside it), summary: {files.markdown}")
+    if not report.plots:
+        print("error: nothing could be drawn (see the warnings); the report lists why", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _report_dir(run_dirs: list[Path]) -> Path:
+    """One run's report goes into its directory; a comparison gets a directory of its own beside the first run."""
+    if len(run_dirs) == 1:
+        return run_dirs[0]
+    return run_dirs[0].parent / f"report-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1], e.g. 0.95 for 95 %")
+    return value
 
 
 def _hello(args) -> int:
@@ -46,7 +129,7 @@ def _hello(args) -> int:
     from harness.device.link import SerialLink
 
     log = Path(args.log)
-    with SerialLink(args.port, log) as link:
+    with SerialLink(args.port, log, args.baud) as link:
         hello = BoardClient(link, args.timeout).hello()
     print(" ".join(f"{k}={v}" for k, v in hello.__dict__.items()))
     return 0
@@ -56,8 +139,47 @@ def _boards(args) -> int:
     from harness.device.boards import BOARDS
 
     for board in BOARDS.values():
-        print(f"{board.name:12s} {board.core:10s} {board.transport}")
+        print(f"{board.name:14s} {board.core:14s} {board.transport:9s} {' '.join(board.usb)}")
     return 0
+
+
+def _ports(args) -> int:
+    from harness.device.ports import describe, find_ports
+
+    ports = find_ports()
+    for port, boards in ports:
+        print(describe(port, boards))
+    if not ports:
+        print("no serial ports found")
+    return 0
+
+
+def _monitor(args) -> int:
+    from harness.device.link import SerialLink
+    from harness.device.monitor import monitor
+
+    with SerialLink(args.port, Path(args.log), args.baud) as link:
+        monitor(link, args.seconds, say_hello=args.hello)
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _add_bench_options(parser) -> None:
+    parser.add_argument("--port", help="serial port or URL (emulated boards: a TCP port number); "
+                        "several real boards: name=port,name=port")
+    parser.add_argument("--parallel", type=_positive, default=1, help="instances of each emulated board measuring "
+                        "at once")
+    parser.add_argument("--fresh", action="store_true", help="measure again what the results cache already holds")
+    parser.add_argument("--inject-faults", default="", metavar="PLAN", help="for testing: a proxy in front of each "
+                        "emulated board drops, duplicates, corrupts and delays bytes and resets the board, e.g. "
+                        "rate=0.05,reset=0.005,delay=5,seed=1")
+    parser.add_argument("--results", default=str(PROJECT_DIR / "results"), help="where run folders go")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,16 +193,54 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--targets", type=_csv(float), help="sparsity targets, e.g. 0,0.5,0.9")
     sweep.add_argument("--kernels", type=_csv(str), help="kernels, e.g. dense,csr")
     sweep.add_argument("--boards", type=_csv(str), help="boards, e.g. mps2_an386,host")
-    sweep.add_argument("--port", help="serial port or URL (emulated boards: a TCP port number)")
-    sweep.add_argument("--results", default=str(PROJECT_DIR / "results"), help="where run folders go")
+    _add_bench_options(sweep)
     sweep.set_defaults(run=_sweep)
+
+    measure = commands.add_parser("measure", help="measure one model on one board")
+    measure.add_argument("--board", required=True, help="a board from `harness boards`")
+    measure.add_argument("--model", help="reference model name, a .keras file, or an int8 .tflite (no pruning)")
+    measure.add_argument("--data", help=".npz with x_train, y_train, x_test, y_test (for --model files)")
+    measure.add_argument("--kernel", default="csr", help="dense or csr")
+    measure.add_argument("--target", type=float, default=0.0, help="sparsity to prune to (not for a .tflite)")
+    measure.add_argument("--config", help="sweep TOML file for the other settings")
+    _add_bench_options(measure)
+    measure.set_defaults(run=_measure)
+
+    rerun = commands.add_parser("rerun", help="measure points of a finished run again, in place")
+    rerun.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (results/<run>/)")
+    rerun.add_argument("--point", type=int, action="append", help="a point's row in results.csv, from 1 (repeatable)")
+    rerun.add_argument("--failed", action="store_true", help="every point that did not end ok")
+    _add_bench_options(rerun)
+    rerun.set_defaults(run=_rerun)
+
+    report = commands.add_parser("report", help="plots, an HTML page and a Markdown summary of one or more runs")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (results/<run>/)")
+    report.add_argument("--out", help="where the report goes (default: the run directory; for several runs, a "
+                        "new report-<time> directory beside the first)")
+    report.add_argument("--accuracy-floor", type=_fraction, help="accuracy on the device that counts as good enough, "
+                        "as a fraction, for the flash saved in the key figures (default: the dense model's less "
+                        "1 point)")
+    report.set_defaults(run=_report)
 
     boards = commands.add_parser("boards", help="list the boards the harness knows")
     boards.set_defaults(run=_boards)
 
+    ports = commands.add_parser("ports", help="list attached serial ports and the boards they look like")
+    ports.set_defaults(run=_ports)
+
+    monitor = commands.add_parser("monitor", help="show what a board sends (frames decoded, other bytes as text)")
+    monitor.add_argument("--port", required=True, help="serial device or pyserial URL")
+    monitor.add_argument("--baud", type=int, default=115200, help="baud rate (the board's monitor_speed)")
+    monitor.add_argument("--seconds", type=float, default=0, help="stop after this long (default: at Ctrl-C)")
+    monitor.add_argument("--hello", action="store_true", help="send a hello first (the benchmark firmware "
+                         "speaks only when spoken to)")
+    monitor.add_argument("--log", default="serial.log", help="file that records every byte received")
+    monitor.set_defaults(run=_monitor)
+
     hello = commands.add_parser("hello", help="ask a running board who it is (is it alive, which firmware?)")
     hello.add_argument("--port", required=True, help="serial device or pyserial URL, e.g. socket://127.0.0.1:4444")
-    hello.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    hello.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each attempt at an answer")
+    hello.add_argument("--baud", type=int, default=115200, help="baud rate (the board's monitor_speed)")
     hello.add_argument("--log", default="serial.log", help="file that records every byte exchanged")
     hello.set_defaults(run=_hello)
 

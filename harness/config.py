@@ -21,9 +21,17 @@ KERNELS = ("dense", "csr")
 
 @dataclass(frozen=True)
 class PruneConfig:
-    method: str = "magnitude"
+    # "criterion/schedule[/pattern]", see harness/prune/method.py; several methods are compared in one sweep
+    methods: tuple[str, ...] = ("global-magnitude/gradual",)
     dense_epochs: int = 40
-    finetune_epochs: int = 10
+    finetune_epochs: int = 30     # per target (one-shot, gradual, iterative); per round (lottery ticket)
+    round_fraction: float = 0.2   # iterative, lottery ticket: share of the remaining weights pruned per round
+    round_epochs: int = 2         # iterative: fine-tuning after a round that reaches no target
+    rewind_epoch: int = 0         # lottery ticket: survivors rewind to their weights after this many dense epochs
+    saliency_batches: int = 16    # taylor: training batches whose |w * dL/dw| is summed
+    skip: tuple[str, ...] = ()    # layers kept dense, e.g. ["conv1", "fc2"]
+    layer_targets: dict = field(default_factory=dict)  # layer -> its own sparsity at every point, e.g. {fc1 = 0.95}
+    min_weights: int = 1          # weights every pruned layer keeps at least
     batch_size: int = 32
     learning_rate: float = 2e-3
 
@@ -74,7 +82,7 @@ def load_config(path: str | Path | None, **overrides) -> SweepConfig:
             raise ConfigError(f"{path}: not valid TOML: {err}") from None
     for table in tables:
         if table not in _TABLES:
-            raise ConfigError(f"{where}: unknown table [{table}]{_did_you_mean(table, _TABLES)}")
+            raise ConfigError(f"{where}: unknown table [{table}]{did_you_mean(table, _TABLES)}")
     sections = {name: _build(cls, tables.get(name, {}), f"{where} [{name}]") for name, cls in _TABLES.items()}
     sweep_values = dataclasses.asdict(sections["sweep"])
     sweep_values.update({k: v for k, v in overrides.items() if v is not None})
@@ -89,7 +97,7 @@ def _build(cls, values: dict, where: str):
     known = {f.name: f for f in dataclasses.fields(cls) if f.name not in _TABLES}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown key '{key}'{_did_you_mean(key, known)}")
+            raise ConfigError(f"{where}: unknown key '{key}'{did_you_mean(key, known)}")
         expected = type(getattr(cls(), key))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -102,7 +110,7 @@ def _build(cls, values: dict, where: str):
 
 def _normalize(values: dict) -> dict:
     out = dict(values)
-    for key in ("targets", "kernels", "boards"):
+    for key in ("targets", "kernels", "boards", "methods", "skip"):
         if key in out and isinstance(out[key], (list, tuple)):
             out[key] = tuple(float(v) if key == "targets" else str(v) for v in out[key])
     return out
@@ -120,16 +128,45 @@ def _validate(config: SweepConfig, where: str) -> None:
         raise ConfigError(f"{where}: 'targets' repeats a value: {list(config.targets)}")
     for kernel in config.kernels:
         if kernel not in KERNELS:
-            raise ConfigError(f"{where}: unknown kernel '{kernel}'{_did_you_mean(kernel, KERNELS)}; known: {', '.join(KERNELS)}")
+            raise ConfigError(f"{where}: unknown kernel '{kernel}'{did_you_mean(kernel, KERNELS)}; known: {', '.join(KERNELS)}")
     for board in config.boards:
         if board not in BOARDS:
-            raise ConfigError(f"unknown board '{board}'{_did_you_mean(board, BOARDS)}; known: {', '.join(BOARDS)}")
+            raise ConfigError(f"unknown board '{board}'{did_you_mean(board, BOARDS)}; known: {', '.join(BOARDS)}")
     if config.device.runs < 1:
         raise ConfigError(f"{where} [device]: 'runs' must be at least 1")
-    if config.prune.method != "magnitude":
-        raise ConfigError(f"{where} [prune]: method '{config.prune.method}' is not available; known: magnitude")
+    _validate_prune(config.prune, f"{where} [prune]")
 
 
-def _did_you_mean(word: str, choices) -> str:
+def _validate_prune(prune: PruneConfig, where: str) -> None:
+    from harness.prune.method import MethodError, parse_method
+
+    if not prune.methods:
+        raise ConfigError(f"{where}: 'methods' is empty")
+    for text in prune.methods:
+        try:
+            parse_method(text)
+        except MethodError as err:
+            raise ConfigError(f"{where}: 'methods': {err}") from None
+    if len(set(prune.methods)) != len(prune.methods):
+        raise ConfigError(f"{where}: 'methods' repeats a method: {list(prune.methods)}")
+    for key in ("dense_epochs", "finetune_epochs", "round_epochs", "rewind_epoch"):
+        if getattr(prune, key) < 0:
+            raise ConfigError(f"{where}: '{key}' must be at least 0")
+    for key in ("saliency_batches", "min_weights", "batch_size"):
+        if getattr(prune, key) < 1:
+            raise ConfigError(f"{where}: '{key}' must be at least 1")
+    if prune.rewind_epoch > prune.dense_epochs:
+        raise ConfigError(f"{where}: 'rewind_epoch' {prune.rewind_epoch} is after the last dense epoch "
+                          f"({prune.dense_epochs})")
+    if not 0.0 < prune.round_fraction < 1.0:
+        raise ConfigError(f"{where}: 'round_fraction' {prune.round_fraction} is outside (0, 1)")
+    if not prune.learning_rate > 0:
+        raise ConfigError(f"{where}: 'learning_rate' must be positive")
+    for layer, target in prune.layer_targets.items():
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 <= target < 1.0:
+            raise ConfigError(f"{where}: 'layer_targets': target {target!r} of layer '{layer}' is outside [0, 1)")
+
+
+def did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""

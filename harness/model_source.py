@@ -51,16 +51,29 @@ def resolve_model(config: SweepConfig) -> TrainableModel | TfliteModel:
         import keras
 
         model = keras.models.load_model(path, compile=False)
-        expected = tuple(model.inputs[0].shape[1:])
-        if data.x_train.shape[1:] != expected:
-            raise ConfigError(f"data set {config.data}: samples of shape {data.x_train.shape[1:]} do not fit "
-                              f"model {path}, whose input is {expected}")
+        check_data_fits(model, data, f"data set {config.data}", f"model {path}")
         return model
 
     import hashlib
     digest = hashlib.sha256(path.read_bytes() + Path(config.data).read_bytes()).hexdigest()
     spec = ReferenceModel(name=path.stem, description=str(path), build=load_keras, load_data=lambda: data)
     return TrainableModel(spec, digest=digest)
+
+
+def check_data_fits(model, data: Dataset, data_name: str, model_name: str) -> None:
+    """Samples of the model's input shape, labels among its outputs (classes 0..outputs-1)."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ConfigError(f"{model_name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+                          "one of each is supported")
+    expected = tuple(model.inputs[0].shape[1:])
+    if data.x_train.shape[1:] != expected:
+        raise ConfigError(f"{data_name}: samples of shape {data.x_train.shape[1:]} do not fit "
+                          f"{model_name}, whose input is {expected}")
+    classes = model.outputs[0].shape[-1]
+    for split, labels in (("y_train", data.y_train), ("y_test", data.y_test)):
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise ConfigError(f"{data_name}: {split} holds labels {labels.min()}..{labels.max()}, but {model_name} "
+                              f"has {classes} outputs (classes 0..{classes - 1})")
 
 
 def load_npz(path: Path) -> Dataset:
@@ -75,6 +88,9 @@ def load_npz(path: Path) -> Dataset:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(x) != len(y):
             raise ConfigError(f"data set {path}: x_{split} has {len(x)} samples but y_{split} has {len(y)}")
+        if y.ndim != 1 or not np.array_equal(y, np.round(y)):
+            raise ConfigError(f"data set {path}: y_{split} must hold one class number per sample, shape (n,); "
+                              f"got shape {y.shape}" + ("" if y.ndim != 1 else " with fractional values"))
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise ConfigError(f"data set {path}: x_train samples {arrays['x_train'].shape[1:]} and "
                           f"x_test samples {arrays['x_test'].shape[1:]} differ in shape")

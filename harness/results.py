@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,10 @@ class ResultRow:
     kernel: str
     board: str
     core: str
-    achieved_sparsity: float = float("nan")   # zero fraction of the int8 weights of pruned layers
+    prune_method: str = ""                     # "criterion/schedule[/pattern]", e.g. "magnitude/gradual"
+    achieved_sparsity: float = float("nan")   # on the int8 weights: zero (or filter-pruned away) share of the
+                                               # unpruned model's weights in prunable layers
+    layer_sparsity: str = ""                   # JSON: layer -> {"target", "achieved", "weights"}, achieved on int8
     # latency
     latency_median: float = float("nan")
     latency_min: float = float("nan")
@@ -91,15 +93,4 @@ class ResultsWriter:
 
 
 def load_results(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, keep_default_na=False, na_values=["nan"])
-    return frame
-
-
-def layer_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-layer latencies as a tidy table: one row per (point, layer)."""
-    records = []
-    for _, row in frame[frame.status == "ok"].iterrows():
-        for index, value in enumerate(json.loads(row.layer_latency or "[]")):
-            records.append({"model": row.model, "target_sparsity": row.target_sparsity, "kernel": row.kernel,
-                            "board": row.board, "layer": index, "latency": value, "latency_unit": row.latency_unit})
-    return pd.DataFrame.from_records(records)
+    return pd.read_csv(path, keep_default_na=False, na_values=["nan"])

@@ -9,25 +9,35 @@ before any board is touched.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
+from importlib.metadata import version
+from itertools import product
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from harness.build import PROJECT_DIR, Firmware, build_firmware
+from harness.build import PROJECT_DIR, BuildError, Firmware, build_firmware, require_platform
 from harness.config import SweepConfig
 from harness.device.boards import Board, get_board
-from harness.device.link import DeviceError
-from harness.device.session import board_session, check_port
+from harness.device.client import BoardClient, BoardReset, WrongFirmware
+from harness.device.faults import FaultInjector, FaultPlan
+from harness.device.link import DeviceError, Interrupted, LinkLost, SerialTimeout
+from harness.device.session import board_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
+from harness.pointstore import PointStore, mark_finished, open_run
 from harness.results import ResultRow, ResultsWriter
+from harness.runlog import Progress as ProgressBar
+from harness.runlog import RunLog
+from harness.runner import BoardUnit, Job, board_units, run_jobs
 from harness.toolchain import ensure_platformio_offline, require_tool
 
 CACHE_DIR = PROJECT_DIR / ".cache"
@@ -38,7 +48,12 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class ModelPoint:
     """One pruned, int8-quantized model and what the host knows about it."""
+    method: str                    # pruning method, e.g. "magnitude/gradual"; "none" for a given .tflite
     target: float
+    achieved_sparsity: float       # on the int8 weights: zero or removed share of the pruned layers' weights
+    layer_sparsity: dict           # layer -> {"target", "achieved", "weights"}, achieved on the int8 weights
+    train_epochs: int              # training spent reaching this point from the previous one on the path
+    train_seconds: float           # (the first point's includes the dense training)
     tflite_path: Path
     float_accuracy: float
     int8_accuracy: float           # TFLite Micro's interpreter on the host
@@ -47,49 +62,53 @@ class ModelPoint:
     reference_path: Path           # TFLite Micro's outputs for those inputs
 
 
-def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = print) -> Path:
-    """Run a whole sweep and return its run directory."""
-    boards = [get_board(name) for name in config.boards]
+@dataclass(frozen=True)
+class BenchOptions:
+    """How a sweep uses the bench (none of it changes a result)."""
+    parallel: int = 1              # instances of each emulated board measuring at once
+    faults: FaultPlan | None = None  # for testing: a fault-injecting proxy in front of every emulated board
+    fresh: bool = False            # measure again what the results cache holds
+    run_dir: Path | None = None    # re-run points of this run instead of starting or resuming one
+    remeasure: frozenset[int] = frozenset()  # with run_dir: point numbers (1-based) to measure again
+
+
+def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = print,
+              bench: BenchOptions = BenchOptions()) -> Path:
+    """Run a whole sweep, or resume it if an earlier run of the same sweep was cut short; return its run directory.
+
+    A board named twice in config.boards is measured on by two instances, not twice.
+    """
+    boards = [get_board(name) for name in dict.fromkeys(config.boards)]
     source = resolve_model(config)
     for board in boards:
         for tool, package in board.needs:
             require_tool(tool, package)
-        if config.device.port:
-            check_port(board, config.device.port)
+        require_platform(board.name)
+    units = board_units([get_board(name) for name in config.boards], config.device.port, bench.parallel)
     ensure_platformio_offline(PROJECT_DIR)
 
-    run_id = f"{config.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir = results_root / run_id
-    run_dir.mkdir(parents=True)
+    run_dir, resumed = (bench.run_dir, True) if bench.run_dir else open_run(results_root, config.name,
+                                                                             _sweep_key(config))
+    run_id = run_dir.name
     versions = toolchain_versions(boards)
     sha = harness_git_sha()
-    _write_manifest(run_dir, config, run_id, versions, sha)
-    progress(f"run {run_id}: {len(config.targets)} sparsity targets x {len(config.kernels)} kernels x "
-             f"{len(boards)} boards -> {run_dir}")
+    if not resumed:
+        _write_manifest(run_dir, config, run_id, versions, sha)
+    progress(f"run {run_id}{' (resumed)' if resumed else ''}: {len(config.prune.methods)} pruning methods x {len(config.targets)} sparsity targets x "
+             f"{len(config.kernels)} kernels x {len(boards)} boards -> {run_dir}")
 
     points = prepare_models(config, source, progress)
     # Compile every variant before touching a board: an op the compiler lacks fails the sweep here.
     variants = [(point, kernel, compile_point(point, kernel)) for point in points for kernel in config.kernels]
     progress(f"compiled {len(variants)} variants")
-    writer = ResultsWriter(run_dir)
     total = len(variants) * len(boards)
-    failures = []
-    for number, ((point, kernel, compiled), board) in enumerate(
-            ((variant, board) for variant in variants for board in boards), start=1):
-        label = f"[{number}/{total}] sparsity {point.target:.2f} {kernel} on {board.name}"
-        row = ResultRow(run_id=run_id, model=config.model, target_sparsity=point.target, kernel=kernel,
-                        board=board.name, core=board.core, harness_sha=sha, versions=json.dumps(versions),
-                        accuracy_float=point.float_accuracy, accuracy_int8_host=point.int8_accuracy)
-        _record_compiled(row, compiled)
-        measure_point(row, point, compiled, board, config, run_dir, label, progress)
-        writer.append(row)
-        if row.status != "ok":
-            failures.append(f"{label}: {row.failed_stage}: {row.error}")
+    failures = measure_points(config, variants, boards, units, run_dir, versions, sha, bench, progress)
+    mark_finished(run_dir)
+    writer = ResultsWriter(run_dir)
     frame = writer.finish()
 
-    from harness.report import write_plots
-    for path in write_plots(frame, run_dir):
-        progress(f"plot: {path}")
+    from harness.report import report_runs
+    progress(f"report: {report_runs([run_dir], run_dir).html}")
     progress(f"results: {writer.csv_path} and {writer.parquet_path} ({len(frame)} rows)")
     if failures:
         raise SweepFailed(len(failures), total, failures[0], run_dir)
@@ -104,14 +123,24 @@ class SweepFailed(RuntimeError):
 # --- stage: prune + quantize ---------------------------------------------------------------------
 
 def prepare_models(config: SweepConfig, source: TrainableModel | TfliteModel, progress: Progress) -> list[ModelPoint]:
-    """Train and prune the model along one path, convert each snapshot to int8; cached by content."""
+    """Per pruning method: train and prune along one path, convert each snapshot to int8; cached by content.
+
+    Each method has its own cache entry, so adding a method to a sweep retrains only that method.
+    """
+    # A cache entry written for another ModelPoint record would not load: the record is part of the key.
+    record = ",".join(f.name for f in fields(ModelPoint))
     if isinstance(source, TfliteModel):
-        key = _hash(source.path.read_bytes().hex(), source.data.source)
+        key = _hash(source.path.read_bytes().hex(), source.data.source, record)
         return _cached_points(key, lambda out: _import_tflite(source, out, progress), progress)
-    key = _hash(json.dumps({"model": source.digest, "seed": config.seed, "prune": config.to_dict()["prune"],
-                            "targets": sorted(config.targets)}),
-                _source_digest(["harness/prune", "harness/quantize.py", "models"]))
-    return _cached_points(key, lambda out: _prune_and_convert(source, config, out, progress), progress)
+    code = _source_digest(["harness/prune", "harness/quantize.py", "models"]) + record
+    prune = {k: v for k, v in config.to_dict()["prune"].items() if k != "methods"}
+    points = []
+    for method in config.prune.methods:
+        key = _hash(json.dumps({"model": source.digest, "seed": config.seed, "prune": prune, "method": method,
+                                "targets": sorted(config.targets)}), code)
+        points += _cached_points(key, lambda out, m=method: _prune_and_convert(source, config, m, out, progress),
+                                 progress)
+    return points
 
 
 def _cached_points(key: str, make: Callable[[Path], list[ModelPoint]], progress: Progress) -> list[ModelPoint]:
@@ -130,20 +159,25 @@ def _cached_points(key: str, make: Callable[[Path], list[ModelPoint]], progress:
     return [_point_from_json(_point_to_json(p), cache) for p in points]
 
 
-def _prune_and_convert(source: TrainableModel, config: SweepConfig, out: Path, progress: Progress) -> list[ModelPoint]:
-    progress("models: importing TensorFlow, training and pruning (the first run of a config only)")
+def _prune_and_convert(source: TrainableModel, config: SweepConfig, method_name: str, out: Path,
+                       progress: Progress) -> list[ModelPoint]:
+    progress(f"models: {method_name}: importing TensorFlow, training and pruning (the first run of a config only)")
     from harness import quantize
-    from harness.prune import prune_sweep
+    from harness.prune import export_model, int8_layer_sparsity, parse_method, prune_sweep, total_sparsity
 
     data = source.spec.load_data()
     model = source.spec.build(config.seed)
-    snapshots = prune_sweep(model, data, config.targets, config.prune, config.seed, progress)
+    method = parse_method(method_name)
     points = []
-    for snapshot in snapshots:
-        model.set_weights(snapshot.weights)
-        tflite = quantize.to_int8_tflite(model, data.x_train)
-        points.append(_save_point(out, snapshot.target, tflite, data, snapshot.float_accuracy))
-        progress(f"sparsity {snapshot.target:.2f}: int8 accuracy on the host {points[-1].int8_accuracy:.3f}")
+    for snapshot in prune_sweep(model, data, config.targets, config.prune, method, config.seed, progress):
+        tflite = quantize.to_int8_tflite(export_model(model, snapshot), data.x_train)
+        layers = int8_layer_sparsity(tflite, snapshot)
+        points.append(ModelPoint(method=method.name, target=snapshot.target, achieved_sparsity=total_sparsity(layers),
+                                 layer_sparsity=layers, train_epochs=snapshot.epochs, train_seconds=snapshot.seconds,
+                                 float_accuracy=snapshot.float_accuracy,
+                                 **_save_point(out, f"{method.name}-sparsity-{snapshot.target:.3f}", tflite, data)))
+        progress(f"{method.name} sparsity {snapshot.target:.2f}: int8 accuracy on the host "
+                 f"{points[-1].int8_accuracy:.3f}")
     return points
 
 
@@ -153,26 +187,27 @@ def _import_tflite(source: TfliteModel, out: Path, progress: Progress) -> list[M
     tflite = source.path.read_bytes()
     sparsity = read_tflite(tflite).weight_sparsity()
     progress(f"models: {source.path} taken as it is (int8, {sparsity:.1%} of its weights are zero)")
-    return [_save_point(out, round(sparsity, 3), tflite, source.data, float("nan"))]
+    return [ModelPoint(method="none", target=round(sparsity, 3), achieved_sparsity=sparsity, layer_sparsity={},
+                       train_epochs=0, train_seconds=0.0, float_accuracy=float("nan"),
+                       **_save_point(out, f"given-sparsity-{sparsity:.3f}", tflite, source.data))]
 
 
-def _save_point(out: Path, target: float, tflite: bytes, data, float_accuracy: float) -> ModelPoint:
-    """Write one model point: the .tflite, the quantized test inputs and TFLite Micro's outputs for them."""
+def _save_point(out: Path, name: str, tflite: bytes, data) -> dict:
+    """Write one model point's files: the .tflite, the quantized test inputs and TFLite Micro's outputs for
+    them. Returns the ModelPoint fields they give: the paths and the int8 accuracy on the host."""
     from harness import quantize
 
+    name = name.replace("/", "-").replace(":", "of")  # a method name becomes part of a file name
     input_quant, _ = quantize.io_quant_params(tflite)
     inputs = input_quant.quantize(data.x_test)
-    name = f"sparsity-{target:.3f}"
-    inputs_path = out / f"{name}.inputs.npy"
-    np.save(inputs_path, inputs)
+    np.save(out / f"{name}.inputs.npy", inputs)
     np.save(out / "labels.npy", data.y_test)
     reference = quantize.run_tflite_micro(tflite, inputs)
     np.save(out / f"{name}.reference.npy", reference)
     (out / f"{name}.tflite").write_bytes(tflite)
-    return ModelPoint(target=target, tflite_path=out / f"{name}.tflite", float_accuracy=float_accuracy,
-                      int8_accuracy=float(np.mean(reference.argmax(axis=1) == data.y_test)),
-                      inputs_path=inputs_path, labels_path=out / "labels.npy",
-                      reference_path=out / f"{name}.reference.npy")
+    return {"tflite_path": out / f"{name}.tflite", "inputs_path": out / f"{name}.inputs.npy",
+            "labels_path": out / "labels.npy", "reference_path": out / f"{name}.reference.npy",
+            "int8_accuracy": float(np.mean(reference.argmax(axis=1) == data.y_test))}
 
 
 def _point_to_json(point: ModelPoint) -> dict:
@@ -196,7 +231,6 @@ def compile_point(point: ModelPoint, kernel: str):
 
 def _record_compiled(row: ResultRow, compiled) -> None:
     flash = compiled.flash
-    row.achieved_sparsity = compiled.weight_sparsity
     row.flash_weights_dense = flash["dense_weights"]
     row.flash_sparse_values = flash["sparse_values"]
     row.flash_sparse_indices = flash["sparse_indices"]
@@ -207,57 +241,167 @@ def _record_compiled(row: ResultRow, compiled) -> None:
 
 # --- stages: build + run on the board ------------------------------------------------------------
 
-def measure_point(row: ResultRow, point: ModelPoint, compiled, board: Board, config: SweepConfig,
-                  run_dir: Path, label: str, progress: Progress) -> None:
-    stage = "build"
+MAX_POINT_ATTEMPTS = 5  # sessions per point: a board that reset or dropped off is flashed and measured again
+# Code whose change invalidates firmware, or measured results, of earlier runs (the harness version).
+FIRMWARE_CODE = ["firmware/src", "firmware/boards", "firmware/platform", "firmware/build_info.py",
+                 "firmware/model_sources.py", "platformio.ini"]
+MEASURING_CODE = FIRMWARE_CODE + ["harness/device", "harness/build.py", "harness/sweep.py", "harness/results.py"]
+_RETRIED = (BoardReset, LinkLost, SerialTimeout, WrongFirmware, BuildError)  # failures a new session may cure
+
+
+def measure_points(config: SweepConfig, variants: list, boards: list[Board], units: list[BoardUnit], run_dir: Path,
+                   versions: dict, sha: str, bench: BenchOptions, progress: Progress) -> list[str]:
+    """Build and measure every (variant, board) point this run does not have yet; returns the failures.
+
+    A point measured before (by this run, or by any run through the results
+    cache) is taken as it is, unless it is to be measured again.
+    """
+    store = PointStore(run_dir, CACHE_DIR / "results")
+    log = RunLog(run_dir / "run.jsonl")
+    jobs = _points_to_measure(config, variants, boards, run_dir, versions, sha, bench, store, log)
+    reused = len(variants) * len(boards) - len(jobs)
+    progress(f"{len(jobs)} points to measure on {len(units)} boards ({', '.join(u.name for u in units)})"
+             + (f", {reused} measured before" if reused else ""))
+    log.event("measuring", points=len(jobs), reused=reused, boards=[u.name for u in units])
+    bar = ProgressBar(len(jobs), progress)
+    stop = threading.Event()
+    faults = FaultInjector(bench.faults, log.event) if bench.faults else None
+
+    def build(job: Job) -> Firmware:
+        point, compiled, firmware_dir = job.work
+        # Budget check: a model too big for the board's flash or RAM fails here, by how much, before building.
+        from harness.compiler.budget import check_fits
+        check_fits(compiled, job.board.name)
+        firmware = build_firmware(job.board.name, compiled.out_dir, firmware_dir, build_id=firmware_dir.name[:16])
+        log.event("built", point=job.index + 1, seconds=round(firmware.seconds, 2), rebuilt=firmware.rebuilt)
+        return firmware
+
+    def measure(job: Job, unit: BoardUnit, firmware: Firmware) -> ResultRow:
+        started = time.monotonic()
+        row = measure_point(job, unit, firmware, config, run_dir, log.bound(point=job.index + 1, board=unit.name),
+                            stop, faults)
+        log.event("measured", point=job.index + 1, board=unit.name, seconds=round(time.monotonic() - started, 2))
+        return row
+
+    def finish(job: Job, row: ResultRow) -> None:
+        store.save(job.index, job.key, row)
+        log.event("point_done", point=job.index + 1, key=job.key, status=row.status, error=row.error)
+        bar.point_finished(f"{job.label}: {_summary(row)}")
+
     try:
-        firmware = build_firmware(board.name, compiled.out_dir, compiled.out_dir.parent / "pio")
-        row.firmware_rebuilt = firmware.rebuilt
-        row.flash_total = firmware.flash_bytes
-        row.flash_code = firmware.flash_bytes - compiled.table_bytes
-        row.sram_static = firmware.static_ram_bytes
-        progress(f"{label}: firmware {'built' if firmware.rebuilt else 'unchanged'} in {firmware.seconds:.1f} s, "
-                 f"{firmware.flash_bytes} B flash")
-        stage = "run"
-        log = run_dir / "logs" / f"{board.name}-{row.kernel}-{point.target:.3f}.serial.log"
-        log.parent.mkdir(exist_ok=True)
-        with board_session(board, firmware, log, config.device.timeout_s, config.device.port) as client:
-            run_on_board(row, client, point, compiled, config, progress, label)
-    except (DeviceError, RuntimeError, OSError) as err:
-        row.fail(stage, err)
-        progress(f"{label}: FAILED in {stage}: {err}")
+        run_jobs(jobs, units, build, measure, finish, stop)
+    finally:
+        log.event("stopped" if stop.is_set() else "all_measured", counts=dict(log.counts))
+        log.close()
+    return [f"[{number}] {row.prune_method} sparsity {row.target_sparsity:.2f} {row.kernel} on {row.board}: "
+            f"{row.failed_stage}: {row.error}" for number, row in enumerate(store.rows(), start=1) if row.status != "ok"]
 
 
-def run_on_board(row: ResultRow, client, point: ModelPoint, compiled, config: SweepConfig,
-                 progress: Progress, label: str) -> None:
-    hello = client.hello()
-    if hello.model_id != compiled.model_id:
-        raise DeviceError(f"board runs model {hello.model_id}, expected {compiled.model_id}: wrong firmware")
+def _points_to_measure(config: SweepConfig, variants: list, boards: list[Board], run_dir: Path, versions: dict,
+                       sha: str, bench: BenchOptions, store: PointStore, log: RunLog) -> list[Job]:
+    """Every point of the sweep as a job, but those measured before, which go straight to the store."""
+    firmware_code = _source_digest(FIRMWARE_CODE)
+    measuring = _hash(version("sparse-mcu-bench"), _source_digest(MEASURING_CODE), json.dumps(versions),
+                      json.dumps({k: v for k, v in dataclasses.asdict(config.device).items()
+                                  if k not in ("port", "timeout_s")}))
+    jobs = []
+    for index, ((point, kernel, compiled), board) in enumerate(product(variants, boards)):
+        row = _configured_row(config, point, kernel, compiled, board, run_dir.name, sha, versions)
+        key = _hash(measuring, board.name, compiled.out_dir.parent.name, _file_digest(point),
+                    json.dumps({k: v for k, v in dataclasses.asdict(row).items() if k not in ("run_id", "harness_sha")}))
+        label = f"[{index + 1}] {point.method} sparsity {point.target:.2f} {kernel} on {board.name}"
+        firmware_dir = CACHE_DIR / "firmware" / _hash(compiled.out_dir.parent.name, board.name, firmware_code,
+                                                      json.dumps(versions))
+        earlier = None if index + 1 in bench.remeasure else (
+            store.finished(key) or (None if bench.fresh else store.cached(key)))
+        if earlier is None:
+            jobs.append(Job(index, key, label, board, row, (point, compiled, firmware_dir)))
+            continue
+        store.save(index, key, dataclasses.replace(earlier, run_id=row.run_id, harness_sha=sha, firmware_rebuilt=False))
+        log.event("point_reused", point=index + 1, key=key, label=label)
+    return jobs
+
+
+def _configured_row(config: SweepConfig, point: ModelPoint, kernel: str, compiled, board: Board, run_id: str,
+                    sha: str, versions: dict) -> ResultRow:
+    """A point's row with its configuration and everything known before it runs on a board."""
+    row = ResultRow(run_id=run_id, model=config.model, target_sparsity=point.target, kernel=kernel,
+                    board=board.name, core=board.core, prune_method=point.method,
+                    achieved_sparsity=point.achieved_sparsity,
+                    layer_sparsity=json.dumps(point.layer_sparsity), harness_sha=sha,
+                    versions=json.dumps(versions), accuracy_float=point.float_accuracy,
+                    accuracy_int8_host=point.int8_accuracy)
+    _record_compiled(row, compiled)
+    return row
+
+
+def measure_point(job: Job, unit: BoardUnit, firmware: Firmware, config: SweepConfig, run_dir: Path,
+                  on_event: Callable[..., None], stop: threading.Event, faults: FaultInjector | None) -> ResultRow:
+    """Measure one point on one board, from a fresh session each attempt; a half-measured attempt is discarded."""
+    point, compiled, _ = job.work
+    log = run_dir / "logs" / f"{job.board.name}-{job.row.kernel}-{point.tflite_path.stem}.serial.log"
+    log.parent.mkdir(exist_ok=True)
+    for attempt in range(1, MAX_POINT_ATTEMPTS + 1):
+        row = dataclasses.replace(job.row, firmware_rebuilt=firmware.rebuilt, flash_total=firmware.flash_bytes,
+                                  flash_code=firmware.flash_bytes - compiled.table_bytes,
+                                  sram_static=firmware.static_ram_bytes)
+        try:
+            with board_session(unit.board, firmware, log, config.device.timeout_s, unit.port, on_event, stop,
+                               faults) as client:
+                run_on_board(row, client, point, compiled, config)
+            return row
+        except Interrupted:
+            raise
+        except (DeviceError, BuildError) as err:
+            on_event("attempt_failed", attempt=attempt, error=str(err))
+            if attempt == MAX_POINT_ATTEMPTS or not isinstance(err, _RETRIED):
+                return row.fail("run", err)
+    raise AssertionError("not reached")
+
+
+def run_on_board(row: ResultRow, client: BoardClient, point: ModelPoint, compiled, config: SweepConfig) -> None:
+    """Fill the row's measured columns from a board whose handshake showed the right firmware."""
+    hello = client.info
     row.latency_unit, row.timing_source, row.clock_hz = hello.timer_unit, hello.timer_source, hello.clock_hz
 
     inputs = np.load(point.inputs_path)
     labels = np.load(point.labels_path)
     reference = np.load(point.reference_path)
     count = len(inputs) if config.device.accuracy_samples == 0 else min(config.device.accuracy_samples, len(inputs))
-    started = time.perf_counter()
     outputs = np.stack([np.frombuffer(client.infer(inputs[i].tobytes()), dtype=np.int8) for i in range(count)])
     row.device_samples = count
     row.accuracy_device = float(np.mean(outputs.argmax(axis=1) == labels[:count]))
     row.output_mismatches = int(np.sum(np.any(outputs != reference[:count], axis=1)))
     row.reference_interpreter = "tflite-micro (host)"
-    progress(f"{label}: {count} test samples on the board in {time.perf_counter() - started:.1f} s, "
-             f"accuracy {row.accuracy_device:.3f}, {row.output_mismatches} differ from TFLite Micro")
 
     times = np.array(client.bench(config.device.warmup, config.device.runs), dtype=np.int64)
     row.latency_median, row.latency_min, row.latency_max = float(np.median(times)), int(times.min()), int(times.max())
     row.latency_runs = len(times)
     row.layer_latency = json.dumps(dict(zip(compiled.layer_names, client.layers())))
     row.stack_used = client.stack()[0]
-    client.exit()
-    progress(f"{label}: median {row.latency_median:.0f} {row.latency_unit} ({row.timing_source}), "
-             f"stack {row.stack_used} B")
     if row.output_mismatches:
         row.fail("verify", RuntimeError(f"{row.output_mismatches} of {count} outputs differ from TFLite Micro"))
+
+
+def _summary(row: ResultRow) -> str:
+    if row.status != "ok":
+        return f"FAILED in {row.failed_stage}: {row.error}"
+    return (f"median {row.latency_median:.0f} {row.latency_unit}, accuracy {row.accuracy_device:.3f} "
+            f"({row.output_mismatches} of {row.device_samples} differ from TFLite Micro), stack {row.stack_used} B"
+            f"{', firmware rebuilt' if row.firmware_rebuilt else ''}")
+
+
+def _sweep_key(config: SweepConfig) -> str:
+    """What makes two runs the same sweep: the whole configuration but the port."""
+    values = config.to_dict()
+    values["device"].pop("port")
+    return _hash(json.dumps(values, sort_keys=True, default=str))
+
+
+def _file_digest(point: ModelPoint) -> str:
+    """The test data a point is measured with."""
+    return _hash(*(hashlib.sha256(path.read_bytes()).hexdigest()
+                   for path in (point.inputs_path, point.labels_path, point.reference_path)))
 
 
 # --- provenance and hashing ----------------------------------------------------------------------
@@ -283,7 +427,7 @@ def harness_git_sha() -> str:
 
 def _write_manifest(run_dir: Path, config: SweepConfig, run_id: str, versions: dict, sha: str) -> None:
     manifest = {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "harness_sha": sha, "versions": versions, "config": config.to_dict()}
+                "harness_sha": sha, "versions": versions, "config": config.to_dict(), "sweep_key": _sweep_key(config)}
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -295,6 +439,9 @@ def _hash(*parts: str) -> str:
     return digest.hexdigest()[:24]
 
 
+_SOURCE_SUFFIXES = (".py", ".c", ".h", ".cpp", ".ld", ".ini", ".json", ".toml")
+
+
 def _source_digest(paths: list[str]) -> str:
     """A digest of source files, so a cached artifact is invalidated when the code that made it changes."""
     digest = hashlib.sha256()
@@ -302,7 +449,7 @@ def _source_digest(paths: list[str]) -> str:
         root = PROJECT_DIR / rel
         files = sorted(root.rglob("*")) if root.is_dir() else [root]
         for path in files:
-            if path.is_file() and path.suffix in (".py", ".c", ".h") and "__pycache__" not in path.parts:
+            if path.is_file() and path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(PROJECT_DIR)).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()

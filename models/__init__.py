@@ -39,4 +39,14 @@ def register_model(model: ReferenceModel) -> ReferenceModel:
     return model
 
 
-from models import digits  # noqa: E402,F401  (registers its models)
+def softmax_classifier(inputs, features, name: str, classes: int = 10):
+    """The model from `inputs` to `features`, flattened, a Dense layer "fc" of `classes` and a softmax."""
+    import keras
+
+    x = keras.layers.Flatten(name="flatten")(features)
+    x = keras.layers.Dense(classes, name="fc")(x)
+    return keras.Model(inputs, keras.layers.Softmax(name="softmax")(x), name=name)
+
+
+from models import digits, mnist1d  # noqa: E402,F401  (register their models)
+from models import tinyml  # noqa: E402,F401  (registers its models)

@@ -1,9 +1,12 @@
 """The model compiler: generated C built with the host gcc must match TFLite Micro byte for byte.
 
-Every runnable test model is compiled with dense and CSR kernels, built
-together with firmware/kernels/*.c and tests/c/model_driver.c, and run on
-real inputs (all scikit-learn digits images for the digits CNN, random int8
-for the rest); TFLite Micro's Python interpreter gives the expected bytes.
+Every runnable test model, the four MLPerf Tiny reference architectures
+included, is compiled with dense and CSR kernels, built together with
+firmware/kernels/*.c and tests/c/model_driver.c, and run on real inputs
+(all scikit-learn digits images for the digits CNN, synthetic data set
+samples for the reference models, random int8 for the rest); TFLite Micro's
+Python interpreter gives the expected bytes, and its arena is the bound for
+ours.
 LiteRT's reference kernels are reported as a second opinion only: they
 derive some multipliers differently (see the probe tests below).
 """
@@ -21,10 +24,12 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 import tflite_models
-from harness.compiler import CompileError, compile_tflite, emit_c, quant
+from harness.compiler import CompileError, compile_tflite, emit_c, overlap, quant
 from harness.compiler.encode import encode_csr, encode_dense
 from harness.compiler.lower import LOWERINGS, lower
-from harness.compiler.memory_plan import Buffer, place, plan_memory
+from harness.compiler.memory_plan import Buffer, Overlap, place, plan_memory
+from harness.compiler.overlap import window_distance
+from harness.compiler.tflm_arena import tflite_micro_arena
 from harness.compiler.tflite_reader import SUPPORTED_OPS, read_tflite
 from harness.quantize import run_litert_reference, run_tflite_micro
 
@@ -48,7 +53,7 @@ class HostRuns:
 
     def __init__(self, models: dict[str, bytes], workdir: Path):
         self.models, self.workdir = models, workdir
-        self._compiled, self._outputs, self._tflm = {}, {}, {}
+        self._compiled, self._outputs, self._tflm, self._tflm_arena = {}, {}, {}, {}
 
     def compiled(self, name: str, kernel: str):
         if (name, kernel) not in self._compiled:
@@ -65,6 +70,11 @@ class HostRuns:
             exe = build_host_executable(self.compiled(name, kernel).out_dir)
             self._outputs[name, kernel] = run_host_executable(exe, self.inputs(name))
         return self._outputs[name, kernel]
+
+    def tflm_arena(self, name: str):
+        if name not in self._tflm_arena:
+            self._tflm_arena[name] = tflite_micro_arena(self.models[name])
+        return self._tflm_arena[name]
 
     def tflm(self, name: str) -> np.ndarray:
         if name not in self._tflm:
@@ -147,7 +157,8 @@ def test_model_header_follows_the_design_contract(runs):
     source = (compiled.out_dir / "model.c").read_text()
     defines = dict(re.findall(r"#define (MODEL_\w+)\s+(\d+)", header))
     assert defines == {"MODEL_INPUT_BYTES": "64", "MODEL_OUTPUT_BYTES": "10", "MODEL_NUM_LAYERS": "8",
-                       "MODEL_ARENA_BYTES": str(compiled.arena_bytes)}
+                       "MODEL_ARENA_BYTES": str(compiled.arena_bytes),
+                       "MODEL_INPUT_PRESERVED": str(int(compiled.input_preserved))}
     for declaration in ("extern const char model_id[];", "extern const char *const model_layer_names[];",
                         "int8_t *model_input(void);", "const int8_t *model_output(void);",
                         "int model_invoke(void);"):
@@ -189,17 +200,33 @@ def test_weight_sparsity_is_measured_on_the_int8_weights(runs):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", tflite_models.RUNNABLE_MODELS)
-def test_memory_plan_never_overlaps_live_buffers(models, name, kernel):
+def test_memory_plan_overlaps_live_buffers_only_where_a_kernel_allows(models, name, kernel):
     graph = read_tflite(models[name])
     plan = plan_memory(graph, lower(graph, kernel))
+    allowed = {(o.input, o.output): o.distance for o in plan.overlaps}
     buffers = plan.buffers
     for buffer in buffers:
         assert 0 <= plan.offsets[buffer.key] and plan.offsets[buffer.key] + buffer.size <= plan.arena_bytes
     for i, a in enumerate(buffers):
         for b in buffers[i + 1:]:
-            if a.lives_with(b):
-                a_start, b_start = plan.offsets[a.key], plan.offsets[b.key]
-                assert a_start + a.size <= b_start or b_start + b.size <= a_start, (a, b)
+            a_start, b_start = plan.offsets[a.key], plan.offsets[b.key]
+            if not a.lives_with(b) or a_start + a.size <= b_start or b_start + b.size <= a_start:
+                continue
+            # They share bytes: one must be an output written over its dying input from below.
+            if (a.key, b.key) in allowed:
+                assert a_start - b_start >= allowed[a.key, b.key], (a, b)
+            else:
+                assert b_start - a_start >= allowed[b.key, a.key], (a, b)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("name", tflite_models.RUNNABLE_MODELS)
+def test_arena_is_never_larger_than_tflite_micros(runs, models, name, kernel, record_property):
+    ours, tflm = runs.compiled(name, kernel).arena_bytes, runs.tflm_arena(name)
+    record_property("tflm_arena_head", tflm.head)
+    print(f"{name} {kernel}: arena {ours} B, TFLite Micro {tflm.head} B planned + {tflm.tail} B of its own "
+          f"(host-sized), input {'kept' if runs.compiled(name, kernel).input_preserved else 'reused'}")
+    assert ours <= tflm.head
 
 
 def test_memory_plan_reuses_freed_space():
@@ -207,6 +234,35 @@ def test_memory_plan_reuses_freed_space():
     offsets = place(chain)
     assert offsets["c"] == offsets["a"]  # a is dead by the time c is written
     assert max(offsets[b.key] + b.size for b in chain) == 160
+
+
+def test_a_chain_of_overlapping_layers_steps_down():
+    # Three 100-byte layers, each output allowed 8 bytes below its input: 116 bytes instead of 200.
+    chain = [Buffer("a", 100, 0, 1), Buffer("b", 100, 1, 2), Buffer("c", 100, 2, 3)]
+    overlaps = [Overlap("a", "b", 8), Overlap("b", "c", 8)]
+    offsets = place(chain, overlaps, tightest=True)
+    assert offsets == {"a": 16, "b": 8, "c": 0}
+    assert max(offsets.values()) + 100 == 116
+    assert max(place(chain, tightest=True).values()) + 100 == 200  # without the overlaps
+
+
+def test_window_distance_follows_the_last_window_reading_each_pixel():
+    def window(size, kernel, stride, pad):
+        return {"input": {"h": size, "w": size, "c": 4}, "output": {"h": -(-size // stride), "w": -(-size // stride),
+                "c": 8}, "kernel_h": kernel, "kernel_w": kernel, "stride_h": stride, "stride_w": stride,
+                "dilation_h": 1, "dilation_w": 1, "pad_top": pad, "pad_left": pad}
+    # 1x1 widening 4 -> 8 channels: the last input pixel is read with the last output pixel.
+    assert window_distance(window(6, 1, 1, 0)) == 36 * 8 - 35 * 4
+    # 3x3 SAME keeping the size: input pixel p is last read by output pixel p + w + 1.
+    assert window_distance({**window(6, 3, 1, 1), "output": {"h": 6, "w": 6, "c": 4}}) == (6 + 2) * 4
+
+
+def test_input_is_kept_intact_only_when_that_costs_no_arena(models):
+    graph = read_tflite(models["one_dense"])  # the input (1 B) fits beside the output
+    assert plan_memory(graph, lower(graph, "dense")).input_preserved
+    graph = read_tflite(models["ad_fc_autoencoder"])  # keeping 640 B through 128-wide layers would cost
+    plan = plan_memory(graph, lower(graph, "dense"))
+    assert not plan.input_preserved and plan.arena_bytes == 640 + 128
 
 
 def test_reshape_aliases_its_input(models):
@@ -262,7 +318,7 @@ def test_csr_stores_the_given_column_index():
 
 @pytest.mark.parametrize("name, expected", [
     ("float_model", r"is float32, but only int8 models are supported; convert it with full-integer int8"),
-    ("int16_model", r"is int16, but only int8 models are supported"),
+    ("int16_model", r"is int16, but only int8 models are supported; convert it with full-integer int8"),
     ("tanh_model", r"op 1 \(TANH\) is not supported; supported ops: CONV_2D, .*FULLY_CONNECTED"),
     ("dynamic_batch", r"dynamic shape \[-1, 16\].*keras.Input\(\.\.\., batch_size=1\)"),
 ])
@@ -281,6 +337,12 @@ def test_refuses_unknown_kernel_and_bad_model_id(models, tmp_path):
         compile_tflite(models["pooling"], tmp_path, kernel="bcsr")
     with pytest.raises(ValueError, match="model_id"):
         compile_tflite(models["pooling"], tmp_path, model_id="has spaces")
+
+
+def test_unsupported_op_error_lists_every_supported_op(models, tmp_path):
+    with pytest.raises(CompileError) as refused:
+        compile_tflite(models["tanh_model"], tmp_path)
+    assert all(kind in str(refused.value) for kind in SUPPORTED_OPS)
 
 
 def test_every_supported_op_has_a_lowering():
@@ -416,7 +478,7 @@ def test_mean_with_identical_input_and_output_quantization(models, tmp_path):
     assert np.array_equal(run_host_executable(build_host_executable(compiled.out_dir), inputs), expected)
 
 
-@pytest.mark.parametrize("module", [emit_c, quant])
+@pytest.mark.parametrize("module", [emit_c, overlap, quant])
 def test_doctests(module):
     failures, _ = doctest.testmod(module)
     assert failures == 0

@@ -1,14 +1,19 @@
-"""Small int8 .tflite models for the compiler tests, converted once and cached on disk.
+"""int8 .tflite models for the compiler tests, converted once and cached on disk.
 
 Each spec builds a Keras 3 model around the ops under test, zeroes its
 smallest weights to a target sparsity and converts it with TFLiteConverter
-(representative dataset, int8 input and output). TensorFlow takes 5-12 s to
-import, so it is imported only when some model is missing from the cache,
-and then every missing model is built in that one session. The cache key
-covers this file, the reference model's source and the TensorFlow version.
+(representative dataset, int8 input and output). The four MLPerf Tiny
+reference architectures (models/tinyml.py) come untrained, with their
+BatchNormalization statistics calibrated on their synthetic data the way
+training would leave them, so activations keep realistic ranges. TensorFlow
+takes 5-12 s to import, so it is imported only when some model is missing
+from the cache, and then every missing model is built in that one session.
+The cache key covers this file, the models' sources and the TensorFlow
+version.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -22,7 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("HARNESS_TEST_CACHE", Path(tempfile.gettempdir()) / "harness-test-cache")) / "tflite"
 RANDOM_SAMPLES = 300
+REFERENCE_SAMPLES = 24  # MobileNet takes 7.5 M MACs per inference: a few test inputs suffice
 REPRESENTATIVE_SAMPLES = 100
+REFERENCE_SPARSITY = 0.8
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,19 @@ class ModelSpec:
     per_channel: bool = True   # False: per-tensor weight scales
     quantize: str = "int8"     # "int8"; "float" and "int16x8" make models the compiler must refuse
     digits: bool = False       # train on scikit-learn's digits first; test on its images
+    reference: bool = False    # the models/ registry entry of this name, on its synthetic data set
 
 
 def _digits_cnn(keras):
     from models.digits import build_digits_cnn
     return build_digits_cnn(seed=0)
+
+
+def _registered(name: str) -> Callable:
+    def build(keras):
+        from models import REFERENCE_MODELS
+        return REFERENCE_MODELS[name].build(0)
+    return build
 
 
 def _conv_geometry(keras):
@@ -151,6 +166,8 @@ SPECS = {spec.name: spec for spec in [
     ModelSpec("one_dense", _one_dense),  # rounding probes: see test_compiler
     ModelSpec("one_dense_per_tensor", _one_dense, per_channel=False),
     ModelSpec("one_conv", _one_conv),
+    *(ModelSpec(name, _registered(name), sparsity=REFERENCE_SPARSITY, reference=True)
+      for name in ("kws_ds_cnn", "ic_resnet8", "vww_mobilenet_v1", "ad_fc_autoencoder")),
     ModelSpec("float_model", _tiny_mlp, quantize="float"),
     ModelSpec("int16_model", _tiny_mlp, quantize="int16x8"),
     ModelSpec("tanh_model", _tanh_mlp),
@@ -158,6 +175,7 @@ SPECS = {spec.name: spec for spec in [
 ]}
 ERROR_MODELS = ("float_model", "int16_model", "tanh_model", "dynamic_batch")
 RUNNABLE_MODELS = tuple(name for name in SPECS if name not in ERROR_MODELS)
+REFERENCE_MODELS = tuple(name for name, spec in SPECS.items() if spec.reference)
 
 
 def load_models() -> dict[str, bytes]:
@@ -176,19 +194,28 @@ def load_models() -> dict[str, bytes]:
 def sample_inputs(name: str, shape: tuple[int, ...], scale: float, zero_point: int) -> np.ndarray:
     """int8 test inputs for a model input of this shape and quantization, one flat sample per row.
 
-    Digits models get every scikit-learn digits image; the others uniform random bytes.
+    Digits models get every scikit-learn digits image, reference models the
+    first test samples of their data set; the others uniform random bytes.
     """
-    if SPECS[name].digits:
-        images = _digits_images().reshape(-1, int(np.prod(shape)))
-        return np.clip(np.round(images / scale) + zero_point, -128, 127).astype(np.int8)
+    if SPECS[name].digits or SPECS[name].reference:
+        samples = _digits_images() if SPECS[name].digits else reference_data(name).x_test[:REFERENCE_SAMPLES]
+        samples = samples.reshape(-1, int(np.prod(shape)))
+        return np.clip(np.round(samples / scale) + zero_point, -128, 127).astype(np.int8)
     return np.random.default_rng(1).integers(-128, 128, (RANDOM_SAMPLES, int(np.prod(shape))), dtype=np.int8)
 
 
 def _cache_key(name: str) -> str:
     digest = hashlib.sha256(name.encode() + version("tensorflow-cpu").encode())
-    for source in (Path(__file__), REPO / "models" / "digits.py"):
+    for source in (Path(__file__), REPO / "models" / "digits.py", REPO / "models" / "tinyml.py"):
         digest.update(source.read_bytes())
     return digest.hexdigest()[:12]
+
+
+@functools.cache
+def reference_data(name: str):
+    """The synthetic data set (models.Dataset) of a reference model."""
+    from models import REFERENCE_MODELS
+    return REFERENCE_MODELS[name].load_data()
 
 
 def _digits_images() -> np.ndarray:
@@ -211,11 +238,15 @@ def _build(names: list[str]) -> dict[str, bytes]:
                 digits_weights = _train_digits(model)
             model.set_weights(digits_weights)
             representative = _digits_images()[:REPRESENTATIVE_SAMPLES]
+        elif spec.reference:
+            representative = reference_data(name).x_train[:REPRESENTATIVE_SAMPLES]
         else:
             _randomize_biases(model)
             representative = np.random.default_rng(2).uniform(
                 -1, 1, (REPRESENTATIVE_SAMPLES, *model.input_shape[1:])).astype(np.float32)
         _prune(model, spec)
+        if spec.reference:
+            _calibrate_batchnorm(keras, model, representative)
         built[name] = _convert(tf, model, spec, representative)
     return built
 
@@ -233,6 +264,19 @@ def _randomize_biases(model) -> None:
     for layer in model.layers:
         if getattr(layer, "use_bias", False):
             layer.bias.assign(rng.normal(0, 0.2, layer.bias.shape).astype(np.float32))
+
+
+def _calibrate_batchnorm(keras, model, x: np.ndarray) -> None:
+    """Give every BatchNormalization a random scale and offset near 1 and 0 and the statistics of its
+    input on x, as training would leave them; untouched, the activations of an untrained deep
+    network shrink layer by layer until the softmax scale is too small for TFLM."""
+    rng = np.random.default_rng(5)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape).astype(np.float32))
+            layer.beta.assign(rng.normal(0, 0.2, layer.beta.shape).astype(np.float32))
+            layer.momentum = 0.0  # one training-mode pass then stores this batch's statistics
+    model(x, training=True)
 
 
 def _kernel_name(layer) -> str | None:

@@ -1,16 +1,18 @@
 /*
  * CONV_2D, int8, CSR weights.
  *
- * The input is first copied into a buffer padded with the input zero point,
- * so every window lies inside it and the inner loop is a plain sparse dot
- * product: each nonzero weight stores the offset of its input relative to
- * the window's top-left corner.
+ * Each nonzero weight stores the offset of its input relative to the
+ * window's top-left corner, so the inner loop is a plain sparse dot
+ * product. When windows reach outside the image, the kernel_h rows one
+ * output row reads are first copied into a band padded with the input zero
+ * point (which contributes nothing to a sum of weight * (input +
+ * input_offset)), so the scratch buffer is a few rows, not a padded image.
  */
 #include <string.h>
 
 #include "kernel_util.h"
 
-/* Rows (or columns) the padded image needs: all windows, and all input. */
+/* Columns (or rows) the padded image needs: all windows, and all input. */
 static int32_t padded_extent(int32_t in_size, int32_t pad_before, int32_t out_size,
                              int32_t stride, int32_t kernel, int32_t dilation)
 {
@@ -43,24 +45,25 @@ int32_t nn_conv2d_csr_s8_get_buffer_size(const nn_conv2d_params *params)
         return 0;
     }
     const nn_hwc padded = nn_conv2d_csr_s8_padded_size(win);
-    return padded.h * padded.w * padded.c;
+    return win->kernel_h * padded.w * padded.c;
 }
 
-/* The image the windows slide over: the input itself, or a padded copy. */
-static const int8_t *padded_input(const nn_window *win, const int8_t *input, int8_t pad_value,
-                                  int8_t *buffer)
+/* Copy the kernel_h input rows that output row out_y reads into the band, padding around them. */
+static void fill_band(const nn_window *win, const int8_t *input, int32_t out_y, int8_t pad_value,
+                      int8_t *band)
 {
-    if (!needs_padding(win)) {
-        return input;
-    }
     const nn_hwc padded = nn_conv2d_csr_s8_padded_size(win);
+    const int32_t band_row_bytes = padded.w * padded.c;
     const int32_t in_row_bytes = win->input.w * win->input.c;
-    memset(buffer, pad_value, (size_t)(padded.h * padded.w * padded.c));
-    for (int32_t y = 0; y < win->input.h; ++y) {
-        int8_t *row = buffer + ((y + win->pad_top) * padded.w + win->pad_left) * padded.c;
-        memcpy(row, input + y * in_row_bytes, (size_t)in_row_bytes);
+    const int32_t top = out_y * win->stride_h - win->pad_top;
+    memset(band, pad_value, (size_t)(win->kernel_h * band_row_bytes));
+    for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
+        const int32_t in_y = top + ky * win->dilation_h;
+        if (in_y >= 0 && in_y < win->input.h) {
+            memcpy(band + ky * band_row_bytes + win->pad_left * padded.c,
+                   input + in_y * in_row_bytes, (size_t)in_row_bytes);
+        }
     }
-    return buffer;
 }
 
 nn_status nn_conv2d_csr_s8(const nn_conv2d_params *params, const int8_t *input,
@@ -69,17 +72,22 @@ nn_status nn_conv2d_csr_s8(const nn_conv2d_params *params, const int8_t *input,
 {
     const nn_window *win = &params->window;
     const nn_requant *requant = &params->requant;
-    if (!nn_window_is_valid(win) || (needs_padding(win) && buffer == 0)) {
+    const int padding = needs_padding(win);
+    if (!nn_window_is_valid(win) || (padding && buffer == 0)) {
         return NN_ERROR_ARGUMENT;
     }
     const int8_t zero_point = (int8_t)(-requant->input_offset);
-    const int8_t *image = padded_input(win, input, zero_point, buffer);
     const nn_hwc padded = nn_conv2d_csr_s8_padded_size(win);
 
     for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {
+        /* Where this output row's windows start: in the band, or in the input itself. */
+        const int8_t *rows = input + out_y * win->stride_h * padded.w * padded.c;
+        if (padding) {
+            fill_band(win, input, out_y, zero_point, buffer);
+            rows = buffer;
+        }
         for (int32_t out_x = 0; out_x < win->output.w; ++out_x) {
-            const int8_t *corner =
-                image + (out_y * win->stride_h * padded.w + out_x * win->stride_w) * padded.c;
+            const int8_t *corner = rows + out_x * win->stride_w * padded.c;
             for (int32_t out_c = 0; out_c < win->output.c; ++out_c) {
                 const int32_t acc = nn_csr_row_dot(weights, out_c, corner, requant->input_offset);
                 *output++ = nn_requantize_channel(acc, bias, out_c, requant);

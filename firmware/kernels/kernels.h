@@ -15,6 +15,18 @@
  *   means no bias.
  * - Kernels return NN_OK, or NN_ERROR_ARGUMENT (before writing anything)
  *   when the parameters describe an impossible geometry.
+ *
+ * Writing over the input: the compiler may place an op's output so that it
+ * starts below an input that dies with the op and overlaps it
+ * (harness/compiler/overlap.py computes how far). That is safe as long as
+ * every variant of these kernels keeps the reference kernels' order:
+ * - CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D write output
+ *   pixels in raster order, and once they write any byte of output pixel
+ *   q + 1 they read no input that only the windows of pixels 0..q cover
+ *   (processing a few pixels at a time, or a band of rows, is fine);
+ * - ADD, MUL (for an input of the output's shape) and LOGISTIC compute
+ *   output element i from input element i, not from later ones.
+ * A variant that needs another order must say so to the compiler.
  */
 #ifndef NN_KERNELS_H
 #define NN_KERNELS_H
@@ -104,12 +116,15 @@ nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, cons
                        const int32_t *bias, int8_t *output);
 
 /*
- * The sparse kernel copies the input once into a buffer padded with the
+ * The sparse kernel reads each window at offsets stored with its weights:
+ *   index[k] = ky * row_step + kx * dilation_w * C_IN + c_in.
+ * When every window lies inside the image it reads the input in place and
+ * row_step = dilation_h * W * C_IN; the buffer size is then 0. Otherwise,
+ * for each output row, it first copies the kernel_h input rows that row
+ * reads into a band nn_conv2d_csr_s8_padded_size() wide, padded with the
  * input zero point (which contributes nothing to a sum of
- * weight * (input + input_offset)), so its inner loop has no bounds checks.
- * The padded image is nn_conv2d_csr_s8_padded_size() high and wide; index[k]
- * is (ky * dilation_h * padded_w + kx * dilation_w) * C_IN + c_in. When no
- * padding is needed the buffer size is 0 and the input is read in place.
+ * weight * (input + input_offset)), so its inner loop has no bounds checks;
+ * then row_step = padded_w * C_IN.
  */
 nn_hwc nn_conv2d_csr_s8_padded_size(const nn_window *window);
 int32_t nn_conv2d_csr_s8_get_buffer_size(const nn_conv2d_params *params);

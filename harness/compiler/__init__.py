@@ -53,6 +53,7 @@ class CompiledModel:
     model_id: str
     kernel: str            # "dense" or "csr"
     arena_bytes: int       # MODEL_ARENA_BYTES: activations and scratch buffers
+    input_preserved: bool  # MODEL_INPUT_PRESERVED: model_invoke() leaves the input intact
     layers: tuple[LayerInfo, ...]
     input: TensorInfo
     output: TensorInfo
@@ -98,6 +99,7 @@ def compile_tflite(tflite_bytes: bytes, out_dir: str | Path, kernel: str = "dens
     out_dir.mkdir(parents=True, exist_ok=True)
     write_model(out_dir, graph, calls, plan, model_id, kernel)
     return CompiledModel(out_dir=out_dir, model_id=model_id, kernel=kernel, arena_bytes=plan.arena_bytes,
+                         input_preserved=plan.input_preserved,
                          layers=tuple(_layer_info(call) for call in calls),
                          input=_tensor_info(graph.input), output=_tensor_info(graph.output),
                          flash=_flash_account(calls), weight_sparsity=graph.weight_sparsity())

@@ -48,6 +48,9 @@ class KernelCall:
     nonzero_macs: int = 0   # those with a nonzero weight
     scratch_bytes: int = 0
     alias_of: Tensor | None = None       # RESHAPE: the output shares this tensor's bytes
+    # Inputs the output may overlap if they die at this op: input -> least distance from the
+    # output's start up to the input's start, in bytes (see overlap.py).
+    overlaps: dict = field(default_factory=dict)
 
 
 def fail(op: Op, message: str) -> CompileError:

@@ -15,6 +15,7 @@ from harness.compiler import lower_tensor_ops
 from harness.compiler.calls import SCRATCH, CStruct, KernelCall, activation_input, fail
 from harness.compiler.encode import CArray, CsrWeights, DenseWeights, encode_csr, encode_dense
 from harness.compiler.ir import Graph, Op, Tensor
+from harness.compiler.overlap import window_distance
 from harness.compiler.quant import activation_range, channel_multipliers, softmax_params
 
 KERNEL_FORMATS = ("dense", "csr")
@@ -127,12 +128,25 @@ def csr_padded_size(window: dict) -> tuple[int, int]:
     return extent("h", window["pad_top"]), extent("w", window["pad_left"])
 
 
-def _conv_offsets(window: dict, padded_width: int) -> np.ndarray:
+def _csr_conv_layout(window: dict) -> tuple[bool, int, int]:
+    """How nn_conv2d_csr_s8 reads windows: (pads, bytes from one kernel row to the next, scratch bytes).
+
+    Without padding it reads the input in place, kernel rows dilation_h image
+    rows apart. With padding it copies the kernel_h rows an output row reads
+    into a band nn_conv2d_csr_s8_padded_size() wide, one after the other.
+    """
+    in_h, in_w, in_c = window["input"]["h"], window["input"]["w"], window["input"]["c"]
+    padded_h, padded_w = csr_padded_size(window)
+    if (padded_h, padded_w) == (in_h, in_w):
+        return False, window["dilation_h"] * in_w * in_c, 0
+    return True, padded_w * in_c, window["kernel_h"] * padded_w * in_c
+
+
+def _conv_offsets(window: dict, row_step: int) -> np.ndarray:
     """Offset of each (ky, kx, c_in) weight's input from its window's top-left corner."""
     ky, kx, c = np.meshgrid(np.arange(window["kernel_h"]), np.arange(window["kernel_w"]),
                             np.arange(window["input"]["c"]), indexing="ij")
-    return ((ky * window["dilation_h"] * padded_width + kx * window["dilation_w"])
-            * window["input"]["c"] + c).reshape(-1)
+    return (ky * row_step + kx * window["dilation_w"] * window["input"]["c"] + c).reshape(-1)
 
 
 # ---- one lowering per op kind ------------------------------------------------------------------
@@ -171,10 +185,8 @@ def lower_conv2d(op: Op, kernel: str) -> KernelCall:
     pixels = window["output"]["h"] * window["output"]["w"]
     params = CStruct(f"{prefix}_params", "nn_conv2d_params", {"window": window, "requant": requant})
     if kernel == "csr":
-        padded_h, padded_w = csr_padded_size(window)
-        padded = (padded_h, padded_w) != (window["input"]["h"], window["input"]["w"])
-        scratch_bytes = padded_h * padded_w * in_c if padded else 0
-        encoded, weights_ref, weight_constants = _encode(matrix, prefix, kernel, _conv_offsets(window, padded_w))
+        padded, row_step, scratch_bytes = _csr_conv_layout(window)
+        encoded, weights_ref, weight_constants = _encode(matrix, prefix, kernel, _conv_offsets(window, row_step))
         buffer_args = [SCRATCH if padded else "NULL"]
     else:
         scratch_bytes = 0
@@ -185,7 +197,7 @@ def lower_conv2d(op: Op, kernel: str) -> KernelCall:
                       constants=[*weight_constants, *stage_arrays, params], weights=encoded,
                       bias_and_quant_bytes=_nbytes(stage_arrays),
                       macs=pixels * matrix.size, nonzero_macs=pixels * encoded.nonzeros,
-                      scratch_bytes=scratch_bytes)
+                      scratch_bytes=scratch_bytes, overlaps={inp: window_distance(window)})
 
 
 def lower_depthwise_conv2d(op: Op, kernel: str) -> KernelCall:
@@ -207,7 +219,8 @@ def lower_depthwise_conv2d(op: Op, kernel: str) -> KernelCall:
                       args=[inp, weights_ref, bias, out],
                       constants=[*weight_constants, *stage_arrays, params], weights=encoded,
                       bias_and_quant_bytes=_nbytes(stage_arrays),
-                      macs=pixels * weights.size, nonzero_macs=pixels * encoded.nonzeros)
+                      macs=pixels * weights.size, nonzero_macs=pixels * encoded.nonzeros,
+                      overlaps={inp: window_distance(window)})
 
 
 def _lower_pool(op: Op, kernel_name: str) -> KernelCall:
@@ -216,7 +229,8 @@ def _lower_pool(op: Op, kernel_name: str) -> KernelCall:
     act_min, act_max = activation_range(op.options["activation"], out.scale, out.zero_point)
     params = CStruct(f"op{op.index}_params", "nn_pool2d_params",
                      {"window": window, "act_min": act_min, "act_max": act_max})
-    return KernelCall(op=op, kernel=kernel_name, params=params, args=[inp, out], constants=[params])
+    return KernelCall(op=op, kernel=kernel_name, params=params, args=[inp, out], constants=[params],
+                      overlaps={inp: window_distance(window)})
 
 
 def lower_max_pool2d(op: Op, kernel: str) -> KernelCall:

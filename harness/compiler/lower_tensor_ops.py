@@ -11,6 +11,7 @@ import numpy as np
 from harness.compiler.calls import CStruct, KernelCall, TensorList, activation_input, fail
 from harness.compiler.encode import CArray, encode_dense
 from harness.compiler.ir import Op, Tensor
+from harness.compiler.overlap import ELEMENTWISE
 from harness.compiler.quant import activation_range, add_params, logistic_params, mean_multiplier, mul_multiplier
 
 MAX_RANK = 4
@@ -65,8 +66,10 @@ def _lower_binary(op: Op, kernel_name: str, params_type: str, rescaling: dict) -
     params = CStruct(f"op{op.index}_params", params_type,
                      {"shape": shape, "input1_offset": -a.zero_point, "input2_offset": -b.zero_point,
                       "output_offset": out.zero_point, **rescaling, "act_min": act_min, "act_max": act_max})
+    # A broadcast input is read again and again; one of the output's shape is read once, in step.
+    overlaps = {t: ELEMENTWISE for t in (a, b) if not t.is_constant and _as_4d(op, t.shape) == shape["dims"]}
     return KernelCall(op=op, kernel=kernel_name, params=params, args=[*args, out],
-                      constants=[*constants, params], weights=weights)
+                      constants=[*constants, params], weights=weights, overlaps=overlaps)
 
 
 def lower_add(op: Op, kernel: str) -> KernelCall:
@@ -139,7 +142,8 @@ def lower_logistic(op: Op, kernel: str) -> KernelCall:
     params = CStruct(f"op{op.index}_params", "nn_logistic_params",
                      {"size": inp.size, "input_zero_point": inp.zero_point, "input_range_radius": radius,
                       "input_multiplier": multiplier, "input_left_shift": left_shift})
-    return KernelCall(op=op, kernel="logistic_s8", params=params, args=[inp, out], constants=[params])
+    return KernelCall(op=op, kernel="logistic_s8", params=params, args=[inp, out], constants=[params],
+                      overlaps={inp: ELEMENTWISE})
 
 
 LOWERINGS = {

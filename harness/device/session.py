@@ -1,4 +1,4 @@
-"""One board session: upload through PlatformIO, connect, talk, and always clean up.
+"""One board session: upload through PlatformIO, connect, check the firmware, talk, and always clean up.
 
 Emulated boards are processes the upload started; whatever happens in the
 session (an error, Ctrl-C), the process is stopped on the way out so no QEMU
@@ -6,16 +6,20 @@ or host firmware is left behind.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import tempfile
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from harness.build import Firmware, upload_firmware
+from harness.build import Firmware, env_option, upload_firmware
 from harness.device.boards import Board
-from harness.device.client import BoardClient
+from harness.device.client import BoardClient, Hello, OnEvent, WrongFirmware
+from harness.device.faults import FaultInjector
 from harness.device.link import DeviceError, SerialLink
 
 
@@ -54,28 +58,76 @@ def _check_tcp_port_free(number: int) -> None:
             raise DeviceError(f"port 127.0.0.1:{number} is in use") from None
 
 
+def baud_rate(board: Board) -> int:
+    """The board's serial speed: its environment's monitor_speed, which its firmware is built with."""
+    return int(env_option(board.name, "monitor_speed", 115200))
+
+
 @contextmanager
-def board_session(board: Board, firmware: Firmware, log_path: Path, timeout: float, port: str = ""):
+def board_session(board: Board, firmware: Firmware, log_path: Path, reply_timeout: float, port: str = "",
+                  on_event: OnEvent | None = None, stop: threading.Event | None = None,
+                  faults: FaultInjector | None = None):
+    """Flash firmware, connect, and yield a client whose handshake showed that firmware running."""
     url = default_port(board, firmware, port)
-    pid_file = firmware.build_dir / firmware.env / "board.pid"
-    pid_file.unlink(missing_ok=True)
-    link = None
-    try:
-        upload_firmware(firmware, url)
-        link = SerialLink(url, log_path)
-        yield BoardClient(link, timeout)
-    finally:
-        if link is not None:
-            link.close()
+    with ExitStack() as cleanup:
         if board.emulated:
-            stop_board_process(pid_file)
+            # Also stops a board that a killed harness left running from this firmware: its pid is in the file.
+            cleanup.callback(stop_board_process, firmware.build_dir / firmware.env / "board.pid", firmware.elf)
+        qmp = None
+        if faults is not None:
+            qmp = _fault_ready(board, cleanup)
+        upload_firmware(firmware, url, {"HARNESS_QMP_SOCKET": str(qmp)} if qmp else None)
+        if faults is not None:
+            proxy = faults.proxy(_tcp_address(url), reset=lambda: qmp_command(qmp, "system_reset"))
+            cleanup.callback(proxy.close)
+            url = proxy.url
+        link = cleanup.enter_context(SerialLink(url, log_path, baud_rate(board), stop=stop))
+        client = BoardClient(link, reply_timeout, on_event)
+        expect_firmware(client.hello(), firmware)
+        yield client
 
 
-def stop_board_process(pid_file: Path, grace: float = 2.0) -> None:
-    """Stop the emulator or host firmware whose pid the upload wrote, if it still runs."""
+def expect_firmware(hello: Hello, firmware: Firmware) -> None:
+    if hello.build_id != firmware.build_id:
+        raise WrongFirmware(f"board runs build {hello.build_id} (model {hello.model_id}), expected build "
+                            f"{firmware.build_id}: wrong firmware")
+
+
+def _fault_ready(board: Board, cleanup: ExitStack) -> Path:
+    """A path for QEMU's monitor socket (so the fault proxy can reset the board), short enough for a Unix socket."""
+    if board.transport != "qemu-tcp":
+        raise DeviceError(f"--inject-faults works on emulated boards on a TCP port, not on '{board.name}'")
+    directory = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="qmp-")))
+    return directory / "qmp.sock"
+
+
+def _tcp_address(url: str) -> tuple[str, int]:
+    host, _, port = url.removeprefix("socket://").rpartition(":")
+    return host, int(port)
+
+
+def qmp_command(socket_path: Path, command: str) -> dict:
+    """Run one command through QEMU's machine protocol (QMP) and return its reply."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(socket_path))
+        stream = sock.makefile("rwb")
+        stream.readline()  # the greeting
+        for execute in ("qmp_capabilities", command):
+            stream.write(json.dumps({"execute": execute}).encode() + b"\n")
+            stream.flush()
+            while "event" in (reply := json.loads(stream.readline())):
+                pass  # asynchronous events (e.g. RESET) may come first
+        return reply
+
+
+def stop_board_process(pid_file: Path, program: Path, grace: float = 2.0) -> None:
+    """Stop the emulator or host firmware whose pid the upload wrote, if it still runs that program."""
     try:
         pid = int(pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        if str(program).encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return  # ended long ago, and the pid now belongs to someone else
+    except (OSError, ValueError):
         return
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
         try:

@@ -9,6 +9,8 @@ import numpy as np
 
 
 class MaskedTrainer:
+    """Trains a model whose pruned kernels stay zero; with no layers it is a plain trainer (the baseline)."""
+
     def __init__(self, model, layers, learning_rate: float, seed: int):
         import keras
         import tensorflow as tf
@@ -17,7 +19,9 @@ class MaskedTrainer:
         self.kernels = [layer.kernel for layer in layers]
         self.masks = [tf.Variable(np.ones(k.shape, np.float32), trainable=False) for k in self.kernels]
         self.optimizer = keras.optimizers.Adam(learning_rate)
-        self.loss = keras.losses.SparseCategoricalCrossentropy()
+        self.optimizer.build(model.trainable_variables)
+        # A user's model may end in logits rather than probabilities.
+        self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
         self.rng = np.random.default_rng(seed)
 
         @tf.function(reduce_retracing=True)
@@ -30,19 +34,46 @@ class MaskedTrainer:
                 kernel.assign(kernel * mask)
             return loss
 
+        @tf.function(reduce_retracing=True)
+        def taylor_step(x, y):
+            with tf.GradientTape() as tape:
+                loss = self.loss(y, self.model(x, training=False))
+            return [tf.abs(k * g) for k, g in zip(self.kernels, tape.gradient(loss, self.kernels))]
+
         self._train_step = train_step
+        self._taylor_step = taylor_step
 
     def set_masks(self, masks: list[np.ndarray]) -> None:
         for variable, kernel, mask in zip(self.masks, self.kernels, masks):
             variable.assign(mask)
             kernel.assign(kernel.numpy() * mask)
 
+    def reset_optimizer(self) -> None:
+        """Forget Adam's moments and step count: a rewound or restarted model trains from a clean state."""
+        for variable in self.optimizer.variables:
+            if variable is not self.optimizer.learning_rate:  # the learning rate is a variable too: keep it
+                variable.assign(np.zeros(variable.shape, variable.dtype))
+
     def fit_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
-        order = self.rng.permutation(len(x))
-        losses = []
+        losses = [float(self._train_step(x[idx], y[idx])) for idx in self._batches(len(x), batch_size)]
+        return float(np.mean(losses))
+
+    def taylor_saliency(self, x: np.ndarray, y: np.ndarray, batch_size: int, batches: int) -> list[np.ndarray]:
+        """First-order Taylor saliency |w * dL/dw| per kernel weight, summed over `batches` training batches."""
+        total = [np.zeros(k.shape, np.float64) for k in self.kernels]
+        for idx in self._batches(len(x), batch_size)[:batches]:
+            for acc, value in zip(total, self._taylor_step(x[idx], y[idx])):
+                acc += value.numpy()
+        return total
+
+    def _batches(self, count: int, batch_size: int) -> list[np.ndarray]:
         # Full batches only: one traced shape, and the model's batch dimension is
         # fixed at 1 for conversion, so the training copy is built batch-free.
-        for start in range(0, len(x) - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
-            losses.append(float(self._train_step(x[idx], y[idx])))
-        return float(np.mean(losses))
+        order = self.rng.permutation(count)
+        return [order[start:start + batch_size] for start in range(0, count - batch_size + 1, batch_size)]
+
+
+def _ends_in_softmax(model) -> bool:
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return type(last).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"

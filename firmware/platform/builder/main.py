@@ -9,6 +9,8 @@
 Either way upload leaves the board running detached from PlatformIO, writes
 its pid to $BUILD_DIR/board.pid and returns once the port can be opened.
 It never opens the port itself: the first client to connect gets the board.
+With HARNESS_QMP_SOCKET set, QEMU also serves its machine protocol (QMP) on
+that Unix socket, through which the harness can reset the board.
 """
 import os
 import re
@@ -161,6 +163,9 @@ def upload_qemu(target, source, env):
         "-icount", "shift=0",
         "-kernel", env.subst("$PROGPATH"),
     ]
+    qmp_socket = os.environ.get("HARNESS_QMP_SOCKET")
+    if qmp_socket:
+        argv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_socket]
     log_path = build_path("board.log")
 
     def log_says(text):

@@ -1,0 +1,112 @@
+"""Finished points, kept so that no measurement is lost or repeated.
+
+Each point is written as soon as it is measured, atomically (a temporary file
+renamed over the target), to <run>/points/<key>.json, and results.csv is
+rewritten from those files in sweep order, atomically too. A sweep killed at
+any moment therefore leaves whole rows only; re-running the same command
+reopens that run (its manifest holds the sweep's key and no "finished") and
+measures only what is missing. A point's key hashes everything its result
+depends on (model, pruning, kernel, board environment, toolchain, harness
+version), so measured rows are also kept in a results cache shared by runs.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from harness.results import COLUMNS, ResultRow
+
+KEPT_FAILURES = ("verify",)  # failed stages that are results (the board ran); others are measured again
+
+
+def write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def open_run(results_root: Path, name: str, sweep_key: str) -> tuple[Path, bool]:
+    """The unfinished run of this sweep to resume, if there is one, else a new run folder; and whether resumed."""
+    for manifest in sorted(results_root.glob("*/manifest.json"), reverse=True):
+        try:
+            values = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        if values.get("sweep_key") == sweep_key and not values.get("finished"):
+            return manifest.parent, True
+    run_dir = results_root / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True)
+    return run_dir, False
+
+
+def mark_finished(run_dir: Path) -> None:
+    manifest = run_dir / "manifest.json"
+    values = json.loads(manifest.read_text())
+    values["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    write_atomically(manifest, json.dumps(values, indent=2) + "\n")
+
+
+class PointStore:
+    def __init__(self, run_dir: Path, cache_dir: Path):
+        self.csv_path = run_dir / "results.csv"
+        self._points = run_dir / "points"
+        self._cache = cache_dir
+        self._points.mkdir(exist_ok=True)
+        self._cache.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._rows: dict[str, tuple[int, ResultRow]] = {}
+
+    def finished(self, key: str) -> ResultRow | None:
+        """This run's row for the point, if an earlier attempt at the run measured it."""
+        values = _read_json(self._points / f"{key}.json")
+        return _row(values["row"]) if values else None
+
+    def cached(self, key: str) -> ResultRow | None:
+        """A row measured for the same key by any run."""
+        return _row(_read_json(self._cache / f"{key}.json"))
+
+    def save(self, index: int, key: str, row: ResultRow) -> None:
+        """Record a finished point (position `index` in the sweep) and rewrite results.csv."""
+        values = dataclasses.asdict(row)
+        keep = row.status == "ok" or row.failed_stage in KEPT_FAILURES
+        with self._lock:
+            self._rows[key] = (index, row)
+            if keep:
+                write_atomically(self._points / f"{key}.json", json.dumps({"index": index, "row": values}))
+                write_atomically(self._cache / f"{key}.json", json.dumps(values))
+            self._write_csv()
+
+    def rows(self) -> list[ResultRow]:
+        """Every row of the run so far, in sweep order."""
+        with self._lock:
+            return [row for _, row in sorted(self._rows.values(), key=lambda item: item[0])]
+
+    def _write_csv(self) -> None:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(COLUMNS)
+        for _, row in sorted(self._rows.values(), key=lambda item: item[0]):
+            values = dataclasses.asdict(row)
+            writer.writerow([values[c] for c in COLUMNS])
+        write_atomically(self.csv_path, text.getvalue())
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _row(values: dict | None) -> ResultRow | None:
+    """A row from JSON; None if it was written with other columns (an older harness)."""
+    try:
+        return ResultRow(**values) if values else None
+    except TypeError:
+        return None

@@ -1,0 +1,160 @@
+"""One model being pruned by one method: scores, masks, training and snapshots.
+
+The schedules (schedules.py) only decide when to prune to which sparsity and
+how long to train; everything that depends on the criterion, the pattern and
+the per-layer settings lives here.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.config import PruneConfig
+from harness.prune.masks import (PruningError, global_keep_counts, kept_count, n_of_m_mask, prunable_layers,
+                                 top_k_mask)
+from harness.prune.method import Method
+from harness.prune.structured import filter_keep, filter_masks, trace_channels
+from harness.prune.train import MaskedTrainer
+
+
+@dataclass
+class Snapshot:
+    method: str
+    target: float
+    weights: list                       # model.get_weights() at this target
+    masks: dict[str, np.ndarray]        # layer -> kernel mask
+    filters: dict[str, np.ndarray]      # filter pattern: layer -> kept output filters; else empty
+    float_accuracy: float
+    layer_targets: dict[str, float]     # layer -> the sparsity asked of it
+    layer_sizes: dict[str, int]         # layer -> kernel weights in the unpruned model
+    epochs: int                         # training epochs spent since the previous snapshot
+    seconds: float                      # and the time they took, mask updates included
+
+
+class Pruner:
+    def __init__(self, model, data, config: PruneConfig, method: Method, seed: int):
+        self.model, self.data, self.config, self.method = model, data, config, method
+        self.layers = prunable_layers(model)
+        self._check_layer_names()
+        self.trainer = MaskedTrainer(model, self.layers, config.learning_rate, seed)
+        self.rng = np.random.default_rng(seed)
+        self.graph = trace_channels(model) if method.pattern == "filter" else None
+        self.reset_masks()
+        self._epochs, self._since = 0, time.perf_counter()
+
+    # --- what each layer is asked for ---
+
+    def layer_target(self, layer, sparsity: float) -> float:
+        if layer.name in self.config.skip or not self._fits_pattern(layer):
+            return 0.0
+        if self.method.n_of_m is not None:
+            return self.method.fixed_target()
+        return self.config.layer_targets.get(layer.name, sparsity)
+
+    def _fits_pattern(self, layer) -> bool:
+        n_of_m = self.method.n_of_m
+        if n_of_m is not None:  # groups run along the input channels, which a depthwise kernel does not mix
+            return type(layer).__name__ != "DepthwiseConv2D" and layer.kernel.shape[-2] % n_of_m[1] == 0
+        return self.graph is None or layer.name in self.graph.prunable
+
+    def _check_layer_names(self) -> None:
+        names = [layer.name for layer in self.layers]
+        for key, chosen in (("skip", self.config.skip), ("layer_targets", self.config.layer_targets)):
+            for name in chosen:
+                if name not in names:
+                    raise PruningError(f"[prune] {key}: model '{self.model.name}' has no prunable layer '{name}' "
+                                       f"(its prunable layers: {', '.join(names)})")
+        both = set(self.config.skip) & set(self.config.layer_targets)
+        if both:
+            raise PruningError(f"[prune]: layer '{sorted(both)[0]}' is both in 'skip' and in 'layer_targets'")
+
+    # --- masks ---
+
+    def reset_masks(self) -> None:
+        self.masks = [np.ones(layer.kernel.shape, np.float32) for layer in self.layers]
+        self.filters = {}
+        self.trainer.set_masks(self.masks)
+
+    def prune_to(self, sparsity: float) -> None:
+        """Tighten the masks to `sparsity`, ranking the current weights by the criterion; pruned weights stay pruned."""
+        scores = self._scores()
+        if self.method.n_of_m is not None:
+            n, m = self.method.n_of_m
+            masks = [n_of_m_mask(s, n, m) if self.layer_target(layer, sparsity) else mask
+                     for layer, s, mask in zip(self.layers, scores, self.masks)]
+        elif self.graph is not None:
+            masks = self._filter_masks(scores, sparsity)
+        else:
+            masks = self._unstructured_masks(scores, sparsity)
+        self.masks = masks
+        self.trainer.set_masks(masks)
+
+    def _unstructured_masks(self, scores: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
+        min_weights = self.config.min_weights
+        counts = [kept_count(s.size, self.layer_target(layer, sparsity), min_weights)
+                  for layer, s in zip(self.layers, scores)]
+        if self.method.scope == "global":
+            pooled = [i for i, layer in enumerate(self.layers)
+                      if layer.name not in self.config.skip and layer.name not in self.config.layer_targets]
+            pooled_counts = global_keep_counts([scores[i] for i in pooled], [self.masks[i] for i in pooled],
+                                               sparsity, min_weights)
+            for i, count in zip(pooled, pooled_counts):
+                counts[i] = count
+        return [top_k_mask(s, count, mask) for s, count, mask in zip(scores, counts, self.masks)]
+
+    def _filter_masks(self, scores: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
+        for layer, s in zip(self.layers, scores):
+            target = self.layer_target(layer, sparsity)
+            if target > 0:
+                self.filters[layer.name] = filter_keep(s, target, self.filters.get(layer.name),
+                                                       self.config.min_weights)
+        shapes = {layer.name: tuple(layer.kernel.shape) for layer in self.layers}
+        masks = filter_masks(self.graph, shapes, self.filters)
+        return [masks[layer.name] for layer in self.layers]
+
+    def _scores(self) -> list[np.ndarray]:
+        """A score per kernel weight: the higher, the more worth keeping."""
+        kernels = [layer.kernel.numpy() for layer in self.layers]
+        if self.method.criterion == "magnitude":
+            return [np.abs(k) for k in kernels]
+        if self.method.criterion == "taylor":
+            return self.trainer.taylor_saliency(self.data.x_train, self.data.y_train, self.config.batch_size,
+                                                self.config.saliency_batches)
+        return [self.rng.random(k.shape) for k in kernels]
+
+    # --- training and snapshots ---
+
+    def train(self, epochs: int) -> float:
+        loss = float("nan")
+        for _ in range(epochs):
+            loss = self.trainer.fit_epoch(self.data.x_train, self.data.y_train, self.config.batch_size)
+        self._epochs += epochs
+        return loss
+
+    def weights(self) -> list[np.ndarray]:
+        return [w.copy() for w in self.model.get_weights()]
+
+    def restore(self, weights: list[np.ndarray]) -> None:
+        """Set weights (pruned ones stay zero under the current masks) and restart the optimizer."""
+        self.model.set_weights(weights)
+        self.trainer.set_masks(self.masks)
+        self.trainer.reset_optimizer()
+
+    def accuracy(self) -> float:
+        predictions = np.asarray(self.model(self.data.x_test, training=False))
+        return float(np.mean(np.argmax(predictions, axis=1) == self.data.y_test))
+
+    def snapshot(self, target: float) -> Snapshot:
+        now = time.perf_counter()
+        snapshot = Snapshot(
+            method=self.method.name, target=target, weights=self.weights(),
+            masks={layer.name: mask.copy() for layer, mask in zip(self.layers, self.masks)},
+            filters={name: keep.copy() for name, keep in self.filters.items()},
+            float_accuracy=self.accuracy(),
+            layer_targets={layer.name: self.layer_target(layer, target) for layer in self.layers},
+            layer_sizes={layer.name: int(np.prod(layer.kernel.shape)) for layer in self.layers},
+            epochs=self._epochs, seconds=now - self._since)
+        self._epochs, self._since = 0, now
+        return snapshot

@@ -1,0 +1,120 @@
+"""The numbers a reader looks for first: break-even sparsity, best speedup, flash saved, Pareto fronts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.report.runs import Series
+
+# The default accuracy floor, when the user gives none: at most this much below the dense model.
+DEFAULT_FLOOR_DROP = 0.01
+
+
+def ratio_over_dense(series: Series, kernel: str, column: str) -> pd.Series:
+    """dense / kernel for a column (latency: speedup; flash: compression), indexed by target sparsity."""
+    dense = series.kernel_rows("dense").set_index("target_sparsity")[column]
+    other = series.kernel_rows(kernel).set_index("target_sparsity")[column]
+    return (dense.reindex(other.index) / other).dropna()
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where a ratio over dense first reaches 1. Exactly one of the three cases holds."""
+    sparsity: float | None      # interpolated between the measured points around the crossing
+    from_start: bool = False    # already >= 1 at the lowest measured sparsity
+    never_up_to: float | None = None
+
+    def __str__(self) -> str:
+        if self.from_start:
+            return f"≤ {self.sparsity:.0%}"
+        if self.never_up_to is not None:
+            return f"> {self.never_up_to:.0%}"
+        return f"≈ {self.sparsity:.0%}" if self.sparsity is not None else "n/a"
+
+
+def break_even(ratio: pd.Series) -> Crossing:
+    """Lowest sparsity where the ratio reaches 1, interpolated linearly from the point before.
+
+    >>> str(break_even(pd.Series([0.5, 1.5], index=[0.4, 0.8])))
+    '≈ 60%'
+    """
+    if ratio.empty:
+        return Crossing(None)
+    above = ratio[ratio >= 1.0]
+    if above.empty:
+        return Crossing(None, never_up_to=ratio.index.max())
+    first = above.index[0]
+    position = ratio.index.get_loc(first)
+    if position == 0:
+        return Crossing(first, from_start=True)
+    x0, y0 = ratio.index[position - 1], ratio.iloc[position - 1]
+    y1 = ratio.iloc[position]
+    return Crossing(x0 + (1.0 - y0) * (first - x0) / (y1 - y0))
+
+
+def pareto_front(cost: np.ndarray, benefit: np.ndarray) -> np.ndarray:
+    """Mask of the points no other point beats: cost no higher and benefit no lower, one strictly.
+
+    >>> pareto_front(np.array([1, 2, 3]), np.array([0.5, 0.9, 0.8])).tolist()
+    [True, True, False]
+    """
+    cost, benefit = np.asarray(cost, float), np.asarray(benefit, float)
+    dominated = ((cost[None, :] <= cost[:, None]) & (benefit[None, :] >= benefit[:, None])
+                 & ((cost[None, :] < cost[:, None]) | (benefit[None, :] > benefit[:, None])))
+    return ~dominated.any(axis=1) & np.isfinite(cost) & np.isfinite(benefit)
+
+
+def dense_baseline(series: Series) -> pd.Series | None:
+    """The dense model: the dense kernel at the lowest sparsity measured."""
+    dense = series.kernel_rows("dense")
+    return dense.iloc[0] if not dense.empty else None
+
+
+def accuracy_floor(series: Series, floor: float | None) -> float:
+    """The user's floor, else the dense model's accuracy on the device less DEFAULT_FLOOR_DROP."""
+    if floor is not None:
+        return floor
+    baseline = dense_baseline(series)
+    return baseline.accuracy_device - DEFAULT_FLOOR_DROP if baseline is not None else float("nan")
+
+
+def smallest_within_floor(series: Series, kernel: str, floor: float) -> pd.Series | None:
+    """The kernel's smallest-flash point whose accuracy on the device meets the floor."""
+    rows = series.kernel_rows(kernel)
+    rows = rows[rows.accuracy_device >= floor]
+    return rows.loc[rows.flash_total.idxmin()] if not rows.empty else None
+
+
+def key_figures(series_list: list[Series], floor: float | None) -> list[dict[str, str]]:
+    """One row per (series, sparse kernel), formatted for both the HTML and the Markdown table."""
+    # The series label says more than the board only when runs, methods or versions differ.
+    labelled = any(series.label != series.board for series in series_list)
+    return [({"series": series.label} if labelled else {}) | _key_row(series, kernel, accuracy_floor(series, floor))
+            for series in series_list for kernel in series.sparse_kernels()]
+
+
+def _key_row(series: Series, kernel: str, floor: float) -> dict[str, str]:
+    speedup = ratio_over_dense(series, kernel, "latency_median")
+    best = f"{speedup.max():.2f}× at {speedup.idxmax():.0%}" if not speedup.empty else "n/a"
+    return {"model": series.model, "board": series.board, "timing": series.kind.name,
+            "kernel": kernel, "break-even sparsity (latency)": str(break_even(speedup)),
+            "best speedup": best,
+            "break-even sparsity (flash)": str(break_even(ratio_over_dense(series, kernel, "flash_total"))),
+            "accuracy floor": f"{floor:.1%}" if np.isfinite(floor) else "n/a",
+            "flash saved at floor": _flash_saved(series, kernel, floor)}
+
+
+def _flash_saved(series: Series, kernel: str, floor: float) -> str:
+    baseline = dense_baseline(series)
+    if baseline is None:
+        return "n/a (no dense kernel)"
+    best = smallest_within_floor(series, kernel, floor)
+    if best is None:
+        return "none: no point meets the floor"
+    saved = baseline.flash_total - best.flash_total
+    if saved < 0:
+        return f"none: its smallest point within the floor ({best.target_sparsity:.0%}) is {-saved / 1024:.1f} KiB " \
+               "larger"
+    return f"{saved / 1024:.1f} KiB ({saved / baseline.flash_total:.0%}) at {best.target_sparsity:.0%}"

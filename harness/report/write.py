@@ -1,0 +1,157 @@
+"""Write a report: every plot as PNG and SVG, one self-contained HTML page, a short Markdown summary.
+
+The HTML embeds its PNGs as data URIs and needs no script, font or style
+sheet from anywhere, so it opens offline and can be mailed as one file.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+from harness.report.build import Plot, Report, Section
+from harness.report.metrics import DEFAULT_FLOOR_DROP
+from harness.report.runs import Run
+
+PNG_DPI = 150
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    markdown: Path
+    images: list[Path]
+
+
+def write_report(report: Report, out_dir: Path) -> ReportFiles:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, embedded = [], {}
+    for plot in report.plots:
+        png, svg = _save(plot, out_dir)
+        images += [png, svg]
+        embedded[plot.name] = base64.b64encode(png.read_bytes()).decode()
+    html_path = out_dir / "report.html"
+    html_path.write_text(_html(report, embedded))
+    markdown_path = out_dir / "report.md"
+    markdown_path.write_text(_markdown(report))
+    return ReportFiles(html_path, markdown_path, images)
+
+
+def _save(plot: Plot, out_dir: Path) -> tuple[Path, Path]:
+    png, svg = out_dir / f"{plot.name}.png", out_dir / f"{plot.name}.svg"
+    plot.figure.savefig(png, dpi=PNG_DPI)
+    # Text stays text in the SVG: smaller, searchable, and editable for a paper's fonts. A fixed salt makes the
+    # SVG's element ids, hence the file, the same every time the same data are reported.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": plot.name}):
+        plot.figure.savefig(svg)
+    return png, svg
+
+
+def _floor_text(report: Report) -> str:
+    if report.floor is not None:
+        return f"accuracy on the device ≥ {report.floor:.1%} (given)"
+    return f"accuracy on the device at most {DEFAULT_FLOOR_DROP:.0%} below the dense model (default)"
+
+
+def _title(report: Report) -> str:
+    models = ", ".join(dict.fromkeys(s.model for s in report.series)) or "no results"
+    boards = ", ".join(dict.fromkeys(s.board for s in report.series))
+    return f"Sparsity report: {models}" + (f" on {boards}" if boards else "")
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+
+CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1400px; margin: 0 auto; padding: 0 24px 48px; color: #222; }
+h1 { font-size: 1.6em; margin: 28px 0 4px; } h2 { margin-top: 40px; border-bottom: 1px solid #ddd; }
+nav a { margin-right: 14px; } .meta { color: #666; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 12px 0; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; } th { background: #f4f4f4; }
+.plots { display: flex; flex-wrap: wrap; gap: 8px 24px; }
+figure { flex: 1 1 600px; max-width: 900px; margin: 12px 0 20px; } figure img { width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+.notes li { color: #8a4b00; } .badge { padding: 1px 7px; border-radius: 9px; font-size: 0.85em; color: #fff; }
+"""
+
+
+def _html(report: Report, embedded: dict[str, str]) -> str:
+    sections = "".join(_html_section(section, embedded) for section in report.sections)
+    nav = " ".join(f'<a href="#{id_}">{html.escape(title)}</a>' for id_, title in
+                   [("summary", "Summary"), *((s.id, s.title) for s in report.sections), ("runs", "Runs")])
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(_title(report))}'
+            f'</title>\n<style>{CSS}</style></head><body>\n<h1>{html.escape(_title(report))}</h1>\n'
+            f'<p class="meta">generated {generated} from {len(report.runs)} run(s)</p><nav>{nav}</nav>\n'
+            f'{_html_summary(report)}{sections}{_html_runs(report)}</body></html>\n')
+
+
+def _html_summary(report: Report) -> str:
+    badges = "".join(f'<span class="badge" style="background:{s.kind.color}">{html.escape(s.label)}: '
+                     f'{html.escape(s.kind.badge)}, {html.escape(s.unit)}</span> ' for s in report.series)
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in report.notes)
+    return (f'<section id="summary"><h2>Summary</h2><p>{badges}</p>'
+            f'<h3>Key figures</h3><p>Accuracy floor: {html.escape(_floor_text(report))}.</p>'
+            f'{_html_table(report.key_figures) or "<p>No series has both a dense and a sparse kernel.</p>"}'
+            + (f'<h3>Notes</h3><ul class="notes">{notes}</ul>' if notes else "") + "</section>\n")
+
+
+def _html_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(value)}</td>" for value in row.values()) + "</tr>"
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _html_section(section: Section, embedded: dict[str, str]) -> str:
+    """Plots side by side, each linking to its PNG file (beside the page) for the full size."""
+    figures = "".join(
+        f'<figure><a href="{plot.name}.png"><img src="data:image/png;base64,{embedded[plot.name]}" '
+        f'alt="{html.escape(section.title)}: {html.escape(plot.caption)}"></a><figcaption>'
+        f'{html.escape(plot.caption)} · files: {plot.name}.png, {plot.name}.svg</figcaption></figure>'
+        for plot in section.plots)
+    body = f'<div class="plots">{figures}</div>' if figures else \
+        "<p>Nothing to draw here; see the notes in the summary.</p>"
+    return (f'<section id="{section.id}"><h2>{html.escape(section.title)}</h2><p>{html.escape(section.intro)}</p>'
+            f'{body}</section>\n')
+
+
+def _html_runs(report: Report) -> str:
+    rows = [_run_facts(run) for run in report.runs]
+    return f'<section id="runs"><h2>Runs</h2>{_html_table(rows)}</section>\n'
+
+
+def _run_facts(run: Run) -> dict[str, str]:
+    versions = run.manifest.get("versions", {})
+    return {"run": run.name, "directory": str(run.path), "started": run.manifest.get("started", "?"),
+            "harness": ", ".join(sorted(set(run.frame.harness_sha.astype(str)))),
+            "points (ok / all)": f"{len(run.ok)} / {len(run.frame)}",
+            "versions": "; ".join(f"{k} {v}" for k, v in versions.items())}
+
+
+# --- Markdown ------------------------------------------------------------------------------------
+
+def _markdown(report: Report) -> str:
+    lines = [f"# {_title(report)}", "", "Runs: " + ", ".join(f"`{run.name}`" for run in report.runs), ""]
+    lines += [f"- {s.label}: {s.kind.badge}, timing {s.source} in {s.unit}" for s in report.series]
+    lines += ["", "## Key figures", "", f"Accuracy floor: {_floor_text(report)}.", ""]
+    lines += _markdown_table(report.key_figures) or ["No series has both a dense and a sparse kernel."]
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
+    lines += ["", "## Plots", "", "Full report with every plot: [report.html](report.html)", ""]
+    lines += [f"- [{section.title}: {plot.caption}]({plot.name}.png)" for section in report.sections
+              for plot in section.plots]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(rows: list[dict[str, str]]) -> list[str]:
+    if not rows:
+        return []
+    columns = list(rows[0])
+    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows])

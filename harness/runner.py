@@ -1,0 +1,150 @@
+"""Measure a sweep's points on boards: builds in parallel, a queue per kind of board, a worker per board.
+
+Firmware builds run on a pool (one per core); each finished build joins the
+queue of its board kind, and every board unit of that kind (an emulator
+instance, or a real board on its own serial port) takes the next point from
+it, so several boards measure concurrently and a slow board never holds up
+a fast one. Ctrl-C stops everything in order: a stop event ends every
+serial read, sessions stop their emulators, and nothing half-measured is
+recorded.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import traceback
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from harness.device.boards import Board
+from harness.device.link import DeviceError, Interrupted
+from harness.device.ports import find_ports
+from harness.device.session import check_port
+from harness.results import ResultRow
+
+_JOIN_POLL_S = 0.2  # the main thread wakes this often, so Ctrl-C is seen while boards work
+
+
+@dataclass(frozen=True)
+class BoardUnit:
+    """One board that measures points: an emulator instance, or a real board on one serial port."""
+    board: Board
+    port: str  # "" where the harness picks one (emulators)
+    name: str  # "mps2_an386#2"
+
+
+@dataclass
+class Job:
+    """One point of the sweep: a firmware to build and measure on a kind of board."""
+    index: int         # position in the sweep; rows are written in this order
+    key: str           # hash of everything the result depends on
+    label: str
+    board: Board
+    row: ResultRow     # the configuration columns; measuring fills a copy
+    work: Any          # what build and measure need (the model point and compiled variant)
+
+
+Build = Callable[[Job], Any]
+Measure = Callable[[Job, BoardUnit, Any], ResultRow]
+Finish = Callable[[Job, ResultRow], None]
+
+
+def board_units(boards: list[Board], port_spec: str, parallel: int) -> list[BoardUnit]:
+    """The boards to measure on.
+
+    port_spec is "" (emulators pick their own ports; real boards are found by
+    their USB IDs), a port for every board (as before), or "name=port,..."
+    naming a port per real board; a name given twice is two boards of that kind.
+    An emulated kind gets `parallel` instances for each time it is in `boards`
+    (so `--boards mps2_an386,mps2_an386` is `--parallel 2`).
+    """
+    assigned: dict[str, list[str]] = {}
+    if "=" in port_spec:
+        for item in filter(None, (part.strip() for part in port_spec.split(","))):
+            name, _, port = item.partition("=")
+            assigned.setdefault(name.strip(), []).append(port.strip())
+    units = []
+    for board, copies in Counter(boards).items():
+        ports = assigned.get(board.name) or ([port_spec] if port_spec and "=" not in port_spec else [])
+        if board.emulated:
+            if ports and parallel * copies > 1:
+                raise DeviceError(f"board '{board.name}': several instances need ports the harness picks, "
+                                  f"not --port {ports[0]}")
+            for port in ports:
+                check_port(board, port)
+            ports = ports or [""] * (parallel * copies)
+        elif not ports:
+            ports = [port.device for port, matches in find_ports() if board in matches]
+            if not ports:
+                raise DeviceError(f"no attached serial port looks like a '{board.name}' (USB "
+                                  f"{', '.join(board.usb) or 'IDs unknown'}): connect it, or pass "
+                                  f"--port {board.name}=/dev/ttyACM0")
+        units += [BoardUnit(board, port, f"{board.name}#{number}") for number, port in enumerate(ports, start=1)]
+    return units
+
+
+def run_jobs(jobs: list[Job], units: list[BoardUnit], build: Build, measure: Measure, finish: Finish,
+             stop: threading.Event, build_workers: int | None = None) -> None:
+    """Build and measure every job; `finish` receives each row as soon as it exists (from any thread)."""
+    queues: dict[str, queue.Queue] = {unit.board.name: queue.Queue() for unit in units}
+    # Each worker says when it has ended. (Not Thread.join: in Python 3.11 a join that Ctrl-C interrupts
+    # marks a still running thread as ended, and the harness would exit under a board's session.)
+    ended = [threading.Event() for _ in units]
+    for unit, done in zip(units, ended):
+        threading.Thread(target=_work, args=(unit, queues[unit.board.name], measure, finish, stop, done),
+                         name=unit.name, daemon=True).start()
+    builds = ThreadPoolExecutor(max_workers=build_workers or os.cpu_count() or 1, thread_name_prefix="build")
+    try:
+        futures = {builds.submit(build, job): job for job in jobs}
+        for future in as_completed(futures):
+            queues[futures[future].board.name].put((futures[future], future))
+        for unit in units:
+            queues[unit.board.name].put(None)  # one "no more points" per unit
+        _wait(ended)
+    except BaseException:
+        stop.set()
+        builds.shutdown(wait=True, cancel_futures=True)
+        _wait(ended)
+        raise
+    finally:
+        builds.shutdown(wait=False)
+
+
+def _wait(events: list[threading.Event]) -> None:
+    for event in events:
+        while not event.wait(_JOIN_POLL_S):
+            pass
+
+
+def _work(unit: BoardUnit, points: queue.Queue, measure: Measure, finish: Finish, stop: threading.Event,
+          ended: threading.Event) -> None:
+    try:
+        _take_points(unit, points, measure, finish, stop)
+    finally:
+        ended.set()
+
+
+def _take_points(unit: BoardUnit, points: queue.Queue, measure: Measure, finish: Finish,
+                 stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            item = points.get(timeout=_JOIN_POLL_S)
+        except queue.Empty:
+            continue
+        if item is None:
+            return
+        job, built = item
+        try:
+            row = measure(job, unit, built.result())
+        except Interrupted:
+            return  # the sweep is stopping: nothing half-measured is recorded
+        except Exception as err:  # a build failure, or a bug: still a row, and the sweep goes on
+            stage = "build" if built.exception() else "run"
+            row = replace(job.row).fail(stage, err)
+            if stage == "run":
+                row.error += " | " + traceback.format_exc(limit=-3).replace("\n", " ")
+        if not stop.is_set():
+            finish(job, row)

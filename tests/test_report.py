@@ -1,0 +1,175 @@
+"""Reports of real sweeps: every plot drawn and labelled, the HTML page opens in a browser, bad input is told.
+
+One small real sweep (the end-to-end test's, on the emulated Cortex-M4 and
+the host board, so two kinds of timing) feeds every test; comparisons of runs
+use copies of it with a column changed, the way another run or harness
+version would differ.
+"""
+import base64
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import run_harness
+from harness.report import build_report
+from harness.report.metrics import break_even, pareto_front
+from harness.results import load_results
+from test_sweep import QUICK_SWEEP
+
+SECTIONS = ["summary", "latency", "speedup", "flash", "sram", "accuracy", "pareto", "layers", "compare", "runs"]
+PLOTS = ["latency", "speedup", "flash", "sram", "accuracy", "pareto-latency", "pareto-flash", "layers"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    (tmp / "quick.toml").write_text(QUICK_SWEEP)  # the end-to-end test's sweep: its models are cached
+    proc = run_harness("sweep", "--config", tmp / "quick.toml", "--boards", "mps2_an386,host",
+                       "--results", tmp / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "report: " in proc.stdout
+    return next((tmp / "results").iterdir())
+
+
+def copy_run(run_dir, dest, edit):
+    """Another run made from this one: its results passed through edit(frame), e.g. to set another harness version."""
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("*.png", "*.svg", "report.*", "logs"))
+    edit(load_results(dest / "results.csv")).to_csv(dest / "results.csv", index=False, na_rep="nan")
+    (dest / "manifest.json").unlink()
+    return dest
+
+
+def test_sweep_writes_its_report(run_dir):
+    for board in ("mps2_an386", "host"):
+        for plot in PLOTS:
+            for suffix in ("png", "svg"):
+                assert (run_dir / f"{plot}-{board}.{suffix}").stat().st_size > 5000, f"{plot}-{board}.{suffix}"
+    for plot in ("compare-speedup", "compare-latency", "compare-flash", "compare-accuracy"):
+        assert (run_dir / f"{plot}.png").exists()
+    summary = (run_dir / "report.md").read_text()
+    assert "| csr |" in summary and "latency units differ (instructions, ns)" in summary
+
+
+def axis_texts(fig):
+    return [fig.get_suptitle()] + [text for ax in fig.axes for text in (ax.get_title("left"), ax.get_xlabel(),
+                                                                         ax.get_ylabel())]
+
+
+def test_every_plot_is_drawn_labelled_and_titled(run_dir):
+    report = build_report([run_dir])
+    assert {plot.name for plot in report.plots} >= {f"{p}-{b}" for p in PLOTS for b in ("mps2_an386", "host")}
+    assert not report.notes[1:], report.notes  # only the note that the two boards' latency units differ
+    for plot in report.plots:
+        fig = plot.figure
+        assert fig.axes, plot.name
+        for ax in fig.axes:
+            assert ax.lines or ax.collections or ax.patches, f"{plot.name}: empty axes"
+            for label in (ax.get_xlabel(), ax.get_ylabel()):
+                assert re.search(r"\(.+\)", label), f"{plot.name}: '{label}' names no unit"
+        texts = " ".join(axis_texts(fig))
+        assert "digits_cnn" in fig.get_suptitle(), plot.name
+        for board, source in (("mps2_an386", "qemu-icount-systick"), ("host", "host-clock-monotonic")):
+            if board in plot.name or plot.name.startswith("compare"):
+                assert board in fig.get_suptitle() and source in texts, plot.name
+
+
+def test_instruction_counts_are_never_called_cycles(run_dir):
+    for plot in build_report([run_dir]).plots:
+        if "host" in plot.name:
+            continue
+        for text in axis_texts(plot.figure):
+            assert "cycles" not in text.replace("(not cycles)", ""), f"{plot.name}: {text}"
+        if plot.name.startswith(("latency", "layers", "pareto-latency")):
+            assert "instructions" in plot.figure.axes[0].get_xlabel() + plot.figure.axes[0].get_ylabel()
+
+
+def chromium(*args, profile):
+    """Debian's chromium, headless and quiet: no network, no updates, a fresh profile."""
+    chrome = shutil.which("chromium")
+    assert chrome, "chromium is not installed: `make test` installs it (APT_PKGS in the Makefile)"
+    return subprocess.run([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync", "--no-first-run",
+                           f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_report_opens_in_headless_chromium(run_dir, tmp_path):
+    page = (run_dir / "report.html").as_uri()
+    dom = chromium("--dump-dom", page, profile=tmp_path / "profile-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in dom.stdout, section
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', dom.stdout)
+    assert len(images) == len(build_report([run_dir]).plots)
+    console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console_errors, console_errors
+
+    screenshot = tmp_path / "report.png"
+    shot = chromium(f"--screenshot={screenshot}", "--window-size=1280,4000", "--hide-scrollbars", page,
+                    profile=tmp_path / "profile-shot")
+    assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
+    colors = Image.open(screenshot).convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colors is None or len(colors) > 500, "the screenshot is nearly blank"
+    for encoded in images[:3]:
+        (tmp_path / "embedded.png").write_bytes(base64.b64decode(encoded))
+        assert Image.open(tmp_path / "embedded.png").size[0] > 800
+
+
+def test_comparing_harness_versions_with_a_floor(run_dir, tmp_path):
+    other = copy_run(run_dir, tmp_path / "other-run",
+                     lambda frame: frame[frame.board == "host"].assign(harness_sha="0123456789ab", run_id="other-run"))
+    proc = run_harness("report", run_dir, other, "--accuracy-floor", "0.9", "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    summary = (tmp_path / "out" / "report.md").read_text()
+    assert "≥ 90.0% (given)" in summary
+    assert "harness 0123456789ab" in summary
+    key_rows = [line for line in summary.splitlines() if "| csr |" in line]
+    assert len(key_rows) == 3  # two boards of one version, the host board of the other
+    assert all("KiB" in row for row in key_rows)
+    assert (tmp_path / "out" / "compare-speedup.svg").exists()
+
+
+def test_a_directory_without_results_is_named_and_the_rest_reported(run_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    alone = run_harness("report", tmp_path / "empty")
+    assert alone.returncode == 2
+    assert "error: nothing to report" in alone.stderr and "no results.csv" in alone.stderr
+    assert "Traceback" not in alone.stderr
+
+    mixed = run_harness("report", run_dir, tmp_path / "empty", "--out", tmp_path / "out")
+    assert mixed.returncode == 0, mixed.stderr
+    assert f"warning: {tmp_path / 'empty'}: no results.csv" in mixed.stderr
+    assert "no results.csv" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_failed_points_and_missing_columns_are_noted(run_dir, tmp_path):
+    failed = copy_run(run_dir, tmp_path / "failed",
+                      lambda frame: frame.assign(status="error", failed_stage="run", error="board silent"))
+    proc = run_harness("report", failed)
+    assert proc.returncode == 2
+    assert "none of its 8 points succeeded" in proc.stderr and "board silent" in proc.stderr
+
+    older = copy_run(run_dir, tmp_path / "older", lambda frame: frame.drop(columns=["layer_latency", "stack_used"]))
+    report = build_report([older])
+    assert any("has no layer_latency, stack_used" in note for note in report.notes)
+    assert not any(plot.name.startswith("layers") for plot in report.plots)
+    assert any(plot.name.startswith("latency") for plot in report.plots)
+
+
+@pytest.mark.parametrize("speedups, expected", [
+    ([0.5, 1.5], "≈ 60%"),        # crosses between the two points: interpolated
+    ([1.2, 2.0], "≤ 40%"),        # already faster at the lowest sparsity measured
+    ([0.5, 0.9], "> 80%"),        # never faster
+])
+def test_break_even(speedups, expected):
+    assert str(break_even(pd.Series(speedups, index=[0.4, 0.8]))) == expected
+
+
+def test_pareto_front_keeps_only_non_dominated_points():
+    cost = [1.0, 2.0, 2.0, 3.0]
+    accuracy = [0.90, 0.95, 0.94, 0.95]
+    assert pareto_front(cost, accuracy).tolist() == [True, True, False, False]
