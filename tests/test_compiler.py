@@ -24,7 +24,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 import tflite_models
-from harness.compiler import CompileError, compile_tflite, emit_c, overlap, quant
+from harness.compiler import KERNEL_FORMATS, CompileError, compile_tflite, emit_c, overlap, quant
 from harness.compiler.encode import encode_csr, encode_dense
 from harness.compiler.lower import LOWERINGS, lower
 from harness.compiler.memory_plan import Buffer, Overlap, place, plan_memory
@@ -38,7 +38,7 @@ KERNEL_SOURCES = sorted((REPO / "firmware" / "kernels").glob("*.c"))
 DRIVER_DIR = REPO / "tests" / "c"
 CFLAGS = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
           "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-KERNELS = ("dense", "csr")
+KERNELS = KERNEL_FORMATS  # every format, each bit-exact with TFLM
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
 

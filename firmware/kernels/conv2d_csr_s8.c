@@ -5,8 +5,8 @@
  * window's top-left corner, so the inner loop is a plain sparse dot
  * product. When windows reach outside the image, the kernel_h rows one
  * output row reads are first copied into a band padded with the input zero
- * point (which contributes nothing to a sum of weight * (input +
- * input_offset)), so the scratch buffer is a few rows, not a padded image.
+ * point (what padding reads, see kernels.h), so the scratch buffer is a few
+ * rows, not a padded image.
  */
 #include <string.h>
 
@@ -89,7 +89,7 @@ nn_status nn_conv2d_csr_s8(const nn_conv2d_params *params, const int8_t *input,
         for (int32_t out_x = 0; out_x < win->output.w; ++out_x) {
             const int8_t *corner = rows + out_x * win->stride_w * padded.c;
             for (int32_t out_c = 0; out_c < win->output.c; ++out_c) {
-                const int32_t acc = nn_csr_row_dot(weights, out_c, corner, requant->input_offset);
+                const int32_t acc = nn_csr_row_dot(weights, out_c, corner);
                 *output++ = nn_requantize_channel(acc, bias, out_c, requant);
             }
         }

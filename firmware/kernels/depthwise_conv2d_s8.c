@@ -13,6 +13,7 @@ nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const
     }
     const int32_t in_c = win->input.c;
     const int32_t out_c_count = win->output.c;
+    const int32_t padding = -requant->input_offset; /* the input zero point */
 
     for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {
         const int32_t in_y0 = out_y * win->stride_h - win->pad_top;
@@ -24,17 +25,14 @@ nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const
                     int32_t acc = 0;
                     for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
                         const int32_t in_y = in_y0 + ky * win->dilation_h;
-                        if (in_y < 0 || in_y >= win->input.h) {
-                            continue; /* padding contributes nothing */
-                        }
                         for (int32_t kx = 0; kx < win->kernel_w; ++kx) {
                             const int32_t in_x = in_x0 + kx * win->dilation_w;
-                            if (in_x < 0 || in_x >= win->input.w) {
-                                continue;
-                            }
-                            const int8_t pixel = input[(in_y * win->input.w + in_x) * in_c + c];
+                            const int inside = in_y >= 0 && in_y < win->input.h && in_x >= 0 &&
+                                               in_x < win->input.w;
+                            const int32_t pixel =
+                                inside ? input[(in_y * win->input.w + in_x) * in_c + c] : padding;
                             const int8_t tap = weights[(ky * win->kernel_w + kx) * out_c_count + out_c];
-                            acc += tap * (pixel + requant->input_offset);
+                            acc += tap * pixel;
                         }
                     }
                     *output++ = nn_requantize_channel(acc, bias, out_c, requant);

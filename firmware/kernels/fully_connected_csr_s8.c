@@ -11,7 +11,7 @@ nn_status nn_fully_connected_csr_s8(const nn_fully_connected_params *params, con
     for (int32_t b = 0; b < params->batches; ++b) {
         const int8_t *x = input + b * params->input_depth;
         for (int32_t out_c = 0; out_c < params->output_depth; ++out_c) {
-            const int32_t acc = nn_csr_row_dot(weights, out_c, x, requant->input_offset);
+            const int32_t acc = nn_csr_row_dot(weights, out_c, x);
             *output++ = nn_requantize_channel(acc, bias, out_c, requant);
         }
     }

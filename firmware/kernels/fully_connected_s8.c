@@ -14,7 +14,7 @@ nn_status nn_fully_connected_s8(const nn_fully_connected_params *params, const i
             const int8_t *w = weights + out_c * params->input_depth;
             int32_t acc = 0;
             for (int32_t i = 0; i < params->input_depth; ++i) {
-                acc += w[i] * (x[i] + requant->input_offset);
+                acc += w[i] * x[i];
             }
             *output++ = nn_requantize_channel(acc, bias, out_c, requant);
         }

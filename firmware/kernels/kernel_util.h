@@ -21,21 +21,17 @@ static inline int nn_window_is_valid(const nn_window *window)
            window->pad_top >= 0 && window->pad_left >= 0;
 }
 
-/* The last step of every kernel with weights: bias, rescale, offset, clamp. */
+/* The last step of every kernel with weights: (folded) bias, rescale, offset, clamp. */
 static inline int8_t nn_requantize_channel(int32_t acc, const int32_t *bias, int32_t channel,
                                            const nn_requant *requant)
 {
-    if (bias != 0) {
-        acc += bias[channel];
-    }
     const int32_t scaled =
-        nn_requantize(acc, requant->multiplier[channel], requant->shift[channel]);
+        nn_requantize(acc + bias[channel], requant->multiplier[channel], requant->shift[channel]);
     return nn_clamp_s8(scaled + requant->output_offset, requant->act_min, requant->act_max);
 }
 
-/* sum over row's nonzeros of value * (x[index] + x_offset). */
-static inline int32_t nn_csr_row_dot(const nn_csr_s8 *matrix, int32_t row, const int8_t *x,
-                                     int32_t x_offset)
+/* sum over row's nonzeros of value * x[index]. */
+static inline int32_t nn_csr_row_dot(const nn_csr_s8 *matrix, int32_t row, const int8_t *x)
 {
     const uint32_t begin = matrix->row_start_u16 ? matrix->row_start_u16[row]
                                                  : matrix->row_start_u32[row];
@@ -45,11 +41,11 @@ static inline int32_t nn_csr_row_dot(const nn_csr_s8 *matrix, int32_t row, const
     /* One loop per index width keeps the width test out of the inner loop. */
     if (matrix->index_u8 != 0) {
         for (uint32_t k = begin; k < end; ++k) {
-            acc += matrix->values[k] * (x[matrix->index_u8[k]] + x_offset);
+            acc += matrix->values[k] * x[matrix->index_u8[k]];
         }
     } else {
         for (uint32_t k = begin; k < end; ++k) {
-            acc += matrix->values[k] * (x[matrix->index_u16[k]] + x_offset);
+            acc += matrix->values[k] * x[matrix->index_u16[k]];
         }
     }
     return acc;

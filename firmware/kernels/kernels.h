@@ -10,9 +10,14 @@
  * Conventions:
  * - Activation tensors are int8 in NHWC layout with batch 1: element
  *   (y, x, c) of an nn_hwc shape lives at ((y * w) + x) * c_count + c.
- * - Weights are int8, symmetric (zero point 0); biases are int32 in the
- *   scale input_scale * weight_scale of their output channel. A NULL bias
- *   means no bias.
+ * - Weights are int8, symmetric (zero point 0). Kernels accumulate
+ *   weight * input over raw int8 inputs and add a folded bias, int32 in
+ *   the scale input_scale * weight_scale of its output channel:
+ *     bias[ch] = tflite_bias[ch] + input_offset * (sum of ch's weights)
+ *   (the compiler folds it), which equals TFLM's sum of weight * (input +
+ *   input_offset) + tflite_bias when every tap reads the input. A tap in
+ *   the padding around an image reads the input zero point
+ *   (-input_offset), so its terms cancel, as TFLM's skipped taps do.
  * - Kernels return NN_OK, or NN_ERROR_ARGUMENT (before writing anything)
  *   when the parameters describe an impossible geometry.
  *
@@ -47,10 +52,10 @@ typedef struct {
  * Bringing an int32 accumulator back to int8, per output channel:
  *   out = clamp(requantize(acc + bias[ch], multiplier[ch], shift[ch])
  *               + output_offset, act_min, act_max)
- * where acc sums weight * (input + input_offset).
+ * where acc sums weight * input and bias is folded (see above).
  */
 typedef struct {
-    int32_t input_offset;      /* minus the input zero point: [-127, 128] */
+    int32_t input_offset;      /* minus the input zero point: [-127, 128]; padding reads -input_offset */
     int32_t output_offset;     /* the output zero point: [-128, 127] */
     int32_t act_min, act_max;  /* fused activation range, within [-128, 127] */
     const int32_t *multiplier; /* Q31 in [2^30, 2^31), or 0; one per output channel */
@@ -122,9 +127,8 @@ nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, cons
  * row_step = dilation_h * W * C_IN; the buffer size is then 0. Otherwise,
  * for each output row, it first copies the kernel_h input rows that row
  * reads into a band nn_conv2d_csr_s8_padded_size() wide, padded with the
- * input zero point (which contributes nothing to a sum of
- * weight * (input + input_offset)), so its inner loop has no bounds checks;
- * then row_step = padded_w * C_IN.
+ * input zero point (as padding reads, see the conventions), so its inner
+ * loop has no bounds checks; then row_step = padded_w * C_IN.
  */
 nn_hwc nn_conv2d_csr_s8_padded_size(const nn_window *window);
 int32_t nn_conv2d_csr_s8_get_buffer_size(const nn_conv2d_params *params);

@@ -1,6 +1,7 @@
 """Compile an int8 .tflite model into plain C99 for the benchmark firmware.
 
     compiled = compile_tflite(tflite_bytes, "build/model", kernel="csr")
+    compiled = compile_tflite(tflite_bytes, "build/model", layer_kernels={0: "csr", 3: "dense"})
 
 Stages: read the flatbuffer into a small IR (tflite_reader, ir); lower
 every op to a kernel call (calls) with TFLM-exact requantization
@@ -18,7 +19,9 @@ from pathlib import Path
 
 from harness.compiler.calls import KernelCall
 from harness.compiler.emit_c import write_model
-from harness.compiler.encode import CsrWeights, DenseWeights, WeightBytes
+from collections.abc import Mapping
+
+from harness.compiler.encode import WeightBytes
 from harness.compiler.ir import CompileError, Tensor
 from harness.compiler.lower import KERNEL_FORMATS, lower
 from harness.compiler.memory_plan import plan_memory
@@ -42,6 +45,7 @@ class LayerInfo:
     index: int
     op: str              # e.g. "CONV_2D"
     kernel: str          # e.g. "conv2d_csr_s8"; "alias" for a RESHAPE that copies nothing
+    format: str          # weight format, e.g. "csr"; "" for an op without weights
     macs: int            # multiply-accumulates of the dense computation
     nonzero_macs: int    # those with a nonzero weight
     weight_bytes: WeightBytes
@@ -51,7 +55,7 @@ class LayerInfo:
 class CompiledModel:
     out_dir: Path          # holds model.c and model.h
     model_id: str
-    kernel: str            # "dense" or "csr"
+    kernel: str            # the default weight format (KERNEL_FORMATS); layers may differ, see layers
     arena_bytes: int       # MODEL_ARENA_BYTES: activations and scratch buffers
     input_preserved: bool  # MODEL_INPUT_PRESERVED: model_invoke() leaves the input intact
     layers: tuple[LayerInfo, ...]
@@ -72,28 +76,32 @@ class CompiledModel:
         return tuple(f"{layer.index}:{layer.op}" for layer in self.layers)
 
 
-def content_id(tflite: bytes, kernel: str) -> str:
+def content_id(tflite: bytes, kernel: str, layer_kernels: Mapping[int, str] | None = None) -> str:
     """The default model_id: a hash of the model and the kernel choice."""
-    return hashlib.sha256(tflite + b"\0" + kernel.encode()).hexdigest()[:16]
+    choice = kernel + "".join(f";{index}={fmt}" for index, fmt in sorted((layer_kernels or {}).items()))
+    return hashlib.sha256(tflite + b"\0" + choice.encode()).hexdigest()[:16]
 
 
 def compile_tflite(tflite_bytes: bytes, out_dir: str | Path, kernel: str = "dense",
-                   model_id: str | None = None) -> CompiledModel:
+                   model_id: str | None = None, layer_kernels: Mapping[int, str] | None = None) -> CompiledModel:
     """Write model.c and model.h for an int8 .tflite into out_dir.
 
-    kernel="csr" stores FULLY_CONNECTED and CONV_2D weights as compressed
-    sparse rows and runs them with the sparse kernels; other ops always use
-    their dense kernels. Raises CompileError when the model cannot run.
+    kernel is the weight format (KERNEL_FORMATS) of every op with weights
+    that has a kernel in it; e.g. "csr" stores FULLY_CONNECTED and CONV_2D
+    weights as compressed sparse rows and runs them with the sparse kernels,
+    while the other ops use their dense kernels. layer_kernels sets the
+    format of given ops by op index. Raises CompileError when the model
+    cannot run.
     """
     if kernel not in KERNEL_FORMATS:
         raise ValueError(f"kernel must be one of {KERNEL_FORMATS}, got {kernel!r}")
-    model_id = model_id or content_id(tflite_bytes, kernel)
+    model_id = model_id or content_id(tflite_bytes, kernel, layer_kernels)
     if not _MODEL_ID.fullmatch(model_id):
         raise ValueError(f"model_id must be 1-40 characters from [A-Za-z0-9._-], got {model_id!r}")
     graph = read_tflite(tflite_bytes)
     if not graph.ops:
         raise CompileError("the model has no ops")
-    calls = lower(graph, kernel)
+    calls = lower(graph, kernel, layer_kernels)
     plan = plan_memory(graph, calls)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,14 +118,15 @@ def _tensor_info(tensor: Tensor) -> TensorInfo:
 
 
 def _layer_info(call: KernelCall) -> LayerInfo:
-    return LayerInfo(index=call.op.index, op=call.op.kind, kernel=call.kernel, macs=call.macs,
+    return LayerInfo(index=call.op.index, op=call.op.kind, kernel=call.kernel,
+                     format=call.weights.format if call.weights is not None else "", macs=call.macs,
                      nonzero_macs=call.nonzero_macs,
                      weight_bytes=call.weights.bytes if call.weights is not None else WeightBytes())
 
 
 def _flash_account(calls: list[KernelCall]) -> dict[str, int]:
-    dense = [c.weights.bytes for c in calls if isinstance(c.weights, DenseWeights)]
-    sparse = [c.weights.bytes for c in calls if isinstance(c.weights, CsrWeights)]
+    dense = [c.weights.bytes for c in calls if c.weights is not None and c.weights.format == "dense"]
+    sparse = [c.weights.bytes for c in calls if c.weights is not None and c.weights.format != "dense"]
     return {"dense_weights": sum(b.values for b in dense),
             "sparse_values": sum(b.values for b in sparse),
             "sparse_indices": sum(b.indices for b in sparse),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.compiler.encode import CsrWeights, DenseWeights
+from harness.compiler.encode import CStruct, Encoded
 from harness.compiler.ir import CompileError, Op, Tensor
 
 
@@ -18,14 +18,6 @@ class _Scratch:
 
 
 SCRATCH = _Scratch()  # stands for the call's scratch buffer in KernelCall.args
-
-
-@dataclass(frozen=True, eq=False)
-class CStruct:
-    """A const C struct; field values are ints, C expressions (str), lists or nested dicts."""
-    name: str
-    ctype: str
-    fields: dict
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +34,7 @@ class KernelCall:
     params: CStruct | None = None        # None: no call (an alias)
     args: list = field(default_factory=list)       # Tensor, TensorList, SCRATCH or a C expression
     constants: list = field(default_factory=list)  # CArray and CStruct, in definition order
-    weights: DenseWeights | CsrWeights | None = None
+    weights: Encoded | None = None
     bias_and_quant_bytes: int = 0
     macs: int = 0           # multiply-accumulates of the dense computation
     nonzero_macs: int = 0   # those with a nonzero weight

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.compiler.encode import CArray
+from harness.compiler.encode import CArray, CStruct
 from harness.compiler.ir import Graph, Tensor
-from harness.compiler.calls import SCRATCH, CStruct, KernelCall, TensorList
+from harness.compiler.calls import SCRATCH, KernelCall, TensorList
 from harness.compiler.memory_plan import MemoryPlan
 
 _VALUES_PER_LINE = {1: 16, 2: 12, 4: 8}

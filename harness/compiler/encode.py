@@ -1,7 +1,11 @@
-"""Weight encoders: how a layer's int8 weights are laid out in flash.
+"""Weight formats: how a layer's int8 weights are laid out in flash.
 
-Each encoder returns the C arrays to emit and an exact byte account, so the
-benchmark can attribute flash to values, indices and row pointers.
+A format is an encoder registered in FORMATS under its name (the name users
+give as a kernel, e.g. "csr"). An encoder takes the weights as a 2-D matrix,
+one row per output channel, and returns an Encoded: the C arrays to emit,
+the struct the kernel reads them through (none for dense), and an exact
+byte account, so the benchmark can attribute flash to values, indices and
+row pointers. Its kernels are nn_<op>_<format>_s8 (nn_<op>_s8 for dense).
 """
 from __future__ import annotations
 
@@ -35,6 +39,14 @@ class CArray:
         return self.name if self.values.size else "NULL"
 
 
+@dataclass(frozen=True, eq=False)
+class CStruct:
+    """A const C struct; field values are ints, C expressions (str), lists or nested dicts."""
+    name: str
+    ctype: str
+    fields: dict
+
+
 @dataclass(frozen=True)
 class WeightBytes:
     """Flash taken by one layer's weights, by kind."""
@@ -51,6 +63,11 @@ class WeightBytes:
 class DenseWeights:
     values: CArray
     nonzeros: int
+    format = "dense"
+
+    def struct(self, name: str) -> None:
+        """Dense kernels take the values array itself."""
+        return None
 
     @property
     def arrays(self) -> tuple[CArray, ...]:
@@ -67,6 +84,13 @@ class CsrWeights:
     values: CArray      # int8 nonzeros, row by row
     index: CArray       # uint8 or uint16: where each value's input sits
     row_start: CArray   # uint16 or uint32, rows + 1 entries
+    format = "csr"
+
+    def struct(self, name: str) -> CStruct:
+        index_field = "index_u8" if self.index.values.dtype == np.uint8 else "index_u16"
+        start_field = "row_start_u16" if self.row_start.values.dtype == np.uint16 else "row_start_u32"
+        return CStruct(name, "nn_csr_s8", {"values": self.values.ref, index_field: self.index.ref,
+                                           start_field: self.row_start.ref})
 
     @property
     def nonzeros(self) -> int:
@@ -81,8 +105,8 @@ class CsrWeights:
         return WeightBytes(values=self.values.nbytes, indices=self.index.nbytes, pointers=self.row_start.nbytes)
 
 
-def encode_dense(weights: np.ndarray, name: str) -> DenseWeights:
-    """Weights as they are, flattened in their (row-major) layout."""
+def encode_dense(weights: np.ndarray, name: str, column_index: np.ndarray | None = None) -> DenseWeights:
+    """Weights as they are, flattened in their (row-major) layout; column_index only matters to sparse formats."""
     flat = np.ascontiguousarray(weights, dtype=np.int8).reshape(-1)
     return DenseWeights(values=CArray(name, flat), nonzeros=int(np.count_nonzero(flat)))
 
@@ -111,3 +135,7 @@ def encode_csr(matrix: np.ndarray, name: str, column_index: np.ndarray | None = 
     return CsrWeights(values=CArray(f"{name}_values", matrix[rows, cols]),
                       index=CArray(f"{name}_index", stored.astype(index_dtype)),
                       row_start=CArray(f"{name}_row_start", row_start.astype(start_dtype)))
+
+
+Encoded = DenseWeights | CsrWeights
+FORMATS = {"dense": encode_dense, "csr": encode_csr}

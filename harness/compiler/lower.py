@@ -5,26 +5,55 @@ DEPTHWISE_CONV_2D), pooling, SOFTMAX and RESHAPE, and holds the table of all
 lowerings; lower_tensor_ops.py has the rest. A lowering checks what the
 kernel needs (constant int8 weights, int32 biases, supported geometry),
 computes TFLM's requantization parameters and encodes the weights in the
-requested format. Field and kernel names match firmware/kernels/kernels.h.
+layer's format (encode.FORMATS). Field and kernel names match
+firmware/kernels/kernels.h.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 from harness.compiler import lower_tensor_ops
-from harness.compiler.calls import SCRATCH, CStruct, KernelCall, activation_input, fail
-from harness.compiler.encode import CArray, CsrWeights, DenseWeights, encode_csr, encode_dense
-from harness.compiler.ir import Graph, Op, Tensor
+from harness.compiler.calls import SCRATCH, KernelCall, activation_input, fail
+from harness.compiler.encode import FORMATS, CArray, CStruct, Encoded
+from harness.compiler.ir import CompileError, Graph, Op, Tensor
 from harness.compiler.overlap import window_distance
 from harness.compiler.quant import activation_range, channel_multipliers, softmax_params
 
-KERNEL_FORMATS = ("dense", "csr")
+KERNEL_FORMATS = tuple(FORMATS)
 SOFTMAX_MAX_DEPTH = 511  # beyond this TFLM's fixed-point reciprocal can overflow
 
 
-def lower(graph: Graph, kernel: str) -> list[KernelCall]:
-    """One call per op, in order; kernel is one of KERNEL_FORMATS."""
-    return [LOWERINGS[op.kind](op, kernel) for op in graph.ops]
+def lower(graph: Graph, kernel: str = "dense", layer_kernels: Mapping[int, str] | None = None) -> list[KernelCall]:
+    """One call per op, in order.
+
+    kernel is the weight format of every op with weights that has a kernel
+    in it (the others run dense); layer_kernels names the format of given
+    ops (by op index), and there a format the op has no kernel in is an error.
+    """
+    layer_kernels = dict(layer_kernels or {})
+    for index, fmt in layer_kernels.items():
+        if fmt not in KERNEL_FORMATS:
+            raise ValueError(f"op {index}: kernel must be one of {KERNEL_FORMATS}, got {fmt!r}")
+    unknown = sorted(set(layer_kernels) - {op.index for op in graph.ops})
+    if unknown:
+        raise CompileError(f"layer kernels name ops {unknown}, but the model has ops 0..{len(graph.ops) - 1}")
+    return [LOWERINGS[op.kind](op, _layer_format(op, kernel, layer_kernels)) for op in graph.ops]
+
+
+def _layer_format(op: Op, kernel: str, layer_kernels: dict[int, str]) -> str:
+    formats = OP_FORMATS.get(op.kind, ("dense",))
+    if op.index not in layer_kernels:
+        return kernel if kernel in formats else "dense"
+    if layer_kernels[op.index] not in formats:
+        raise fail(op, f"has no {layer_kernels[op.index]} kernel; its formats are {', '.join(formats)}")
+    return layer_kernels[op.index]
+
+
+def kernel_name(family: str, fmt: str) -> str:
+    """nn_<family>_s8 runs dense weights, nn_<family>_<format>_s8 the others."""
+    return f"{family}_s8" if fmt == "dense" else f"{family}_{fmt}_s8"
 
 
 # ---- checks and pieces shared by the lowerings -------------------------------------------------
@@ -48,9 +77,9 @@ def _weights(op: Op, ndim: int, channel_axis: int) -> Tensor:
     return tensor
 
 
-def _output_stage(op: Op, inp: Tensor, out: Tensor, weights: Tensor, channels: int
-                  ) -> tuple[dict, str, list[CArray]]:
-    """What follows the accumulation: the nn_requant fields, the bias expression, and their arrays."""
+def _output_stage(op: Op, inp: Tensor, out: Tensor, weights: Tensor, channels: int,
+                  channel_axis: int) -> tuple[dict, str, list[CArray]]:
+    """What follows the accumulation: the nn_requant fields, the folded bias, and their arrays."""
     prefix = f"op{op.index}"
     multipliers, shifts = channel_multipliers(inp.scale, weights.quant.scale, out.scale, channels)
     multiplier, shift = CArray(f"{prefix}_multiplier", multipliers), CArray(f"{prefix}_shift", shifts)
@@ -58,35 +87,39 @@ def _output_stage(op: Op, inp: Tensor, out: Tensor, weights: Tensor, channels: i
     requant = {"input_offset": -inp.zero_point, "output_offset": out.zero_point,
                "act_min": act_min, "act_max": act_max, "multiplier": multiplier.ref, "shift": shift.ref}
     bias = op.inputs[2] if len(op.inputs) > 2 else None
-    if bias is None:
-        return requant, "NULL", [multiplier, shift]
-    if not bias.is_constant or bias.dtype != "int32" or bias.size != channels:
+    if bias is not None and (not bias.is_constant or bias.dtype != "int32" or bias.size != channels):
         raise fail(op, f"bias must be a constant int32 tensor of {channels} values, "
                         f"got {bias.dtype} {list(bias.shape)}")
-    bias_array = CArray(f"{prefix}_bias", bias.data.reshape(-1).astype(np.int32))
+    raw_bias = np.zeros(channels, np.int64) if bias is None else bias.data.reshape(-1).astype(np.int64)
+    bias_array = CArray(f"{prefix}_bias", _folded_bias(raw_bias, -inp.zero_point, weights.data, channel_axis))
     return requant, bias_array.ref, [bias_array, multiplier, shift]
+
+
+def _folded_bias(bias: np.ndarray, input_offset: int, weights: np.ndarray, channel_axis: int) -> np.ndarray:
+    """bias + input_offset * (sum of the channel's weights), wrapped to int32 as int32 sums wrap.
+
+    Kernels then accumulate weight * input, not weight * (input +
+    input_offset): one add fewer per multiply, and sparse kernels gather raw
+    inputs. Padding must then read as the input zero point, whose product
+    with the offset cancels.
+    """
+    other_axes = tuple(a for a in range(weights.ndim) if a != channel_axis)
+    sums = weights.astype(np.int64).sum(axis=other_axes)
+    return (bias + input_offset * sums).astype(np.int64).astype(np.uint32).view(np.int32)
 
 
 def _nbytes(arrays: list[CArray]) -> int:
     return sum(a.nbytes for a in arrays)
 
 
-def _csr_struct(weights: CsrWeights, name: str) -> CStruct:
-    index_field = "index_u8" if weights.index.values.dtype == np.uint8 else "index_u16"
-    start_field = "row_start_u16" if weights.row_start.values.dtype == np.uint16 else "row_start_u32"
-    return CStruct(name, "nn_csr_s8", {"values": weights.values.ref, index_field: weights.index.ref,
-                                       start_field: weights.row_start.ref})
-
-
-def _encode(matrix: np.ndarray, prefix: str, kernel: str,
-            column_index: np.ndarray | None = None) -> tuple[DenseWeights | CsrWeights, str, list]:
-    """Weights in the chosen format, the C expression the call passes, and the constants to emit."""
-    if kernel == "csr":
-        weights = encode_csr(matrix, f"{prefix}_weights", column_index)
-        struct = _csr_struct(weights, f"{prefix}_csr")
-        return weights, f"&{struct.name}", [*weights.arrays, struct]
-    weights = encode_dense(matrix, f"{prefix}_weights")
-    return weights, weights.values.ref, list(weights.arrays)
+def _encode(matrix: np.ndarray, prefix: str, fmt: str,
+            column_index: np.ndarray | None = None) -> tuple[Encoded, str, list]:
+    """Weights in the layer's format, the C expression the call passes, and the constants to emit."""
+    weights = FORMATS[fmt](matrix, f"{prefix}_weights", column_index)
+    struct = weights.struct(f"{prefix}_{fmt}")
+    if struct is None:
+        return weights, weights.arrays[0].ref, list(weights.arrays)
+    return weights, f"&{struct.name}", [*weights.arrays, struct]
 
 
 # ---- windows (convolutions and pooling) --------------------------------------------------------
@@ -119,7 +152,7 @@ def _window(op: Op, inp: Tensor, out: Tensor, kernel_hw: tuple[int, int],
             "pad_left": _pad_before(w, kernel_hw[1], stride[1], dilation[1], ow)}
 
 
-def csr_padded_size(window: dict) -> tuple[int, int]:
+def sparse_padded_size(window: dict) -> tuple[int, int]:
     """nn_conv2d_csr_s8_padded_size: the padded image covers every window and the whole input."""
     def extent(axis: str, pad: int) -> int:
         reach = ((window["output"][axis] - 1) * window[f"stride_{axis}"]
@@ -128,15 +161,15 @@ def csr_padded_size(window: dict) -> tuple[int, int]:
     return extent("h", window["pad_top"]), extent("w", window["pad_left"])
 
 
-def _csr_conv_layout(window: dict) -> tuple[bool, int, int]:
-    """How nn_conv2d_csr_s8 reads windows: (pads, bytes from one kernel row to the next, scratch bytes).
+def _sparse_conv_layout(window: dict) -> tuple[bool, int, int]:
+    """How sparse CONV_2D kernels read windows: (pads, bytes from one kernel row to the next, scratch bytes).
 
     Without padding it reads the input in place, kernel rows dilation_h image
     rows apart. With padding it copies the kernel_h rows an output row reads
     into a band nn_conv2d_csr_s8_padded_size() wide, one after the other.
     """
     in_h, in_w, in_c = window["input"]["h"], window["input"]["w"], window["input"]["c"]
-    padded_h, padded_w = csr_padded_size(window)
+    padded_h, padded_w = sparse_padded_size(window)
     if (padded_h, padded_w) == (in_h, in_w):
         return False, window["dilation_h"] * in_w * in_c, 0
     return True, padded_w * in_c, window["kernel_h"] * padded_w * in_c
@@ -151,7 +184,7 @@ def _conv_offsets(window: dict, row_step: int) -> np.ndarray:
 
 # ---- one lowering per op kind ------------------------------------------------------------------
 
-def lower_fully_connected(op: Op, kernel: str) -> KernelCall:
+def lower_fully_connected(op: Op, fmt: str) -> KernelCall:
     prefix = f"op{op.index}"
     inp, out = activation_input(op), op.outputs[0]
     weights = _weights(op, ndim=2, channel_axis=0)
@@ -160,18 +193,18 @@ def lower_fully_connected(op: Op, kernel: str) -> KernelCall:
     if inp.size % in_depth or out.size != batches * out_depth:
         raise fail(op, f"input {list(inp.shape)} and output {list(out.shape)} do not fit "
                         f"weights {list(weights.shape)}")
-    requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_depth)
-    encoded, weights_ref, weight_constants = _encode(weights.data, prefix, kernel)
+    requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_depth, channel_axis=0)
+    encoded, weights_ref, weight_constants = _encode(weights.data, prefix, fmt)
     params = CStruct(f"{prefix}_params", "nn_fully_connected_params",
                      {"batches": batches, "input_depth": in_depth, "output_depth": out_depth, "requant": requant})
-    return KernelCall(op=op, kernel="fully_connected_csr_s8" if kernel == "csr" else "fully_connected_s8",
+    return KernelCall(op=op, kernel=kernel_name("fully_connected", fmt),
                       params=params, args=[inp, weights_ref, bias, out],
                       constants=[*weight_constants, *stage_arrays, params], weights=encoded,
                       bias_and_quant_bytes=_nbytes(stage_arrays),
                       macs=batches * out_depth * in_depth, nonzero_macs=batches * encoded.nonzeros)
 
 
-def lower_conv2d(op: Op, kernel: str) -> KernelCall:
+def lower_conv2d(op: Op, fmt: str) -> KernelCall:
     prefix = f"op{op.index}"
     inp, out = activation_input(op), op.outputs[0]
     weights = _weights(op, ndim=4, channel_axis=0)
@@ -180,19 +213,19 @@ def lower_conv2d(op: Op, kernel: str) -> KernelCall:
     if in_c != window["input"]["c"]:
         raise fail(op, f"grouped convolution (input has {window['input']['c']} channels, "
                         f"filters {in_c}) is not supported")
-    requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_c)
+    requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_c, channel_axis=0)
     matrix = weights.data.reshape(out_c, -1)
     pixels = window["output"]["h"] * window["output"]["w"]
     params = CStruct(f"{prefix}_params", "nn_conv2d_params", {"window": window, "requant": requant})
-    if kernel == "csr":
-        padded, row_step, scratch_bytes = _csr_conv_layout(window)
-        encoded, weights_ref, weight_constants = _encode(matrix, prefix, kernel, _conv_offsets(window, row_step))
-        buffer_args = [SCRATCH if padded else "NULL"]
-    else:
+    if fmt == "dense":
         scratch_bytes = 0
-        encoded, weights_ref, weight_constants = _encode(matrix, prefix, kernel)
+        encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
         buffer_args = []
-    return KernelCall(op=op, kernel="conv2d_csr_s8" if kernel == "csr" else "conv2d_s8",
+    else:
+        padded, row_step, scratch_bytes = _sparse_conv_layout(window)
+        encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt, _conv_offsets(window, row_step))
+        buffer_args = [SCRATCH if padded else "NULL"]
+    return KernelCall(op=op, kernel=kernel_name("conv2d", fmt),
                       params=params, args=[inp, weights_ref, bias, out, *buffer_args],
                       constants=[*weight_constants, *stage_arrays, params], weights=encoded,
                       bias_and_quant_bytes=_nbytes(stage_arrays),
@@ -200,8 +233,7 @@ def lower_conv2d(op: Op, kernel: str) -> KernelCall:
                       scratch_bytes=scratch_bytes, overlaps={inp: window_distance(window)})
 
 
-def lower_depthwise_conv2d(op: Op, kernel: str) -> KernelCall:
-    # No sparse variant yet: both formats use the dense kernel.
+def lower_depthwise_conv2d(op: Op, fmt: str) -> KernelCall:
     prefix = f"op{op.index}"
     inp, out = activation_input(op), op.outputs[0]
     weights = _weights(op, ndim=4, channel_axis=3)
@@ -210,12 +242,12 @@ def lower_depthwise_conv2d(op: Op, kernel: str) -> KernelCall:
     in_c = window["input"]["c"]
     if out_c % in_c or window["output"]["c"] != out_c:
         raise fail(op, f"{out_c} output channels are not a multiple of {in_c} input channels")
-    requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_c)
-    encoded, weights_ref, weight_constants = _encode(weights.data, prefix, "dense")
+    requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_c, channel_axis=3)
+    encoded, weights_ref, weight_constants = _encode(weights.data, prefix, fmt)
     params = CStruct(f"{prefix}_params", "nn_depthwise_conv2d_params",
                      {"window": window, "depth_multiplier": out_c // in_c, "requant": requant})
     pixels = window["output"]["h"] * window["output"]["w"]
-    return KernelCall(op=op, kernel="depthwise_conv2d_s8", params=params,
+    return KernelCall(op=op, kernel=kernel_name("depthwise_conv2d", fmt), params=params,
                       args=[inp, weights_ref, bias, out],
                       constants=[*weight_constants, *stage_arrays, params], weights=encoded,
                       bias_and_quant_bytes=_nbytes(stage_arrays),
@@ -233,15 +265,15 @@ def _lower_pool(op: Op, kernel_name: str) -> KernelCall:
                       overlaps={inp: window_distance(window)})
 
 
-def lower_max_pool2d(op: Op, kernel: str) -> KernelCall:
+def lower_max_pool2d(op: Op, fmt: str) -> KernelCall:
     return _lower_pool(op, "max_pool2d_s8")
 
 
-def lower_avg_pool2d(op: Op, kernel: str) -> KernelCall:
+def lower_avg_pool2d(op: Op, fmt: str) -> KernelCall:
     return _lower_pool(op, "avg_pool2d_s8")
 
 
-def lower_softmax(op: Op, kernel: str) -> KernelCall:
+def lower_softmax(op: Op, fmt: str) -> KernelCall:
     inp, out = activation_input(op), op.outputs[0]
     if out.zero_point != -128 or np.float32(out.scale) != np.float32(1 / 256):
         raise fail(op, f"int8 output must have scale 1/256 and zero point -128 (TFLM requires it), "
@@ -256,12 +288,19 @@ def lower_softmax(op: Op, kernel: str) -> KernelCall:
     return KernelCall(op=op, kernel="softmax_s8", params=params, args=[inp, out], constants=[params])
 
 
-def lower_reshape(op: Op, kernel: str) -> KernelCall:
+def lower_reshape(op: Op, fmt: str) -> KernelCall:
     inp, out = activation_input(op), op.outputs[0]
     if inp.nbytes != out.nbytes:
         raise fail(op, f"reshapes {list(inp.shape)} into {list(out.shape)}, which has a different size")
     return KernelCall(op=op, kernel="alias", alias_of=inp)
 
+
+# The weight formats each op with weights has kernels in.
+OP_FORMATS = {
+    "FULLY_CONNECTED": KERNEL_FORMATS,
+    "CONV_2D": KERNEL_FORMATS,
+    "DEPTHWISE_CONV_2D": ("dense",),
+}
 
 LOWERINGS = {
     **lower_tensor_ops.LOWERINGS,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.compiler.calls import CStruct, KernelCall, TensorList, activation_input, fail
-from harness.compiler.encode import CArray, encode_dense
+from harness.compiler.calls import KernelCall, TensorList, activation_input, fail
+from harness.compiler.encode import CArray, CStruct, encode_dense
 from harness.compiler.ir import Op, Tensor
 from harness.compiler.overlap import ELEMENTWISE
 from harness.compiler.quant import activation_range, add_params, logistic_params, mean_multiplier, mul_multiplier
@@ -72,12 +72,12 @@ def _lower_binary(op: Op, kernel_name: str, params_type: str, rescaling: dict) -
                       constants=[*constants, params], weights=weights, overlaps=overlaps)
 
 
-def lower_add(op: Op, kernel: str) -> KernelCall:
+def lower_add(op: Op, fmt: str) -> KernelCall:
     a, b = (_quantized(op, t) for t in op.inputs[:2])
     return _lower_binary(op, "add_s8", "nn_add_params", add_params(a.scale, b.scale, op.outputs[0].scale))
 
 
-def lower_mul(op: Op, kernel: str) -> KernelCall:
+def lower_mul(op: Op, fmt: str) -> KernelCall:
     a, b = (_quantized(op, t) for t in op.inputs[:2])
     multiplier, shift = mul_multiplier(a.scale, b.scale, op.outputs[0].scale)
     return _lower_binary(op, "mul_s8", "nn_mul_params",
@@ -86,7 +86,7 @@ def lower_mul(op: Op, kernel: str) -> KernelCall:
 
 # ---- PAD, PADV2, CONCATENATION -------------------------------------------------------------------
 
-def lower_pad(op: Op, kernel: str) -> KernelCall:
+def lower_pad(op: Op, fmt: str) -> KernelCall:
     inp, out = activation_input(op), op.outputs[0]
     paddings = _constant_ints(op, 1, "paddings")
     if paddings.shape != (len(inp.shape), 2) or np.any(paddings < 0):
@@ -102,7 +102,7 @@ def lower_pad(op: Op, kernel: str) -> KernelCall:
     return KernelCall(op=op, kernel="pad_s8", params=params, args=[inp, out], constants=[params])
 
 
-def lower_concatenation(op: Op, kernel: str) -> KernelCall:
+def lower_concatenation(op: Op, fmt: str) -> KernelCall:
     out = op.outputs[0]
     inputs = [activation_input(op, i) for i in range(len(op.inputs))]
     if op.options["activation"] != "NONE":
@@ -119,7 +119,7 @@ def lower_concatenation(op: Op, kernel: str) -> KernelCall:
 
 # ---- MEAN, LOGISTIC ------------------------------------------------------------------------------
 
-def lower_mean(op: Op, kernel: str) -> KernelCall:
+def lower_mean(op: Op, fmt: str) -> KernelCall:
     inp, out = activation_input(op), op.outputs[0]
     axes = sorted({int(a) % len(inp.shape) for a in _constant_ints(op, 1, "axes").reshape(-1)})
     if axes != list(range(axes[0], axes[-1] + 1)):
@@ -134,7 +134,7 @@ def lower_mean(op: Op, kernel: str) -> KernelCall:
     return KernelCall(op=op, kernel="mean_s8", params=params, args=[inp, out], constants=[params])
 
 
-def lower_logistic(op: Op, kernel: str) -> KernelCall:
+def lower_logistic(op: Op, fmt: str) -> KernelCall:
     inp, out = activation_input(op), op.outputs[0]
     if out.zero_point != -128:
         raise fail(op, f"int8 output must have zero point -128 (TFLM requires it), got {out.zero_point}")
