@@ -118,3 +118,17 @@ def test_a_seed_fixes_masks_and_accuracies(digits):
 def test_masks_in_the_train_step_do_not_double_the_epoch_time():
     seconds = mask_overhead(SPEC, seed=0, epochs=4)
     assert seconds["masked"] < 2 * seconds["plain"], seconds
+
+
+def test_layers_are_paired_with_int8_weights_by_name_not_order():
+    # The converter runs ResNet-8's shortcut convolutions before the blocks they bypass.
+    spec = REFERENCE_MODELS["ic_resnet8"]
+    data = spec.load_data()
+    config = PruneConfig(dense_epochs=0, finetune_epochs=0, layer_targets={"s2_shortcut": 0.3, "fc": 0.7})
+    model = spec.build(0)
+    (snapshot,) = prune_sweep(model, data, (0.5,), config, parse_method("magnitude/one-shot"), 0,
+                              progress=lambda _: None)
+    table = int8_layer_sparsity(to_int8_tflite(export_model(model, snapshot), data.x_train[:8]), snapshot)
+    assert set(table) == set(snapshot.layer_sizes)
+    assert_exact(table)
+    assert round(table["s2_shortcut"]["achieved"], 2) == 0.3 and round(table["s1a"]["achieved"], 2) == 0.5

@@ -8,6 +8,8 @@ rounding of conversion does.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from harness.prune.masks import PruningError, prunable_layers
@@ -49,18 +51,47 @@ def int8_layer_sparsity(tflite: bytes, snapshot: Snapshot) -> dict[str, dict[str
     from harness.compiler import read_tflite
 
     graph = read_tflite(tflite)
-    weights = [op.inputs[1].data for op in graph.ops if op.kind in WEIGHTED_OPS]
+    weights = {op.inputs[1].name: op.inputs[1].data for op in graph.ops if op.kind in WEIGHTED_OPS}
     sizes = snapshot.layer_sizes
-    if len(weights) != len(sizes):
-        raise PruningError(f"the int8 model has {len(weights)} weighted ops but the Keras model has {len(sizes)} "
-                           f"prunable layers ({', '.join(sizes)}): cannot tell their sparsity apart")
     table = {}
-    for (name, size), w in zip(sizes.items(), weights):
+    for name, tensor in _pair_by_name(list(weights), list(sizes)).items():
+        w, size = weights[tensor], sizes[name]
         if w.size > size or (not snapshot.filters and w.size != size):
-            raise PruningError(f"int8 weights of {w.size} values do not match layer '{name}' ({size} weights)")
+            raise PruningError(f"int8 weights '{tensor}' ({w.size} values) do not match layer '{name}' "
+                               f"({size} weights)")
         table[name] = {"target": snapshot.layer_targets[name],
                        "achieved": 1.0 - int(np.count_nonzero(w)) / size, "weights": size}
     return table
+
+
+def _pair_by_name(tensors: list[str], layers: list[str]) -> dict[str, str]:
+    """Keras layer -> the int8 weight tensor named after it.
+
+    The converter may reorder ops (a ResNet's shortcut convolution runs
+    before the block it bypasses), so order says nothing; names do. Keras 3
+    names a kernel "<model>_1/<layer>_1/convolution"; a name segment is the
+    layer's name with or without that numeric suffix.
+    """
+    def layer_of(tensor: str) -> str | None:
+        segments = tensor.split(";")[0].split("/")
+        for candidates in (segments, [re.sub(r"_\d+$", "", segment) for segment in segments]):
+            found = [segment for segment in candidates if segment in layers]
+            if found:
+                return found[-1]
+        return None
+
+    pairs = {}
+    for tensor in tensors:
+        layer = layer_of(tensor)
+        if layer is None or layer in pairs:
+            problem = "names no prunable layer" if layer is None else f"names layer '{layer}' again"
+            raise PruningError(f"int8 weight tensor '{tensor}' {problem}: cannot tell which layer it holds "
+                               f"(prunable layers: {', '.join(layers)})")
+        pairs[layer] = tensor
+    missing = [layer for layer in layers if layer not in pairs]
+    if missing:
+        raise PruningError(f"no int8 weight tensor is named after layer(s) {', '.join(missing)}")
+    return pairs
 
 
 def total_sparsity(layer_sparsity: dict[str, dict[str, float]]) -> float:
