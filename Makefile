@@ -3,8 +3,9 @@
 
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
-# chromium: the report test opens the HTML report in a headless browser.
-APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm gcc chromium
+# chromium: the report test opens the HTML report in a headless browser; g++: the Arduino board
+# support is compile-checked against a stub of the Arduino API.
+APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm gcc g++ chromium
 
 .PHONY: demo test setup system-packages
 
