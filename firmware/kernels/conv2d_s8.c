@@ -1,40 +1,398 @@
-/* CONV_2D, int8, dense weights: the reference kernel. */
-#include "kernel_util.h"
+/*
+ * CONV_2D, int8, dense weights.
+ *
+ * DSP path (NN_DSP): output pixels go in pairs. Each pair's windows are
+ * first copied into `columns` ("im2col"), widened to int16 and padded with
+ * the input zero point (what padding reads, see kernels.h). Then a tile of
+ * 2 output channels x 2 pixels runs down the window: one weight word per
+ * channel (4 weights, split into even and odd int16 pairs by SXTB16) meets
+ * two column words per pixel, 8 SMLAD for 16 MACs, and no column word is
+ * sign-extended more than once per pixel, however many channels read it.
+ * For SMLAD's pairs to match SXTB16's, each group of 4 window values is
+ * stored as the words (v0, v2) and (v1, v3), the two pixels' groups side
+ * by side: A(v0, v2) A(v1, v3) B(v0, v2) B(v1, v3).
+ *
+ * The columns (and, when C_IN is not a multiple of 4, a bytewise gather of
+ * one window) live on the stack for windows of up to STACK_WINDOW_MAX
+ * values, and in the caller's buffer, nn_conv2d_s8_get_buffer_size()
+ * bytes, for larger ones, so every window size takes the DSP path. (Small
+ * windows stay on the stack so that their arena does not grow past
+ * TFLite Micro's: tests/test_compiler.py.) A pair reads the
+ * input only while filling its columns, before it writes anything, so
+ * outputs go in raster order and writing over the input (kernels.h) is
+ * safe.
+ *
+ * Portable path (no DSP extension): one pixel at a time as the reference,
+ * but two output channels at a time, sharing each input load, with the
+ * padding test out of the innermost loop.
+ */
+#include <string.h>
 
-nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, const int8_t *weights,
-                       const int32_t *bias, int8_t *output)
+#include "kernel_util.h"
+#include "simd.h"
+
+/* Window values (KH * KW * C_IN) up to which the DSP path's columns are on the stack. */
+#define STACK_WINDOW_MAX 256
+
+/*
+ * The DSP path's columns: for each group of 4 window values (the last one
+ * possibly partial) 2 words per pixel of the pair, 16 bytes; and when C_IN
+ * is not a multiple of 4, the window gathered bytewise, rounded up to whole
+ * groups. Defined without NN_DSP so the compiler (harness/compiler/lower.py,
+ * dense_conv_scratch_bytes) computes the same size for any core.
+ */
+static int32_t column_bytes(int32_t size)
+{
+    return (size + 3) / 4 * 16;
+}
+
+/* The columns and the gather, in bytes, whether on the stack or in the buffer. */
+static int32_t dsp_bytes(const nn_window *win)
+{
+    const int32_t size = win->kernel_h * win->kernel_w * win->input.c;
+    return column_bytes(size) + (win->input.c % 4 != 0 ? (size + 3) / 4 * 4 : 0);
+}
+
+int32_t nn_conv2d_s8_get_buffer_size(const nn_conv2d_params *params)
 {
     const nn_window *win = &params->window;
-    const nn_requant *requant = &params->requant;
-    if (!nn_window_is_valid(win)) {
-        return NN_ERROR_ARGUMENT;
+    if (win->kernel_h * win->kernel_w * win->input.c <= STACK_WINDOW_MAX) {
+        return 0;
     }
-    const int32_t in_c = win->input.c;
-    const int32_t filter_size = win->kernel_h * win->kernel_w * in_c;
-    const int32_t padding = -requant->input_offset; /* the input zero point */
+    return dsp_bytes(win);
+}
 
-    for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {
-        const int32_t in_y0 = out_y * win->stride_h - win->pad_top;
-        for (int32_t out_x = 0; out_x < win->output.w; ++out_x) {
-            const int32_t in_x0 = out_x * win->stride_w - win->pad_left;
-            for (int32_t out_c = 0; out_c < win->output.c; ++out_c) {
-                const int8_t *filter = weights + out_c * filter_size;
-                int32_t acc = 0;
-                for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
-                    const int32_t in_y = in_y0 + ky * win->dilation_h;
-                    for (int32_t kx = 0; kx < win->kernel_w; ++kx) {
-                        const int32_t in_x = in_x0 + kx * win->dilation_w;
-                        const int inside = in_y >= 0 && in_y < win->input.h && in_x >= 0 && in_x < win->input.w;
-                        const int8_t *pixel = inside ? input + (in_y * win->input.w + in_x) * in_c : 0;
-                        const int8_t *taps = filter + (ky * win->kernel_w + kx) * in_c;
-                        for (int32_t c = 0; c < in_c; ++c) {
-                            acc += taps[c] * (inside ? pixel[c] : padding);
-                        }
+#if NN_DSP
+
+/*
+ * GCC's first instruction scheduling pass hoists the tile's loads ahead of
+ * the SMLADs that consume them, needing more than Thumb-2's 14 registers:
+ * the two-group loop then spills and reloads (51 instructions per 32 MACs
+ * instead of 41 for the same code unscheduled). Its second pass, after
+ * register allocation, still runs.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-schedule-insns")
+#endif
+
+/* The input (y, x) pixel's first byte, or 0 when (y, x) is in the padding. */
+static const int8_t *pixel_at(const nn_window *win, const int8_t *input, int32_t y, int32_t x)
+{
+    if (y < 0 || y >= win->input.h || x < 0 || x >= win->input.w) {
+        return 0;
+    }
+    return input + (y * win->input.w + x) * win->input.c;
+}
+
+/*
+ * Output pixel `pixel`'s window into its half of the columns: for group g
+ * of 4 values, words 4g and 4g + 1 of `col`. With C_IN a multiple of 4 a
+ * tap is whole groups, widened a word at a time; otherwise the window is
+ * gathered bytewise first (small first layers only: C_IN of 1 or 3).
+ */
+static void window_to_columns(const nn_window *win, const int8_t *input, int32_t pixel,
+                              int32_t zero_point, int32_t *col, int8_t *window)
+{
+    const int32_t in_c = win->input.c;
+    const int32_t y0 = (pixel / win->output.w) * win->stride_h - win->pad_top;
+    const int32_t x0 = (pixel % win->output.w) * win->stride_w - win->pad_left;
+    if (in_c % 4 == 0) {
+        const int32_t pad = (int32_t)(((uint32_t)zero_point & 0xFFFFu) * 0x10001u);
+        for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
+            const int32_t y = y0 + ky * win->dilation_h;
+            for (int32_t kx = 0; kx < win->kernel_w; ++kx) {
+                const int8_t *src = pixel_at(win, input, y, x0 + kx * win->dilation_w);
+                if (src == 0) {
+                    for (int32_t c = 0; c < in_c; c += 4, col += 4) {
+                        col[0] = pad;
+                        col[1] = pad;
+                    }
+                } else {
+                    for (int32_t c = 0; c < in_c; c += 4, col += 4) {
+                        const int32_t v = nn_read_s8x4(src + c);
+                        col[0] = nn_sxtb16(v);
+                        col[1] = nn_sxtb16_ror8(v);
                     }
                 }
-                *output++ = nn_requantize_channel(acc, bias, out_c, requant);
+            }
+        }
+        return;
+    }
+    int8_t *dst = window;
+    for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
+        const int32_t y = y0 + ky * win->dilation_h;
+        for (int32_t kx = 0; kx < win->kernel_w; ++kx) {
+            const int8_t *src = pixel_at(win, input, y, x0 + kx * win->dilation_w);
+            for (int32_t c = 0; c < in_c; ++c) {
+                *dst++ = src ? src[c] : (int8_t)zero_point;
             }
         }
     }
+    /* Whole groups: a partial last group's other bytes are set but never multiplied. */
+    memset(dst, 0, (size_t)(-(dst - window) & 3));
+    for (int32_t k = 0; k < dst - window; k += 4, col += 4) {
+        const int32_t v = nn_read_s8x4(window + k);
+        col[0] = nn_sxtb16(v);
+        col[1] = nn_sxtb16_ror8(v);
+    }
+}
+
+/* A tile's four sums: channels a, b times the pair's pixels A, B. */
+typedef struct {
+    int32_t aA, aB, bA, bB;
+} tile_sums;
+
+/* One group of 4 window values into the sums: 16 MACs in 8 SMLAD. */
+static inline void tile_group(const int8_t *wa, const int8_t *wb, const int32_t *col, tile_sums *s)
+{
+    const int32_t va = nn_read_s8x4(wa);
+    const int32_t vb = nn_read_s8x4(wb);
+    const int32_t a_even = nn_sxtb16(va), a_odd = nn_sxtb16_ror8(va);
+    const int32_t b_even = nn_sxtb16(vb), b_odd = nn_sxtb16_ror8(vb);
+    s->aA = nn_smlad(a_even, col[0], s->aA);
+    s->bA = nn_smlad(b_even, col[0], s->bA);
+    s->aA = nn_smlad(a_odd, col[1], s->aA);
+    s->bA = nn_smlad(b_odd, col[1], s->bA);
+    s->aB = nn_smlad(a_even, col[2], s->aB);
+    s->bB = nn_smlad(b_even, col[2], s->bB);
+    s->aB = nn_smlad(a_odd, col[3], s->aB);
+    s->bB = nn_smlad(b_odd, col[3], s->bB);
+}
+
+/*
+ * Bias plus the sums of weight * window for channels a, b (weight rows wa,
+ * wb) and the pair's two windows in `col`, `size` values each. Two groups
+ * per iteration halve the loop's own instructions (its pointer step,
+ * compare and branch, and GCC's reload of the end pointer it spills).
+ */
+static inline tile_sums tile_2x2(const int8_t *wa, const int8_t *wb, const int32_t *col,
+                                 int32_t size, int32_t bias_a, int32_t bias_b)
+{
+    tile_sums s = {bias_a, bias_a, bias_b, bias_b};
+    const int32_t groups = size >> 2;
+    const int32_t *const pairs_end = col + (groups >> 1) * 8;
+    while (col != pairs_end) {
+        tile_group(wa, wb, col, &s);
+        tile_group(wa + 4, wb + 4, col + 4, &s);
+        wa += 8;
+        wb += 8;
+        col += 8;
+    }
+    if (groups & 1) {
+        tile_group(wa, wb, col, &s);
+        wa += 4;
+        wb += 4;
+        col += 4;
+    }
+    /* The last size % 4 values: v0 is the bottom of word 0, v1 of word 1, v2 the top of word 0. */
+    const int32_t rest = size & 3;
+    if (rest != 0) {
+        s.aA = nn_smlabb(wa[0], col[0], s.aA);
+        s.aB = nn_smlabb(wa[0], col[2], s.aB);
+        s.bA = nn_smlabb(wb[0], col[0], s.bA);
+        s.bB = nn_smlabb(wb[0], col[2], s.bB);
+        if (rest > 1) {
+            s.aA = nn_smlabb(wa[1], col[1], s.aA);
+            s.aB = nn_smlabb(wa[1], col[3], s.aB);
+            s.bA = nn_smlabb(wb[1], col[1], s.bA);
+            s.bB = nn_smlabb(wb[1], col[3], s.bB);
+        }
+        if (rest > 2) {
+            s.aA = nn_smlabt(wa[2], col[0], s.aA);
+            s.aB = nn_smlabt(wa[2], col[2], s.aB);
+            s.bA = nn_smlabt(wb[2], col[0], s.bA);
+            s.bB = nn_smlabt(wb[2], col[2], s.bB);
+        }
+    }
+    return s;
+}
+
+/*
+ * One pixel's results for channels a and b (requantized, output offset
+ * added) clamped to the activation range together: saturated to int16,
+ * packed into the halves of a word, then one packed max and one packed min
+ * against `lo` and `hi`, the range's bounds in both halves. Saturating
+ * first changes nothing, the range being within int8.
+ */
+static inline void clamp_store_pair(int32_t va, int32_t vb, int32_t lo, int32_t hi, int8_t *out_a,
+                                    int8_t *out_b)
+{
+    const int32_t v = nn_smin16(nn_smax16(nn_pkhbt16(nn_ssat16bit(va), nn_ssat16bit(vb)), lo), hi);
+    /* Each half is within int8: its low byte is the output (GCC converts modulo 2^8). */
+    *out_a = (int8_t)v;
+    *out_b = (int8_t)(v >> 16);
+}
+
+/*
+ * A tile's accumulators (bias included) to int8 outputs: channels a and b
+ * at pixel A's `first` and pixel B's `second` (0 for an odd last pixel).
+ * When every channel shifts right by 2 or more bits (`right_shifts`, known
+ * for the whole layer), the fast path is straight-line code and each
+ * channel's multiplier and shift work is shared by its two pixels.
+ */
+static inline void requantize_tile(const tile_sums *acc, int32_t a, int32_t b, int right_shifts,
+                                   const nn_requant *rq, int32_t lo, int32_t hi, int8_t *first,
+                                   int8_t *second)
+{
+    const int32_t ma = rq->multiplier[a], mb = rq->multiplier[b];
+    const int sa = rq->shift[a], sb = rq->shift[b];
+    int32_t aA, aB, bA, bB;
+    if (right_shifts) {
+        aA = nn_requantize_right_shift(acc->aA, ma, sa);
+        aB = nn_requantize_right_shift(acc->aB, ma, sa);
+        bA = nn_requantize_right_shift(acc->bA, mb, sb);
+        bB = nn_requantize_right_shift(acc->bB, mb, sb);
+    } else {
+        aA = nn_requantize(acc->aA, ma, sa);
+        aB = nn_requantize(acc->aB, ma, sa);
+        bA = nn_requantize(acc->bA, mb, sb);
+        bB = nn_requantize(acc->bB, mb, sb);
+    }
+    const int32_t offset = rq->output_offset;
+    clamp_store_pair(aA + offset, bA + offset, lo, hi, first + a, first + b);
+    if (second != 0) {
+        clamp_store_pair(aB + offset, bB + offset, lo, hi, second + a, second + b);
+    }
+}
+
+/* Whether all `channels` shift right by 2 bits or more (nn_requantize_right_shift's domain). */
+static int all_right_shifts(const int8_t *shift, int32_t channels)
+{
+    for (int32_t c = 0; c < channels; ++c) {
+        if (shift[c] > -2) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void conv_dsp(const nn_window *win, const nn_requant *requant, const int8_t *input,
+                     const int8_t *weights, const int32_t *bias, int8_t *output, int8_t *buffer)
+{
+    /* A local copy, so that output stores (int8_t, which may alias anything) force no reloads. */
+    const nn_requant rq = *requant;
+    const int32_t size = win->kernel_h * win->kernel_w * win->input.c;
+    const int32_t out_c = win->output.c;
+    const int32_t pixels = win->output.h * win->output.w;
+    const int right_shifts = all_right_shifts(rq.shift, out_c);
+    /* The activation range's bounds in both halves of a word. */
+    const int32_t lo = nn_pkhbt16(rq.act_min, rq.act_min);
+    const int32_t hi = nn_pkhbt16(rq.act_max, rq.act_max);
+    /* Per group of 4 values: 2 words for each pixel (buffer is 4-byte aligned), then the gather. */
+    int32_t *const columns = (int32_t *)(void *)buffer;
+    int8_t *const gather = buffer + column_bytes(size);
+    for (int32_t p = 0; p < pixels; p += 2) {
+        /* An odd last pixel pairs with itself; its second copy's sums are dropped. */
+        const int pair = p + 1 < pixels;
+        window_to_columns(win, input, p, -rq.input_offset, columns, gather);
+        window_to_columns(win, input, pair ? p + 1 : p, -rq.input_offset, columns + 2, gather);
+        int8_t *out = output + p * out_c;
+        int8_t *out_second = pair ? out + out_c : 0;
+        for (int32_t c = 0; c < out_c; c += 2) {
+            /* An odd last channel pairs with itself too, and is written twice. */
+            const int32_t c2 = c + 1 < out_c ? c + 1 : c;
+            const tile_sums acc =
+                tile_2x2(weights + c * size, weights + c2 * size, columns, size, bias[c], bias[c2]);
+            requantize_tile(&acc, c, c2, right_shifts, &rq, lo, hi, out, out_second);
+        }
+    }
+}
+
+/* conv_dsp with its columns and gather on the stack: windows of up to STACK_WINDOW_MAX values. */
+static void conv_dsp_on_stack(const nn_window *win, const nn_requant *requant, const int8_t *input,
+                              const int8_t *weights, const int32_t *bias, int8_t *output)
+{
+    /* Columns (16 B per group of 4 values), then the gather (4 B per group): dsp_bytes() at most. */
+    int32_t stack[(STACK_WINDOW_MAX + 3) / 4 * 5];
+    conv_dsp(win, requant, input, weights, bias, output, (int8_t *)(void *)stack);
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+#endif /* NN_DSP */
+
+/*
+ * Two output channels' sums over one pixel's window: each input byte is
+ * loaded once for both. Taps in the padding multiply the input zero point.
+ */
+static void window_dot_2(const nn_window *win, const int8_t *input, int32_t y0, int32_t x0,
+                         const int8_t *w0, const int8_t *w1, int32_t padding, int32_t sums[2])
+{
+    const int32_t in_c = win->input.c;
+    int32_t s0 = 0, s1 = 0;
+    for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
+        const int32_t y = y0 + ky * win->dilation_h;
+        const int row_inside = y >= 0 && y < win->input.h;
+        for (int32_t kx = 0; kx < win->kernel_w; ++kx, w0 += in_c, w1 += in_c) {
+            const int32_t x = x0 + kx * win->dilation_w;
+            if (row_inside && x >= 0 && x < win->input.w) {
+                const int8_t *pixel = input + (y * win->input.w + x) * in_c;
+                for (int32_t c = 0; c < in_c; ++c) {
+                    const int32_t v = pixel[c];
+                    s0 += w0[c] * v;
+                    s1 += w1[c] * v;
+                }
+            } else {
+                for (int32_t c = 0; c < in_c; ++c) {
+                    s0 += w0[c] * padding;
+                    s1 += w1[c] * padding;
+                }
+            }
+        }
+    }
+    sums[0] = s0;
+    sums[1] = s1;
+}
+
+/* The portable path: one pixel at a time, in raster order, two output channels at a time. */
+static void conv_portable(const nn_window *win, const nn_requant *requant, const int8_t *input,
+                          const int8_t *weights, const int32_t *bias, int8_t *output)
+{
+    const nn_requant rq = *requant; /* see conv_dsp */
+    const int32_t filter_size = win->kernel_h * win->kernel_w * win->input.c;
+    const int32_t out_c = win->output.c;
+    for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {
+        const int32_t y0 = out_y * win->stride_h - win->pad_top;
+        for (int32_t out_x = 0; out_x < win->output.w; ++out_x) {
+            const int32_t x0 = out_x * win->stride_w - win->pad_left;
+            for (int32_t c = 0; c < out_c; c += 2) {
+                /* An odd last channel pairs with itself and is written twice. */
+                const int32_t c2 = c + 1 < out_c ? c + 1 : c;
+                int32_t sums[2];
+                window_dot_2(win, input, y0, x0, weights + c * filter_size,
+                             weights + c2 * filter_size, -rq.input_offset, sums);
+                const int8_t first = nn_requantize_channel(sums[0], bias, c, &rq);
+                const int8_t second = nn_requantize_channel(sums[1], bias, c2, &rq);
+                output[c] = first;
+                output[c2] = second;
+            }
+            output += out_c;
+        }
+    }
+}
+
+nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, const int8_t *weights,
+                       const int32_t *bias, int8_t *output, int8_t *buffer)
+{
+    const nn_window *win = &params->window;
+    if (!nn_window_is_valid(win)) {
+        return NN_ERROR_ARGUMENT;
+    }
+#if NN_DSP
+    if (buffer != 0) {
+        conv_dsp(win, &params->requant, input, weights, bias, output, buffer);
+        return NN_OK;
+    }
+    if (win->kernel_h * win->kernel_w * win->input.c <= STACK_WINDOW_MAX) {
+        conv_dsp_on_stack(win, &params->requant, input, weights, bias, output);
+        return NN_OK;
+    }
+#else
+    (void)buffer; /* the portable path needs none */
+#endif
+    conv_portable(win, &params->requant, input, weights, bias, output);
     return NN_OK;
 }

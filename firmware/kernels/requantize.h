@@ -38,17 +38,61 @@ static inline int32_t nn_rounding_divide_by_pot(int32_t x, int exponent)
 
 /*
  * acc * multiplier * 2^shift, where multiplier is a Q31 value in
- * [2^30, 2^31) (or 0) and shift in [-31, 30]: TFLM's
- * MultiplyByQuantizedMultiplier, used to bring an int32 accumulator back to
- * the output scale.
+ * [0, 2^31) (TFLM's are in [2^30, 2^31), or 0) and shift in [-31, 30]:
+ * TFLM's MultiplyByQuantizedMultiplier, used to bring an int32
+ * accumulator back to the output scale. This general form is the
+ * definition; nn_requantize below computes the same faster.
  */
-static inline int32_t nn_requantize(int32_t acc, int32_t multiplier, int shift)
+static inline int32_t nn_requantize_reference(int32_t acc, int32_t multiplier, int shift)
 {
     const int left_shift = shift > 0 ? shift : 0;
     const int right_shift = shift > 0 ? 0 : -shift;
     /* Shift as unsigned: TFLM's x * (1 << s) wraps the same way without UB. */
     const int32_t scaled = (int32_t)((uint32_t)acc << left_shift);
     return nn_rounding_divide_by_pot(nn_doubling_high_mul(scaled, multiplier), right_shift);
+}
+
+/*
+ * The same result in one 32x32->64 multiply-accumulate (SMLAL on Armv7-M)
+ * and a shift, for the usual right shifts of 2 or more bits (e = -shift).
+ * With a = acc and m = multiplier >= 0 (so INT32_MIN * INT32_MIN, the one
+ * saturating case, cannot occur), TFLM computes
+ *   x = floor((a*m + 2^30) / 2^31)     (its nudge 1 - 2^30 for negative
+ *                                       products, with division toward
+ *                                       zero, is this floor)
+ *   result = floor((x + 2^(e-1) - [x < 0]) / 2^e)   (ties away from zero)
+ * Nested floors fold: floor((floor(u / p) + k) / q) = floor((u + k p) / (p q))
+ * for integers k, p, q > 0. The sign of a stands in for the sign of x
+ * (when a < 0 <= x, x is 0 and both give 0), so with
+ *   D = a*m + 2^30 - [a < 0] * 2^31 + 2^(e-2) * 2^32
+ * result = floor(D / 2^32) / 2^(e-1), rounded down: the high word of D
+ * shifted right by e - 1. D starts as a 64-bit value whose low word is
+ * 2^30 with a's sign bit on top and whose high word is 2^(e-2) plus a's
+ * sign (0 or -1), so it is never negative; the high word of D stays within
+ * int32 (|a*m| < 2^62). The test suite checks this against a model of
+ * TFLM's arithmetic (tests/test_dense_kernels.py).
+ * nn_requantize_right_shift() is this fast path alone, for shift <= -2.
+ */
+static inline int32_t nn_requantize_right_shift(int32_t acc, int32_t multiplier, int shift)
+{
+    const uint32_t sign = (uint32_t)(acc >> 31);            /* all ones or zero */
+    const uint32_t half = (1u << 30) >> (shift + 32);        /* 2^(e-2), e - 2 = -shift - 2 */
+    const uint64_t start = (uint64_t)(sign + half) << 32 | (sign << 31 | (1u << 30));
+    const int32_t high = (int32_t)(((int64_t)acc * multiplier + (int64_t)start) >> 32);
+    return high >> ~shift; /* ~shift = e - 1 */
+}
+
+/*
+ * Kernels that requantize several accumulators of one channel may test the
+ * shift once and call nn_requantize_right_shift() directly, so that the
+ * compiler shares its per-channel work.
+ */
+static inline int32_t nn_requantize(int32_t acc, int32_t multiplier, int shift)
+{
+    if (shift > -2) {
+        return nn_requantize_reference(acc, multiplier, shift);
+    }
+    return nn_requantize_right_shift(acc, multiplier, shift);
 }
 
 static inline int8_t nn_clamp_s8(int32_t value, int32_t lo, int32_t hi)

@@ -1,0 +1,387 @@
+"""Dense FULLY_CONNECTED and CONV_2D kernels, and requantization, bit for bit.
+
+The kernels have a DSP path (Arm's packed SXTB16/SMLAD instructions, see
+firmware/kernels/simd.h) and a portable one. On the host both are built:
+plain, and with -DNN_EMULATE_DSP, which runs the DSP algorithm on C
+emulations of the instructions, under ASan and UBSan. Each build runs
+single-layer models over many geometries (odd depths and channel counts,
+strides, dilations, SAME and VALID padding, windows too large for the DSP
+path's stack columns, whose columns go in the compiler's scratch buffer)
+and must give TFLite Micro's bytes; nn_conv2d_s8_get_buffer_size() must
+give the compiler's scratch size. nn_requantize is
+checked against a Python model of TFLM's MultiplyByQuantizedMultiplier on
+millions of accumulators, multipliers and shifts, rounding ties included.
+The emulated Cortex-M4 runs the same algorithm on the real instructions in
+tests/test_reference_models.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tflite_models
+from harness.compiler import compile_tflite
+from harness.quantize import run_tflite_micro
+from test_compiler import CFLAGS, DRIVER_DIR, KERNEL_SOURCES, REPO, _edited, run_host_executable
+
+KERNEL_DIR = REPO / "firmware" / "kernels"
+VARIANTS = {"portable": [], "emulated_dsp": ["-DNN_EMULATE_DSP"]}
+SAMPLES = 40
+
+# name: (input shape, layer arguments); Dense layers for 1- or 2-D inputs, Conv2D otherwise.
+GEOMETRIES = {
+    "fc_256x256": ((256,), dict(units=256)),
+    "fc_odd": ((37,), dict(units=11, activation="relu")),
+    "fc_tiny": ((3,), dict(units=2)),
+    "fc_rows": ((5, 14), dict(units=7, activation="relu6")),
+    "conv_3x3_same": ((16, 16, 16), dict(filters=32, kernel_size=3, padding="same")),
+    "conv_1x1": ((8, 8, 64), dict(filters=64, kernel_size=1, activation="relu")),
+    "conv_1x1_odd": ((3, 5, 12), dict(filters=5, kernel_size=1)),
+    "conv_stride2_rgb": ((9, 7, 3), dict(filters=5, kernel_size=3, strides=2, padding="same")),
+    "conv_dilated": ((10, 10, 4), dict(filters=6, kernel_size=3, dilation_rate=2, padding="same",
+                                       activation="relu")),
+    "conv_valid_5x3": ((7, 9, 8), dict(filters=3, kernel_size=(5, 3))),
+    "conv_even_kernel": ((6, 6, 1), dict(filters=8, kernel_size=2, padding="same")),
+    "conv_stride_1x2": ((5, 5, 12), dict(filters=7, kernel_size=(1, 3), strides=(1, 2), padding="same")),
+    "conv_big_stride": ((4, 4, 20), dict(filters=9, kernel_size=4, strides=3, padding="same")),
+    "conv_wide_window": ((6, 6, 32), dict(filters=16, kernel_size=3, padding="same")),  # 288 > 256
+    # 270 > 256 with C_IN not a multiple of 4 (bytewise gather in the buffer), odd pixels and channels.
+    "conv_wide_gather": ((7, 7, 30), dict(filters=5, kernel_size=3, padding="same", activation="relu")),
+}
+PER_TENSOR = {"fc_odd", "conv_stride2_rgb"}  # one weight scale for every channel
+# Copies whose output scale is edited down to input scale x median weight scale x factor, so that
+# the multipliers shift left or right by at most 1 bit (outside nn_requantize_right_shift's
+# domain), run on inputs near the zero point.
+STRONG_SCALE = {"fc_strong_scale": ("fc_odd", 3.0), "conv_strong_scale": ("conv_3x3_same", 0.5)}
+MODELS = (*GEOMETRIES, *STRONG_SCALE)
+
+
+def _build_model(keras, name: str):
+    shape, args = GEOMETRIES[name]
+    inputs = keras.Input(shape, batch_size=1)
+    layer = keras.layers.Dense(**args) if len(shape) <= 2 else keras.layers.Conv2D(**args)
+    return keras.Model(inputs, layer(inputs))
+
+
+def _convert(names: list[str]) -> dict[str, bytes]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    built = {}
+    for name in names:
+        model = _build_model(keras, name)
+        tflite_models._randomize_biases(model)
+        representative = np.random.default_rng(2).uniform(
+            -1, 1, (tflite_models.REPRESENTATIVE_SAMPLES, *model.input_shape[1:])).astype(np.float32)
+        spec = tflite_models.ModelSpec(name, None, per_channel=name not in PER_TENSOR)
+        built[name] = tflite_models._convert(tf, model, spec, representative)
+    return built
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, bytes]:
+    """The single-layer models, converted once and cached like tests/tflite_models.py's."""
+    digest = hashlib.sha256(Path(__file__).read_bytes() + version("tensorflow-cpu").encode())
+    paths = {name: tflite_models.CACHE_DIR / f"dense-{name}-{digest.hexdigest()[:12]}.tflite"
+             for name in GEOMETRIES}
+    missing = [name for name, path in paths.items() if not path.exists()]
+    if missing:
+        tflite_models.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        for name, tflite in _convert(missing).items():
+            tmp = paths[name].with_suffix(".tmp")
+            tmp.write_bytes(tflite)
+            tmp.replace(paths[name])
+    models = {name: path.read_bytes() for name, path in paths.items()}
+    return {**models, **{name: _strong_scale(models[source], factor)
+                         for name, (source, factor) in STRONG_SCALE.items()}}
+
+
+def _strong_scale(tflite: bytes, factor: float) -> bytes:
+    """The model with its output scale set to input scale x median weight scale x factor."""
+    def edit(model):
+        graph = model.subgraphs[0]
+        op = graph.operators[0]
+        scale = lambda index: np.asarray(graph.tensors[index].quantization.scale)  # noqa: E731
+        output = graph.tensors[graph.outputs[0]].quantization
+        output.scale = [float(scale(op.inputs[0])[0] * np.median(scale(op.inputs[1])) * factor)]
+    return _edited(tflite, edit)
+
+
+def _gcc(args: list[str]) -> None:
+    result = subprocess.run(["gcc", *CFLAGS, *args], capture_output=True, text=True)
+    assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
+
+
+@pytest.fixture(scope="session")
+def kernel_objects(tmp_path_factory) -> dict[str, list[Path]]:
+    """firmware/kernels/*.c compiled once per variant (the models link against them)."""
+    workdir = tmp_path_factory.mktemp("kernels")
+    jobs = []
+    for variant, flags in VARIANTS.items():
+        for source in KERNEL_SOURCES:
+            obj = workdir / f"{variant}-{source.stem}.o"
+            jobs.append((variant, obj, [*flags, f"-I{KERNEL_DIR}", "-c", str(source), "-o", str(obj)]))
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(lambda job: _gcc(job[2]), jobs))
+    objects: dict[str, list[Path]] = {variant: [] for variant in VARIANTS}
+    for variant, obj, _ in jobs:
+        objects[variant].append(obj)
+    return objects
+
+
+# tests/c/model_driver.c also checks MODEL_INPUT_PRESERVED, which the memory plan gets wrong for
+# a one-op model whose output overlaps the model input; that is not these kernels' business.
+MODEL_DRIVER = r"""
+#include <stdio.h>
+#include <string.h>
+#include "layer_timer.h"
+#include "model.h"
+void layer_timer_mark(int layer) { (void)layer; }
+/* Runs each MODEL_INPUT_BYTES sample from stdin, printing the output in hex, a line per sample. */
+int main(void)
+{
+    static int8_t sample[MODEL_INPUT_BYTES];
+    while (fread(sample, 1, MODEL_INPUT_BYTES, stdin) == MODEL_INPUT_BYTES) {
+        memcpy(model_input(), sample, MODEL_INPUT_BYTES);
+        if (model_invoke() != 0) {
+            return 3;
+        }
+        for (int i = 0; i < MODEL_OUTPUT_BYTES; ++i) {
+            printf("%02x", (unsigned)(uint8_t)model_output()[i]);
+        }
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def host_outputs(models, kernel_objects, tmp_path_factory) -> dict[tuple[str, str], np.ndarray]:
+    """Every model's outputs from both builds, built and run in parallel."""
+    workdir = tmp_path_factory.mktemp("dense_models")
+    driver = workdir / "driver.c"
+    driver.write_text(MODEL_DRIVER)
+
+    def run(job):
+        name, variant = job
+        compiled = compile_tflite(models[name], workdir / f"{name}-{variant}", kernel="dense")
+        exe = compiled.out_dir / "model_test"
+        _gcc([f"-I{compiled.out_dir}", f"-I{KERNEL_DIR}", f"-I{DRIVER_DIR}", str(compiled.out_dir / "model.c"),
+              str(driver), *map(str, kernel_objects[variant]), "-o", str(exe)])
+        return run_host_executable(exe, _inputs(name, compiled.input))
+
+    jobs = [(name, variant) for name in MODELS for variant in VARIANTS]
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        return dict(zip(jobs, pool.map(run, jobs)))
+
+
+def _inputs(name: str, info) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    shape = (SAMPLES, int(np.prod(info.shape)))
+    if name in STRONG_SCALE:
+        return np.clip(info.zero_point + rng.integers(-2, 3, shape), -128, 127).astype(np.int8)
+    return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", MODELS)
+def test_dense_kernels_match_tflite_micro(models, host_outputs, tmp_path, name, variant):
+    compiled = compile_tflite(models[name], tmp_path / "model", kernel="dense")
+    inputs = _inputs(name, compiled.input)
+    expected = run_tflite_micro(models[name], inputs.reshape(-1, *compiled.input.shape[1:]))
+    got = host_outputs[name, variant]
+    mismatched = np.flatnonzero(np.any(got != expected.reshape(len(inputs), -1), axis=1))
+    assert mismatched.size == 0, f"{mismatched.size} of {len(inputs)} samples differ, first {mismatched[0]}"
+
+
+BUFFER_SIZE_DRIVER = r"""
+#include <stdio.h>
+#include "kernels.h"
+/* Reads (kernel_h, kernel_w, c_in) int32 triples from stdin, writes nn_conv2d_s8_get_buffer_size(). */
+int main(void)
+{
+    int32_t in[3];
+    while (fread(in, sizeof in[0], 3, stdin) == 3) {
+        nn_conv2d_params params = {0};
+        params.window.kernel_h = in[0];
+        params.window.kernel_w = in[1];
+        params.window.input.c = in[2];
+        const int32_t out = nn_conv2d_s8_get_buffer_size(&params);
+        fwrite(&out, sizeof out, 1, stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_conv2d_buffer_size_matches_the_compiler(kernel_objects, tmp_path, variant):
+    from harness.compiler.lower import dense_conv_scratch_bytes
+
+    cases = [(kh, kw, c) for kh in (1, 2, 3, 5) for kw in (1, 3, 4) for c in (1, 3, 4, 12, 30, 32, 64, 65)]
+    driver = tmp_path / "size.c"
+    driver.write_text(BUFFER_SIZE_DRIVER)
+    exe = tmp_path / "size"
+    _gcc([f"-I{KERNEL_DIR}", str(driver), *map(str, kernel_objects[variant]), "-o", str(exe)])
+    result = subprocess.run([str(exe)], input=np.array(cases, dtype=np.int32).tobytes(), capture_output=True,
+                            check=True)
+    got = np.frombuffer(result.stdout, dtype=np.int32).tolist()
+    expected = [dense_conv_scratch_bytes({"kernel_h": kh, "kernel_w": kw, "input": {"c": c}})
+                for kh, kw, c in cases]
+    assert got == expected
+    assert any(expected) and not all(expected)
+
+
+# ---- requantization ----------------------------------------------------------------------------
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+REQUANTIZE_DRIVER = r"""
+#include <stdio.h>
+#include "requantize.h"
+/* Reads (acc, multiplier, shift) int32 triples from stdin, writes nn_requantize() of each. */
+int main(void)
+{
+    int32_t in[3];
+    while (fread(in, sizeof in[0], 3, stdin) == 3) {
+        const int32_t out = nn_requantize(in[0], in[1], (int)in[2]);
+        fwrite(&out, sizeof out, 1, stdout);
+    }
+    return 0;
+}
+"""
+
+
+def tflm_multiply_by_quantized_multiplier(acc: np.ndarray, multiplier: np.ndarray,
+                                          shift: np.ndarray) -> np.ndarray:
+    """TFLM's MultiplyByQuantizedMultiplier step by step, as gemmlowp writes it, in int64.
+
+    >>> tflm_multiply_by_quantized_multiplier(np.array([100, -100, 3, -3]), np.array([1 << 30] * 4),
+    ...                                       np.array([0, 0, -1, -1])).tolist()
+    [50, -50, 1, -1]
+    """
+    acc, multiplier, shift = (np.asarray(v, dtype=np.int64) for v in (acc, multiplier, shift))
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    # x * (1 << left) in int32, wrapping.
+    a = ((acc << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+    # SaturatingRoundingDoublingHighMul: nudge, then division truncating toward zero.
+    product = a * multiplier
+    nudged = product + np.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    high = np.sign(nudged) * (np.abs(nudged) >> 31)
+    high = np.where((a == INT32_MIN) & (multiplier == INT32_MIN), INT32_MAX, high)
+    # RoundingDivideByPOT: ties away from zero.
+    mask = (np.int64(1) << right) - 1
+    remainder = high & mask
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + (remainder > threshold)
+
+
+def _requantize_cases(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(acc, multiplier, shift) rows: TFLM's multipliers (and 0, and smaller ones), every shift,
+    accumulators of every size and ones placed on the rounding ties of both roundings."""
+    multiplier = rng.integers(1 << 30, 1 << 31, n)
+    multiplier[rng.random(n) < 0.05] = 0
+    small = rng.random(n) < 0.1
+    multiplier[small] = rng.integers(0, 1 << 30, small.sum())
+    multiplier[rng.random(n) < 0.02] = INT32_MAX
+    # Multipliers with few bits set make exact products, so exact ties of the first rounding.
+    exact = rng.random(n) < 0.1
+    multiplier[exact] = rng.choice([1 << 30, 3 << 29, 5 << 28], exact.sum())
+    shift = rng.integers(-31, 31, n)
+    shift[: n // 2] = rng.integers(-14, 1, n // 2)  # the shifts real layers have
+    bits = rng.integers(1, 33, n)
+    acc = rng.integers(INT32_MIN, INT32_MAX, n, endpoint=True) >> (32 - bits)
+    acc[rng.random(n) < 0.01] = INT32_MIN
+    acc[rng.random(n) < 0.01] = INT32_MAX
+    # Ties: acc * multiplier near an odd multiple of 2^30 (the first rounding) or of 2^(30 + e).
+    e = np.maximum(-shift, 0)
+    tie = rng.random(n) < 0.4
+    scale = np.where(rng.random(n) < 0.5, np.int64(1) << 30, np.int64(1) << np.minimum(30 + e, 61))
+    k = rng.integers(-(1 << 12), 1 << 12, n) * 2 + 1
+    nonzero = np.maximum(multiplier, 1)
+    target = (k.astype(object) * scale.astype(object) // nonzero.astype(object)).astype(np.float64)
+    placed = np.clip(target, INT32_MIN, INT32_MAX).astype(np.int64) + rng.integers(-2, 3, n)
+    acc = np.where(tie, np.clip(placed, INT32_MIN, INT32_MAX), acc)
+    return np.stack([acc, multiplier, shift], axis=1).astype(np.int32)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_requantize_matches_tflm_arithmetic(tmp_path, variant):
+    source = tmp_path / "requantize_driver.c"
+    source.write_text(REQUANTIZE_DRIVER)
+    exe = tmp_path / "requantize_driver"
+    _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
+    cases = _requantize_cases(np.random.default_rng(11), 1_000_000)
+    result = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True)
+    got = np.frombuffer(result.stdout, dtype=np.int32)
+    expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2])
+    wrong = np.flatnonzero(got != expected)
+    assert wrong.size == 0, (f"{wrong.size} wrong, first: acc, multiplier, shift = {cases[wrong[0]].tolist()} "
+                             f"gave {got[wrong[0]]}, TFLM {expected[wrong[0]]}")
+
+
+# ---- the instruction emulations ----------------------------------------------------------------
+
+SIMD_DRIVER = r"""
+#include <stdio.h>
+#include "simd.h"
+/* Reads (x, y, acc) int32 triples, writes the helpers' results for each. */
+int main(void)
+{
+    int32_t in[3];
+    while (fread(in, sizeof in[0], 3, stdin) == 3) {
+        const int32_t x = in[0], y = in[1], acc = in[2];
+        const int32_t out[] = {nn_sxtb16(x), nn_sxtb16_ror8(x), nn_smlad(x, y, acc), nn_smladx(x, y, acc),
+                               nn_smlabb(x, y, acc), nn_smlabt(x, y, acc), nn_smlatb(x, y, acc),
+                               nn_smlatt(x, y, acc), nn_pkhbt16(x, y), nn_pkhtb16(x, y), nn_sadd16(x, y),
+                               nn_ssat16bit(x), nn_smax16(x, y), nn_smin16(x, y)};
+        fwrite(out, sizeof out[0], sizeof out / sizeof out[0], stdout);
+    }
+    return 0;
+}
+"""
+
+
+def _simd_model(x: np.ndarray, y: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """What the Armv7E-M instructions compute (Arm ARM pseudocode), in int64 then wrapped."""
+    def half(v, top):
+        return ((v >> 16) if top else v).astype(np.int16).astype(np.int64)
+
+    def byte(v, k):
+        return (v >> (8 * k)).astype(np.int8).astype(np.int64)
+
+    def pack(bottom, top):
+        return (bottom & 0xFFFF) | ((top & 0xFFFF) << 16)
+
+    x, y, acc = (v.astype(np.int64) for v in (x, y, acc))
+    xb, xt, yb, yt = half(x, 0), half(x, 1), half(y, 0), half(y, 1)
+    results = [pack(byte(x, 0), byte(x, 2)), pack(byte(x, 1), byte(x, 3)),
+               acc + xb * yb + xt * yt, acc + xb * yt + xt * yb,
+               acc + xb * yb, acc + xb * yt, acc + xt * yb, acc + xt * yt,
+               pack(xb, yb), pack(yt, xt), pack(xb + yb, xt + yt), np.clip(x, -32768, 32767),
+               pack(np.maximum(xb, yb), np.maximum(xt, yt)), pack(np.minimum(xb, yb), np.minimum(xt, yt))]
+    return np.stack([(r + (1 << 31)) % (1 << 32) - (1 << 31) for r in results], axis=1).astype(np.int32)
+
+
+def test_dsp_emulation_matches_the_instructions(tmp_path):
+    source = tmp_path / "simd_driver.c"
+    source.write_text(SIMD_DRIVER)
+    exe = tmp_path / "simd_driver"
+    _gcc(["-DNN_EMULATE_DSP", f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
+    rng = np.random.default_rng(13)
+    cases = rng.integers(INT32_MIN, INT32_MAX, (100_000, 3), endpoint=True, dtype=np.int64)
+    cases[:1000] = rng.choice([INT32_MIN, 0x80008000 - (1 << 32), -1, 0, 0x7FFF7FFF, INT32_MAX], (1000, 3))
+    cases = cases.astype(np.int32)
+    result = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True)
+    got = np.frombuffer(result.stdout, dtype=np.int32).reshape(len(cases), -1)
+    np.testing.assert_array_equal(got, _simd_model(cases[:, 0], cases[:, 1], cases[:, 2]))
