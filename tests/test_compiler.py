@@ -1,8 +1,10 @@
 """The model compiler: generated C built with the host gcc must match TFLite Micro byte for byte.
 
 Every runnable test model, the four MLPerf Tiny reference architectures
-included, is compiled with dense and CSR kernels, built together with
-firmware/kernels/*.c and tests/c/model_driver.c, and run on real inputs
+included, is compiled with every weight format (KERNEL_FORMATS), built
+together with firmware/kernels/*.c and tests/c/model_driver.c (with the
+DSP instructions emulated, the path the Cortex-M4 runs; a few models also
+with the portable C paths), and run on real inputs
 (all scikit-learn digits images for the digits CNN, synthetic data set
 samples for the reference models, random int8 for the rest); TFLite Micro's
 Python interpreter gives the expected bytes, and its arena is the bound for
@@ -12,10 +14,14 @@ derive some multipliers differently (see the probe tests below).
 """
 from __future__ import annotations
 
+import atexit
 import doctest
+import os
 import re
 import shutil
 import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import flatbuffers
@@ -38,6 +44,9 @@ KERNEL_SOURCES = sorted((REPO / "firmware" / "kernels").glob("*.c"))
 DRIVER_DIR = REPO / "tests" / "c"
 CFLAGS = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
           "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+EMULATE_DSP = "-DNN_EMULATE_DSP"  # the kernels' packed paths in portable C (firmware/kernels/simd.h)
+# Models whose layers reach every portable (NN_DSP 0) path: conv and FC edge geometry, tiny rows, batches.
+PORTABLE_MODELS = ("conv_geometry", "mlp_wide", "dense_on_rows", "one_conv", "one_dense")
 KERNELS = KERNEL_FORMATS  # every format, each bit-exact with TFLM
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
@@ -88,11 +97,33 @@ def runs(models, tmp_path_factory) -> HostRuns:
     return HostRuns(models, tmp_path_factory.mktemp("compiled"))
 
 
-def build_host_executable(model_dir: Path) -> Path:
-    exe = model_dir / "model_test"
-    command = ["gcc", *CFLAGS, f"-I{model_dir}", f"-I{REPO / 'firmware' / 'kernels'}", f"-I{DRIVER_DIR}",
-               str(model_dir / "model.c"), *map(str, KERNEL_SOURCES), str(DRIVER_DIR / "model_driver.c"),
-               "-o", str(exe)]
+_KERNEL_OBJECTS: dict[bool, list[Path]] = {}
+
+
+def _kernel_objects(dsp: bool) -> list[Path]:
+    """firmware/kernels/*.c compiled once per session and flavour; every model links against them."""
+    if dsp not in _KERNEL_OBJECTS:
+        out_dir = Path(tempfile.mkdtemp(prefix="kernels-dsp-" if dsp else "kernels-portable-"))
+        atexit.register(shutil.rmtree, out_dir, True)
+
+        def compile_one(source: Path) -> Path:
+            obj = out_dir / f"{source.stem}.o"
+            command = ["gcc", *CFLAGS, *([EMULATE_DSP] if dsp else []), f"-I{REPO / 'firmware' / 'kernels'}",
+                       "-c", str(source), "-o", str(obj)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            assert result.returncode == 0, f"gcc failed on {source.name}:\n{result.stderr}"
+            return obj
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            _KERNEL_OBJECTS[dsp] = list(pool.map(compile_one, KERNEL_SOURCES))
+    return _KERNEL_OBJECTS[dsp]
+
+
+def build_host_executable(model_dir: Path, dsp: bool = True) -> Path:
+    exe = model_dir / ("model_test" if dsp else "model_test_portable")
+    command = ["gcc", *CFLAGS, *([EMULATE_DSP] if dsp else []), f"-I{model_dir}",
+               f"-I{REPO / 'firmware' / 'kernels'}", f"-I{DRIVER_DIR}", str(model_dir / "model.c"),
+               str(DRIVER_DIR / "model_driver.c"), *map(str, _kernel_objects(dsp)), "-o", str(exe)]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
     return exe
@@ -138,6 +169,15 @@ def test_litert_reference_difference_is_reported(runs, models, name, record_prop
     assert largest <= 16
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("name", PORTABLE_MODELS)
+def test_portable_kernels_are_bit_exact_too(runs, name, kernel):
+    exe = build_host_executable(runs.compiled(name, kernel).out_dir, dsp=False)
+    got = run_host_executable(exe, runs.inputs(name))
+    expected = runs.tflm(name).reshape(len(runs.inputs(name)), -1)
+    assert np.array_equal(got, expected), _first_difference(got, expected)
+
+
 def test_reference_model_is_bit_exact_at_every_sparsity(runs):
     # The demo's model: 1797 digits images at 0%, 50% and 90% sparsity, both kernels.
     for name in ("digits_cnn_s0", "digits_cnn_s50", "digits_cnn_s90"):
@@ -173,21 +213,30 @@ def test_model_header_follows_the_design_contract(runs):
 def test_model_id_depends_on_model_and_kernel(runs):
     ids = {runs.compiled(name, kernel).model_id for name in ("digits_cnn_s0", "digits_cnn_s50")
            for kernel in KERNELS}
-    assert len(ids) == 4
+    assert len(ids) == 2 * len(KERNELS)
 
 
-def test_flash_account_adds_up(runs):
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if k != "dense"])
+def test_flash_account_adds_up(runs, kernel):
     for name in ("digits_cnn_s0", "digits_cnn_s90"):
-        dense, csr = runs.compiled(name, "dense"), runs.compiled(name, "csr")
-        assert dense.flash["sparse_values"] == 0 and csr.flash["dense_weights"] == 0
-        assert dense.flash["biases_and_quant"] == csr.flash["biases_and_quant"]
-        assert csr.flash["sparse_values"] == sum(layer.weight_bytes.values for layer in csr.layers)
+        dense, sparse = runs.compiled(name, "dense"), runs.compiled(name, kernel)
+        assert dense.flash["sparse_values"] == 0 and sparse.flash["dense_weights"] == 0
+        assert dense.flash["biases_and_quant"] == sparse.flash["biases_and_quant"]
+        for kind in ("values", "indices", "pointers"):
+            assert sparse.flash[f"sparse_{kind}"] == sum(getattr(layer.weight_bytes, kind) for layer in sparse.layers)
         assert dense.flash["dense_weights"] == sum(layer.weight_bytes.total for layer in dense.layers)
         assert dense.table_bytes == sum(dense.flash.values())
-    sparse, dense = runs.compiled("digits_cnn_s90", "csr"), runs.compiled("digits_cnn_s90", "dense")
+        # Every byte of the emitted weight arrays is accounted for, under the kind its format gives it.
+        source = (sparse.out_dir / "model.c").read_text()
+        emitted = sum(int(count) * {"int8_t": 1, "uint8_t": 1, "uint16_t": 2, "uint32_t": 4}[ctype]
+                      for ctype, count in re.findall(r"static const (\w+) op\d+_weights_\w+\[(\d+)\]", source))
+        assert emitted == sum(layer.weight_bytes.total for layer in sparse.layers)
+    sparse, dense = runs.compiled("digits_cnn_s90", kernel), runs.compiled("digits_cnn_s90", "dense")
     assert sparse.table_bytes < dense.table_bytes
     conv = sparse.layers[2]
-    assert conv.macs == 4 * 4 * 32 * 3 * 3 * 16 and conv.nonzero_macs == 4 * 4 * conv.weight_bytes.values
+    assert conv.macs == 4 * 4 * 32 * 3 * 3 * 16
+    assert conv.nonzero_macs == 4 * 4 * int(np.count_nonzero(read_tflite(runs.models["digits_cnn_s90"]).ops[2]
+                                                             .inputs[1].data))
 
 
 def test_weight_sparsity_is_measured_on_the_int8_weights(runs):
@@ -263,6 +312,17 @@ def test_input_is_kept_intact_only_when_that_costs_no_arena(models):
     graph = read_tflite(models["ad_fc_autoencoder"])  # keeping 640 B through 128-wide layers would cost
     plan = plan_memory(graph, lower(graph, "dense"))
     assert not plan.input_preserved and plan.arena_bytes == 640 + 128
+
+
+@pytest.mark.parametrize("name", ["one_dense", "one_conv", "one_depthwise"])
+def test_a_kept_input_never_shares_bytes_with_the_output(models, name):
+    # In a one-op model the input's last use is the op that writes the output.
+    graph = read_tflite(models[name])
+    plan = plan_memory(graph, lower(graph, "dense"))
+    if plan.input_preserved:
+        start, end = plan.offset_of(graph.input), plan.offset_of(graph.input) + graph.input.nbytes
+        out = plan.offset_of(graph.output)
+        assert end <= out or out + graph.output.nbytes <= start
 
 
 def test_reshape_aliases_its_input(models):

@@ -130,6 +130,11 @@ def _one_dense(keras):
     return keras.Model(inputs, keras.layers.Dense(16)(inputs))
 
 
+def _one_depthwise(keras):
+    inputs = keras.Input((6, 6, 4), batch_size=1)
+    return keras.Model(inputs, keras.layers.DepthwiseConv2D(3, padding="same")(inputs))
+
+
 def _one_conv(keras):
     inputs = keras.Input((1, 1, 1), batch_size=1)
     return keras.Model(inputs, keras.layers.Conv2D(16, 1)(inputs))
@@ -166,6 +171,7 @@ SPECS = {spec.name: spec for spec in [
     ModelSpec("one_dense", _one_dense),  # rounding probes: see test_compiler
     ModelSpec("one_dense_per_tensor", _one_dense, per_channel=False),
     ModelSpec("one_conv", _one_conv),
+    ModelSpec("one_depthwise", _one_depthwise),  # input and output of one size: may they overlap?
     *(ModelSpec(name, _registered(name), sparsity=REFERENCE_SPARSITY, reference=True)
       for name in ("kws_ds_cnn", "ic_resnet8", "vww_mobilenet_v1", "ad_fc_autoencoder")),
     ModelSpec("float_model", _tiny_mlp, quantize="float"),
@@ -296,7 +302,12 @@ def _prune(model, spec: ModelSpec) -> None:
             threshold = np.quantile(np.abs(weights), spec.sparsity)
             weights[np.abs(weights) <= threshold] = 0.0
         if spec.empty_channel:
-            weights[..., 0] = 0.0  # the last axis is the output channel in every Keras kernel
+            # Output channel 0: the last axis of a Keras kernel, but a depthwise kernel is
+            # [KH, KW, C_IN, multiplier] and its output channel 0 is input channel 0's first.
+            if attr == "depthwise_kernel":
+                weights[..., 0, 0] = 0.0
+            else:
+                weights[..., 0] = 0.0
         getattr(layer, attr).assign(weights)
 
 

@@ -4,8 +4,28 @@
 #ifndef NN_KERNEL_UTIL_H
 #define NN_KERNEL_UTIL_H
 
+#include <string.h>
+
 #include "kernels.h"
 #include "requantize.h"
+#include "simd.h"
+
+/*
+ * Inlined even where the compiler's heuristics would not (functions called
+ * from several places): sparse kernels instantiate one loop per index
+ * width or per format variant this way, with the choice out of the loop.
+ */
+#if defined(__GNUC__)
+#define NN_INLINE static inline __attribute__((always_inline))
+#else
+#define NN_INLINE static inline
+#endif
+
+/* Leading zero bits of a nonzero word: one CLZ on Arm. */
+static inline uint32_t nn_clz32(uint32_t bits)
+{
+    return (uint32_t)__builtin_clz(bits);
+}
 
 static inline int nn_hwc_is_valid(const nn_hwc *shape)
 {
@@ -30,25 +50,140 @@ static inline int8_t nn_requantize_channel(int32_t acc, const int32_t *bias, int
     return nn_clamp_s8(scaled + requant->output_offset, requant->act_min, requant->act_max);
 }
 
-/* sum over row's nonzeros of value * x[index]. */
-static inline int32_t nn_csr_row_dot(const nn_csr_s8 *matrix, int32_t row, const int8_t *x)
+/* Where row `row` of a CSR-form matrix (nn_csr_s8, nn_block4_s8) starts; row + 1 gives its end. */
+static inline uint32_t nn_csr_row_start(const nn_csr_s8 *matrix, int32_t row)
 {
-    const uint32_t begin = matrix->row_start_u16 ? matrix->row_start_u16[row]
-                                                 : matrix->row_start_u32[row];
-    const uint32_t end = matrix->row_start_u16 ? matrix->row_start_u16[row + 1]
-                                               : matrix->row_start_u32[row + 1];
-    int32_t acc = 0;
-    /* One loop per index width keeps the width test out of the inner loop. */
-    if (matrix->index_u8 != 0) {
-        for (uint32_t k = begin; k < end; ++k) {
-            acc += matrix->values[k] * x[matrix->index_u8[k]];
-        }
-    } else {
-        for (uint32_t k = begin; k < end; ++k) {
-            acc += matrix->values[k] * x[matrix->index_u16[k]];
+    return matrix->row_start_u16 ? matrix->row_start_u16[row] : matrix->row_start_u32[row];
+}
+
+/* ---- Sparse CONV_2D: the shared window layout (kernels.h) and tiles of output pixels ---- */
+
+#define NN_CONV_TILE 4 /* output pixels computed together; lower.SPARSE_CONV_TILE */
+
+static inline int nn_sparse_conv_pads(const nn_window *window)
+{
+    const nn_hwc padded = nn_conv2d_csr_s8_padded_size(window);
+    return padded.h != window->input.h || padded.w != window->input.w;
+}
+
+static inline int nn_sparse_conv_is_valid(const nn_window *window, const int8_t *buffer)
+{
+    return nn_window_is_valid(window) && (buffer != 0 || !nn_sparse_conv_pads(window));
+}
+
+/* Bytes from one kernel row of a window to the next (row_step in kernels.h). */
+static inline int32_t nn_sparse_conv_row_step(const nn_window *window)
+{
+    if (nn_sparse_conv_pads(window)) {
+        return nn_conv2d_csr_s8_padded_size(window).w * window->input.c;
+    }
+    return window->dilation_h * window->input.w * window->input.c;
+}
+
+/*
+ * Where output row out_y's windows start: in the input itself, or in the
+ * band, after copying the kernel_h input rows the row reads into it with
+ * the input zero point around them.
+ */
+static inline const int8_t *nn_sparse_conv_row(const nn_window *win, const int8_t *input, int32_t out_y,
+                                               int8_t zero_point, int8_t *band)
+{
+    const nn_hwc padded = nn_conv2d_csr_s8_padded_size(win);
+    if (!nn_sparse_conv_pads(win)) {
+        return input + out_y * win->stride_h * padded.w * padded.c;
+    }
+    const int32_t band_row_bytes = padded.w * padded.c;
+    const int32_t in_row_bytes = win->input.w * win->input.c;
+    const int32_t top = out_y * win->stride_h - win->pad_top;
+    memset(band, zero_point, (size_t)(win->kernel_h * band_row_bytes));
+    for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
+        const int32_t in_y = top + ky * win->dilation_h;
+        if (in_y >= 0 && in_y < win->input.h) {
+            memcpy(band + ky * band_row_bytes + win->pad_left * padded.c, input + in_y * in_row_bytes,
+                   (size_t)in_row_bytes);
         }
     }
-    return acc;
+    return band;
+}
+
+/*
+ * The window corners of the tile of pixels out_x.. of an output row, and
+ * how many of them the row has: past its end the tile repeats the row's
+ * last pixel, computed and not stored, so kernels need no partial tiles.
+ */
+static inline int32_t nn_sparse_conv_tile(const nn_window *win, const int8_t *row, int32_t out_x,
+                                          const int8_t *corner[NN_CONV_TILE])
+{
+    const int32_t last = win->output.w - 1;
+    for (int32_t k = 0; k < NN_CONV_TILE; ++k) {
+        const int32_t x = out_x + k < last ? out_x + k : last;
+        corner[k] = row + x * win->stride_w * win->input.c;
+    }
+    return last + 1 - out_x < NN_CONV_TILE ? last + 1 - out_x : NN_CONV_TILE;
+}
+
+/*
+ * Requantize one channel of a tile into output, whose pixels are out_c
+ * bytes apart. The channel's parameters are read once, before any store:
+ * an int8 store may alias anything, so the compiler would otherwise read
+ * them again for every pixel. The shift is tested once per channel, so
+ * the 4 pixels share the fast path's per-channel work (3 instructions)
+ * and pay 5 each (nn_requantize_right_shift). On DSP cores the 4 results
+ * are saturated to int8 (SSAT), packed in one word (2 PKHBT, 2 UXTB16, an
+ * ORR) and clamped to the activation range all 4 at once (2 bytewise
+ * SSUB8 + SEL): 13 instructions per tile, where a compare-and-select
+ * clamp costs 6 per pixel.
+ */
+NN_INLINE void nn_sparse_conv_store(const int32_t acc[NN_CONV_TILE], int32_t pixels, int32_t channel,
+                                    const int32_t *bias, const nn_requant *requant, int8_t *output,
+                                    int32_t out_c)
+{
+    const int32_t b = bias[channel], multiplier = requant->multiplier[channel];
+    const int shift = requant->shift[channel];
+    const int32_t offset = requant->output_offset, lo = requant->act_min, hi = requant->act_max;
+    int32_t q0, q1, q2, q3;
+    if (shift <= -2) {
+        q0 = nn_requantize_right_shift(acc[0] + b, multiplier, shift);
+        q1 = nn_requantize_right_shift(acc[1] + b, multiplier, shift);
+        q2 = nn_requantize_right_shift(acc[2] + b, multiplier, shift);
+        q3 = nn_requantize_right_shift(acc[3] + b, multiplier, shift);
+    } else {
+        q0 = nn_requantize_reference(acc[0] + b, multiplier, shift);
+        q1 = nn_requantize_reference(acc[1] + b, multiplier, shift);
+        q2 = nn_requantize_reference(acc[2] + b, multiplier, shift);
+        q3 = nn_requantize_reference(acc[3] + b, multiplier, shift);
+    }
+    output += channel;
+#if NN_DSP
+    /*
+     * clamp(ssat8(v), lo, hi) = clamp(v, lo, hi), as the range lies within
+     * int8. Pixels 0 and 2, 1 and 3 go in halfwords (PKHBT), then their low
+     * bytes interleave (UXTB16) into pixel k = byte k.
+     */
+    const int32_t even = nn_pkhbt16(nn_ssat8(q0 + offset), nn_ssat8(q2 + offset));
+    const int32_t odd = nn_pkhbt16(nn_ssat8(q1 + offset), nn_ssat8(q3 + offset));
+    const uint32_t bytes = (uint32_t)nn_uxtb16(even) | (uint32_t)nn_uxtb16(odd) << 8;
+    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
+    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
+    const uint32_t out = (uint32_t)nn_min_s8x4(nn_max_s8x4((int32_t)bytes, lo4), hi4);
+    output[0] = (int8_t)out;
+    if (pixels == NN_CONV_TILE) { /* every tile but a row's last */
+        output[out_c] = (int8_t)(out >> 8);
+        output[2 * out_c] = (int8_t)(out >> 16);
+        output[3 * out_c] = (int8_t)(out >> 24);
+        return;
+    }
+    for (int32_t k = 1; k < pixels; ++k) {
+        output[k * out_c] = (int8_t)(out >> (8 * k));
+    }
+#else
+    const int8_t out[NN_CONV_TILE] = {
+        nn_clamp_s8(q0 + offset, lo, hi), nn_clamp_s8(q1 + offset, lo, hi),
+        nn_clamp_s8(q2 + offset, lo, hi), nn_clamp_s8(q3 + offset, lo, hi)};
+    for (int32_t k = 0; k < pixels; ++k) {
+        output[k * out_c] = out[k];
+    }
+#endif
 }
 
 /* One output element of an elementwise op, from one element of each input. */

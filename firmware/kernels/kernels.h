@@ -92,6 +92,42 @@ typedef struct {
     const uint32_t *row_start_u32;
 } nn_csr_s8;
 
+/*
+ * 4-bit relative indices (as dCSR): rows are output channels, or for
+ * CONV_2D (output channel, kernel row) pairs in that order. A row's entry
+ * k sits delta[k] inputs after entry k - 1 (entry 0: delta[0] - 1 after the
+ * row's first input), 1 <= delta <= 15; longer gaps hold filler entries
+ * of value 0. Deltas pack two per byte, low nibble first, all rows in one
+ * stream (a row may start in the high nibble). Exactly one of count_u8 /
+ * count_u16 (entries per row) is non-NULL.
+ */
+typedef struct {
+    const int8_t *values;  /* one per entry, row after row */
+    const uint8_t *deltas;
+    const uint8_t *count_u8;
+    const uint16_t *count_u16;
+} nn_delta4_s8;
+
+/*
+ * One bit per input: rows as nn_delta4_s8's, each row_bits long (FULLY_
+ * CONNECTED: input_depth; CONV_2D: the ((KW - 1) * dilation_w + 1) * C_IN
+ * bytes one kernel row spans) and padded with zeros to whole 32-bit words;
+ * a word's most significant bit is its first input. values holds the
+ * nonzeros in the same order.
+ */
+typedef struct {
+    const int8_t *values;
+    const uint32_t *mask;
+} nn_bitmask_s8;
+
+/*
+ * Blocks of 4 consecutive inputs, in CSR form over blocks: values holds 4
+ * per block, index[b] where block b's first input sits (as nn_csr_s8's
+ * index), row_start counts blocks. The compiler keeps every block inside
+ * the inputs a row reads; a row shorter than 4 inputs has blocks at 0.
+ */
+typedef nn_csr_s8 nn_block4_s8;
+
 /* ---- FULLY_CONNECTED ------------------------------------------------------
  * input [batches, input_depth], weights [output_depth, input_depth],
  * bias [output_depth], output [batches, output_depth].
@@ -107,6 +143,12 @@ nn_status nn_fully_connected_s8(const nn_fully_connected_params *params, const i
 /* weights: output_depth rows; index = input column. */
 nn_status nn_fully_connected_csr_s8(const nn_fully_connected_params *params, const int8_t *input,
                                     const nn_csr_s8 *weights, const int32_t *bias, int8_t *output);
+nn_status nn_fully_connected_delta4_s8(const nn_fully_connected_params *params, const int8_t *input,
+                                       const nn_delta4_s8 *weights, const int32_t *bias, int8_t *output);
+nn_status nn_fully_connected_bitmask_s8(const nn_fully_connected_params *params, const int8_t *input,
+                                        const nn_bitmask_s8 *weights, const int32_t *bias, int8_t *output);
+nn_status nn_fully_connected_block4_s8(const nn_fully_connected_params *params, const int8_t *input,
+                                       const nn_block4_s8 *weights, const int32_t *bias, int8_t *output);
 
 /* ---- CONV_2D ---------------------------------------------------------------
  * input [1, H, W, C_IN], weights [C_OUT, KH, KW, C_IN], bias [C_OUT],
@@ -117,29 +159,60 @@ typedef struct {
     nn_requant requant;
 } nn_conv2d_params;
 
+/*
+ * On cores with the DSP extension, windows of any size (S = KH * KW * C_IN
+ * values) are widened two output pixels at a time into int16 columns:
+ * 16 * ceil(S / 4) bytes, plus 4 * ceil(S / 4) when C_IN is not a multiple
+ * of 4 (the window gathered bytewise). Windows of up to 256 values keep
+ * them on the stack (about 1.3 KiB; the buffer size is 0 and `buffer` may be
+ * NULL); larger ones need `buffer` (4-byte aligned),
+ * nn_conv2d_s8_get_buffer_size() bytes, or take the portable loops when it
+ * is NULL. The size does not depend on the core, so the compiler plans it
+ * for every target; the portable loops (no DSP extension) ignore the buffer
+ * (docs/kernels.md, "Dense kernels").
+ */
+int32_t nn_conv2d_s8_get_buffer_size(const nn_conv2d_params *params);
 nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, const int8_t *weights,
-                       const int32_t *bias, int8_t *output);
+                       const int32_t *bias, int8_t *output, int8_t *buffer);
 
 /*
- * The sparse kernel reads each window at offsets stored with its weights:
- *   index[k] = ky * row_step + kx * dilation_w * C_IN + c_in.
- * When every window lies inside the image it reads the input in place and
- * row_step = dilation_h * W * C_IN; the buffer size is then 0. Otherwise,
- * for each output row, it first copies the kernel_h input rows that row
- * reads into a band nn_conv2d_csr_s8_padded_size() wide, padded with the
- * input zero point (as padding reads, see the conventions), so its inner
- * loop has no bounds checks; then row_step = padded_w * C_IN.
+ * The sparse kernels read each window at offsets stored with its weights:
+ *   index[k] = ky * row_step + kx * dilation_w * C_IN + c_in
+ * (csr, block4; delta4 and bitmask rows are kernel rows, their positions
+ * kx * dilation_w * C_IN + c_in). When every window lies inside the image
+ * they read the input in place and row_step = dilation_h * W * C_IN; the
+ * buffer size is then 0. Otherwise, for each output row, they first copy
+ * the kernel_h input rows that row reads into a band
+ * nn_conv2d_csr_s8_padded_size() wide, padded with the input zero point (as
+ * padding reads, see the conventions), so their inner loops have no bounds
+ * checks; then row_step = padded_w * C_IN. Every sparse format shares this
+ * layout, the buffer size and these two functions.
+ *
+ * They compute tiles of 4 pixels of one output row (NN_CONV_TILE) at once,
+ * so each weight and its index are decoded once per tile, and write a
+ * tile's pixels channel by channel: once they write any byte of output
+ * pixel q + 4 they read no input that only windows 0..q cover (the
+ * compiler moves overlapping outputs 3 pixels further away for them).
  */
 nn_hwc nn_conv2d_csr_s8_padded_size(const nn_window *window);
 int32_t nn_conv2d_csr_s8_get_buffer_size(const nn_conv2d_params *params);
 nn_status nn_conv2d_csr_s8(const nn_conv2d_params *params, const int8_t *input,
                            const nn_csr_s8 *weights, const int32_t *bias, int8_t *output,
                            int8_t *buffer);
+nn_status nn_conv2d_delta4_s8(const nn_conv2d_params *params, const int8_t *input,
+                              const nn_delta4_s8 *weights, const int32_t *bias, int8_t *output,
+                              int8_t *buffer);
+nn_status nn_conv2d_bitmask_s8(const nn_conv2d_params *params, const int8_t *input,
+                               const nn_bitmask_s8 *weights, const int32_t *bias, int8_t *output,
+                               int8_t *buffer);
+nn_status nn_conv2d_block4_s8(const nn_conv2d_params *params, const int8_t *input,
+                              const nn_block4_s8 *weights, const int32_t *bias, int8_t *output,
+                              int8_t *buffer);
 
 /* ---- DEPTHWISE_CONV_2D -----------------------------------------------------
- * input [1, H, W, C_IN], weights [1, KH, KW, C_OUT], bias [C_OUT],
- * output [1, OH, OW, C_OUT] with C_OUT = C_IN * depth_multiplier; output
- * channel c_in * depth_multiplier + m reads input channel c_in only.
+ * input [1, H, W, C_IN], weights [1, KH, KW, C_OUT] (the .tflite's), bias
+ * [C_OUT], output [1, OH, OW, C_OUT] with C_OUT = C_IN * depth_multiplier;
+ * output channel c_in * depth_multiplier + m reads input channel c_in only.
  */
 typedef struct {
     nn_window window;
@@ -147,8 +220,27 @@ typedef struct {
     nn_requant requant;
 } nn_depthwise_conv2d_params;
 
+/*
+ * Dense weights in groups of 4 output channels, widened to int16 and paired
+ * the way SXTB16 widens 4 input bytes: for group g and tap t = ky * KW + kx,
+ *   weights[2 * (g * KH * KW + t) + j] = w(t, 4g + j) in bits 0-15
+ *                                      | w(t, 4g + j + 2) in bits 16-31,
+ * j = 0, 1, channels past C_OUT zero (harness/compiler/encode_depthwise.py).
+ */
 nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const int8_t *input,
-                                 const int8_t *weights, const int32_t *bias, int8_t *output);
+                                 const int32_t *weights, const int32_t *bias, int8_t *output);
+
+/*
+ * CSR weights, one row per output channel: index_u8[k] = ky * KW + kx, the
+ * nonzero's tap (index_u16 is NULL). The buffer (size below: C_IN, or 0
+ * when every window lies inside the image) holds the zero points that taps
+ * in the padding read. Windows of up to NN_DEPTHWISE_CSR_MAX_TAPS taps.
+ */
+#define NN_DEPTHWISE_CSR_MAX_TAPS 64
+int32_t nn_depthwise_conv2d_csr_s8_get_buffer_size(const nn_depthwise_conv2d_params *params);
+nn_status nn_depthwise_conv2d_csr_s8(const nn_depthwise_conv2d_params *params,
+                                     const int8_t *input, const nn_csr_s8 *weights,
+                                     const int32_t *bias, int8_t *output, int8_t *buffer);
 
 /* ---- MAX_POOL_2D, AVERAGE_POOL_2D -----------------------------------------
  * input [1, H, W, C], output [1, OH, OW, C], same quantization on both.

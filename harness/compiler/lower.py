@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from harness.compiler import lower_tensor_ops
+from harness.compiler import encode_depthwise, lower_tensor_ops
 from harness.compiler.calls import SCRATCH, KernelCall, activation_input, fail
 from harness.compiler.encode import FORMATS, CArray, CStruct, Encoded
 from harness.compiler.ir import CompileError, Graph, Op, Tensor
@@ -22,6 +22,7 @@ from harness.compiler.overlap import window_distance
 from harness.compiler.quant import activation_range, channel_multipliers, softmax_params
 
 KERNEL_FORMATS = tuple(FORMATS)
+SPARSE_CONV_TILE = 4  # NN_CONV_TILE in kernel_util.h: output pixels a sparse CONV_2D kernel computes together
 SOFTMAX_MAX_DEPTH = 511  # beyond this TFLM's fixed-point reciprocal can overflow
 
 
@@ -112,10 +113,10 @@ def _nbytes(arrays: list[CArray]) -> int:
     return sum(a.nbytes for a in arrays)
 
 
-def _encode(matrix: np.ndarray, prefix: str, fmt: str,
-            column_index: np.ndarray | None = None) -> tuple[Encoded, str, list]:
+def _encode(matrix: np.ndarray, prefix: str, fmt: str, column_index: np.ndarray | None = None,
+            row_step: int | None = None) -> tuple[Encoded, str, list]:
     """Weights in the layer's format, the C expression the call passes, and the constants to emit."""
-    weights = FORMATS[fmt](matrix, f"{prefix}_weights", column_index)
+    weights = FORMATS[fmt](matrix, f"{prefix}_weights", column_index, row_step)
     struct = weights.struct(f"{prefix}_{fmt}")
     if struct is None:
         return weights, weights.arrays[0].ref, list(weights.arrays)
@@ -175,6 +176,28 @@ def _sparse_conv_layout(window: dict) -> tuple[bool, int, int]:
     return True, padded_w * in_c, window["kernel_h"] * padded_w * in_c
 
 
+DENSE_CONV_STACK_WINDOW_MAX = 256  # STACK_WINDOW_MAX in conv2d_s8.c
+
+
+def dense_conv_scratch_bytes(window: dict) -> int:
+    """Scratch bytes of the dense CONV_2D kernel: nn_conv2d_s8_get_buffer_size() in conv2d_s8.c.
+
+    Its DSP path widens the windows of 2 output pixels into int16 columns:
+    per group of 4 window values (KH * KW * C_IN, the last group possibly
+    partial) 2 words per pixel, 16 bytes. When C_IN is not a multiple of 4 it
+    first gathers a window bytewise, rounded up to whole groups: 4 more bytes
+    per group. Windows of up to DENSE_CONV_STACK_WINDOW_MAX values keep these
+    on the stack (0 bytes here), so small models' arenas stay within TFLite
+    Micro's. The size does not depend on the core (the portable path ignores
+    the buffer), so the compiler plans it for every target.
+    """
+    size = window["kernel_h"] * window["kernel_w"] * window["input"]["c"]
+    if size <= DENSE_CONV_STACK_WINDOW_MAX:
+        return 0
+    groups = -(-size // 4)
+    return 16 * groups + (4 * groups if window["input"]["c"] % 4 else 0)
+
+
 def _conv_offsets(window: dict, row_step: int) -> np.ndarray:
     """Offset of each (ky, kx, c_in) weight's input from its window's top-left corner."""
     ky, kx, c = np.meshgrid(np.arange(window["kernel_h"]), np.arange(window["kernel_w"]),
@@ -218,22 +241,26 @@ def lower_conv2d(op: Op, fmt: str) -> KernelCall:
     pixels = window["output"]["h"] * window["output"]["w"]
     params = CStruct(f"{prefix}_params", "nn_conv2d_params", {"window": window, "requant": requant})
     if fmt == "dense":
-        scratch_bytes = 0
+        scratch_bytes = dense_conv_scratch_bytes(window)
         encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
-        buffer_args = []
+        buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     else:
         padded, row_step, scratch_bytes = _sparse_conv_layout(window)
-        encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt, _conv_offsets(window, row_step))
+        encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt, _conv_offsets(window, row_step),
+                                                         row_step)
         buffer_args = [SCRATCH if padded else "NULL"]
+    # Sparse kernels write a tile of SPARSE_CONV_TILE pixels while still reading its first pixel's window.
+    distance = window_distance(window) + (0 if fmt == "dense" else (SPARSE_CONV_TILE - 1) * out_c)
     return KernelCall(op=op, kernel=kernel_name("conv2d", fmt),
                       params=params, args=[inp, weights_ref, bias, out, *buffer_args],
                       constants=[*weight_constants, *stage_arrays, params], weights=encoded,
                       bias_and_quant_bytes=_nbytes(stage_arrays),
                       macs=pixels * matrix.size, nonzero_macs=pixels * encoded.nonzeros,
-                      scratch_bytes=scratch_bytes, overlaps={inp: window_distance(window)})
+                      scratch_bytes=scratch_bytes, overlaps={inp: distance})
 
 
 def lower_depthwise_conv2d(op: Op, fmt: str) -> KernelCall:
+
     prefix = f"op{op.index}"
     inp, out = activation_input(op), op.outputs[0]
     weights = _weights(op, ndim=4, channel_axis=3)
@@ -243,16 +270,28 @@ def lower_depthwise_conv2d(op: Op, fmt: str) -> KernelCall:
     if out_c % in_c or window["output"]["c"] != out_c:
         raise fail(op, f"{out_c} output channels are not a multiple of {in_c} input channels")
     requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_c, channel_axis=3)
-    encoded, weights_ref, weight_constants = _encode(weights.data, prefix, fmt)
+    scratch_bytes, buffer_args = 0, []
+    if fmt == "dense":
+        encoded = encode_depthwise.encode_dense_depthwise(weights.data, f"{prefix}_weights")
+        weights_ref, weight_constants = encoded.values.ref, [encoded.values]
+    else:
+        # One row per output channel, indexed by tap number; taps in the padding read a row of
+        # zero points, C_IN bytes of scratch (nn_depthwise_conv2d_csr_s8_get_buffer_size).
+        if kh * kw > encode_depthwise.CSR_MAX_TAPS:
+            raise fail(op, f"a {kh}x{kw} window has more than {encode_depthwise.CSR_MAX_TAPS} taps, "
+                           f"the most the {fmt} kernel takes; use dense weights for this layer")
+        encoded, weights_ref, weight_constants = _encode(weights.data.reshape(kh * kw, out_c).T, prefix, fmt)
+        pads = sparse_padded_size(window) != (window["input"]["h"], window["input"]["w"])
+        scratch_bytes, buffer_args = (in_c, [SCRATCH]) if pads else (0, ["NULL"])
     params = CStruct(f"{prefix}_params", "nn_depthwise_conv2d_params",
                      {"window": window, "depth_multiplier": out_c // in_c, "requant": requant})
     pixels = window["output"]["h"] * window["output"]["w"]
     return KernelCall(op=op, kernel=kernel_name("depthwise_conv2d", fmt), params=params,
-                      args=[inp, weights_ref, bias, out],
+                      args=[inp, weights_ref, bias, out, *buffer_args],
                       constants=[*weight_constants, *stage_arrays, params], weights=encoded,
                       bias_and_quant_bytes=_nbytes(stage_arrays),
                       macs=pixels * weights.size, nonzero_macs=pixels * encoded.nonzeros,
-                      overlaps={inp: window_distance(window)})
+                      scratch_bytes=scratch_bytes, overlaps={inp: window_distance(window)})
 
 
 def _lower_pool(op: Op, kernel_name: str) -> KernelCall:
@@ -299,7 +338,7 @@ def lower_reshape(op: Op, fmt: str) -> KernelCall:
 OP_FORMATS = {
     "FULLY_CONNECTED": KERNEL_FORMATS,
     "CONV_2D": KERNEL_FORMATS,
-    "DEPTHWISE_CONV_2D": ("dense",),
+    "DEPTHWISE_CONV_2D": ("dense", "csr"),
 }
 
 LOWERINGS = {

@@ -96,7 +96,8 @@ def _buffers(graph: Graph, calls: list[KernelCall], aliases: dict, preserve_inpu
         spans[owner] = (min(lo, first), max(hi, last))
 
     last_op = len(graph.ops) - 1
-    use(graph.input, 0, last_op if preserve_input else 0)
+    # Kept intact, the input outlives every op, the last included, so no output may overlap it.
+    use(graph.input, 0, len(graph.ops) if preserve_input else 0)
     for op in graph.ops:
         for tensor in [*op.inputs, *op.outputs]:
             if tensor is not None and not tensor.is_constant:
