@@ -10,7 +10,9 @@ error says so in one line instead of after PlatformIO's minute of retries.
 """
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import socket
 import subprocess
 import time
@@ -22,6 +24,7 @@ from harness.toolchain import ToolchainError, pio_command, pio_env
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 REGISTRY = ("api.registry.platformio.org", 443)
+MAP_FILE = "firmware.map"  # the linker's map, beside firmware.elf
 
 
 class BuildError(RuntimeError):
@@ -38,6 +41,7 @@ class Firmware:
     rebuilt: bool
     seconds: float
     sections: dict[str, int]  # section name -> bytes, from the ELF
+    kernel_code: KernelCode   # from the linker's map
 
     @property
     def flash_bytes(self) -> int:
@@ -52,40 +56,49 @@ def build_firmware(env: str, model_dir: Path, build_dir: Path, build_id: str) ->
     """Build env with the model in model_dir; build_dir must be named by a hash of everything the firmware is
     built from, because a firmware built there before is taken as it is, without starting PlatformIO."""
     elf = build_dir / env / "firmware.elf"
+    link_map = build_dir / env / MAP_FILE
     done = build_dir / env / "built"  # written last: a killed build leaves none
     started = time.perf_counter()
-    rebuilt = not (done.exists() and done.read_text() == build_id and elf.exists())
+    # A firmware built before the link wrote a map is linked again, so its kernels' code can be attributed.
+    rebuilt = not (done.exists() and done.read_text() == build_id and elf.exists() and link_map.exists())
     if rebuilt:
         require_platform(env)
         done.unlink(missing_ok=True)
-        _run_pio(["run", "-e", env], _variables(model_dir, build_dir, build_id), build_dir / env / "build.log",
+        _run_pio(["run", "-e", env], _variables(env, model_dir, build_dir, build_id), build_dir / env / "build.log",
                  f"PlatformIO build of '{env}'")
-        if not elf.exists():
-            raise BuildError(f"PlatformIO build of '{env}' produced no {elf}")
+        if not elf.exists() or not link_map.exists():
+            raise BuildError(f"PlatformIO build of '{env}' produced no {elf if not elf.exists() else link_map}")
         done.write_text(build_id)
     return Firmware(env=env, elf=elf, build_dir=build_dir, model_dir=model_dir, build_id=build_id, rebuilt=rebuilt,
-                    seconds=time.perf_counter() - started, sections=elf_sections(elf))
+                    seconds=time.perf_counter() - started, sections=elf_sections(elf),
+                    kernel_code=kernel_code(link_map))
 
 
 def upload_firmware(firmware: Firmware, port: str, extra_variables: dict[str, str] | None = None) -> Path:
     """Flash through PlatformIO's upload target; returns the pid file of an emulated board's process."""
-    variables = {**_variables(firmware.model_dir, firmware.build_dir, firmware.build_id), **(extra_variables or {})}
+    variables = {**_variables(firmware.env, firmware.model_dir, firmware.build_dir, firmware.build_id),
+                 **(extra_variables or {})}
     _run_pio(["run", "-e", firmware.env, "-t", "upload", "--upload-port", port], variables,
              firmware.build_dir / firmware.env / "upload.log", f"upload of '{firmware.env}' to {port}")
     return firmware.build_dir / firmware.env / "board.pid"
 
 
-def _variables(model_dir: Path, build_dir: Path, build_id: str) -> dict[str, str]:
-    """What platformio.ini's scripts read: the model to build in, where to build, the id to stamp."""
+def _variables(env: str, model_dir: Path, build_dir: Path, build_id: str) -> dict[str, str]:
+    """What platformio.ini's scripts read: the model to build in, where to build, the id to stamp; and a
+    linker map beside the ELF. Build and upload must pass the same flags, or the upload would build again."""
+    link_map = shlex.quote(str(build_dir / env / MAP_FILE))
+    flags = " ".join(filter(None, (os.environ.get("PLATFORMIO_BUILD_FLAGS", ""), f"-Wl,-Map,{link_map}")))
     return {"HARNESS_MODEL_DIR": str(model_dir), "PLATFORMIO_BUILD_DIR": str(build_dir),
-            "HARNESS_BUILD_ID": build_id}
+            "HARNESS_BUILD_ID": build_id, "PLATFORMIO_BUILD_FLAGS": flags}
 
 
 def _run_pio(args: list[str], variables: dict[str, str], log: Path, what: str) -> None:
+    # The log is written when PlatformIO is done: on a first build it empties the build directory (its
+    # project.checksum is new), and a log open in there would be gone, with the error it explains.
+    proc = subprocess.run(pio_command() + args + ["-d", str(PROJECT_DIR)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env={**pio_env(), **variables}, stdin=subprocess.DEVNULL)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        proc = subprocess.run(pio_command() + args + ["-d", str(PROJECT_DIR)], stdout=out, stderr=subprocess.STDOUT,
-                              env={**pio_env(), **variables}, stdin=subprocess.DEVNULL)
+    log.write_bytes(proc.stdout)
     if proc.returncode != 0:
         raise BuildError(_missing_package(log) or f"{what} failed: {_first_error(log)} (log: {log})")
 
@@ -165,6 +178,74 @@ def _missing_package(log: Path) -> str | None:
 
 
 # --- sizes ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KernelCode:
+    """Flash taken by the kernels linked into a firmware, per kernel family.
+
+    A family is one C file in firmware/kernels/ (e.g. "conv2d_csr_s8" for
+    conv2d_csr_s8.c); its bytes are the code and constants (.text*,
+    .rodata*, .data* input sections) the linker kept from that file, static
+    helpers included, alignment padding between them not. A family absent
+    here is not in the firmware: --gc-sections dropped it, or nothing calls
+    it. Code a kernel calls in another C file counts for that file.
+    """
+    family_bytes: dict[str, int]  # family -> bytes
+    family_of: dict[str, str]     # kernel, as LayerInfo.kernel names it (C function without "nn_") -> family
+
+    def family(self, kernel: str) -> str | None:
+        return self.family_of.get(kernel)
+
+    def bytes_of(self, kernel: str) -> int:
+        """The code bytes of the family that defines a kernel function; 0 for one not linked."""
+        family = self.family_of.get(kernel)
+        return self.family_bytes.get(family, 0) if family else 0
+
+
+_MAP_INPUT_SECTION = re.compile(r"^ (\S+)\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)\s+(\S.*)$")
+_MAP_NAME_ONLY = re.compile(r"^ (\.\S+)$")  # a long section name; address, size and file follow on the next line
+_MAP_CONTINUED = re.compile(r"^\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)\s+(\S.*)$")
+_MAP_SYMBOL = re.compile(r"^\s+0x[0-9a-fA-F]+\s+([A-Za-z_]\w*)$")
+_FLASH_INPUT = re.compile(r"^\.(text|rodata|data)(\..*)?$")
+
+
+def kernel_code(link_map: Path) -> KernelCode:
+    """Attribute the kept input sections of a GNU ld map (-Wl,-Map) to the kernel C files they came from."""
+    lines = link_map.read_text(errors="replace").splitlines()
+    try:
+        start = lines.index("Linker script and memory map")  # what precedes it lists discarded sections
+    except ValueError:
+        raise BuildError(f"{link_map} is no GNU ld map: it has no 'Linker script and memory map'") from None
+    family_bytes: dict[str, int] = {}
+    family_of: dict[str, str] = {}
+    current = None  # the family of the input section the last lines described
+    pending = None  # a section name waiting for its address line
+    for line in lines[start + 1:]:
+        if pending is not None and (match := _MAP_CONTINUED.match(line)):
+            section, size, origin = pending, int(match.group(2), 16), match.group(3)
+        elif match := _MAP_INPUT_SECTION.match(line):
+            section, size, origin = match.group(1), int(match.group(3), 16), match.group(4)
+        else:
+            pending = None
+            if match := _MAP_NAME_ONLY.match(line):
+                pending = match.group(1)
+            elif (match := _MAP_SYMBOL.match(line)) and current:
+                family_of[match.group(1).removeprefix("nn_")] = current
+            continue
+        pending = None
+        current = _kernel_family(origin)
+        if current and size and _FLASH_INPUT.match(section):
+            family_bytes[current] = family_bytes.get(current, 0) + size
+    return KernelCode(family_bytes, {kernel: family for kernel, family in family_of.items() if family in family_bytes})
+
+
+def _kernel_family(object_file: str) -> str | None:
+    """ "…/kernels/conv2d_csr_s8.o" (or conv2d_csr_s8.c.o, as Arduino builds name it) -> "conv2d_csr_s8"."""
+    path = Path(object_file.strip())
+    if path.parent.name != "kernels" or path.suffix != ".o":
+        return None
+    return path.name.removesuffix(".o").removesuffix(".cpp").removesuffix(".c")
+
 
 def elf_sections(elf: Path) -> dict[str, int]:
     """Allocated section sizes (`size -A`), from the ARM toolchain's size tool when the ELF is ARM."""

@@ -124,6 +124,28 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _kernels(args) -> int:
+    from harness.kernel_bench.run import make_plan, run_kernel_bench
+    from harness.kernel_bench.shapes import ShapeError
+
+    try:
+        plan = make_plan(args.shapes, args.sparsities, args.formats, args.board, args.parallel, args.fresh)
+    except ShapeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else PROJECT_DIR / "results" / f"kernels-{time.strftime('%Y%m%d')}"
+    started = time.perf_counter()
+    files = run_kernel_bench(plan, out)
+    print(f"done in {time.perf_counter() - started:.0f} s: table {files.csv}, break-even sparsities "
+          f"{files.break_even}, summary {files.summary}, plot {files.plots[0]}")
+    for failure in files.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    if files.kernels_changed:
+        print("warning: firmware/kernels changed during the run, so its rows may mix kernel versions: run the same "
+              "command again once they are settled", file=sys.stderr)
+    return 1 if files.failures or files.kernels_changed else 0
+
+
 def _hello(args) -> int:
     from harness.device.client import BoardClient
     from harness.device.link import SerialLink
@@ -191,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--model", help="reference model name, a .keras file, or an int8 .tflite (no pruning)")
     sweep.add_argument("--data", help=".npz with x_train, y_train, x_test, y_test (for --model files)")
     sweep.add_argument("--targets", type=_csv(float), help="sparsity targets, e.g. 0,0.5,0.9")
-    sweep.add_argument("--kernels", type=_csv(str), help="kernels, e.g. dense,csr")
+    sweep.add_argument("--kernels", type=_csv(str), help="weight formats and auto, e.g. dense,csr,delta4,auto")
     sweep.add_argument("--boards", type=_csv(str), help="boards, e.g. mps2_an386,host")
     _add_bench_options(sweep)
     sweep.set_defaults(run=_sweep)
@@ -200,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--board", required=True, help="a board from `harness boards`")
     measure.add_argument("--model", help="reference model name, a .keras file, or an int8 .tflite (no pruning)")
     measure.add_argument("--data", help=".npz with x_train, y_train, x_test, y_test (for --model files)")
-    measure.add_argument("--kernel", default="csr", help="dense or csr")
+    measure.add_argument("--kernel", default="csr", help="a weight format (dense, csr, delta4, bitmask, block4) or auto")
     measure.add_argument("--target", type=float, default=0.0, help="sparsity to prune to (not for a .tflite)")
     measure.add_argument("--config", help="sweep TOML file for the other settings")
     _add_bench_options(measure)
@@ -221,6 +243,23 @@ def main(argv: list[str] | None = None) -> int:
                         "as a fraction, for the flash saved in the key figures (default: the dense model's less "
                         "1 point)")
     report.set_defaults(run=_report)
+
+    from harness.kernel_bench.shapes import DEFAULT_PRUNINGS, DEFAULT_SHAPES
+
+    kernels = commands.add_parser("kernels", help="micro-benchmark the kernels: single layers x sparsity x weight "
+                                  "format on a board (docs/kernels.md)")
+    kernels.add_argument("--shapes", type=_csv(str), default=DEFAULT_SHAPES, help="layer shapes, e.g. fc-256x256,"
+                         "conv3x3-16x16x16-32,conv1x1-16x16x64-64,dw3x3-16x16x64 (the default)")
+    kernels.add_argument("--sparsities", type=_csv(str), default=DEFAULT_PRUNINGS, help="fractions pruned by "
+                         f"magnitude and N:M patterns (default {','.join(DEFAULT_PRUNINGS)})")
+    kernels.add_argument("--formats", type=_csv(str), help="weight formats (default: all the compiler has); dense "
+                         "is always measured, as the reference")
+    kernels.add_argument("--board", default="mps2_an386", help="a board from `harness boards`")
+    kernels.add_argument("--out", help="output directory (default results/kernels-<date>)")
+    kernels.add_argument("--parallel", type=_positive, default=2, help="instances of an emulated board measuring "
+                         "at once")
+    kernels.add_argument("--fresh", action="store_true", help="measure again what the results cache already holds")
+    kernels.set_defaults(run=_kernels)
 
     boards = commands.add_parser("boards", help="list the boards the harness knows")
     boards.set_defaults(run=_boards)

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from harness.build import KernelCode
+    from harness.compiler import CompiledModel
 
 
 @dataclass
@@ -27,6 +33,7 @@ class ResultRow:
     achieved_sparsity: float = float("nan")   # on the int8 weights: zero (or filter-pruned away) share of the
                                                # unpruned model's weights in prunable layers
     layer_sparsity: str = ""                   # JSON: layer -> {"target", "achieved", "weights"}, achieved on int8
+    layer_formats: str = ""                    # JSON: layer -> chosen format (auto) or the single format
     # latency
     latency_median: float = float("nan")
     latency_min: float = float("nan")
@@ -44,6 +51,12 @@ class ResultRow:
     flash_sparse_indices: int = 0
     flash_sparse_pointers: int = 0
     flash_bias_quant: int = 0
+    flash_kernel_code: int = 0                 # code of the kernel families the layers use, each family counted
+                                               # once; part of flash_code
+    layer_flash: str = ""                      # JSON list, one entry per layer: {layer, format, kernel, family,
+                                               # values, indices, pointers, code}. code is the layer's kernel
+                                               # family's, shared by every layer of that family: sum it per
+                                               # family, not per layer (flash_kernel_code does)
     # SRAM, bytes
     sram_static: int = 0                       # .data + .bss, the arena included
     sram_arena: int = 0
@@ -70,6 +83,21 @@ class ResultRow:
 
 
 COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
+
+
+def layer_flash(compiled: CompiledModel, code: KernelCode) -> list[dict]:
+    """Flash per layer: its weights by part (LayerInfo.weight_bytes) and its kernel family's code."""
+    return [{"layer": name, "format": layer.format, "kernel": layer.kernel, "family": code.family(layer.kernel) or "",
+             "values": layer.weight_bytes.values, "indices": layer.weight_bytes.indices,
+             "pointers": layer.weight_bytes.pointers, "code": code.bytes_of(layer.kernel)}
+            for name, layer in zip(compiled.layer_names, compiled.layers)]
+
+
+def record_layer_flash(row: ResultRow, compiled: CompiledModel, code: KernelCode) -> None:
+    """Fill layer_flash and flash_kernel_code, counting each kernel family's code once."""
+    layers = layer_flash(compiled, code)
+    row.layer_flash = json.dumps(layers)
+    row.flash_kernel_code = sum({layer["family"]: layer["code"] for layer in layers if layer["family"]}.values())
 
 
 class ResultsWriter:

@@ -1,0 +1,110 @@
+"""What the micro-benchmark sweeps: single-layer shapes and how their weights are pruned.
+
+A shape is written as it is named on the command line:
+
+    fc-256x256             FULLY_CONNECTED, 256 inputs -> 256 outputs
+    conv3x3-16x16x16-32    CONV_2D 3x3, SAME, stride 1, on a 16x16x16 input, 32 output channels
+    dw3x3-16x16x64         DEPTHWISE_CONV_2D 3x3, SAME, stride 1, on a 16x16x64 input
+
+A pruning is a fraction of weights zeroed by magnitude ("0.9") or an N:M
+pattern ("2:4": the 2 largest of every 4 consecutive weights along the input
+channels survive).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# The targets of issue 5 ("fast kernels").
+DEFAULT_SHAPES = ("fc-256x256", "conv3x3-16x16x16-32", "conv1x1-16x16x64-64", "dw3x3-16x16x64")
+DEFAULT_PRUNINGS = ("0", "0.5", "0.6", "0.7", "0.8", "0.9", "0.95", "2:4", "1:4")
+
+_FC = re.compile(r"fc-(\d+)x(\d+)")
+_CONV = re.compile(r"conv(\d+)x(\d+)-(\d+)x(\d+)x(\d+)-(\d+)")
+_DEPTHWISE = re.compile(r"dw(\d+)x(\d+)-(\d+)x(\d+)x(\d+)")
+
+
+class ShapeError(ValueError):
+    """A shape or pruning the micro-benchmark cannot read."""
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    name: str                         # as written, e.g. "conv3x3-16x16x16-32"
+    op: str                           # the TFLite op it converts to
+    input_shape: tuple[int, ...]      # without the batch
+    kernel: tuple[int, int] = (1, 1)  # convolution window
+    outputs: int = 0                  # output features or channels (not for depthwise)
+
+    def keras_layer(self):
+        import keras
+
+        layers = keras.layers
+        if self.op == "FULLY_CONNECTED":
+            return layers.Dense(self.outputs, name="layer")
+        if self.op == "CONV_2D":
+            return layers.Conv2D(self.outputs, self.kernel, padding="same", name="layer")
+        return layers.DepthwiseConv2D(self.kernel, padding="same", name="layer")
+
+
+def parse_shape(text: str) -> LayerShape:
+    """
+    >>> parse_shape("conv3x3-16x16x16-32")
+    LayerShape(name='conv3x3-16x16x16-32', op='CONV_2D', input_shape=(16, 16, 16), kernel=(3, 3), outputs=32)
+    """
+    numbers = lambda match: tuple(int(v) for v in match.groups())  # noqa: E731
+    if match := _FC.fullmatch(text):
+        inputs, outputs = numbers(match)
+        shape = LayerShape(text, "FULLY_CONNECTED", (inputs,), outputs=outputs)
+    elif match := _CONV.fullmatch(text):
+        kh, kw, h, w, c, outputs = numbers(match)
+        shape = LayerShape(text, "CONV_2D", (h, w, c), (kh, kw), outputs)
+    elif match := _DEPTHWISE.fullmatch(text):
+        kh, kw, h, w, c = numbers(match)
+        shape = LayerShape(text, "DEPTHWISE_CONV_2D", (h, w, c), (kh, kw))
+    else:
+        raise ShapeError(f"shape '{text}' is none of fc-INxOUT, convKHxKW-HxWxCIN-COUT, dwKHxKW-HxWxC "
+                         f"(e.g. {', '.join(DEFAULT_SHAPES)})")
+    if 0 in shape.input_shape + shape.kernel or (shape.op != "DEPTHWISE_CONV_2D" and not shape.outputs):
+        raise ShapeError(f"shape '{text}' has a zero dimension")
+    return shape
+
+
+@dataclass(frozen=True)
+class Pruning:
+    label: str               # "0.9", "2:4"
+    sparsity: float          # the fraction of weights zeroed
+    pattern: tuple[int, int] | None = None  # (N, M) for an N:M pattern
+
+    @property
+    def kind(self) -> str:
+        return "unstructured" if self.pattern is None else f"{self.pattern[0]}:{self.pattern[1]}"
+
+
+def parse_pruning(text: str) -> Pruning:
+    """
+    >>> parse_pruning("1:4")
+    Pruning(label='1:4', sparsity=0.75, pattern=(1, 4))
+    """
+    if ":" in text:
+        try:
+            n, m = (int(v) for v in text.split(":"))
+        except ValueError:
+            raise ShapeError(f"pruning '{text}' is no N:M pattern such as 2:4") from None
+        if not 0 < n < m:
+            raise ShapeError(f"pruning '{text}': an N:M pattern needs 0 < N < M")
+        return Pruning(text, 1.0 - n / m, (n, m))
+    try:
+        sparsity = float(text)
+    except ValueError:
+        raise ShapeError(f"pruning '{text}' is neither a sparsity (0.9) nor an N:M pattern (2:4)") from None
+    if not 0.0 <= sparsity < 1.0:
+        raise ShapeError(f"sparsity {text} is outside [0, 1)")
+    return Pruning(text, sparsity)
+
+
+def check_pattern_fits(shape: LayerShape, pruning: Pruning) -> None:
+    """An N:M pattern groups weights along the input channels, which must split into groups of M."""
+    if pruning.pattern and shape.input_shape[-1] % pruning.pattern[1]:
+        raise ShapeError(f"pattern {pruning.label} needs input channels in groups of {pruning.pattern[1]}, "
+                         f"but shape '{shape.name}' has {shape.input_shape[-1]}")
