@@ -11,12 +11,16 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.chooser import AUTO
+from harness.compiler import KERNEL_FORMATS
+
 
 class ConfigError(ValueError):
     """A sweep configuration that cannot be run as written."""
 
 
-KERNELS = ("dense", "csr")
+# Every weight format, and the auto kernel that picks one of them per layer (harness/chooser.py).
+KERNELS = (*KERNEL_FORMATS, AUTO)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class SweepConfig:
     kernels: tuple[str, ...] = KERNELS
     boards: tuple[str, ...] = ("mps2_an386",)
     seed: int = 0
+    flash_budget: int = 0         # auto kernel: bytes of weights (values + indices + pointers) a model may take; 0: dense's
     prune: PruneConfig = field(default_factory=PruneConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
@@ -132,6 +137,11 @@ def _validate(config: SweepConfig, where: str) -> None:
     for board in config.boards:
         if board not in BOARDS:
             raise ConfigError(f"unknown board '{board}'{did_you_mean(board, BOARDS)}; known: {', '.join(BOARDS)}")
+    if config.flash_budget < 0:
+        raise ConfigError(f"{where}: 'flash_budget' must be at least 0 (bytes of weights; 0: the dense model's)")
+    if config.flash_budget and AUTO not in config.kernels:
+        raise ConfigError(f"{where}: 'flash_budget' applies to the auto kernel only, and 'kernels' "
+                          f"({', '.join(config.kernels)}) has no '{AUTO}'")
     if config.device.runs < 1:
         raise ConfigError(f"{where} [device]: 'runs' must be at least 1")
     _validate_prune(config.prune, f"{where} [prune]")

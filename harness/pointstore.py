@@ -61,6 +61,7 @@ class PointStore:
         self._cache.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._rows: dict[str, tuple[int, ResultRow]] = {}
+        self._unlisted: dict[str, ResultRow] = {}
 
     def finished(self, key: str) -> ResultRow | None:
         """This run's row for the point, if an earlier attempt at the run measured it."""
@@ -71,16 +72,30 @@ class PointStore:
         """A row measured for the same key by any run."""
         return _row(_read_json(self._cache / f"{key}.json"))
 
-    def save(self, index: int, key: str, row: ResultRow) -> None:
-        """Record a finished point (position `index` in the sweep) and rewrite results.csv."""
+    def save(self, index: int, key: str, row: ResultRow, listed: bool = True) -> None:
+        """Record a finished point (position `index` in the sweep) and rewrite results.csv.
+
+        A point that is not listed (measured only because the auto kernel
+        chooses among it and others) is kept like any other, but is no row of
+        results.csv.
+        """
         values = dataclasses.asdict(row)
         keep = row.status == "ok" or row.failed_stage in KEPT_FAILURES
         with self._lock:
-            self._rows[key] = (index, row)
+            if listed:
+                self._rows[key] = (index, row)
+            else:
+                self._unlisted[key] = row
             if keep:
                 write_atomically(self._points / f"{key}.json", json.dumps({"index": index, "row": values}))
                 write_atomically(self._cache / f"{key}.json", json.dumps(values))
-            self._write_csv()
+            if listed:
+                self._write_csv()
+
+    def row(self, key: str) -> ResultRow | None:
+        """The row this run recorded for the point, listed or not."""
+        with self._lock:
+            return self._rows[key][1] if key in self._rows else self._unlisted.get(key)
 
     def rows(self) -> list[ResultRow]:
         """Every row of the run so far, in sweep order."""

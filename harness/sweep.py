@@ -2,10 +2,12 @@
 
 The sweep is the cross product (sparsity target x kernel x board). Each stage
 caches its artifact under a content hash, so an identical re-run retrains
-nothing and rebuilds no firmware. A point that fails on the board becomes a
-result row with its stage and reason; errors that would fail every point (a
-config typo, a missing toolchain, an op the compiler lacks) stop the sweep
-before any board is touched.
+nothing and rebuilds no firmware. The auto kernel picks a weight format per
+layer from measurements (harness/chooser.py), so it is compiled and
+measured in a second phase, after every single format. A point that fails
+on the board becomes a result row with its stage and reason; errors that
+would fail every point (a config typo, a missing toolchain, an op the
+compiler lacks) stop the sweep before any board is touched.
 """
 from __future__ import annotations
 
@@ -16,16 +18,18 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from importlib.metadata import version
-from itertools import product
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from harness.build import PROJECT_DIR, BuildError, Firmware, build_firmware, require_platform
+from harness.chooser import AUTO, DENSE, Choice, ChooserError, choose, layer_options
+from harness.compiler import KERNEL_FORMATS, CompiledModel, CompileError, compile_tflite
 from harness.config import SweepConfig
 from harness.device.boards import Board, get_board
 from harness.device.client import BoardClient, BoardReset, WrongFirmware
@@ -34,7 +38,7 @@ from harness.device.link import DeviceError, Interrupted, LinkLost, SerialTimeou
 from harness.device.session import board_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
 from harness.pointstore import PointStore, mark_finished, open_run
-from harness.results import ResultRow, ResultsWriter
+from harness.results import ResultRow, ResultsWriter, record_layer_flash
 from harness.runlog import Progress as ProgressBar
 from harness.runlog import RunLog
 from harness.runner import BoardUnit, Job, board_units, run_jobs
@@ -98,11 +102,14 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = prin
              f"{len(config.kernels)} kernels x {len(boards)} boards -> {run_dir}")
 
     points = prepare_models(config, source, progress)
-    # Compile every variant before touching a board: an op the compiler lacks fails the sweep here.
-    variants = [(point, kernel, compile_point(point, kernel)) for point in points for kernel in config.kernels]
+    plan = plan_sweep(config.kernels, points, boards)
+    # Compile every variant before touching a board: an op the compiler lacks fails the sweep here. (The auto
+    # kernel's variants are compiled once their candidates are measured.)
+    variants = {(point.tflite_path, kernel): compile_point(point, kernel)
+                for point in points for kernel in dict.fromkeys(p.kernel for p in plan if p.kernel != AUTO)}
     progress(f"compiled {len(variants)} variants")
-    total = len(variants) * len(boards)
-    failures = measure_points(config, variants, boards, units, run_dir, versions, sha, bench, progress)
+    total = sum(p.listed for p in plan)
+    failures = measure_points(config, plan, variants, units, run_dir, versions, sha, bench, progress)
     mark_finished(run_dir)
     writer = ResultsWriter(run_dir)
     frame = writer.finish()
@@ -130,13 +137,13 @@ def prepare_models(config: SweepConfig, source: TrainableModel | TfliteModel, pr
     # A cache entry written for another ModelPoint record would not load: the record is part of the key.
     record = ",".join(f.name for f in fields(ModelPoint))
     if isinstance(source, TfliteModel):
-        key = _hash(source.path.read_bytes().hex(), source.data.source, record)
+        key = content_hash(source.path.read_bytes().hex(), source.data.source, record)
         return _cached_points(key, lambda out: _import_tflite(source, out, progress), progress)
-    code = _source_digest(["harness/prune", "harness/quantize.py", "models"]) + record
+    code = source_digest(["harness/prune", "harness/quantize.py", "models"]) + record
     prune = {k: v for k, v in config.to_dict()["prune"].items() if k != "methods"}
     points = []
     for method in config.prune.methods:
-        key = _hash(json.dumps({"model": source.digest, "seed": config.seed, "prune": prune, "method": method,
+        key = content_hash(json.dumps({"model": source.digest, "seed": config.seed, "prune": prune, "method": method,
                                 "targets": sorted(config.targets)}), code)
         points += _cached_points(key, lambda out, m=method: _prune_and_convert(source, config, m, out, progress),
                                  progress)
@@ -218,15 +225,49 @@ def _point_from_json(values: dict, cache: Path) -> ModelPoint:
     return ModelPoint(**{k: (cache / v if k.endswith("_path") else v) for k, v in values.items()})
 
 
+# --- plan -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlannedPoint:
+    """One (model point, kernel, board) the sweep measures."""
+    index: int          # position in the sweep: the rows of results.csv are in this order
+    point: ModelPoint
+    kernel: str         # a weight format, or AUTO
+    board: Board
+    listed: bool        # a row of results.csv: the config asks for this kernel, not only the auto kernel
+
+    @property
+    def label(self) -> str:
+        number = f"[{self.index + 1}]" if self.listed else "[auto candidate]"
+        return f"{number} {self.point.method} sparsity {self.point.target:.2f} {self.kernel} on {self.board.name}"
+
+
+def plan_sweep(kernels: tuple[str, ...], points: list[ModelPoint], boards: list[Board]) -> list[PlannedPoint]:
+    """The points the config asks for, in results order; then the formats only the auto kernel needs.
+
+    The auto kernel chooses among every weight format, so with it every
+    format is measured at every model point and board. Formats the config
+    does not ask for are measured, kept for resuming and in the results
+    cache, but are not rows of results.csv: the results hold what was asked.
+    """
+    asked = [(point, kernel, board) for point in points for kernel in kernels for board in boards]
+    needed = [(point, fmt, board) for point in points for fmt in (KERNEL_FORMATS if AUTO in kernels else ())
+              if fmt not in kernels for board in boards]
+    return [PlannedPoint(index, point, kernel, board, listed=index < len(asked))
+            for index, (point, kernel, board) in enumerate(asked + needed)]
+
+
 # --- stage: compile ------------------------------------------------------------------------------
 
-def compile_point(point: ModelPoint, kernel: str):
-    from harness.compiler import compile_tflite
-
+def compile_point(point: ModelPoint, kernel: str, layer_kernels: Mapping[int, str] | None = None) -> CompiledModel:
+    """kernel: a weight format for every layer; or AUTO with layer_kernels, the format of each layer with weights."""
     tflite = point.tflite_path.read_bytes()
-    key = _hash(tflite.hex(), kernel, _source_digest(["harness/compiler", "firmware/kernels"]))
+    choice = kernel if layer_kernels is None else f"{kernel}:{json.dumps(sorted(layer_kernels.items()))}"
+    key = content_hash(tflite.hex(), choice, source_digest(["harness/compiler", "firmware/kernels"]))
     out_dir = CACHE_DIR / "variants" / key / "model"
-    return compile_tflite(tflite, out_dir, kernel=kernel, model_id=key[:16])
+    if layer_kernels is None:
+        return compile_tflite(tflite, out_dir, kernel=kernel, model_id=key[:16])
+    return compile_tflite(tflite, out_dir, model_id=key[:16], layer_kernels=layer_kernels)
 
 
 def _record_compiled(row: ResultRow, compiled) -> None:
@@ -237,6 +278,30 @@ def _record_compiled(row: ResultRow, compiled) -> None:
     row.flash_sparse_pointers = flash["sparse_pointers"]
     row.flash_bias_quant = flash["biases_and_quant"]
     row.sram_arena = compiled.arena_bytes
+    row.layer_formats = json.dumps({f"{layer.index}:{layer.op}": layer.format
+                                    for layer in compiled.layers if layer.format})
+
+
+def choose_auto(planned: PlannedPoint, candidates: dict[str, tuple[CompiledModel, ResultRow]],
+                flash_budget: int) -> tuple[Choice, dict[str, str]]:
+    """The auto kernel's per-layer formats for a point on a board, from its candidates: format -> (compiled
+    variant, measured row); and the formats left out, with why.
+
+    A format whose outputs differ from TFLite Micro's is no candidate and is
+    left out. One that could not be measured (its build or run failed) leaves
+    the choice open, so there is none: the auto point fails, and is chosen
+    again when the sweep resumes and measures that format again.
+    """
+    unmeasured = [f"{fmt}: {row.failed_stage}: {row.error}" for fmt, (_, row) in candidates.items()
+                  if row.status != "ok" and (row.failed_stage != "verify" or fmt == DENSE)]
+    if unmeasured:
+        raise ChooserError(f"the auto kernel chooses from every format measured on {planned.board.name}, and "
+                           f"{len(unmeasured)} could not be: {'; '.join(unmeasured)}")
+    left_out = {fmt: row.error for fmt, (_, row) in candidates.items() if row.status != "ok"}
+    kept = {fmt: candidate for fmt, candidate in candidates.items() if fmt not in left_out}
+    options = layer_options({fmt: compiled for fmt, (compiled, _) in kept.items()},
+                            {fmt: json.loads(row.layer_latency) for fmt, (_, row) in kept.items()})
+    return choose(options, flash_budget or None), left_out
 
 
 # --- stages: build + run on the board ------------------------------------------------------------
@@ -249,26 +314,23 @@ MEASURING_CODE = FIRMWARE_CODE + ["harness/device", "harness/build.py", "harness
 _RETRIED = (BoardReset, LinkLost, SerialTimeout, WrongFirmware, BuildError)  # failures a new session may cure
 
 
-def measure_points(config: SweepConfig, variants: list, boards: list[Board], units: list[BoardUnit], run_dir: Path,
-                   versions: dict, sha: str, bench: BenchOptions, progress: Progress) -> list[str]:
-    """Build and measure every (variant, board) point this run does not have yet; returns the failures.
+def measure_points(config: SweepConfig, plan: list[PlannedPoint], variants: dict, units: list[BoardUnit],
+                   run_dir: Path, versions: dict, sha: str, bench: BenchOptions, progress: Progress) -> list[str]:
+    """Build and measure every planned point this run does not have yet; returns the failures.
 
-    A point measured before (by this run, or by any run through the results
-    cache) is taken as it is, unless it is to be measured again.
+    Two phases: every single format, then the auto kernel, whose choice per
+    layer needs its candidates measured. A point measured before (by this
+    run, or by any run through the results cache) is taken as it is, unless
+    it is to be measured again.
     """
     store = PointStore(run_dir, CACHE_DIR / "results")
     log = RunLog(run_dir / "run.jsonl")
-    jobs = _points_to_measure(config, variants, boards, run_dir, versions, sha, bench, store, log)
-    reused = len(variants) * len(boards) - len(jobs)
-    progress(f"{len(jobs)} points to measure on {len(units)} boards ({', '.join(u.name for u in units)})"
-             + (f", {reused} measured before" if reused else ""))
-    log.event("measuring", points=len(jobs), reused=reused, boards=[u.name for u in units])
-    bar = ProgressBar(len(jobs), progress)
+    keys = _PointKeys(config, run_dir, versions, sha, bench, store, log)
     stop = threading.Event()
     faults = FaultInjector(bench.faults, log.event) if bench.faults else None
 
     def build(job: Job) -> Firmware:
-        point, compiled, firmware_dir = job.work
+        _, compiled, firmware_dir = job.work
         # Budget check: a model too big for the board's flash or RAM fails here, by how much, before building.
         from harness.compiler.budget import check_fits
         check_fits(compiled, job.board.name)
@@ -283,13 +345,27 @@ def measure_points(config: SweepConfig, variants: list, boards: list[Board], uni
         log.event("measured", point=job.index + 1, board=unit.name, seconds=round(time.monotonic() - started, 2))
         return row
 
-    def finish(job: Job, row: ResultRow) -> None:
-        store.save(job.index, job.key, row)
-        log.event("point_done", point=job.index + 1, key=job.key, status=row.status, error=row.error)
-        bar.point_finished(f"{job.label}: {_summary(row)}")
+    def run_phase(phase: str, jobs: list[Job], reused: int) -> None:
+        named = "" if phase == "formats" else f"{phase}: "
+        progress(f"{named}{len(jobs)} points to measure on {len(units)} boards ({', '.join(u.name for u in units)})"
+                 + (f", {reused} measured before" if reused else ""))
+        log.event("measuring", phase=phase, points=len(jobs), reused=reused, boards=[u.name for u in units])
+        bar = ProgressBar(len(jobs), progress)
+
+        def finish(job: Job, row: ResultRow) -> None:
+            store.save(job.index, job.key, row, listed=job.work[0].listed)
+            log.event("point_done", point=job.index + 1, key=job.key, status=row.status, error=row.error)
+            bar.point_finished(f"{job.label}: {_summary(row)}")
+
+        run_jobs(jobs, units, build, measure, finish, stop)
 
     try:
-        run_jobs(jobs, units, build, measure, finish, stop)
+        jobs = [keys.job(p, variants[p.point.tflite_path, p.kernel]) for p in plan if p.kernel != AUTO]
+        run_phase("formats", [job for job in jobs if job], jobs.count(None))
+        autos = [p for p in plan if p.kernel == AUTO]
+        if autos:
+            jobs = [_auto_job(p, plan, variants, keys, config, log, progress) for p in autos]
+            run_phase("auto kernel", [job for job in jobs if isinstance(job, Job)], jobs.count(None))
     finally:
         log.event("stopped" if stop.is_set() else "all_measured", counts=dict(log.counts))
         log.close()
@@ -297,54 +373,85 @@ def measure_points(config: SweepConfig, variants: list, boards: list[Board], uni
             f"{row.failed_stage}: {row.error}" for number, row in enumerate(store.rows(), start=1) if row.status != "ok"]
 
 
-def _points_to_measure(config: SweepConfig, variants: list, boards: list[Board], run_dir: Path, versions: dict,
-                       sha: str, bench: BenchOptions, store: PointStore, log: RunLog) -> list[Job]:
-    """Every point of the sweep as a job, but those measured before, which go straight to the store."""
-    firmware_code = _source_digest(FIRMWARE_CODE)
-    measuring = _hash(version("sparse-mcu-bench"), _source_digest(MEASURING_CODE), json.dumps(versions),
-                      json.dumps({k: v for k, v in dataclasses.asdict(config.device).items()
-                                  if k not in ("port", "timeout_s")}))
-    jobs = []
-    for index, ((point, kernel, compiled), board) in enumerate(product(variants, boards)):
-        row = _configured_row(config, point, kernel, compiled, board, run_dir.name, sha, versions)
-        key = _hash(measuring, board.name, compiled.out_dir.parent.name, _file_digest(point),
+def _auto_job(planned: PlannedPoint, plan: list[PlannedPoint], variants: dict, keys: _PointKeys,
+              config: SweepConfig, log: RunLog, progress: Progress) -> Job | ResultRow | None:
+    """The auto variant of a point as a job; None if measured before; the failed row if no choice can be made."""
+    candidates = {p.kernel: p for p in plan if p.point is planned.point and p.board is planned.board
+                  and p.kernel in KERNEL_FORMATS}
+    measured = {fmt: (variants[p.point.tflite_path, fmt], keys.store.row(keys.key_of[p.index])) for fmt, p in
+                candidates.items()}
+    try:
+        choice, left_out = choose_auto(planned, measured, config.flash_budget)
+        compiled = compile_point(planned.point, AUTO, choice.formats)
+    except (ChooserError, CompileError) as err:
+        stage = "choose" if isinstance(err, ChooserError) else "compile"
+        key = content_hash(AUTO, *(keys.key_of[p.index] for p in candidates.values()), str(config.flash_budget))
+        row = keys.row(planned, None).fail(stage, err)
+        keys.store.save(planned.index, key, row)
+        log.event("point_done", point=planned.index + 1, key=key, status="error", error=str(err))
+        progress(f"{planned.label}: {_summary(row)}")
+        return row
+    log.event("auto_chosen", point=planned.index + 1, board=planned.board.name, target=planned.point.target,
+              method=planned.point.method, flash_budget=config.flash_budget, layers=choice.to_json(),
+              left_out=left_out)
+    progress(f"{planned.label}: {choice.describe()}"
+             + "".join(f"; {fmt} left out: {error}" for fmt, error in left_out.items()))
+    return keys.job(planned, compiled)
+
+
+class _PointKeys:
+    """What a point's result depends on, hashed into its key; and the job for a point not measured before."""
+
+    def __init__(self, config: SweepConfig, run_dir: Path, versions: dict, sha: str, bench: BenchOptions,
+                 store: PointStore, log: RunLog):
+        self.config, self.run_id, self.versions, self.sha, self.bench = config, run_dir.name, versions, sha, bench
+        self.store, self.log = store, log
+        self.key_of: dict[int, str] = {}   # planned index -> key
+        self.measuring = content_hash(version("sparse-mcu-bench"), source_digest(MEASURING_CODE), json.dumps(versions),
+                               json.dumps({k: v for k, v in dataclasses.asdict(config.device).items()
+                                           if k not in ("port", "timeout_s")}))
+
+    def row(self, planned: PlannedPoint, compiled) -> ResultRow:
+        """A point's row with its configuration and everything known before it runs on a board."""
+        point, board = planned.point, planned.board
+        row = ResultRow(run_id=self.run_id, model=self.config.model, target_sparsity=point.target,
+                        kernel=planned.kernel, board=board.name, core=board.core, prune_method=point.method,
+                        achieved_sparsity=point.achieved_sparsity, layer_sparsity=json.dumps(point.layer_sparsity),
+                        harness_sha=self.sha, versions=json.dumps(self.versions),
+                        accuracy_float=point.float_accuracy, accuracy_int8_host=point.int8_accuracy)
+        if compiled is not None:
+            _record_compiled(row, compiled)
+        return row
+
+    def job(self, planned: PlannedPoint, compiled) -> Job | None:
+        """The point as a job; None if it was measured before, and then its row goes straight to the store."""
+        row = self.row(planned, compiled)
+        key = content_hash(self.measuring, planned.board.name, compiled.out_dir.parent.name, _file_digest(planned.point),
                     json.dumps({k: v for k, v in dataclasses.asdict(row).items() if k not in ("run_id", "harness_sha")}))
-        label = f"[{index + 1}] {point.method} sparsity {point.target:.2f} {kernel} on {board.name}"
-        firmware_dir = CACHE_DIR / "firmware" / _hash(compiled.out_dir.parent.name, board.name, firmware_code,
-                                                      json.dumps(versions))
-        earlier = None if index + 1 in bench.remeasure else (
-            store.finished(key) or (None if bench.fresh else store.cached(key)))
+        self.key_of[planned.index] = key
+        firmware_dir = firmware_cache_dir(compiled, planned.board.name, self.versions)
+        earlier = None if planned.index + 1 in self.bench.remeasure else (
+            self.store.finished(key) or (None if self.bench.fresh else self.store.cached(key)))
         if earlier is None:
-            jobs.append(Job(index, key, label, board, row, (point, compiled, firmware_dir)))
-            continue
-        store.save(index, key, dataclasses.replace(earlier, run_id=row.run_id, harness_sha=sha, firmware_rebuilt=False))
-        log.event("point_reused", point=index + 1, key=key, label=label)
-    return jobs
-
-
-def _configured_row(config: SweepConfig, point: ModelPoint, kernel: str, compiled, board: Board, run_id: str,
-                    sha: str, versions: dict) -> ResultRow:
-    """A point's row with its configuration and everything known before it runs on a board."""
-    row = ResultRow(run_id=run_id, model=config.model, target_sparsity=point.target, kernel=kernel,
-                    board=board.name, core=board.core, prune_method=point.method,
-                    achieved_sparsity=point.achieved_sparsity,
-                    layer_sparsity=json.dumps(point.layer_sparsity), harness_sha=sha,
-                    versions=json.dumps(versions), accuracy_float=point.float_accuracy,
-                    accuracy_int8_host=point.int8_accuracy)
-    _record_compiled(row, compiled)
-    return row
+            return Job(planned.index, key, planned.label, planned.board, row, (planned, compiled, firmware_dir))
+        self.store.save(planned.index, key, dataclasses.replace(earlier, run_id=row.run_id, harness_sha=self.sha,
+                                                                firmware_rebuilt=False), listed=planned.listed)
+        self.log.event("point_reused", point=planned.index + 1, key=key, label=planned.label)
+        return None
 
 
 def measure_point(job: Job, unit: BoardUnit, firmware: Firmware, config: SweepConfig, run_dir: Path,
                   on_event: Callable[..., None], stop: threading.Event, faults: FaultInjector | None) -> ResultRow:
     """Measure one point on one board, from a fresh session each attempt; a half-measured attempt is discarded."""
-    point, compiled, _ = job.work
+    planned, compiled, _ = job.work
+    point = planned.point
     log = run_dir / "logs" / f"{job.board.name}-{job.row.kernel}-{point.tflite_path.stem}.serial.log"
     log.parent.mkdir(exist_ok=True)
     for attempt in range(1, MAX_POINT_ATTEMPTS + 1):
         row = dataclasses.replace(job.row, firmware_rebuilt=firmware.rebuilt, flash_total=firmware.flash_bytes,
                                   flash_code=firmware.flash_bytes - compiled.table_bytes,
                                   sram_static=firmware.static_ram_bytes)
+        record_layer_flash(row, compiled, firmware.kernel_code)
         try:
             with board_session(unit.board, firmware, log, config.device.timeout_s, unit.port, on_event, stop,
                                faults) as client:
@@ -395,12 +502,12 @@ def _sweep_key(config: SweepConfig) -> str:
     """What makes two runs the same sweep: the whole configuration but the port."""
     values = config.to_dict()
     values["device"].pop("port")
-    return _hash(json.dumps(values, sort_keys=True, default=str))
+    return content_hash(json.dumps(values, sort_keys=True, default=str))
 
 
 def _file_digest(point: ModelPoint) -> str:
     """The test data a point is measured with."""
-    return _hash(*(hashlib.sha256(path.read_bytes()).hexdigest()
+    return content_hash(*(hashlib.sha256(path.read_bytes()).hexdigest()
                    for path in (point.inputs_path, point.labels_path, point.reference_path)))
 
 
@@ -431,7 +538,14 @@ def _write_manifest(run_dir: Path, config: SweepConfig, run_id: str, versions: d
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _hash(*parts: str) -> str:
+def firmware_cache_dir(compiled: CompiledModel, env: str, versions: dict) -> Path:
+    """Where a variant's firmware for one board is built: it changes with the model, the board, the firmware
+    sources and the toolchain."""
+    return CACHE_DIR / "firmware" / content_hash(compiled.out_dir.parent.name, env, source_digest(FIRMWARE_CODE),
+                                                 json.dumps(versions))
+
+
+def content_hash(*parts: str) -> str:
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part.encode())
@@ -442,7 +556,7 @@ def _hash(*parts: str) -> str:
 _SOURCE_SUFFIXES = (".py", ".c", ".h", ".cpp", ".ld", ".ini", ".json", ".toml")
 
 
-def _source_digest(paths: list[str]) -> str:
+def source_digest(paths: list[str]) -> str:
     """A digest of source files, so a cached artifact is invalidated when the code that made it changes."""
     digest = hashlib.sha256()
     for rel in paths:

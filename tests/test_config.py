@@ -1,5 +1,6 @@
 import pytest
 
+from harness.compiler import KERNEL_FORMATS
 from harness.config import ConfigError, load_config
 
 
@@ -12,7 +13,9 @@ def write(tmp_path, text):
 def test_default_config_ships_and_loads():
     config = load_config("configs/digits.toml")
     assert config.targets == (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
-    assert config.kernels == ("dense", "csr")
+    assert config.kernels[0] == "dense" and config.kernels[-1] == "auto"
+    assert set(config.kernels) <= set(KERNEL_FORMATS) | {"auto"}
+    assert config.flash_budget == 0
     assert config.boards == ("mps2_an386",)
 
 
@@ -32,6 +35,11 @@ def test_overrides_replace_file_values(tmp_path):
     ("[sweep]\nkernels = ['cssr']\n", "unknown kernel 'cssr' (did you mean 'csr'?)"),
     ("[sweep]\nboards = ['mps2_an368']\n", "unknown board 'mps2_an368' (did you mean 'mps2_an386'?)"),
     ("[sweep\n", "not valid TOML"),
+    ("[sweep]\nkernels = ['atuo']\n", "unknown kernel 'atuo' (did you mean 'auto'?)"),
+    ("[sweep]\nflash_budjet = 4096\n", "unknown key 'flash_budjet' (did you mean 'flash_budget'?)"),
+    ("[sweep]\nflash_budget = '4 KiB'\n", "'flash_budget' must be int"),
+    ("[sweep]\nkernels = ['auto']\nflash_budget = -1\n", "'flash_budget' must be at least 0"),
+    ("[sweep]\nkernels = ['dense', 'csr']\nflash_budget = 4096\n", "'flash_budget' applies to the auto kernel only"),
 ])
 def test_bad_config_names_the_problem(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -45,3 +53,9 @@ def test_bad_config_names_the_problem(tmp_path, text, message):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nothere.toml: no such config file"):
         load_config(tmp_path / "nothere.toml")
+
+
+def test_every_weight_format_and_auto_are_kernels(tmp_path):
+    kernels = [*KERNEL_FORMATS, "auto"]
+    config = load_config(write(tmp_path, f"[sweep]\nkernels = {kernels}\nflash_budget = 4096\n"))
+    assert config.kernels == tuple(kernels) and config.flash_budget == 4096

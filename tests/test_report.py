@@ -6,6 +6,7 @@ use copies of it with a column changed, the way another run or harness
 version would differ.
 """
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -15,10 +16,11 @@ import pytest
 from PIL import Image
 
 from conftest import run_harness
-from harness.report import build_report
+from harness.report import build_report, write_report
+from harness.report.choices import VERSUS_FASTEST
 from harness.report.metrics import break_even, pareto_front
 from harness.results import load_results
-from test_sweep import QUICK_SWEEP
+from test_sweep import AUTO_SWEEP, QUICK_SWEEP
 
 SECTIONS = ["summary", "latency", "speedup", "flash", "sram", "accuracy", "pareto", "layers", "compare", "runs"]
 PLOTS = ["latency", "speedup", "flash", "sram", "accuracy", "pareto-latency", "pareto-flash", "layers"]
@@ -158,6 +160,45 @@ def test_failed_points_and_missing_columns_are_noted(run_dir, tmp_path):
     assert any("has no layer_latency, stack_used" in note for note in report.notes)
     assert not any(plot.name.startswith("layers") for plot in report.plots)
     assert any(plot.name.startswith("latency") for plot in report.plots)
+
+
+@pytest.fixture(scope="module")
+def auto_run_dir(tmp_path_factory):
+    """The end-to-end test's sweep with the auto kernel: its points are in the results cache after the first run."""
+    tmp = tmp_path_factory.mktemp("auto-report")
+    (tmp / "auto.toml").write_text(AUTO_SWEEP)
+    proc = run_harness("sweep", "--config", tmp / "auto.toml", "--results", tmp / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return next((tmp / "results").iterdir())
+
+
+def test_auto_kernel_is_one_more_series_and_its_choice_a_table(auto_run_dir, tmp_path):
+    report = build_report([auto_run_dir])
+    figures = {plot.name: plot.figure for plot in report.plots}
+    for name in ("latency", "speedup", "pareto-latency"):
+        assert "auto" in figures[f"{name}-mps2_an386"].axes[0].get_legend_handles_labels()[1], name
+    assert "auto" in [tick.get_text() for tick in figures["flash-mps2_an386"].axes[0].get_xticklabels(minor=True)]
+    assert "auto 90%" in [tick.get_text() for tick in figures["layers-mps2_an386"].axes[0].get_yticklabels()]
+
+    auto = load_results(auto_run_dir / "results.csv").query("kernel == 'auto'").set_index("target_sparsity")
+    chosen = {f"{target:.0%}": json.loads(text) for target, text in auto.layer_formats.items()}
+    (table,) = report.choices
+    *layers, versus = table.rows
+    assert [row["layer"] for row in layers] == list(chosen["0%"])
+    assert all(row[column] == chosen[column][row["layer"]] for row in layers for column in ("0%", "90%"))
+    assert versus["layer"] == VERSUS_FASTEST
+    assert all(re.fullmatch(r"\d+\.\d{3} \(\w+\)", versus[column]) for column in ("0%", "90%"))
+
+    out = tmp_path / "report"
+    write_report(report, out)
+    summary = (out / "report.md").read_text()
+    assert "## Auto kernel: weight format per layer" in summary
+    assert f"| {layers[0]['layer']} | {layers[0]['0%']} | {layers[0]['90%']} |" in summary
+    dom = chromium("--dump-dom", (out / "report.html").as_uri(), profile=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    section = dom.stdout.split('<section id="summary">')[1].split("</section>")[0]
+    assert '<h3 id="auto-choice">Auto kernel: weight format per layer</h3>' in section
+    assert f"<td>{layers[-1]['layer']}</td><td>{layers[-1]['0%']}</td><td>{layers[-1]['90%']}</td>" in section
 
 
 @pytest.mark.parametrize("speedups, expected", [

@@ -8,6 +8,7 @@ from typing import Callable
 from matplotlib.figure import Figure
 
 from harness.report import compare, figures
+from harness.report.choices import ChoiceTable, choice_tables
 from harness.report.metrics import accuracy_floor, key_figures
 from harness.report.runs import Run, Series, load_runs, split_series
 from harness.report.style import NothingToDraw
@@ -34,6 +35,7 @@ class Report:
     series: list[Series]
     floor: float | None
     key_figures: list[dict[str, str]]
+    choices: list[ChoiceTable]    # the auto kernel's format per layer, one table per series that has it
     sections: list[Section]
     notes: list[str]
 
@@ -83,7 +85,8 @@ def build_report(run_dirs: list[Path], floor: float | None = None) -> Report:
         notes += compare.comparison_notes(series)
         jobs = [(name, f"all series, {what}", draw, (series,)) for name, what, draw in COMPARISONS]
         sections.append(Section("compare", "Comparison", COMPARE_INTRO, _drawn(jobs, notes)))
-    return Report(loaded.runs, series, floor, key_figures(series, floor), sections, notes)
+    return Report(loaded.runs, series, floor, key_figures(series, floor), choice_tables(series, notes), sections,
+                  notes)
 
 
 def _series_section(spec, series: list[Series], notes: list[str]) -> Section:

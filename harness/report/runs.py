@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.chooser import AUTO, DENSE
 from harness.results import COLUMNS, ResultRow, load_results
 
 
@@ -94,8 +95,9 @@ class Series:
         return str(self.rows.harness_sha.iloc[0])
 
     def kernels(self) -> list[str]:
-        """Dense first, so it is the reference colour and the first bar of every group."""
-        return sorted(self.rows.kernel.unique(), key=lambda kernel: (kernel != "dense", kernel))
+        """Dense first, so it is the reference colour and the first bar of every group; auto, made of the others,
+        last."""
+        return sorted(self.rows.kernel.unique(), key=lambda kernel: (kernel != DENSE, kernel == AUTO, kernel))
 
     def sparse_kernels(self) -> list[str]:
         return [kernel for kernel in self.kernels() if kernel != "dense"]

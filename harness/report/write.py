@@ -51,6 +51,13 @@ def _save(plot: Plot, out_dir: Path) -> tuple[Path, Path]:
     return png, svg
 
 
+CHOICE_TITLE = "Auto kernel: weight format per layer"
+CHOICE_INTRO = ("The format the auto kernel chose for each layer with weights at each sparsity: the fastest one "
+                "measured, as long as the model's weights stay no larger than dense's (or within the flash budget, if "
+                "one was set). The last "
+                "row divides auto's latency by the fastest single kernel's at the same sparsity.")
+
+
 def _floor_text(report: Report) -> str:
     if report.floor is not None:
         return f"accuracy on the device ≥ {report.floor:.1%} (given)"
@@ -96,7 +103,15 @@ def _html_summary(report: Report) -> str:
     return (f'<section id="summary"><h2>Summary</h2><p>{badges}</p>'
             f'<h3>Key figures</h3><p>Accuracy floor: {html.escape(_floor_text(report))}.</p>'
             f'{_html_table(report.key_figures) or "<p>No series has both a dense and a sparse kernel.</p>"}'
+            f'{_html_choices(report)}'
             + (f'<h3>Notes</h3><ul class="notes">{notes}</ul>' if notes else "") + "</section>\n")
+
+
+def _html_choices(report: Report) -> str:
+    if not report.choices:
+        return ""
+    tables = "".join(f"<h4>{html.escape(table.label)}</h4>{_html_table(table.rows)}" for table in report.choices)
+    return f'<h3 id="auto-choice">{CHOICE_TITLE}</h3><p>{html.escape(CHOICE_INTRO)}</p>{tables}'
 
 
 def _html_table(rows: list[dict[str, str]]) -> str:
@@ -141,6 +156,10 @@ def _markdown(report: Report) -> str:
     lines += [f"- {s.label}: {s.kind.badge}, timing {s.source} in {s.unit}" for s in report.series]
     lines += ["", "## Key figures", "", f"Accuracy floor: {_floor_text(report)}.", ""]
     lines += _markdown_table(report.key_figures) or ["No series has both a dense and a sparse kernel."]
+    if report.choices:
+        lines += ["", f"## {CHOICE_TITLE}", "", CHOICE_INTRO]
+        for table in report.choices:
+            lines += ["", f"{table.label}:", ""] + _markdown_table(table.rows)
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     lines += ["", "## Plots", "", "Full report with every plot: [report.html](report.html)", ""]
