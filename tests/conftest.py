@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -5,6 +6,10 @@ from pathlib import Path
 import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# Every process this test session starts inherits the mark, so boards left behind are told apart from other
+# sessions' (another developer's sweep, a second test run) even after they were orphaned.
+SESSION_MARK = f"HARNESS_TEST_SESSION={os.getpid()}".encode()
+os.environ["HARNESS_TEST_SESSION"] = str(os.getpid())
 
 
 def run_harness(*args, env=None, timeout=900):
@@ -14,7 +19,7 @@ def run_harness(*args, env=None, timeout=900):
 
 
 def board_processes() -> set[int]:
-    """Emulators and host firmware currently running (to check that none is left behind).
+    """Emulators and host firmware this test session started that are still running (none may be left behind).
 
     Zombies do not count: an exited QEMU waits for init to reap it, and pgrep would match its name.
     """
@@ -25,9 +30,10 @@ def board_processes() -> set[int]:
         try:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            ours = SESSION_MARK in (proc / "environ").read_bytes().split(b"\0")
         except (OSError, IndexError):
             continue
-        if state != "Z" and (b"qemu-system-arm" in cmdline or b"/host/firmware.elf" in cmdline):
+        if ours and state != "Z" and (b"qemu-system-arm" in cmdline or b"/host/firmware.elf" in cmdline):
             running.add(int(proc.name))
     return running
 

@@ -70,7 +70,8 @@ def test_a_missing_platform_is_named_with_the_command_that_installs_it():
 def host_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("host")
     config = write_config(tmp / "host.toml", boards=["host"], kernels=["dense", "csr"], samples=30)
-    return sweep(config, tmp / "results", "--parallel", "2")[1]
+    # --fresh: measured now, not taken from an earlier session's results cache, so the sweep logs point_done.
+    return sweep(config, tmp / "results", "--parallel", "2", "--fresh")[1]
 
 
 def test_rerun_measures_one_point_again_in_place(host_run):
@@ -145,12 +146,14 @@ def test_a_real_board_that_is_not_attached_is_named():
 
 def test_a_board_running_other_firmware_is_told_apart(tmp_path):
     build = tmp_path / "build"
+    # Built the harness's way first: its link flags differ from a bare `pio run`, so building it after the
+    # upload would rebuild into the board's build directory and delete the pid file that stops the board.
+    expected = build_firmware("host", FAKE_MODEL, build, build_id="aaaa")
     try:
         board = Board("host", build, tmp_path, build_id="aaaa")
         board.port.close()
         with SerialLink(board.url, tmp_path / "log") as link:
             hello = BoardClient(link, reply_timeout=5).hello()
-        expected = build_firmware("host", FAKE_MODEL, build, build_id="aaaa")
         expect_firmware(hello, expected)
         with pytest.raises(WrongFirmware, match="board runs build aaaa .* expected build bbbb"):
             expect_firmware(hello, dataclasses.replace(expected, build_id="bbbb"))
