@@ -23,11 +23,12 @@ MEASURED = ["target_sparsity", "kernel", "board", "status", "accuracy_device", "
 TICK = 40  # emulated boards time in SysTick ticks of 40 instructions: repeat runs agree to one tick
 
 
-def write_config(path: Path, boards: list[str], kernels: list[str], samples: int, timeout_s: float = 20.0) -> Path:
+def write_config(path: Path, boards: list[str], kernels: list[str], samples: int, timeout_s: float = 20.0,
+                 targets: tuple[float, ...] = (0.0, 0.9)) -> Path:
     path.write_text(f"""
 [sweep]
 name = "bench"
-targets = [0.0, 0.9]
+targets = {json.dumps(list(targets))}
 kernels = {json.dumps(kernels)}
 boards = {json.dumps(boards)}
 {QUICK_PRUNING}
