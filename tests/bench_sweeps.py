@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -48,9 +49,12 @@ def sweep(config: Path, results: Path, *extra) -> tuple[subprocess.CompletedProc
 
 
 def start_sweep(config: Path, results: Path, *extra) -> subprocess.Popen:
+    # Ctrl-C must reach the sweep even when the tests run in the background (`make test &`), where the shell
+    # starts them with SIGINT ignored and every child would inherit that.
     return subprocess.Popen([sys.executable, "-m", "harness", "sweep", "--config", str(config), "--results",
                              str(results), *map(str, extra)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def run_dir_of(stdout: str) -> Path:
