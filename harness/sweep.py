@@ -264,10 +264,9 @@ def compile_point(point: ModelPoint, kernel: str, layer_kernels: Mapping[int, st
     tflite = point.tflite_path.read_bytes()
     choice = kernel if layer_kernels is None else f"{kernel}:{json.dumps(sorted(layer_kernels.items()))}"
     key = content_hash(tflite.hex(), choice, source_digest(["harness/compiler", "firmware/kernels"]))
-    out_dir = CACHE_DIR / "variants" / key / "model"
-    if layer_kernels is None:
-        return compile_tflite(tflite, out_dir, kernel=kernel, model_id=key[:16])
-    return compile_tflite(tflite, out_dir, model_id=key[:16], layer_kernels=layer_kernels)
+    default = kernel if layer_kernels is None else DENSE  # with layer_kernels every layer with weights is named
+    return compile_tflite(tflite, CACHE_DIR / "variants" / key / "model", kernel=default, model_id=key[:16],
+                          layer_kernels=layer_kernels)
 
 
 def _record_compiled(row: ResultRow, compiled) -> None:
@@ -429,7 +428,7 @@ class _PointKeys:
         key = content_hash(self.measuring, planned.board.name, compiled.out_dir.parent.name, _file_digest(planned.point),
                     json.dumps({k: v for k, v in dataclasses.asdict(row).items() if k not in ("run_id", "harness_sha")}))
         self.key_of[planned.index] = key
-        firmware_dir = firmware_cache_dir(compiled, planned.board.name, self.versions)
+        firmware_dir = _firmware_cache_dir(compiled, planned.board.name, self.versions)
         earlier = None if planned.index + 1 in self.bench.remeasure else (
             self.store.finished(key) or (None if self.bench.fresh else self.store.cached(key)))
         if earlier is None:
@@ -538,7 +537,7 @@ def _write_manifest(run_dir: Path, config: SweepConfig, run_id: str, versions: d
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def firmware_cache_dir(compiled: CompiledModel, env: str, versions: dict) -> Path:
+def _firmware_cache_dir(compiled: CompiledModel, env: str, versions: dict) -> Path:
     """Where a variant's firmware for one board is built: it changes with the model, the board, the firmware
     sources and the toolchain."""
     return CACHE_DIR / "firmware" / content_hash(compiled.out_dir.parent.name, env, source_digest(FIRMWARE_CODE),

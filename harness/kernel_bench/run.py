@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness.build import PROJECT_DIR, Firmware, build_firmware, require_platform
+from harness.build import PROJECT_DIR, require_platform
 from harness.config import DeviceConfig, SweepConfig
 from harness.device.boards import get_board
 from harness.kernel_bench.models import TEST_INPUTS, bench_point
@@ -22,7 +22,7 @@ from harness.kernel_bench.shapes import LayerShape, Pruning, ShapeError, parse_p
 from harness.kernel_bench.table import break_even_table, markdown_summary, variant_row, with_ratios
 from harness.results import ResultRow, load_results
 from harness.runner import board_units
-from harness.sweep import (BenchOptions, compile_point, firmware_cache_dir, harness_git_sha, measure_points,
+from harness.sweep import (BenchOptions, compile_point, harness_git_sha, measure_points,
                            plan_sweep, source_digest, toolchain_versions)
 from harness.toolchain import ensure_platformio_offline, require_tool
 
@@ -99,9 +99,7 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Callable[[str], None]
     for variant, row in zip(planned, rows, strict=True):
         shape, pruning = next((s, p) for s, p, point in cases if point is variant.point)
         compiled = variants[variant.point.tflite_path, variant.kernel]
-        ran = row.status == "ok" or row.failed_stage == "verify"  # else its firmware may not build
-        code = _firmware(compiled, board.name, versions).kernel_code if ran else None
-        tidy.append(variant_row(shape, pruning, variant.point, compiled, code, row))
+        tidy.append(variant_row(shape, pruning, variant.point, compiled, row))
     table = with_ratios(tidy)
     csv = out / "kernels.csv"
     table.to_csv(csv, index=False)
@@ -117,10 +115,3 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Callable[[str], None]
                                                "seed": plan.seed, "versions": versions,
                                                "kernels_changed_during_run": kernels_changed}, indent=1) + "\n")
     return BenchFiles(csv, break_even, summary, plots, failures, kernels_changed)
-
-
-def _firmware(compiled, env: str, versions: dict) -> Firmware:
-    """The firmware the sweep built for a variant (its build directory, named as measure_points names it);
-    taken from there without running PlatformIO."""
-    firmware_dir = firmware_cache_dir(compiled, env, versions)
-    return build_firmware(env, compiled.out_dir, firmware_dir, build_id=firmware_dir.name[:16])

@@ -19,18 +19,20 @@ from harness.report.metrics import break_even
 from harness.results import ResultRow
 
 if TYPE_CHECKING:
-    from harness.build import KernelCode
     from harness.compiler import CompiledModel
     from harness.kernel_bench.shapes import LayerShape, Pruning
     from harness.sweep import ModelPoint
 
 
 def variant_row(shape: LayerShape, pruning: Pruning, point: ModelPoint, compiled: CompiledModel,
-                code: KernelCode | None, row: ResultRow) -> dict:
-    """One tidy row from a variant's compile-time account, its firmware's kernel code (None if it has no
-    firmware) and the sweep's row measured on the board."""
+                row: ResultRow) -> dict:
+    """One tidy row from a variant's compile-time account and the sweep's row measured on the board, whose
+    layer_flash holds its firmware's kernel code (from the link map; empty if it was not built)."""
     (layer,) = [layer for layer in compiled.layers if layer.op in WEIGHTED_OPS]
     name = f"{layer.index}:{layer.op}"
+    ran = row.status == "ok" or row.failed_stage == "verify"  # else its firmware may not build
+    flash = next((entry for entry in json.loads(row.layer_flash) if entry["layer"] == name), None) \
+        if ran and row.layer_flash else None
     weights = point.layer_sparsity["layer"]["weights"]
     instructions = json.loads(row.layer_latency).get(name, np.nan) if row.layer_latency else np.nan
     return {
@@ -39,13 +41,13 @@ def variant_row(shape: LayerShape, pruning: Pruning, point: ModelPoint, compiled
         "nonzero_weights": int(round(weights * (1.0 - point.achieved_sparsity))),
         "macs": layer.macs, "nonzero_macs": layer.nonzero_macs,
         "format": compiled.kernel, "layer_format": layer.format, "kernel": layer.kernel,
-        "kernel_family": code.family(layer.kernel) or "" if code else "",
+        "kernel_family": flash["family"] if flash else "",
         "instructions": instructions, "instructions_per_mac": instructions / layer.macs,
         "instructions_per_nonzero": instructions / layer.nonzero_macs if layer.nonzero_macs else np.nan,
         "invoke_median": row.latency_median,
         "values_bytes": layer.weight_bytes.values, "index_bytes": layer.weight_bytes.indices,
         "pointer_bytes": layer.weight_bytes.pointers, "weight_bytes": layer.weight_bytes.total,
-        "code_bytes": code.bytes_of(layer.kernel) if code else np.nan,
+        "code_bytes": flash["code"] if flash else np.nan,
         "output_mismatches": row.output_mismatches, "test_inputs": row.device_samples,
         "ops_in_graph": " ".join(compiled.layer_names), "board": row.board, "unit": row.latency_unit,
         "timing_source": row.timing_source,
