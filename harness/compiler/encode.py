@@ -16,7 +16,7 @@ indices never have to jump the gap between kernel rows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -85,8 +85,34 @@ class DenseWeights:
         return WeightBytes(values=self.values.nbytes)
 
 
+class _SparseWeights:
+    """What a sparse format derives from its arrays: its dataclass fields, in the order values, the index
+    array, then the pointer array (none for bitmask). Stored zeros (delta4's fillers, block4's padding)
+    are not nonzeros."""
+
+    @property
+    def arrays(self) -> tuple[CArray, ...]:
+        return tuple(getattr(self, field.name) for field in fields(self))
+
+    @property
+    def nonzeros(self) -> int:
+        return int(np.count_nonzero(self.arrays[0].values))
+
+    @property
+    def bytes(self) -> WeightBytes:
+        values, indices, *pointers = self.arrays
+        return WeightBytes(values=values.nbytes, indices=indices.nbytes, pointers=sum(p.nbytes for p in pointers))
+
+
+def _indexed_fields(values: CArray, index: CArray, row_start: CArray) -> dict:
+    """The fields of a struct with an index and row starts, each in the width the encoder chose."""
+    index_field = "index_u8" if index.values.dtype == np.uint8 else "index_u16"
+    start_field = "row_start_u16" if row_start.values.dtype == np.uint16 else "row_start_u32"
+    return {"values": values.ref, index_field: index.ref, start_field: row_start.ref}
+
+
 @dataclass(frozen=True, eq=False)
-class CsrWeights:
+class CsrWeights(_SparseWeights):
     """Compressed sparse rows: row r's values are values[row_start[r]:row_start[r + 1]]."""
     values: CArray      # int8 nonzeros, row by row
     index: CArray       # uint8 or uint16: where each value's input sits
@@ -94,22 +120,7 @@ class CsrWeights:
     format = "csr"
 
     def struct(self, name: str) -> CStruct:
-        index_field = "index_u8" if self.index.values.dtype == np.uint8 else "index_u16"
-        start_field = "row_start_u16" if self.row_start.values.dtype == np.uint16 else "row_start_u32"
-        return CStruct(name, "nn_csr_s8", {"values": self.values.ref, index_field: self.index.ref,
-                                           start_field: self.row_start.ref})
-
-    @property
-    def nonzeros(self) -> int:
-        return self.values.values.size
-
-    @property
-    def arrays(self) -> tuple[CArray, ...]:
-        return (self.values, self.index, self.row_start)
-
-    @property
-    def bytes(self) -> WeightBytes:
-        return WeightBytes(values=self.values.nbytes, indices=self.index.nbytes, pointers=self.row_start.nbytes)
+        return CStruct(name, "nn_csr_s8", _indexed_fields(self.values, self.index, self.row_start))
 
 
 DELTA4_MAX = 15  # the longest gap one delta4 entry spans
@@ -142,7 +153,7 @@ def encode_csr(matrix: np.ndarray, name: str, column_index: np.ndarray | None = 
 
 
 @dataclass(frozen=True, eq=False)
-class Delta4Weights:
+class Delta4Weights(_SparseWeights):
     """4-bit relative indices (as dCSR): an entry's input sits delta inputs after the previous entry's.
 
     A row's first entry counts from one before the row's first input, so
@@ -161,21 +172,9 @@ class Delta4Weights:
         return CStruct(name, "nn_delta4_s8", {"values": self.values.ref, "deltas": self.deltas.ref,
                                               count_field: self.count.ref})
 
-    @property
-    def nonzeros(self) -> int:
-        return int(np.count_nonzero(self.values.values))
-
-    @property
-    def arrays(self) -> tuple[CArray, ...]:
-        return (self.values, self.deltas, self.count)
-
-    @property
-    def bytes(self) -> WeightBytes:
-        return WeightBytes(values=self.values.nbytes, indices=self.deltas.nbytes, pointers=self.count.nbytes)
-
 
 @dataclass(frozen=True, eq=False)
-class BitmaskWeights:
+class BitmaskWeights(_SparseWeights):
     """One bit per input position, then the nonzero values in order.
 
     Rows are output channels, or for CONV_2D (output channel, kernel row)
@@ -191,21 +190,9 @@ class BitmaskWeights:
     def struct(self, name: str) -> CStruct:
         return CStruct(name, "nn_bitmask_s8", {"values": self.values.ref, "mask": self.mask.ref})
 
-    @property
-    def nonzeros(self) -> int:
-        return self.values.values.size
-
-    @property
-    def arrays(self) -> tuple[CArray, ...]:
-        return (self.values, self.mask)
-
-    @property
-    def bytes(self) -> WeightBytes:
-        return WeightBytes(values=self.values.nbytes, indices=self.mask.nbytes)
-
 
 @dataclass(frozen=True, eq=False)
-class Block4Weights:
+class Block4Weights(_SparseWeights):
     """Blocks of 4 consecutive inputs: one index per block, all 4 values stored, in CSR order.
 
     A block starts at its first nonzero, or earlier where it would reach
@@ -219,22 +206,7 @@ class Block4Weights:
     format = "block4"
 
     def struct(self, name: str) -> CStruct:
-        index_field = "index_u8" if self.index.values.dtype == np.uint8 else "index_u16"
-        start_field = "row_start_u16" if self.row_start.values.dtype == np.uint16 else "row_start_u32"
-        return CStruct(name, "nn_block4_s8", {"values": self.values.ref, index_field: self.index.ref,
-                                              start_field: self.row_start.ref})
-
-    @property
-    def nonzeros(self) -> int:
-        return int(np.count_nonzero(self.values.values))
-
-    @property
-    def arrays(self) -> tuple[CArray, ...]:
-        return (self.values, self.index, self.row_start)
-
-    @property
-    def bytes(self) -> WeightBytes:
-        return WeightBytes(values=self.values.nbytes, indices=self.index.nbytes, pointers=self.row_start.nbytes)
+        return CStruct(name, "nn_block4_s8", _indexed_fields(self.values, self.index, self.row_start))
 
 
 def encode_delta4(matrix: np.ndarray, name: str, column_index: np.ndarray | None = None,

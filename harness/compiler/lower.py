@@ -106,7 +106,7 @@ def _folded_bias(bias: np.ndarray, input_offset: int, weights: np.ndarray, chann
     """
     other_axes = tuple(a for a in range(weights.ndim) if a != channel_axis)
     sums = weights.astype(np.int64).sum(axis=other_axes)
-    return (bias + input_offset * sums).astype(np.int64).astype(np.uint32).view(np.int32)
+    return (bias + input_offset * sums).astype(np.uint32).view(np.int32)
 
 
 def _nbytes(arrays: list[CArray]) -> int:
