@@ -30,6 +30,8 @@ class ResultRow:
     board: str
     core: str
     prune_method: str = ""                     # "criterion/schedule[/pattern]", e.g. "magnitude/gradual"
+    task: str = "classification"               # or "reconstruction" (an autoencoder: scored by mse and auc, not
+                                               # accuracy); harness/scoring.py
     achieved_sparsity: float = float("nan")   # on the int8 weights: zero (or filter-pruned away) share of the
                                                # unpruned model's weights in prunable layers
     layer_sparsity: str = ""                   # JSON: layer -> {"target", "achieved", "weights"}, achieved on int8
@@ -66,6 +68,14 @@ class ResultRow:
     accuracy_int8_host: float = float("nan")   # TFLite Micro's interpreter on the host
     accuracy_device: float = float("nan")
     device_samples: int = 0
+    # reconstruction: mean squared error of the dequantized output against the target, per value
+    mse_float: float = float("nan")
+    mse_int8_host: float = float("nan")
+    mse_device: float = float("nan")
+    # reconstruction with anomaly labels: ROC AUC of each sample's squared error as an anomaly score
+    auc_float: float = float("nan")
+    auc_int8_host: float = float("nan")
+    auc_device: float = float("nan")
     output_mismatches: int = -1                # samples whose device output differs from the reference in any byte
     reference_interpreter: str = ""
     # provenance

@@ -19,6 +19,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str  # where the data came from, for the manifest
+    anomaly_test: np.ndarray | None = None  # reconstruction only: 1 where a test sample is anomalous, else 0
 
 
 @dataclass(frozen=True)

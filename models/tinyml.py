@@ -1,8 +1,9 @@
-"""The four MLPerf Tiny reference architectures, on deterministic synthetic data.
+"""The MLPerf Tiny reference architectures, on deterministic synthetic data.
 
 Layer for layer as in mlcommons/tiny (benchmark/training/*): keyword spotting
-DS-CNN, image classification ResNet-8, visual wake words MobileNetV1-0.25 and
-the anomaly detection FC autoencoder, each with BatchNormalization and ReLU
+DS-CNN, image classification ResNet-8, visual wake words MobileNetV1-0.25,
+the anomaly detection FC autoencoder and the streaming wake-word DS-TCN
+(1-pixel-wide feature maps: time x 1 x features), each with BatchNormalization and ReLU
 after its convolutions and hidden Dense layers (the TFLite converter folds
 them into the preceding op). Dropout and L2 regularizers are left out: they
 change training only, not the exported graph.
@@ -82,6 +83,12 @@ def person_images() -> Dataset:
     return _split(x, y, "images 96x96x3, 2 classes (person or not)")
 
 
+def wakeword_features() -> Dataset:
+    """30 frames x 1 x 40 log-mel features, 3 classes (wake word, silence, other)."""
+    x, y = _templated(seed=16, classes=3, shape=(30, 1, 40), factors=(5, 1, 4), noise=0.5)
+    return _split(x, y, "wake-word features 30x1x40, 3 classes")
+
+
 def machine_spectra() -> Dataset:
     """5 frames x 128 log-mel bins, flattened to 640; label 1 adds tonal peaks (an 'anomaly')."""
     x, _ = _templated(seed=14, classes=4, shape=(5, 128), factors=(1, 8), noise=0.3)
@@ -89,7 +96,11 @@ def machine_spectra() -> Dataset:
     y = (np.arange(len(x)) % 2).astype(np.int64)
     for i in np.flatnonzero(y):
         x[i][:, rng.integers(0, 128, 3)] += 3.0
-    return _split(x.reshape(len(x), 640), y, "log-mel spectra 5x128 -> 640, label 1 = anomalous")
+    x = x.reshape(len(x), 640)
+    train = x[:TRAIN_SAMPLES][y[:TRAIN_SAMPLES] == 0]  # an autoencoder learns normal sounds only
+    test = x[TRAIN_SAMPLES:]
+    return Dataset(train, train, test, test, anomaly_test=y[TRAIN_SAMPLES:],
+                   source=f"log-mel spectra 5x128 -> 640, reconstructed; anomaly_test 1 = anomalous: {SYNTHETIC}")
 
 
 # ---- architectures ------------------------------------------------------------------------------
@@ -187,12 +198,34 @@ def build_fc_autoencoder(seed: int):
     return keras.Model(inputs, outputs, name="ad_fc_autoencoder")
 
 
+# (depthwise kernel length in time, pointwise filters) of the streaming wake-word DS-TCN's four blocks.
+WAKEWORD_BLOCKS = ((3, 128), (5, 64), (10, 64), (15, 32))
+
+
+def build_streaming_wakeword(seed: int):
+    """Streaming wake word DS-TCN: four blocks of depthwise (k x 1, VALID, no bias) and pointwise 1x1 convolutions
+    with BatchNorm and ReLU on a [30, 1, 40] input (time 30 -> 28 -> 24 -> 15 -> 1), flatten, FC 3."""
+    import keras
+
+    layers = keras.layers
+    inputs = _input(seed, (30, 1, 40), "features")
+    x = inputs
+    for block, (length, filters) in enumerate(WAKEWORD_BLOCKS, start=1):
+        x = layers.DepthwiseConv2D((length, 1), padding="valid", use_bias=False, name=f"dw{block}")(x)
+        x = layers.Conv2D(filters, 1, use_bias=False, kernel_initializer="he_normal", name=f"pw{block}")(x)
+        x = _bn_relu(layers, x, f"pw{block}")
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, layers.Dense(3, name="fc")(x), name="streaming_wakeword")
+
+
 for _model in (
     ReferenceModel("kws_ds_cnn", f"KWS DS-CNN on 49x10x1 ({UNTRAINED})", build_ds_cnn, keyword_features),
     ReferenceModel("ic_resnet8", f"IC ResNet-8 on 32x32x3 ({UNTRAINED})", build_resnet8, small_images),
     ReferenceModel("vww_mobilenet_v1", f"VWW MobileNetV1-0.25 on 96x96x3, 2 classes ({UNTRAINED})",
                    build_mobilenet_v1, person_images),
-    ReferenceModel("ad_fc_autoencoder", f"AD FC autoencoder, 640 inputs ({UNTRAINED}; the sweep scores "
-                   "it as a 640-way classifier, which means nothing)", build_fc_autoencoder, machine_spectra),
+    ReferenceModel("ad_fc_autoencoder", f"AD FC autoencoder, 640 inputs, scored by reconstruction error and "
+                   f"anomaly AUC ({UNTRAINED})", build_fc_autoencoder, machine_spectra),
+    ReferenceModel("streaming_wakeword", f"streaming wake-word DS-TCN on 30x1x40 ({UNTRAINED})",
+                   build_streaming_wakeword, wakeword_features),
 ):
     register_model(_model)

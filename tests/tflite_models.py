@@ -173,7 +173,7 @@ SPECS = {spec.name: spec for spec in [
     ModelSpec("one_conv", _one_conv),
     ModelSpec("one_depthwise", _one_depthwise),  # input and output of one size: may they overlap?
     *(ModelSpec(name, _registered(name), sparsity=REFERENCE_SPARSITY, reference=True)
-      for name in ("kws_ds_cnn", "ic_resnet8", "vww_mobilenet_v1", "ad_fc_autoencoder")),
+      for name in ("kws_ds_cnn", "ic_resnet8", "vww_mobilenet_v1", "ad_fc_autoencoder", "streaming_wakeword")),
     ModelSpec("float_model", _tiny_mlp, quantize="float"),
     ModelSpec("int16_model", _tiny_mlp, quantize="int16x8"),
     ModelSpec("tanh_model", _tanh_mlp),
