@@ -150,8 +150,26 @@ def _tanh_mlp(keras):
     return keras.Model(inputs, keras.layers.Dense(4, activation="tanh")(inputs))
 
 
-def _dynamic_batch_mlp(keras):
-    inputs = keras.Input((16,))
+def _published_style_cnn(keras):
+    """As the published MLPerf Tiny files are built: batch None (-1 in every shape signature, and a Flatten
+    that converts to SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE), Keras' default layer names, BatchNorm after
+    each convolution and hidden Dense layer (folded by the converter)."""
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 2))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inputs)))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.DepthwiseConv2D(3, padding="same")(x)))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(12, 1)(x)))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Dense(16)(layers.Flatten()(x))))
+    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+
+
+def _float_dynamic_batch(keras):
+    inputs = keras.Input((16,))  # as a published float file: batch -1 in the signature
+    return keras.Model(inputs, keras.layers.Dense(4)(inputs))
+
+
+def _dynamic_time(keras):
+    inputs = keras.Input((None, 8), batch_size=1)
     return keras.Model(inputs, keras.layers.Dense(4)(inputs))
 
 
@@ -174,12 +192,13 @@ SPECS = {spec.name: spec for spec in [
     ModelSpec("one_depthwise", _one_depthwise),  # input and output of one size: may they overlap?
     *(ModelSpec(name, _registered(name), sparsity=REFERENCE_SPARSITY, reference=True)
       for name in ("kws_ds_cnn", "ic_resnet8", "vww_mobilenet_v1", "ad_fc_autoencoder", "streaming_wakeword")),
-    ModelSpec("float_model", _tiny_mlp, quantize="float"),
+    ModelSpec("dynamic_batch", _published_style_cnn, sparsity=0.5),
+    ModelSpec("float_model", _float_dynamic_batch, quantize="float"),
     ModelSpec("int16_model", _tiny_mlp, quantize="int16x8"),
     ModelSpec("tanh_model", _tanh_mlp),
-    ModelSpec("dynamic_batch", _dynamic_batch_mlp),
+    ModelSpec("dynamic_time", _dynamic_time),
 ]}
-ERROR_MODELS = ("float_model", "int16_model", "tanh_model", "dynamic_batch")
+ERROR_MODELS = ("float_model", "int16_model", "tanh_model", "dynamic_time")
 RUNNABLE_MODELS = tuple(name for name in SPECS if name not in ERROR_MODELS)
 REFERENCE_MODELS = tuple(name for name, spec in SPECS.items() if spec.reference)
 
@@ -249,7 +268,7 @@ def _build(names: list[str]) -> dict[str, bytes]:
         else:
             _randomize_biases(model)
             representative = np.random.default_rng(2).uniform(
-                -1, 1, (REPRESENTATIVE_SAMPLES, *model.input_shape[1:])).astype(np.float32)
+                -1, 1, (REPRESENTATIVE_SAMPLES, *(d or 4 for d in model.input_shape[1:]))).astype(np.float32)
         _prune(model, spec)
         if spec.reference:
             _calibrate_batchnorm(keras, model, representative)

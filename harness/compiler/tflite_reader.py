@@ -12,13 +12,19 @@ Op options, by kind:
 - ADD, MUL: activation
 - CONCATENATION: axis, activation
 - RESHAPE, PAD, PADV2, MEAN, LOGISTIC: none (shapes and constant inputs say it all)
+- SHAPE: none; STRIDED_SLICE: begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_axis_mask, offset;
+  PACK: axis (these three only as shape arithmetic, computed at compile time: fold.py)
 activation is one of ACTIVATIONS.
+
+A dynamic batch (-1 first in a tensor's shape_signature, 1 in its shape) is
+run as batch 1, as TFLite Micro runs it; any other dynamic dimension is refused.
 """
 from __future__ import annotations
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from harness.compiler.fold import SHAPE_OPS, fold_shape_arithmetic
 from harness.compiler.ir import CompileError, Graph, Op, Quantization, Tensor
 
 ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6")
@@ -72,6 +78,11 @@ def _concatenation_options(index, kind, o) -> dict:
     return {"axis": o.axis, "activation": _activation(index, kind, o.fusedActivationFunction)}
 
 
+def _strided_slice_options(index, kind, o) -> dict:
+    return {"begin_mask": o.beginMask, "end_mask": o.endMask, "ellipsis_mask": o.ellipsisMask,
+            "new_axis_mask": o.newAxisMask, "shrink_axis_mask": o.shrinkAxisMask, "offset": bool(o.offset)}
+
+
 # None: the op needs no options.
 _OPTION_READERS = {
     "CONV_2D": _conv_options,
@@ -90,6 +101,9 @@ _OPTION_READERS = {
     "LOGISTIC": None,
 }
 SUPPORTED_OPS = tuple(_OPTION_READERS)
+# Read, but compiled only when fold.py computes them away.
+_OPTION_READERS.update({"SHAPE": None, "STRIDED_SLICE": _strided_slice_options,
+                        "PACK": lambda index, kind, o: {"axis": o.axis}})
 
 
 def read_tflite(tflite: bytes) -> Graph:
@@ -105,12 +119,15 @@ def read_tflite(tflite: bytes) -> Graph:
                            "outputs; exactly one of each is supported")
 
     tensors = [_read_tensor(i, t, model.buffers, tflite) for i, t in enumerate(subgraph.tensors)]
-    _check_static_shapes(subgraph)
     ops = [_read_op(i, op, model.operatorCodes, tensors) for i, op in enumerate(subgraph.operators or [])]
-    graph = Graph(tensors=tensors, ops=ops, input=tensors[subgraph.inputs[0]],
+    graph = Graph(tensors=tensors, ops=fold_shape_arithmetic(ops), input=tensors[subgraph.inputs[0]],
                   output=tensors[subgraph.outputs[0]])
-    _check_int8_activations(graph)
-    _check_supported(ops)
+    # The model's own types first: a float model is refused as float, whatever else it has.
+    _check_int8_activations(graph, [graph.input, graph.output])
+    _check_static_shapes(subgraph, graph)
+    _check_int8_activations(graph, [t for op in graph.ops for t in [*op.inputs, *op.outputs]
+                                    if t is not None and not t.is_constant])
+    _check_supported(graph.ops)
     return graph
 
 
@@ -140,14 +157,20 @@ def _constant_data(buffer, tflite: bytes) -> bytes | None:
     return np.asarray(buffer.data, dtype=np.uint8).tobytes()
 
 
-def _check_static_shapes(subgraph) -> None:
-    for t in subgraph.tensors:
-        signature = t.shapeSignature
-        if signature is not None and any(d < 0 for d in signature):
-            name = t.name.decode() if isinstance(t.name, bytes) else t.name
-            raise CompileError(
-                f"tensor '{name}' has a dynamic shape {[int(d) for d in signature]}; microcontroller code needs static "
-                "shapes: build the Keras model with keras.Input(..., batch_size=1)")
+def _check_static_shapes(subgraph, graph: Graph) -> None:
+    """Only the batch may be dynamic, and then it runs as 1."""
+    used = {id(t) for op in graph.ops for t in [*op.inputs, *op.outputs] if t is not None and not t.is_constant}
+    for tensor, t in zip(graph.tensors, subgraph.tensors):
+        signature = [int(d) for d in t.shapeSignature] if t.shapeSignature is not None else []
+        if id(tensor) not in used or not any(d < 0 for d in signature):
+            continue
+        dynamic = [axis for axis, d in enumerate(signature) if d < 0]
+        if dynamic == [0] and tensor.shape[:1] == (1,):
+            continue
+        raise CompileError(
+            f"tensor '{tensor.name}' has dynamic dimension(s) {', '.join(map(str, dynamic))} in its shape "
+            f"signature {signature}: only a dynamic batch (the first dimension, run as 1) is supported; "
+            "give the other dimensions fixed sizes in the model's input before converting")
 
 
 def _read_op(index: int, op, operator_codes, tensors: list[Tensor]) -> Op:
@@ -168,9 +191,7 @@ def _read_op(index: int, op, operator_codes, tensors: list[Tensor]) -> Op:
               options=options)
 
 
-def _check_int8_activations(graph: Graph) -> None:
-    activations = [graph.input, graph.output]
-    activations += [t for op in graph.ops for t in [*op.inputs, *op.outputs] if t is not None and not t.is_constant]
+def _check_int8_activations(graph: Graph, activations: list[Tensor]) -> None:
     for t in activations:
         if t.dtype != "int8":
             which = ("model input" if t is graph.input else "model output" if t is graph.output
@@ -181,6 +202,9 @@ def _check_int8_activations(graph: Graph) -> None:
 
 def _check_supported(ops: list[Op]) -> None:
     for op in ops:
+        if op.kind in SHAPE_OPS:
+            raise CompileError(f"op {op.index} ({op.kind}) computes on values known only at run time; it is "
+                               "supported only as shape arithmetic on static shapes (fold.py)")
         if op.kind not in SUPPORTED_OPS:
             raise CompileError(f"op {op.index} ({op.kind}) is not supported; supported ops: "
                                f"{', '.join(SUPPORTED_OPS)}")
