@@ -20,7 +20,11 @@ requantization tables are the same in every format and not counted) the
 fastest choice is shrunk greedily: while it is over the budget, one layer switches to a smaller format, the switch
 that saves the most bytes per unit of latency it adds. Greedy is not always
 optimal (the exact problem is a knapsack), but each step is easy to follow,
-and a model has few layers.
+and a model has few layers. It can end slower than dense (seen on ResNet-8
+at 50 %: 24.84 M predicted against dense's 24.45 M), so a last rule makes
+the choice never slower than all-dense by construction: when the shrunk
+choice's predicted latency is above dense's and dense fits the budget, every
+layer goes dense.
 """
 from __future__ import annotations
 
@@ -129,7 +133,14 @@ def choose(layers: Sequence[LayerOptions], flash_budget: int | None = None) -> C
     if flash_budget is None:
         flash_budget = sum(layer.dense.bytes for layer in layers)
     chosen = _shrink(layers, [min(layer.options, key=_preference) for layer in layers], flash_budget)
+    dense = [layer.dense for layer in layers]
+    if _latency(chosen) > _latency(dense) and sum(option.bytes for option in dense) <= flash_budget:
+        chosen = dense
     return Choice(tuple(LayerChoice(layer, option) for layer, option in zip(layers, chosen)), flash_budget)
+
+
+def _latency(options: Sequence[Option]) -> float:
+    return sum(option.latency for option in options)
 
 
 def _preference(option: Option) -> tuple:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import re
 import signal
 import sys
 import time
@@ -16,10 +19,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from harness.config import ConfigError
     from harness.device.link import DeviceError
     from harness.prune.masks import PruningError
+    from harness.quantize import ConversionError
     from harness.sweep import SweepFailed
     from harness.toolchain import ToolchainError
 
-    return (BuildError, CompileError, ConfigError, DeviceError, PruningError, SweepFailed, ToolchainError, KeyError)
+    return (BuildError, CompileError, ConfigError, ConversionError, DeviceError, PruningError, SweepFailed,
+            ToolchainError, KeyError)
 
 
 def _csv(kind):
@@ -30,9 +35,19 @@ def _sweep(args) -> int:
     from harness.config import load_config
 
     config = load_config(args.config, targets=args.targets, kernels=args.kernels, boards=args.boards,
-                         model=args.model, data=args.data)
+                         model=args.model, data=args.data, task=args.task,
+                         name=args.name or (run_name(args.model) if args.model else None))
     _run(config, args)
     return 0
+
+
+def run_name(model: str) -> str:
+    """A run named after its model: the file's stem, or the reference model's name.
+
+    >>> run_name("/data/kws_ref_model.h5"), run_name("ic_resnet8")
+    ('kws_ref_model', 'ic_resnet8')
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).stem if "." in Path(model).name else model).strip("-.")
 
 
 def _run(config, args, **bench):
@@ -206,22 +221,26 @@ def _add_bench_options(parser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and its converter's output")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sweep = commands.add_parser("sweep", help="prune, compile, build and measure a sweep on boards")
     sweep.add_argument("--config", default=str(PROJECT_DIR / "configs" / "digits.toml"), help="sweep TOML file")
-    sweep.add_argument("--model", help="reference model name, a .keras file, or an int8 .tflite (no pruning)")
-    sweep.add_argument("--data", help=".npz with x_train, y_train, x_test, y_test (for --model files)")
+    sweep.add_argument("--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)")
+    sweep.add_argument("--data", help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)")
     sweep.add_argument("--targets", type=_csv(float), help="sparsity targets, e.g. 0,0.5,0.9")
     sweep.add_argument("--kernels", type=_csv(str), help="weight formats and auto, e.g. dense,csr,delta4,auto")
     sweep.add_argument("--boards", type=_csv(str), help="boards, e.g. mps2_an386,host")
+    sweep.add_argument("--task", choices=("auto", "classification", "reconstruction"), help="what the model does "
+                       "(default: from the data set's y_test: class numbers or a reconstruction target)")
+    sweep.add_argument("--name", help="run name (default: the model's, from --model, or the config's)")
     _add_bench_options(sweep)
     sweep.set_defaults(run=_sweep)
 
     measure = commands.add_parser("measure", help="measure one model on one board")
     measure.add_argument("--board", required=True, help="a board from `harness boards`")
-    measure.add_argument("--model", help="reference model name, a .keras file, or an int8 .tflite (no pruning)")
-    measure.add_argument("--data", help=".npz with x_train, y_train, x_test, y_test (for --model files)")
+    measure.add_argument("--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)")
+    measure.add_argument("--data", help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)")
     measure.add_argument("--kernel", default="csr", help="a weight format (dense, csr, delta4, bitmask, block4) or auto")
     measure.add_argument("--target", type=float, default=0.0, help="sparsity to prune to (not for a .tflite)")
     measure.add_argument("--config", help="sweep TOML file for the other settings")
@@ -284,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     hello.set_defaults(run=_hello)
 
     args = parser.parse_args(argv)
+    # TensorFlow and its converter print hundreds of lines on import and conversion: shown with -v only.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # SIGTERM unwinds like Ctrl-C, so sessions stop their emulators on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from harness.chooser import AUTO
 from harness.compiler import KERNEL_FORMATS
+from harness.scoring import AUTO as AUTO_TASK
+from harness.scoring import TASKS
 
 
 class ConfigError(ValueError):
@@ -54,6 +56,7 @@ class SweepConfig:
     name: str = "digits-cnn"
     model: str = "digits_cnn"
     data: str = ""
+    task: str = "auto"            # "classification", "reconstruction", or "auto": from the targets' shape
     targets: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
     kernels: tuple[str, ...] = KERNELS
     boards: tuple[str, ...] = ("mps2_an386",)
@@ -137,6 +140,9 @@ def _validate(config: SweepConfig, where: str) -> None:
     for board in config.boards:
         if board not in BOARDS:
             raise ConfigError(f"unknown board '{board}'{did_you_mean(board, BOARDS)}; known: {', '.join(BOARDS)}")
+    if config.task not in (*TASKS, AUTO_TASK):
+        raise ConfigError(f"{where}: unknown task '{config.task}'{did_you_mean(config.task, TASKS)}; known: "
+                          f"{', '.join((*TASKS, AUTO_TASK))}")
     if config.flash_budget < 0:
         raise ConfigError(f"{where}: 'flash_budget' must be at least 0 (bytes of weights; 0: the dense model's)")
     if config.flash_budget and AUTO not in config.kernels:

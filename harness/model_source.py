@@ -1,24 +1,44 @@
-"""Where a sweep's model comes from: a reference model by name, a user's .keras file, or an int8 .tflite.
+"""Where a sweep's model comes from: a reference model by name, a user's Keras file, or an int8 .tflite.
 
-A .keras model is pruned and converted like a reference model; a .tflite is
-taken as it is (already pruned and quantized), so pruning is skipped.
+A Keras model (`.keras`, or legacy HDF5 `.h5` / `.hdf5` as Keras 2 wrote
+them) is pruned and converted like a reference model; a `.tflite` is taken
+as it is (already pruned and quantized), so pruning is skipped.
+
+The data set is an `.npz` (README, "Your own model and data"):
+- `x_test`, `y_test`: always. `y_test` holds one class number per sample
+  (classification), or one target of the model's output shape per sample,
+  usually `x_test` itself (reconstruction, an autoencoder). The config's
+  `task` says which where the shape cannot.
+- `x_train`, `y_train`: for a Keras model only (it is trained and pruned).
+- `anomaly_test` (optional, reconstruction): 1 where a test sample is
+  anomalous, else 0; the sweep then scores the anomaly AUC.
+- `x_test` may be float (quantized with the model's input scale) or, for a
+  `.tflite`, already int8.
+Every mismatch is one ConfigError naming the file and the key, raised
+before anything is trained or built.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import zipfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from harness.config import ConfigError, SweepConfig
+from harness.scoring import AUTO, CLASSIFICATION, RECONSTRUCTION, TaskError, infer_task
 from models import REFERENCE_MODELS, Dataset, ReferenceModel
 
-NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+TEST_KEYS = ("x_test", "y_test")
+TRAIN_KEYS = ("x_train", "y_train")
+OPTIONAL_KEYS = ("anomaly_test",)
 
 
 @dataclass(frozen=True)
 class TrainableModel:
-    """A Keras model to train and prune: a reference model or a user's .keras with an .npz data set."""
+    """A Keras model to train and prune: a reference model or a user's Keras file with an .npz data set."""
     spec: ReferenceModel
     digest: str  # identifies the model and data for caching
 
@@ -27,72 +47,188 @@ class TrainableModel:
 class TfliteModel:
     path: Path
     data: Dataset
+    digest: str  # of the model file and the data set's content
 
 
 def resolve_model(config: SweepConfig) -> TrainableModel | TfliteModel:
+    """The sweep's model and data, checked against each other."""
     name = config.model
     if name in REFERENCE_MODELS:
         if config.data:
             raise ConfigError(f"reference model '{name}' brings its own data: remove 'data = \"{config.data}\"'")
-        return TrainableModel(REFERENCE_MODELS[name], digest=name)
+        return _reference(REFERENCE_MODELS[name], config.task)
     path = Path(name)
-    if path.suffix not in (".keras", ".tflite"):
+    if path.suffix not in (*KERAS_SUFFIXES, ".tflite"):
         raise ConfigError(f"unknown model '{name}': give a reference model ({', '.join(REFERENCE_MODELS)}), "
-                          "a .keras file or an int8 .tflite file")
+                          f"a Keras file ({', '.join(KERAS_SUFFIXES)}) or an int8 .tflite file")
     if not path.is_file():
         raise ConfigError(f"model file {path} does not exist")
     if not config.data:
-        raise ConfigError(f"model {path} needs a data set: --data my.npz with {', '.join(NPZ_KEYS)}")
-    data = load_npz(Path(config.data))
+        keys = TEST_KEYS if path.suffix == ".tflite" else TRAIN_KEYS + TEST_KEYS
+        raise ConfigError(f"model {path} needs a data set: --data my.npz with {', '.join(keys)}")
+    data_path = Path(config.data)
+    digest = _digest(path, data_path, config.task)
     if path.suffix == ".tflite":
-        return TfliteModel(path, data)
+        from harness.compiler import read_tflite
 
-    def load_keras(seed: int):
-        import keras
-
-        model = keras.models.load_model(path, compile=False)
-        check_data_fits(model, data, f"data set {config.data}", f"model {path}")
-        return model
-
-    import hashlib
-    digest = hashlib.sha256(path.read_bytes() + Path(config.data).read_bytes()).hexdigest()
-    spec = ReferenceModel(name=path.stem, description=str(path), build=load_keras, load_data=lambda: data)
+        graph = read_tflite(path.read_bytes())
+        arrays = load_npz(data_path, TEST_KEYS)
+        data = check_data(arrays, data_path, f"model {path}", graph.input.shape[1:], graph.output.shape[1:],
+                          config.task, int8_inputs=True)
+        return TfliteModel(path, data, digest)
+    model = load_keras_model(path)
+    data = check_keras_data(model, load_npz(data_path, TRAIN_KEYS + TEST_KEYS), data_path, f"model {path}",
+                            config.task)
+    spec = ReferenceModel(name=path.stem, description=str(path), build=lambda seed: load_keras_model(path),
+                          load_data=lambda: data)
     return TrainableModel(spec, digest=digest)
 
 
-def check_data_fits(model, data: Dataset, data_name: str, model_name: str) -> None:
-    """Samples of the model's input shape, labels among its outputs (classes 0..outputs-1)."""
+def _reference(spec: ReferenceModel, task: str) -> TrainableModel:
+    def load_data() -> Dataset:
+        data = spec.load_data()
+        if task not in (AUTO, data.task):
+            raise ConfigError(f"reference model '{spec.name}' is a {data.task} model: remove 'task = \"{task}\"'")
+        return data
+    return TrainableModel(replace(spec, load_data=load_data), digest=spec.name)
+
+
+def _digest(*parts: Path | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.read_bytes() if isinstance(part, Path) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+# --- Keras files --------------------------------------------------------------------------------
+
+def load_keras_model(path: Path):
+    """A Keras model from .keras or legacy HDF5, through the Keras 2 compatibility step (keras2_compat)."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False, custom_objects=keras2_compat())
+    except Exception as err:  # Keras raises anything from OSError to TypeError for a file it cannot read
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model {path} cannot be loaded by Keras {keras.__version__}: {cause}") from None
+
+
+def keras2_compat() -> dict:
+    """Layers that Keras 2 saved with a config Keras 3 rejects for a known, harmless reason, and their mends.
+
+    - DepthwiseConv2D: Keras 2 (TF 2.3-2.15) wrote `groups: 1` into every
+      depthwise layer's config, and Keras 3 refuses the unknown key
+      ("Unrecognized keyword arguments passed to DepthwiseConv2D:
+      {'groups': 1}"). A depthwise convolution has one group per input
+      channel whatever that key says, so it is dropped; any other value is
+      refused with the cause.
+    """
+    import keras
+
+    class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+        def __init__(self, *args, groups: int = 1, **kwargs):
+            if groups != 1:
+                raise ValueError(f"DepthwiseConv2D with groups={groups}: Keras 3 has no such layer")
+            super().__init__(*args, **kwargs)
+
+    return {"DepthwiseConv2D": DepthwiseConv2D}
+
+
+def check_keras_data(model, arrays: dict[str, np.ndarray], data_path: Path, model_name: str, task: str) -> Dataset:
+    """The data set checked against a Keras model with one input and one output."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ConfigError(f"{model_name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
                           "one of each is supported")
-    expected = tuple(model.inputs[0].shape[1:])
-    if data.x_train.shape[1:] != expected:
-        raise ConfigError(f"{data_name}: samples of shape {data.x_train.shape[1:]} do not fit "
-                          f"{model_name}, whose input is {expected}")
-    classes = model.outputs[0].shape[-1]
-    for split, labels in (("y_train", data.y_train), ("y_test", data.y_test)):
-        if labels.size and (labels.min() < 0 or labels.max() >= classes):
-            raise ConfigError(f"{data_name}: {split} holds labels {labels.min()}..{labels.max()}, but {model_name} "
-                              f"has {classes} outputs (classes 0..{classes - 1})")
+    return check_data(arrays, data_path, model_name, tuple(model.inputs[0].shape[1:]),
+                      tuple(model.outputs[0].shape[1:]), task, int8_inputs=False)
 
 
-def load_npz(path: Path) -> Dataset:
+# --- the data set -------------------------------------------------------------------------------
+
+def load_npz(path: Path, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The needed arrays (and the optional ones present) of an .npz, or one error naming what is wrong."""
     if not path.is_file():
         raise ConfigError(f"data set {path} does not exist")
-    with np.load(path) as npz:
-        missing = [key for key in NPZ_KEYS if key not in npz]
-        if missing:
-            raise ConfigError(f"data set {path} lacks {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})")
-        arrays = {key: npz[key] for key in NPZ_KEYS}
-    for split in ("train", "test"):
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in needed if key not in npz]
+            if missing:
+                raise ConfigError(f"data set {path} lacks {', '.join(missing)} (needs {', '.join(needed)}; "
+                                  "README: 'Your own model and data')")
+            return {key: npz[key] for key in (*needed, *OPTIONAL_KEYS) if key in npz}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"data set {path} is not a readable .npz ({str(err).splitlines()[0]}); write it with "
+                          "numpy.savez(path, x_test=..., y_test=...)") from None
+
+
+def check_data(arrays: dict[str, np.ndarray], path: Path, model_name: str, input_shape: tuple[int, ...],
+               output_shape: tuple[int, ...], task: str, int8_inputs: bool) -> Dataset:
+    """The arrays as a Dataset for a model of these input and output shapes (one sample, no batch)."""
+    where = f"data set {path}"
+    splits = [split for split in ("train", "test") if f"x_{split}" in arrays]
+    for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(x) == 0:
+            raise ConfigError(f"{where}: x_{split} holds no samples")
         if len(x) != len(y):
-            raise ConfigError(f"data set {path}: x_{split} has {len(x)} samples but y_{split} has {len(y)}")
-        if y.ndim != 1 or not np.array_equal(y, np.round(y)):
-            raise ConfigError(f"data set {path}: y_{split} must hold one class number per sample, shape (n,); "
-                              f"got shape {y.shape}" + ("" if y.ndim != 1 else " with fractional values"))
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise ConfigError(f"data set {path}: x_train samples {arrays['x_train'].shape[1:]} and "
-                          f"x_test samples {arrays['x_test'].shape[1:]} differ in shape")
-    return Dataset(arrays["x_train"].astype(np.float32), arrays["y_train"].astype(np.int64),
-                   arrays["x_test"].astype(np.float32), arrays["y_test"].astype(np.int64), source=str(path))
+            raise ConfigError(f"{where}: x_{split} has {len(x)} samples but y_{split} has {len(y)}")
+        if tuple(x.shape[1:]) != tuple(input_shape):
+            raise ConfigError(f"{where}: x_{split} samples of shape {tuple(x.shape[1:])} do not fit {model_name}, "
+                              f"whose input is {tuple(input_shape)}")
+        _check_numbers(x, f"{where}: x_{split}", int8_ok=int8_inputs and split == "test")
+    try:
+        task = infer_task(arrays["y_test"], output_shape, task)
+    except TaskError as err:
+        raise ConfigError(f"{where}: y_test: {err}; set task = \"classification\" or \"reconstruction\"") from None
+    for split in splits:
+        arrays[f"y_{split}"] = _check_targets(arrays[f"y_{split}"], task, output_shape, f"{where}: y_{split}",
+                                              model_name)
+    anomaly = arrays.get("anomaly_test")
+    if anomaly is not None:
+        if task != RECONSTRUCTION:
+            raise ConfigError(f"{where}: anomaly_test scores a reconstruction task, but this is {task}: remove it")
+        if anomaly.shape != (len(arrays["x_test"]),) or not np.isin(anomaly, (0, 1)).all():
+            raise ConfigError(f"{where}: anomaly_test must hold 0 or 1 per test sample, shape "
+                              f"({len(arrays['x_test'])},); got shape {anomaly.shape}")
+    empty = np.zeros((0, *input_shape), np.float32)
+    x_test = arrays["x_test"]
+    return Dataset(arrays.get("x_train", empty).astype(np.float32), arrays.get("y_train", np.zeros(0, np.int64)),
+                   x_test if x_test.dtype == np.int8 else x_test.astype(np.float32), arrays["y_test"],
+                   source=str(path), anomaly_test=None if anomaly is None else anomaly.astype(np.int64), task=task)
+
+
+def _check_numbers(x: np.ndarray, what: str, int8_ok: bool) -> None:
+    if x.dtype == np.int8 and int8_ok:
+        return
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        raise ConfigError(f"{what} is of type {x.dtype}; give numbers (float, or int8 already quantized)")
+    if x.dtype == np.int8:
+        raise ConfigError(f"{what} is int8: a Keras model is trained and converted from float inputs; give floats")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise ConfigError(f"{what} holds {int(np.sum(~np.isfinite(x)))} NaN or infinite values")
+
+
+def _check_targets(y: np.ndarray, task: str, output_shape: tuple[int, ...], what: str, model_name: str) -> np.ndarray:
+    if task == RECONSTRUCTION:
+        if tuple(y.shape[1:]) != tuple(output_shape):
+            raise ConfigError(f"{what}: reconstruction targets of shape {tuple(y.shape[1:])} do not fit "
+                              f"{model_name}, whose output is {tuple(output_shape)}")
+        _check_numbers(y, what, int8_ok=False)
+        return y.astype(np.float32)
+    classes = int(np.prod(output_shape))
+    if y.ndim == 2 and y.shape[1] == classes and infer_task(y, output_shape) == CLASSIFICATION:
+        y = y.argmax(axis=1)  # one-hot rows
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.number) or not np.array_equal(y, np.round(y)):
+        raise ConfigError(f"{what} must hold one class number per sample, shape (n,) (or one-hot rows); "
+                          f"got shape {y.shape}" + ("" if y.ndim != 1 else " with fractional values"))
+    if y.min() < 0 or y.max() >= classes:
+        raise ConfigError(f"{what} holds labels {int(y.min())}..{int(y.max())}, but {model_name} has {classes} "
+                          f"outputs (classes 0..{classes - 1})")
+    return y.astype(np.int64)
+
+
+__all__ = ["TrainableModel", "TfliteModel", "resolve_model", "load_keras_model", "keras2_compat", "check_data",
+           "check_keras_data", "load_npz", "CLASSIFICATION", "RECONSTRUCTION"]

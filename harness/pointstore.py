@@ -22,7 +22,8 @@ from pathlib import Path
 
 from harness.results import COLUMNS, ResultRow
 
-KEPT_FAILURES = ("verify",)  # failed stages that are results (the board ran); others are measured again
+# Failed stages that are results (the board ran; the model does not fit the board); others are measured again.
+KEPT_FAILURES = ("verify", "fit")
 
 
 def write_atomically(path: Path, text: str) -> None:

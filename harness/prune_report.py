@@ -36,8 +36,8 @@ def study(config: SweepConfig, progress=print) -> pd.DataFrame:
     points = prepare_models(config, source, progress)
     return pd.DataFrame([{
         "model": config.model, "prune_method": p.method, "target_sparsity": p.target,
-        "achieved_sparsity": p.achieved_sparsity, "accuracy_float": p.float_accuracy,
-        "accuracy_int8_host": p.int8_accuracy, "train_epochs": p.train_epochs, "train_seconds": p.train_seconds,
+        "achieved_sparsity": p.achieved_sparsity, "accuracy_float": p.float_scores.get("accuracy", float("nan")),
+        "accuracy_int8_host": p.int8_scores.get("accuracy", float("nan")), "train_epochs": p.train_epochs, "train_seconds": p.train_seconds,
         "layer_sparsity": json.dumps(p.layer_sparsity)} for p in points])
 
 

@@ -6,6 +6,11 @@ FULLY_CONNECTED differently on a few percent of samples).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,22 +26,69 @@ class QuantParams:
     def quantize(self, x: np.ndarray) -> np.ndarray:
         return np.clip(np.round(x / self.scale) + self.zero_point, -128, 127).astype(np.int8)
 
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
+
 
 def to_int8_tflite(model, x_representative: np.ndarray) -> bytes:
-    """Convert a Keras model to a full-integer int8 .tflite (int8 input and output)."""
+    """Convert a Keras model to a full-integer int8 .tflite (int8 input and output), at batch 1.
+
+    A model whose input has batch None (as published models have) is traced
+    at batch 1, so the file has static shapes and no run-time shape arithmetic.
+    """
     import tensorflow as tf
 
     def representative_dataset():
         for sample in x_representative[:REPRESENTATIVE_SAMPLES]:
             yield [sample[np.newaxis].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    (model_input,) = model.inputs
+    if model_input.shape[0] is None:
+        signature = tf.TensorSpec((1, *model_input.shape[1:]), tf.float32)
+        traced = tf.function(lambda x: model(x, training=False)).get_concrete_function(signature)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([traced], model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    with converter_output_hidden():
+        return converter.convert()
+
+
+@contextlib.contextmanager
+def converter_output_hidden():
+    """Keep the converter's chatter (a TensorSpec line per tensor, MLIR notes) off the terminal unless the
+    harness runs with -v; when conversion fails, its last lines go into the error."""
+    if logging.getLogger("harness").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(captured.fileno(), 1)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except Exception as err:
+            sys.stdout.flush()
+            captured.seek(0)
+            tail = captured.read().decode(errors="replace").strip().splitlines()[-5:]
+            raise ConversionError(f"int8 conversion failed: {err}" + "".join(f"\n  {line}" for line in tail)) from err
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+class ConversionError(RuntimeError):
+    """TensorFlow's converter refused the model."""
 
 
 def io_quant_params(tflite: bytes) -> tuple[QuantParams, QuantParams]:

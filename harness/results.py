@@ -86,6 +86,7 @@ class ResultRow:
     status: str = "ok"
     failed_stage: str = ""
     error: str = ""
+    notes: str = ""                            # what a reader should know of an ok row (auto: formats left out)
 
     def fail(self, stage: str, error: Exception) -> "ResultRow":
         self.status, self.failed_stage, self.error = "error", stage, str(error)
@@ -93,6 +94,12 @@ class ResultRow:
 
 
 COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
+
+
+def record_scores(row: ResultRow, where: str, scores: dict[str, float]) -> None:
+    """Set the row's <score>_<where> columns (where: float, int8_host, device) from harness/scoring.py scores."""
+    for name, value in scores.items():
+        setattr(row, f"{name}_{where}", value)
 
 
 def layer_flash(compiled: CompiledModel, code: KernelCode) -> list[dict]:

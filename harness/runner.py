@@ -142,7 +142,7 @@ def _take_points(unit: BoardUnit, points: queue.Queue, measure: Measure, finish:
         except Interrupted:
             return  # the sweep is stopping: nothing half-measured is recorded
         except Exception as err:  # a build failure, or a bug: still a row, and the sweep goes on
-            stage = "build" if built.exception() else "run"
+            stage = getattr(built.exception(), "stage", "build") if built.exception() else "run"
             row = replace(job.row).fail(stage, err)
             if stage == "run":
                 row.error += " | " + traceback.format_exc(limit=-3).replace("\n", " ")

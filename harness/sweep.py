@@ -37,8 +37,10 @@ from harness.device.faults import FaultInjector, FaultPlan
 from harness.device.link import DeviceError, Interrupted, LinkLost, SerialTimeout
 from harness.device.session import board_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
+from harness.quantize import QuantParams
 from harness.pointstore import PointStore, mark_finished, open_run
-from harness.results import ResultRow, ResultsWriter, record_layer_flash
+from harness.results import ResultRow, ResultsWriter, record_layer_flash, record_scores
+from harness.scoring import SCORES, headline, score
 from harness.runlog import Progress as ProgressBar
 from harness.runlog import RunLog
 from harness.runner import BoardUnit, Job, board_units, run_jobs
@@ -59,11 +61,13 @@ class ModelPoint:
     train_epochs: int              # training spent reaching this point from the previous one on the path
     train_seconds: float           # (the first point's includes the dense training)
     tflite_path: Path
-    float_accuracy: float
-    int8_accuracy: float           # TFLite Micro's interpreter on the host
+    task: str                      # harness/scoring.py: what the scores measure
+    float_scores: dict             # e.g. {"accuracy": 0.98}, {"mse": 0.01, "auc": 0.9}; {} for a given .tflite
+    int8_scores: dict              # TFLite Micro's interpreter on the host
     inputs_path: Path              # int8 test inputs (shared by all points)
-    labels_path: Path
+    labels_path: Path              # targets: class numbers, or what the outputs reconstruct
     reference_path: Path           # TFLite Micro's outputs for those inputs
+    anomaly_path: Path | None = None  # reconstruction: 1 per anomalous test sample
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,10 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = prin
     sha = harness_git_sha()
     if not resumed:
         _write_manifest(run_dir, config, run_id, versions, sha)
-    progress(f"run {run_id}{' (resumed)' if resumed else ''}: {len(config.prune.methods)} pruning methods x {len(config.targets)} sparsity targets x "
-             f"{len(config.kernels)} kernels x {len(boards)} boards -> {run_dir}")
+    models = ("the given int8 model as it is (no pruning: 'targets' do not apply)" if isinstance(source, TfliteModel)
+              else f"{len(config.prune.methods)} pruning methods x {len(config.targets)} sparsity targets")
+    progress(f"run {run_id}{' (resumed)' if resumed else ''}: {config.model}: {models} x {len(config.kernels)} "
+             f"kernels x {len(boards)} boards -> {run_dir}")
 
     points = prepare_models(config, source, progress)
     plan = plan_sweep(config.kernels, points, boards)
@@ -137,9 +143,9 @@ def prepare_models(config: SweepConfig, source: TrainableModel | TfliteModel, pr
     # A cache entry written for another ModelPoint record would not load: the record is part of the key.
     record = ",".join(f.name for f in fields(ModelPoint))
     if isinstance(source, TfliteModel):
-        key = content_hash(source.path.read_bytes().hex(), source.data.source, record)
+        key = content_hash(source.digest, record, source_digest(["harness/quantize.py", "harness/scoring.py"]))
         return _cached_points(key, lambda out: _import_tflite(source, out, progress), progress)
-    code = source_digest(["harness/prune", "harness/quantize.py", "models"]) + record
+    code = source_digest(["harness/prune", "harness/quantize.py", "harness/scoring.py", "models"]) + record
     prune = {k: v for k, v in config.to_dict()["prune"].items() if k != "methods"}
     points = []
     for method in config.prune.methods:
@@ -177,14 +183,15 @@ def _prune_and_convert(source: TrainableModel, config: SweepConfig, method_name:
     method = parse_method(method_name)
     points = []
     for snapshot in prune_sweep(model, data, config.targets, config.prune, method, config.seed, progress):
-        tflite = quantize.to_int8_tflite(export_model(model, snapshot), data.x_train)
-        layers = int8_layer_sparsity(tflite, snapshot)
+        exported = export_model(model, snapshot)
+        tflite = quantize.to_int8_tflite(exported, data.x_train)
+        layers = int8_layer_sparsity(tflite, snapshot, exported)
         points.append(ModelPoint(method=method.name, target=snapshot.target, achieved_sparsity=total_sparsity(layers),
                                  layer_sparsity=layers, train_epochs=snapshot.epochs, train_seconds=snapshot.seconds,
-                                 float_accuracy=snapshot.float_accuracy,
+                                 float_scores=snapshot.float_scores,
                                  **_save_point(out, f"{method.name}-sparsity-{snapshot.target:.3f}", tflite, data)))
-        progress(f"{method.name} sparsity {snapshot.target:.2f}: int8 accuracy on the host "
-                 f"{points[-1].int8_accuracy:.3f}")
+        progress(f"{method.name} sparsity {snapshot.target:.2f}: int8 on the host "
+                 f"{headline(points[-1].int8_scores)}")
     return points
 
 
@@ -195,26 +202,32 @@ def _import_tflite(source: TfliteModel, out: Path, progress: Progress) -> list[M
     sparsity = read_tflite(tflite).weight_sparsity()
     progress(f"models: {source.path} taken as it is (int8, {sparsity:.1%} of its weights are zero)")
     return [ModelPoint(method="none", target=round(sparsity, 3), achieved_sparsity=sparsity, layer_sparsity={},
-                       train_epochs=0, train_seconds=0.0, float_accuracy=float("nan"),
+                       train_epochs=0, train_seconds=0.0, float_scores={},
                        **_save_point(out, f"given-sparsity-{sparsity:.3f}", tflite, source.data))]
 
 
 def _save_point(out: Path, name: str, tflite: bytes, data) -> dict:
-    """Write one model point's files: the .tflite, the quantized test inputs and TFLite Micro's outputs for
-    them. Returns the ModelPoint fields they give: the paths and the int8 accuracy on the host."""
+    """Write one model point's files: the .tflite, the int8 test inputs (data.x_test quantized with the model's
+    input scale, or taken as they are when already int8), the targets and TFLite Micro's outputs. Returns the
+    ModelPoint fields they give: the paths, the task and its scores on the host."""
     from harness import quantize
 
     name = name.replace("/", "-").replace(":", "of")  # a method name becomes part of a file name
-    input_quant, _ = quantize.io_quant_params(tflite)
-    inputs = input_quant.quantize(data.x_test)
+    input_quant, output_quant = quantize.io_quant_params(tflite)
+    inputs = data.x_test if data.x_test.dtype == np.int8 else input_quant.quantize(data.x_test)
     np.save(out / f"{name}.inputs.npy", inputs)
     np.save(out / "labels.npy", data.y_test)
+    anomaly_path = None
+    if data.anomaly_test is not None:
+        anomaly_path = out / "anomaly.npy"
+        np.save(anomaly_path, data.anomaly_test)
     reference = quantize.run_tflite_micro(tflite, inputs)
     np.save(out / f"{name}.reference.npy", reference)
     (out / f"{name}.tflite").write_bytes(tflite)
     return {"tflite_path": out / f"{name}.tflite", "inputs_path": out / f"{name}.inputs.npy",
             "labels_path": out / "labels.npy", "reference_path": out / f"{name}.reference.npy",
-            "int8_accuracy": float(np.mean(reference.argmax(axis=1) == data.y_test))}
+            "anomaly_path": anomaly_path, "task": data.task,
+            "int8_scores": score(data.task, output_quant.dequantize(reference), data.y_test, data.anomaly_test)}
 
 
 def _point_to_json(point: ModelPoint) -> dict:
@@ -222,7 +235,7 @@ def _point_to_json(point: ModelPoint) -> dict:
 
 
 def _point_from_json(values: dict, cache: Path) -> ModelPoint:
-    return ModelPoint(**{k: (cache / v if k.endswith("_path") else v) for k, v in values.items()})
+    return ModelPoint(**{k: (cache / v if k.endswith("_path") and v is not None else v) for k, v in values.items()})
 
 
 # --- plan -----------------------------------------------------------------------------------------
@@ -286,13 +299,14 @@ def choose_auto(planned: PlannedPoint, candidates: dict[str, tuple[CompiledModel
     """The auto kernel's per-layer formats for a point on a board, from its candidates: format -> (compiled
     variant, measured row); and the formats left out, with why.
 
-    A format whose outputs differ from TFLite Micro's is no candidate and is
-    left out. One that could not be measured (its build or run failed) leaves
-    the choice open, so there is none: the auto point fails, and is chosen
-    again when the sweep resumes and measures that format again.
+    A format whose outputs differ from TFLite Micro's, or that does not fit
+    the board, is no candidate and is left out. One that could not be
+    measured (its build or run failed) leaves the choice open, so there is
+    none: the auto point fails, and is chosen again when the sweep resumes
+    and measures that format again. Dense is the reference and is never left out.
     """
     unmeasured = [f"{fmt}: {row.failed_stage}: {row.error}" for fmt, (_, row) in candidates.items()
-                  if row.status != "ok" and (row.failed_stage != "verify" or fmt == DENSE)]
+                  if row.status != "ok" and (row.failed_stage not in ("verify", "fit") or fmt == DENSE)]
     if unmeasured:
         raise ChooserError(f"the auto kernel chooses from every format measured on {planned.board.name}, and "
                            f"{len(unmeasured)} could not be: {'; '.join(unmeasured)}")
@@ -393,9 +407,9 @@ def _auto_job(planned: PlannedPoint, plan: list[PlannedPoint], variants: dict, k
     log.event("auto_chosen", point=planned.index + 1, board=planned.board.name, target=planned.point.target,
               method=planned.point.method, flash_budget=config.flash_budget, layers=choice.to_json(),
               left_out=left_out)
-    progress(f"{planned.label}: {choice.describe()}"
-             + "".join(f"; {fmt} left out: {error}" for fmt, error in left_out.items()))
-    return keys.job(planned, compiled)
+    notes = "; ".join(f"{fmt} left out: {error}" for fmt, error in left_out.items())
+    progress(f"{planned.label}: {choice.describe()}" + (f"; {notes}" if notes else ""))
+    return keys.job(planned, compiled, notes)
 
 
 class _PointKeys:
@@ -415,16 +429,19 @@ class _PointKeys:
         point, board = planned.point, planned.board
         row = ResultRow(run_id=self.run_id, model=self.config.model, target_sparsity=point.target,
                         kernel=planned.kernel, board=board.name, core=board.core, prune_method=point.method,
-                        achieved_sparsity=point.achieved_sparsity, layer_sparsity=json.dumps(point.layer_sparsity),
-                        harness_sha=self.sha, versions=json.dumps(self.versions),
-                        accuracy_float=point.float_accuracy, accuracy_int8_host=point.int8_accuracy)
+                        task=point.task, achieved_sparsity=point.achieved_sparsity,
+                        layer_sparsity=json.dumps(point.layer_sparsity), harness_sha=self.sha,
+                        versions=json.dumps(self.versions))
+        record_scores(row, "float", point.float_scores)
+        record_scores(row, "int8_host", point.int8_scores)
         if compiled is not None:
             _record_compiled(row, compiled)
         return row
 
-    def job(self, planned: PlannedPoint, compiled) -> Job | None:
+    def job(self, planned: PlannedPoint, compiled, notes: str = "") -> Job | None:
         """The point as a job; None if it was measured before, and then its row goes straight to the store."""
         row = self.row(planned, compiled)
+        row.notes = notes
         key = content_hash(self.measuring, planned.board.name, compiled.out_dir.parent.name, _file_digest(planned.point),
                     json.dumps({k: v for k, v in dataclasses.asdict(row).items() if k not in ("run_id", "harness_sha")}))
         self.key_of[planned.index] = key
@@ -471,12 +488,14 @@ def run_on_board(row: ResultRow, client: BoardClient, point: ModelPoint, compile
     row.latency_unit, row.timing_source, row.clock_hz = hello.timer_unit, hello.timer_source, hello.clock_hz
 
     inputs = np.load(point.inputs_path)
-    labels = np.load(point.labels_path)
+    targets = np.load(point.labels_path)
+    anomaly = np.load(point.anomaly_path) if point.anomaly_path is not None else None
     reference = np.load(point.reference_path)
     count = len(inputs) if config.device.accuracy_samples == 0 else min(config.device.accuracy_samples, len(inputs))
     outputs = np.stack([np.frombuffer(client.infer(inputs[i].tobytes()), dtype=np.int8) for i in range(count)])
     row.device_samples = count
-    row.accuracy_device = float(np.mean(outputs.argmax(axis=1) == labels[:count]))
+    output = QuantParams(compiled.output.scale, compiled.output.zero_point)
+    record_scores(row, "device", score(point.task, output.dequantize(outputs), targets, anomaly))
     row.output_mismatches = int(np.sum(np.any(outputs != reference[:count], axis=1)))
     row.reference_interpreter = "tflite-micro (host)"
 
@@ -492,7 +511,8 @@ def run_on_board(row: ResultRow, client: BoardClient, point: ModelPoint, compile
 def _summary(row: ResultRow) -> str:
     if row.status != "ok":
         return f"FAILED in {row.failed_stage}: {row.error}"
-    return (f"median {row.latency_median:.0f} {row.latency_unit}, accuracy {row.accuracy_device:.3f} "
+    scores = {name: getattr(row, f"{name}_device") for name in SCORES if np.isfinite(getattr(row, f"{name}_device"))}
+    return (f"median {row.latency_median:.0f} {row.latency_unit}, {headline(scores)} "
             f"({row.output_mismatches} of {row.device_samples} differ from TFLite Micro), stack {row.stack_used} B"
             f"{', firmware rebuilt' if row.firmware_rebuilt else ''}")
 
@@ -507,7 +527,8 @@ def _sweep_key(config: SweepConfig) -> str:
 def _file_digest(point: ModelPoint) -> str:
     """The test data a point is measured with."""
     return content_hash(*(hashlib.sha256(path.read_bytes()).hexdigest()
-                   for path in (point.inputs_path, point.labels_path, point.reference_path)))
+                   for path in (point.inputs_path, point.labels_path, point.reference_path, point.anomaly_path)
+                   if path is not None))
 
 
 # --- provenance and hashing ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ class Dataset:
     y_test: np.ndarray
     source: str  # where the data came from, for the manifest
     anomaly_test: np.ndarray | None = None  # reconstruction only: 1 where a test sample is anomalous, else 0
+    task: str = "classification"  # or "reconstruction": y is a target of the output's shape (harness/scoring.py)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ def machine_spectra() -> Dataset:
     x = x.reshape(len(x), 640)
     train = x[:TRAIN_SAMPLES][y[:TRAIN_SAMPLES] == 0]  # an autoencoder learns normal sounds only
     test = x[TRAIN_SAMPLES:]
-    return Dataset(train, train, test, test, anomaly_test=y[TRAIN_SAMPLES:],
+    return Dataset(train, train, test, test, anomaly_test=y[TRAIN_SAMPLES:], task="reconstruction",
                    source=f"log-mel spectra 5x128 -> 640, reconstructed; anomaly_test 1 = anomalous: {SYNTHETIC}")
 
 

@@ -12,12 +12,13 @@ from models import REFERENCE_MODELS
 @pytest.mark.parametrize("name", ["digits_cnn", "digits_mlp", "digits_dscnn", "mnist1d_cnn"])
 def test_reference_model_fits_its_data_converts_and_compiles(name, tmp_path):
     from harness.compiler import compile_tflite
-    from harness.model_source import check_data_fits
+    from harness.model_source import check_keras_data
     from harness.quantize import to_int8_tflite
 
     spec = REFERENCE_MODELS[name]
     data, model = spec.load_data(), spec.build(0)
-    check_data_fits(model, data, name, name)
+    arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+    assert check_keras_data(model, arrays, name, name, "auto").task == "classification"
     assert len(data.x_test) >= 300 and len(np.unique(data.y_train)) == 10
     compiled = compile_tflite(to_int8_tflite(model, data.x_train[:20]), tmp_path, kernel="csr")
     assert compiled.layers
@@ -63,9 +64,9 @@ def test_user_keras_model_is_trained_pruned_and_converted(user_files, tmp_path, 
         ("magnitude/one-shot/2:4", 0.0), ("magnitude/one-shot/2:4", 0.5)]
     assert abs(points[1].achieved_sparsity - 0.8) < 1e-3
     assert set(points[1].layer_sparsity) == {"conv", "logits"}
-    assert points[0].int8_accuracy > 0.8  # trained from logits: the loss saw there is no softmax
+    assert points[0].int8_scores["accuracy"] > 0.8  # trained from logits: the loss saw there is no softmax
     again = sweep.prepare_models(config, source, progress=lambda _: None)
-    assert [p.int8_accuracy for p in again] == [p.int8_accuracy for p in points]  # from the cache
+    assert [p.int8_scores for p in again] == [p.int8_scores for p in points]  # from the cache
 
 
 def test_int8_tflite_is_taken_as_it_is(user_files, tmp_path, monkeypatch):
@@ -83,7 +84,9 @@ def test_int8_tflite_is_taken_as_it_is(user_files, tmp_path, monkeypatch):
     ({"x_train": np.zeros((4, 8, 8)), "x_test": np.zeros((2, 8, 8))},
      "samples of shape (8, 8) do not fit model"),
     ({"y_train": np.full(4, 12)}, "y_train holds labels 12..12, but model"),
-    ({"y_test": np.eye(2, 10)}, "y_test must hold one class number per sample, shape (n,); got shape (2, 10)"),
+    ({"y_test": np.full((2, 3), 0.5)}, "y_test: targets of shape (3,) per sample are neither one class number"),
+    ({"y_train": np.full(4, 0.5)}, "y_train must hold one class number per sample, shape (n,) (or one-hot rows); "
+                                   "got shape (4,) with fractional values"),
 ])
 def test_data_that_does_not_fit_the_model_is_named(user_files, tmp_path, arrays, message):
     data = {"x_train": np.zeros((4, 8, 8, 1)), "y_train": np.zeros(4), "x_test": np.zeros((2, 8, 8, 1)),

@@ -18,7 +18,7 @@ from harness.model_source import resolve_model
 sweep.CACHE_DIR = Path(sys.argv[1])  # a fresh cache: everything is trained and converted
 config = load_config("configs/digits.toml")
 points = sweep.prepare_models(config, resolve_model(config), progress=lambda _: None)
-print(json.dumps([[p.target, p.int8_accuracy, p.layer_sparsity] for p in points]))
+print(json.dumps([[p.target, p.int8_scores["accuracy"], p.layer_sparsity] for p in points]))
 """
 
 

@@ -30,6 +30,7 @@ RAM_PER_LAYER = 8
 
 class BudgetError(RuntimeError):
     """The model cannot fit the board; the message says which memory and by how much."""
+    stage = "fit"  # the failed stage its result row names: a fact about model and board, not a fault
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,8 @@ def _make_point(shape: LayerShape, pruning: Pruning, seed: int, out: Path) -> No
     np.save(out / "labels.npy", reference.argmax(axis=1))
     point = {"method": f"{shape.name} {pruning.label}", "target": pruning.sparsity, "achieved_sparsity": achieved,
              "layer_sparsity": {"layer": {"target": pruning.sparsity, "achieved": achieved, "weights": weights.size}},
-             "train_epochs": 0, "train_seconds": 0.0, "tflite_path": "model.tflite", "float_accuracy": float("nan"),
-             "int8_accuracy": float("nan"), "inputs_path": "inputs.npy", "labels_path": "labels.npy",
+             "train_epochs": 0, "train_seconds": 0.0, "tflite_path": "model.tflite", "task": "classification",
+             "float_scores": {}, "int8_scores": {}, "inputs_path": "inputs.npy", "labels_path": "labels.npy",
              "reference_path": "reference.npy"}
     (out / "point.json").write_text(json.dumps(point, indent=1))
 

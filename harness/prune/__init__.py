@@ -16,6 +16,7 @@ from harness.prune.masks import PruningError, check_target
 from harness.prune.method import Method, parse_method
 from harness.prune.pruner import Pruner, Snapshot
 from harness.prune.schedules import SCHEDULES
+from harness.scoring import headline
 
 __all__ = ["PruningError", "Snapshot", "Method", "parse_method", "prune_sweep", "export_model",
            "int8_layer_sparsity", "total_sparsity"]
@@ -45,7 +46,7 @@ def prune_sweep(model, data, targets, config: PruneConfig, method: Method, seed:
     progress(f"{method.name}: trained dense model, {config.dense_epochs} epochs, loss {loss:.3f}")
     snapshots = []
     for snapshot in SCHEDULES[method.schedule](pruner, targets, config, early):
-        progress(f"{method.name} sparsity {snapshot.target:.2f}: float accuracy {snapshot.float_accuracy:.3f} "
+        progress(f"{method.name} sparsity {snapshot.target:.2f}: float {headline(snapshot.float_scores)} "
                  f"({snapshot.epochs} epochs, {snapshot.seconds:.1f} s)")
         snapshots.append(snapshot)
     return snapshots

@@ -8,8 +8,6 @@ rounding of conversion does.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from harness.prune.masks import PruningError, prunable_layers
@@ -45,53 +43,93 @@ def survivors_stay_nonzero(kernel: np.ndarray, mask: np.ndarray, depthwise: bool
     return raised.reshape(kernel.shape).astype(kernel.dtype)
 
 
-def int8_layer_sparsity(tflite: bytes, snapshot: Snapshot) -> dict[str, dict[str, float]]:
+def int8_layer_sparsity(tflite: bytes, snapshot: Snapshot, exported) -> dict[str, dict[str, float]]:
     """layer -> {target, achieved, weights}: achieved is measured on the int8 weights, as the share of
-    the unpruned layer's `weights` that are zero (a filter-pruned layer's removed weights count as zeros)."""
+    the unpruned layer's `weights` that are zero (a filter-pruned layer's removed weights count as zeros).
+
+    exported is the Keras model that was converted (export_model's result).
+    """
     from harness.compiler import read_tflite
 
     graph = read_tflite(tflite)
-    weights = {op.inputs[1].name: op.inputs[1].data for op in graph.ops if op.kind in WEIGHTED_OPS}
+    weights = [op.inputs[1].data for op in graph.ops if op.kind in WEIGHTED_OPS]
     sizes = snapshot.layer_sizes
     table = {}
-    for name, tensor in _pair_by_name(list(weights), list(sizes)).items():
-        w, size = weights[tensor], sizes[name]
+    for name, w in pair_layers_with_weights(prunable_layers(exported), weights).items():
+        size = sizes[name]
         if w.size > size or (not snapshot.filters and w.size != size):
-            raise PruningError(f"int8 weights '{tensor}' ({w.size} values) do not match layer '{name}' "
-                               f"({size} weights)")
+            raise PruningError(f"int8 weights of layer '{name}' ({w.size} values) do not match its {size} weights")
         table[name] = {"target": snapshot.layer_targets[name],
                        "achieved": 1.0 - int(np.count_nonzero(w)) / size, "weights": size}
     return table
 
 
-def _pair_by_name(tensors: list[str], layers: list[str]) -> dict[str, str]:
-    """Keras layer -> the int8 weight tensor named after it.
+# Share of a layer's nonzero weights whose int8 magnitude it predicts within one step, for a pair to count.
+MATCH_THRESHOLD = 0.9
 
-    The converter may reorder ops (a ResNet's shortcut convolution runs
-    before the block it bypasses), so order says nothing; names do. Keras 3
-    names a kernel "<model>_1/<layer>_1/convolution"; a name segment is the
-    layer's name with or without that numeric suffix.
+
+def pair_layers_with_weights(layers: list, tensors: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Keras layer name -> the int8 weight tensor that holds its kernel.
+
+    Names do not survive conversion: Keras' default names collide with the
+    suffixes the converter adds ("conv2d_1" is the tensor of layer "conv2d"
+    and a layer of its own), and a kernel followed by BatchNormalization is
+    folded into a tensor named after the BatchNorm. Order does not either:
+    the converter moves a ResNet's shortcut convolution ahead of its block.
+    Values do: the converter quantizes each output channel symmetrically to
+    round(127 w / max|w|), and a folded BatchNorm only scales a channel,
+    which changes no magnitude of that form. So each layer predicts its
+    int8 magnitudes, and goes with the tensor of its shape that agrees best.
     """
-    def layer_of(tensor: str) -> str | None:
-        segments = tensor.split(";")[0].split("/")
-        for candidates in (segments, [re.sub(r"_\d+$", "", segment) for segment in segments]):
-            found = [segment for segment in candidates if segment in layers]
-            if found:
-                return found[-1]
-        return None
-
-    pairs = {}
-    for tensor in tensors:
-        layer = layer_of(tensor)
-        if layer is None or layer in pairs:
-            problem = "names no prunable layer" if layer is None else f"names layer '{layer}' again"
-            raise PruningError(f"int8 weight tensor '{tensor}' {problem}: cannot tell which layer it holds "
-                               f"(prunable layers: {', '.join(layers)})")
-        pairs[layer] = tensor
-    missing = [layer for layer in layers if layer not in pairs]
-    if missing:
-        raise PruningError(f"no int8 weight tensor is named after layer(s) {', '.join(missing)}")
+    scores = sorted(((_agreement(layer, tensor), i, j) for i, layer in enumerate(layers)
+                     for j, tensor in enumerate(tensors)), reverse=True)
+    pairs, taken = {}, set()
+    for score, i, j in scores:
+        if score < MATCH_THRESHOLD:
+            break
+        if layers[i].name not in pairs and j not in taken:
+            pairs[layers[i].name] = tensors[j]
+            taken.add(j)
+    unpaired = [layer for layer in layers if layer.name not in pairs]
+    if unpaired:
+        described = ", ".join(f"'{layer.name}' ({type(layer).__name__}, kernel {list(layer.kernel.shape)})"
+                              for layer in unpaired)
+        shapes = ", ".join(str(list(t.shape)) for t in tensors)
+        raise PruningError(f"no int8 weight tensor holds the kernel of layer(s) {described}; the converted "
+                           f"model's weight tensors have shapes {shapes}")
     return pairs
+
+
+def _agreement(layer, tensor: np.ndarray) -> float:
+    """Share of the nonzero weights (in the layer or the tensor) whose int8 magnitude the layer predicts."""
+    kernel, channel_axis = _as_tflite(layer)
+    if kernel.shape != tensor.shape:
+        return 0.0
+    magnitudes = np.moveaxis(np.abs(kernel).astype(np.float64), channel_axis, 0).reshape(kernel.shape[channel_axis], -1)
+    actual = np.abs(np.moveaxis(tensor.astype(np.int32), channel_axis, 0).reshape(magnitudes.shape))
+    nonzero = (magnitudes > 0) | (actual > 0)
+    if not nonzero.any():
+        return 1.0
+    per_channel = magnitudes.max(axis=1, keepdims=True)
+    best = 0.0
+    for peak in (np.where(per_channel > 0, per_channel, 1.0), max(magnitudes.max(), 1e-30)):  # or per tensor
+        predicted = np.round(127.0 * magnitudes / peak)
+        best = max(best, float(np.mean(np.abs(predicted - actual)[nonzero] <= 1)))
+    return best
+
+
+def _as_tflite(layer) -> tuple[np.ndarray, int]:
+    """The layer's kernel in the int8 tensor's layout, and that layout's output channel axis."""
+    kernel = np.asarray(layer.kernel.numpy())
+    kind = type(layer).__name__
+    if kind == "Dense":                              # [in, out] -> [out, in]
+        return kernel.T, 0
+    if kind == "Conv1D":                             # [k, in, out] -> [out, 1, k, in]
+        return kernel.transpose(2, 0, 1)[:, np.newaxis], 0
+    if kind == "DepthwiseConv2D":                    # [kh, kw, in, multiplier] -> [1, kh, kw, in * multiplier]
+        kh, kw, channels, multiplier = kernel.shape
+        return kernel.reshape(1, kh, kw, channels * multiplier), 3
+    return kernel.transpose(3, 0, 1, 2), 0           # Conv2D: [kh, kw, in, out] -> [out, kh, kw, in]
 
 
 def total_sparsity(layer_sparsity: dict[str, dict[str, float]]) -> float:

@@ -17,6 +17,7 @@ from harness.prune.masks import (PruningError, global_keep_counts, kept_count, n
 from harness.prune.method import Method
 from harness.prune.structured import filter_keep, filter_masks, trace_channels
 from harness.prune.train import MaskedTrainer
+from harness.scoring import score
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Snapshot:
     weights: list                       # model.get_weights() at this target
     masks: dict[str, np.ndarray]        # layer -> kernel mask
     filters: dict[str, np.ndarray]      # filter pattern: layer -> kept output filters; else empty
-    float_accuracy: float
+    float_scores: dict[str, float]      # the task's scores of the float model (harness/scoring.py)
     layer_targets: dict[str, float]     # layer -> the sparsity asked of it
     layer_sizes: dict[str, int]         # layer -> kernel weights in the unpruned model
     epochs: int                         # training epochs spent since the previous snapshot
@@ -38,7 +39,7 @@ class Pruner:
         self.model, self.data, self.config, self.method = model, data, config, method
         self.layers = prunable_layers(model)
         self._check_layer_names()
-        self.trainer = MaskedTrainer(model, self.layers, config.learning_rate, seed)
+        self.trainer = MaskedTrainer(model, self.layers, config.learning_rate, seed, data.task)
         self.rng = np.random.default_rng(seed)
         self.graph = trace_channels(model) if method.pattern == "filter" else None
         self.reset_masks()
@@ -142,9 +143,9 @@ class Pruner:
         self.trainer.set_masks(self.masks)
         self.trainer.reset_optimizer()
 
-    def accuracy(self) -> float:
+    def scores(self) -> dict[str, float]:
         predictions = np.asarray(self.model(self.data.x_test, training=False))
-        return float(np.mean(np.argmax(predictions, axis=1) == self.data.y_test))
+        return score(self.data.task, predictions, self.data.y_test, self.data.anomaly_test)
 
     def snapshot(self, target: float) -> Snapshot:
         now = time.perf_counter()
@@ -152,7 +153,7 @@ class Pruner:
             method=self.method.name, target=target, weights=self.weights(),
             masks={layer.name: mask.copy() for layer, mask in zip(self.layers, self.masks)},
             filters={name: keep.copy() for name, keep in self.filters.items()},
-            float_accuracy=self.accuracy(),
+            float_scores=self.scores(),
             layer_targets={layer.name: self.layer_target(layer, target) for layer in self.layers},
             layer_sizes={layer.name: int(np.prod(layer.kernel.shape)) for layer in self.layers},
             epochs=self._epochs, seconds=now - self._since)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.scoring import CLASSIFICATION
+
 
 class MaskedTrainer:
     """Trains a model whose pruned kernels stay zero; with no layers it is a plain trainer (the baseline)."""
 
-    def __init__(self, model, layers, learning_rate: float, seed: int):
+    def __init__(self, model, layers, learning_rate: float, seed: int, task: str = CLASSIFICATION):
         import keras
         import tensorflow as tf
 
@@ -20,8 +22,10 @@ class MaskedTrainer:
         self.masks = [tf.Variable(np.ones(k.shape, np.float32), trainable=False) for k in self.kernels]
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(model.trainable_variables)
-        # A user's model may end in logits rather than probabilities.
-        self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
+        if task == CLASSIFICATION:  # a user's model may end in logits rather than probabilities
+            self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
+        else:
+            self.loss = keras.losses.MeanSquaredError()
         self.rng = np.random.default_rng(seed)
 
         @tf.function(reduce_retracing=True)
