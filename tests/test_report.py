@@ -19,7 +19,7 @@ from conftest import run_harness
 from harness.report import build_report, write_report
 from harness.report.choices import VERSUS_FASTEST
 from harness.report.metrics import break_even, pareto_front
-from harness.results import load_results
+from harness.results import ResultRow, ResultsWriter, load_results
 from test_sweep import AUTO_SWEEP, QUICK_SWEEP
 
 SECTIONS = ["summary", "latency", "speedup", "flash", "sram", "accuracy", "pareto", "layers", "compare", "runs"]
@@ -205,12 +205,78 @@ def test_auto_kernel_is_one_more_series_and_its_choice_a_table(auto_run_dir, tmp
     ([0.5, 1.5], "≈ 60%"),        # crosses between the two points: interpolated
     ([1.2, 2.0], "≤ 40%"),        # already faster at the lowest sparsity measured
     ([0.5, 0.9], "> 80%"),        # never faster
+    ([1.2, 0.98], "> 80% (below 1× at 80%)"),   # faster first, then slower: it never stays faster
 ])
 def test_break_even(speedups, expected):
     assert str(break_even(pd.Series(speedups, index=[0.4, 0.8]))) == expected
+
+
+def test_break_even_is_where_the_ratio_stays_above_one():
+    """The last crossing counts: a dip below 1 after a win moves the break-even past it, and is named."""
+    crossing = break_even(pd.Series([1.1, 0.9, 1.3], index=[0.0, 0.5, 0.9]))
+    assert crossing.sparsity == pytest.approx(0.5 + 0.1 / 0.4 * 0.4)
+    assert not crossing.from_start and crossing.below == (0.5,)
+    assert crossing.describe("slower at") == "≈ 60% (slower at 50%)"
+    # below 1 only before the crossing: nothing else to say
+    assert break_even(pd.Series([0.5, 0.9, 1.3], index=[0.0, 0.5, 0.9])).describe("slower at") == "≈ 60%"
 
 
 def test_pareto_front_keeps_only_non_dominated_points():
     cost = [1.0, 2.0, 2.0, 3.0]
     accuracy = [0.90, 0.95, 0.94, 0.95]
     assert pareto_front(cost, accuracy).tolist() == [True, True, False, False]
+
+
+# --- Small runs written here, row by row, for what a real sweep would take long to produce ------------------------
+
+SPARSITIES = [0.0, 0.5, 0.9]
+
+
+def write_run(path, model, kernels, task="classification", board="mps2_an386"):
+    """A run directory: kernels maps a kernel to one dict per sparsity of the columns that differ from the default
+    (latency_median, flash_total, and the task's metric)."""
+    path.mkdir(parents=True)
+    writer = ResultsWriter(path)
+    for kernel, points in kernels.items():
+        for sparsity, values in zip(SPARSITIES, points):
+            values = {"latency_median": 1000.0, "flash_total": 40000} | values
+            writer.append(ResultRow(
+                run_id=path.name, model=model, target_sparsity=sparsity, kernel=kernel, board=board, core="cortex-m4",
+                task=task, latency_min=values["latency_median"], latency_max=values["latency_median"], latency_runs=3,
+                latency_unit="instructions", timing_source="qemu-icount-systick",
+                flash_code=values["flash_total"] // 2, **values))
+    return path
+
+
+def dense(**values):
+    return [values] * len(SPARSITIES)
+
+
+def points(**columns):
+    """One dict per sparsity from one list per column."""
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def figure_texts(fig):
+    return axis_texts(fig) + [text.get_text() for ax in fig.axes for text in ax.texts] \
+        + [label for ax in fig.axes for label in ax.get_legend_handles_labels()[1]]
+
+
+def test_a_kernel_that_dips_below_dense_is_never_called_as_fast(tmp_path):
+    """auto wins at 0%, loses at 50% (0.98×), wins at 90% (1.18×): the break-even is past 50%, and 50% is named."""
+    run = write_run(tmp_path / "dips", "digits_cnn", {
+        "dense": dense(latency_median=1000.0, flash_total=40000, accuracy_device=0.95),
+        "auto": points(latency_median=[950.0, 1000 / 0.98, 1000 / 1.18], flash_total=[39000, 50000, 25000],
+                       accuracy_device=[0.95, 0.95, 0.94]),
+        "csr": points(latency_median=[1100.0, 900.0, 1200.0], flash_total=[50000, 30000, 20000],
+                      accuracy_device=[0.95, 0.95, 0.94])})
+    report = build_report([run])
+    texts = " | ".join(figure_texts({p.name: p.figure for p in report.plots}["speedup-mps2_an386"]))
+    assert "at least as fast" not in texts
+    assert "break-even ≈ 54% (slower at 50%)" in texts   # 0.98 -> 1.18 crosses 1 a tenth of the way to 90%
+    assert "csr: slower than dense at 0%, 90%, so no break-even up to 90%" in texts
+    rows = {row["kernel"]: row for row in report.key_figures}
+    assert rows["auto"]["break-even sparsity (latency)"] == "≈ 54% (slower at 50%)"
+    assert rows["auto"]["break-even sparsity (flash)"] == "≈ 60% (larger at 50%)"   # 0.8x at 50%, 1.6x at 90%
+    assert rows["csr"]["break-even sparsity (latency)"] == "> 90% (slower at 0%, 90%)"
+    assert rows["csr"]["break-even sparsity (flash)"] == "≈ 19%"    # larger only before it: nothing to add

@@ -49,7 +49,7 @@ SERIES_SECTIONS = [
     ("latency", "Latency", "Median latency of one inference per kernel; bars and band: fastest to slowest of the "
      "repeated runs.", [("latency", "", figures.latency_figure)]),
     ("speedup", "Speedup over dense", "Dense latency divided by sparse latency at the same sparsity; the dotted "
-     "line marks the break-even sparsity, where the sparse kernel starts to win.",
+     "line marks the break-even sparsity, from which the sparse kernel stays at least as fast.",
      [("speedup", "", figures.speedup_figure)]),
     ("flash", "Flash", "What each variant stores in flash, by part; the dashed line is the dense model.",
      [("flash", "", figures.flash_figure)]),

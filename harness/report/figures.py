@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from harness.report.metrics import break_even, pareto_front, ratio_over_dense
+from harness.report.metrics import break_even, pareto_front, percents, ratio_over_dense
 from harness.report.runs import Series
 from harness.report.style import (ACCURACY_LABEL, DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, figure,
                                   kernel_color, latency_scale, percent_axis, series_header, styled)
@@ -78,18 +78,25 @@ def speedup_figure(series: Series) -> Figure:
 
 
 def _mark_break_even(ax, speedup: pd.Series, kernel: str, color: str, line: int) -> None:
-    """A vertical line where the sparse kernel starts to win; a note when it always or never does.
+    """A vertical line where the sparse kernel starts to win for good; a note when it always or never does, or
+    where it falls back below dense after winning.
 
     Notes sit in the bottom right corner, inside the band where sparse is slower, one line per kernel.
     """
     crossing = break_even(speedup)
     if crossing.sparsity is not None and not crossing.from_start:
         ax.axvline(crossing.sparsity, color=color, linestyle=":", linewidth=1.2)
-        ax.annotate(f"break-even {crossing}", (crossing.sparsity, 1.0), xytext=(6, -16),
+        ax.annotate(f"break-even {crossing.describe('slower at')}", (crossing.sparsity, 1.0), xytext=(6, -16),
                     textcoords="offset points", color=color, fontsize=8.5)
         return
-    text = (f"{kernel}: at least as fast as dense from the lowest sparsity measured ({speedup.index[0]:.0%})"
-            if crossing.from_start else f"{kernel}: never faster than dense, up to {speedup.index[-1]:.0%}")
+    if crossing.from_start:
+        text = f"{kernel}: at least as fast as dense at every sparsity measured ({speedup.index[0]:.0%} to " \
+               f"{speedup.index[-1]:.0%})"
+    elif crossing.dips:
+        text = f"{kernel}: slower than dense at {percents(crossing.below)}, so no break-even up to " \
+               f"{speedup.index[-1]:.0%}"
+    else:
+        text = f"{kernel}: never faster than dense, up to {speedup.index[-1]:.0%}"
     ax.text(0.98, 0.03 + 0.06 * line, text, transform=ax.transAxes, ha="right", va="bottom", color=color,
             fontsize=8.5)
 

@@ -21,37 +21,56 @@ def ratio_over_dense(series: Series, kernel: str, column: str) -> pd.Series:
 
 @dataclass(frozen=True)
 class Crossing:
-    """Where a ratio over dense first reaches 1. Exactly one of the three cases holds."""
-    sparsity: float | None      # interpolated between the measured points around the crossing
-    from_start: bool = False    # already >= 1 at the lowest measured sparsity
-    never_up_to: float | None = None
+    """Where a ratio over dense reaches 1 for good. Exactly one of the three cases holds."""
+    sparsity: float | None      # from where on the ratio stays >= 1, interpolated between the last measured point
+                                # below 1 and the next
+    from_start: bool = False    # >= 1 at every sparsity measured
+    never_up_to: float | None = None   # below 1 at the highest sparsity measured: it never stays >= 1
+    below: tuple[float, ...] = ()      # every sparsity measured where the ratio is below 1
+    dips: bool = False          # some of them come after a point >= 1: it falls back below dense on the way
+
+    def describe(self, worse: str = "below 1× at") -> str:
+        """E.g. '≈ 70% (slower at 0%, 50%)': where it is worse than dense is named whenever that is not simply every
+        point before the break-even."""
+        if self.from_start:
+            text = f"≤ {self.sparsity:.0%}"
+        elif self.never_up_to is not None:
+            text = f"> {self.never_up_to:.0%}"
+        else:
+            text = f"≈ {self.sparsity:.0%}" if self.sparsity is not None else "n/a"
+        return f"{text} ({worse} {percents(self.below)})" if self.dips else text
 
     def __str__(self) -> str:
-        if self.from_start:
-            return f"≤ {self.sparsity:.0%}"
-        if self.never_up_to is not None:
-            return f"> {self.never_up_to:.0%}"
-        return f"≈ {self.sparsity:.0%}" if self.sparsity is not None else "n/a"
+        return self.describe()
+
+
+def percents(values) -> str:
+    """E.g. '0%, 50%', sparsities for a sentence."""
+    return ", ".join(f"{value:.0%}" for value in values)
 
 
 def break_even(ratio: pd.Series) -> Crossing:
-    """Lowest sparsity where the ratio reaches 1, interpolated linearly from the point before.
+    """The sparsity from which the ratio stays at or above 1: interpolated linearly between the last point below 1
+    and the next one. A ratio that dips below 1 after reaching it breaks even only after its last dip.
 
     >>> str(break_even(pd.Series([0.5, 1.5], index=[0.4, 0.8])))
     '≈ 60%'
+    >>> str(break_even(pd.Series([1.1, 0.9, 1.3], index=[0.0, 0.5, 0.9])))
+    '≈ 60% (below 1× at 50%)'
     """
     if ratio.empty:
         return Crossing(None)
-    above = ratio[ratio >= 1.0]
-    if above.empty:
-        return Crossing(None, never_up_to=ratio.index.max())
-    first = above.index[0]
-    position = ratio.index.get_loc(first)
-    if position == 0:
-        return Crossing(first, from_start=True)
-    x0, y0 = ratio.index[position - 1], ratio.iloc[position - 1]
-    y1 = ratio.iloc[position]
-    return Crossing(x0 + (1.0 - y0) * (first - x0) / (y1 - y0))
+    is_below = (ratio < 1.0).to_numpy()
+    below = tuple(ratio.index[is_below])
+    dips = bool((is_below & np.maximum.accumulate(~is_below)).any())
+    if not below:
+        return Crossing(ratio.index[0], from_start=True)
+    last = int(np.flatnonzero(is_below)[-1])
+    if last == len(ratio) - 1:
+        return Crossing(None, never_up_to=ratio.index[-1], below=below, dips=dips)
+    x0, y0 = ratio.index[last], ratio.iloc[last]
+    x1, y1 = ratio.index[last + 1], ratio.iloc[last + 1]
+    return Crossing(x0 + (1.0 - y0) * (x1 - x0) / (y1 - y0), below=below, dips=dips)
 
 
 def pareto_front(cost: np.ndarray, benefit: np.ndarray) -> np.ndarray:
@@ -99,9 +118,10 @@ def _key_row(series: Series, kernel: str, floor: float) -> dict[str, str]:
     speedup = ratio_over_dense(series, kernel, "latency_median")
     best = f"{speedup.max():.2f}× at {speedup.idxmax():.0%}" if not speedup.empty else "n/a"
     return {"model": series.model, "board": series.board, "timing": series.kind.name,
-            "kernel": kernel, "break-even sparsity (latency)": str(break_even(speedup)),
+            "kernel": kernel, "break-even sparsity (latency)": break_even(speedup).describe("slower at"),
             "best speedup": best,
-            "break-even sparsity (flash)": str(break_even(ratio_over_dense(series, kernel, "flash_total"))),
+            "break-even sparsity (flash)":
+                break_even(ratio_over_dense(series, kernel, "flash_total")).describe("larger at"),
             "accuracy floor": f"{floor:.1%}" if np.isfinite(floor) else "n/a",
             "flash saved at floor": _flash_saved(series, kernel, floor)}
 
