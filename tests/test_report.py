@@ -232,9 +232,9 @@ def test_pareto_front_keeps_only_non_dominated_points():
 SPARSITIES = [0.0, 0.5, 0.9]
 
 
-def write_run(path, model, kernels, task="classification", board="mps2_an386"):
+def write_run(path, model, kernels, task="classification", board="mps2_an386", drop=()):
     """A run directory: kernels maps a kernel to one dict per sparsity of the columns that differ from the default
-    (latency_median, flash_total, and the task's metric)."""
+    (latency_median, flash_total, and the task's metric). drop: columns an older harness did not write."""
     path.mkdir(parents=True)
     writer = ResultsWriter(path)
     for kernel, points in kernels.items():
@@ -245,6 +245,9 @@ def write_run(path, model, kernels, task="classification", board="mps2_an386"):
                 task=task, latency_min=values["latency_median"], latency_max=values["latency_median"], latency_runs=3,
                 latency_unit="instructions", timing_source="qemu-icount-systick",
                 flash_code=values["flash_total"] // 2, **values))
+    if drop:
+        load_results(path / "results.csv").drop(columns=list(drop)).to_csv(path / "results.csv", index=False,
+                                                                          na_rep="nan")
     return path
 
 
@@ -262,6 +265,13 @@ def figure_texts(fig):
         + [label for ax in fig.axes for label in ax.get_legend_handles_labels()[1]]
 
 
+def ringed(fig):
+    """The (cost, metric) points a Pareto plot rings as non-dominated."""
+    (ax,) = fig.axes
+    (ring,) = [c for c in ax.collections if c.get_label() == "non-dominated (Pareto front)"]
+    return sorted(set(map(tuple, ring.get_offsets().tolist())))
+
+
 def test_a_kernel_that_dips_below_dense_is_never_called_as_fast(tmp_path):
     """auto wins at 0%, loses at 50% (0.98×), wins at 90% (1.18×): the break-even is past 50%, and 50% is named."""
     run = write_run(tmp_path / "dips", "digits_cnn", {
@@ -275,8 +285,84 @@ def test_a_kernel_that_dips_below_dense_is_never_called_as_fast(tmp_path):
     assert "at least as fast" not in texts
     assert "break-even ≈ 54% (slower at 50%)" in texts   # 0.98 -> 1.18 crosses 1 a tenth of the way to 90%
     assert "csr: slower than dense at 0%, 90%, so no break-even up to 90%" in texts
-    rows = {row["kernel"]: row for row in report.key_figures}
+    (table,) = report.key_figures
+    rows = {row["kernel"]: row for row in table.rows}
     assert rows["auto"]["break-even sparsity (latency)"] == "≈ 54% (slower at 50%)"
     assert rows["auto"]["break-even sparsity (flash)"] == "≈ 60% (larger at 50%)"   # 0.8x at 50%, 1.6x at 90%
     assert rows["csr"]["break-even sparsity (latency)"] == "> 90% (slower at 0%, 90%)"
     assert rows["csr"]["break-even sparsity (flash)"] == "≈ 19%"    # larger only before it: nothing to add
+
+
+def test_a_reconstruction_run_with_anomaly_labels_is_scored_by_auc(tmp_path):
+    auc = dict(auc_float=0.97, auc_int8_host=0.96)
+    run = write_run(tmp_path / "ae", "autoencoder", task="reconstruction", kernels={
+        "dense": dense(mse_device=0.010, auc_device=0.95, **auc),
+        "csr": points(flash_total=[50000, 30000, 20000], mse_device=[0.010, 0.011, 0.030],
+                      auc_device=[0.95, 0.945, 0.90], **{k: [v] * 3 for k, v in auc.items()})})
+    report = build_report([run], floor=0.93)
+    figures = {plot.name: plot.figure for plot in report.plots}
+    quality = figures["accuracy-mps2_an386"]
+    (ax,) = quality.axes
+    assert "AUC" in ax.get_ylabel() and "accuracy" not in " ".join(figure_texts(quality))
+    device = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    assert device["int8 on the device, csr"] == [0.95, 0.945, 0.90]
+    assert device["AUC floor 0.93"] == [0.93, 0.93]    # the user's floor applies to AUC
+    for name in ("pareto-latency-mps2_an386", "pareto-flash-mps2_an386"):
+        assert figures[name].axes[0].get_ylabel() == "AUC on the device (ROC, higher is better)"
+        assert "AUC vs" in figures[name].get_suptitle()
+    (table,) = report.key_figures
+    assert table.rows[0]["AUC floor"] == "0.93"
+    assert table.rows[0]["flash saved at AUC floor"].endswith("at 50%")   # 0.945 >= 0.93, 0.90 is not
+    assert [s.title for s in report.sections if s.id == "accuracy"] == ["AUC"]
+    assert not any("floor" in note for note in report.notes)
+
+
+def test_a_reconstruction_run_without_labels_is_scored_by_mse_lower_is_better(tmp_path):
+    run = write_run(tmp_path / "ae", "autoencoder", task="reconstruction", kernels={
+        "dense": dense(flash_total=40000, mse_float=0.009, mse_int8_host=0.010, mse_device=0.010),
+        "csr": points(flash_total=[50000, 30000, 20000], mse_float=[0.009] * 3, mse_int8_host=[0.010] * 3,
+                      mse_device=[0.010, 0.0104, 0.030])})
+    report = build_report([run], floor=0.95)
+    figures = {plot.name: plot.figure for plot in report.plots}
+    (ax,) = figures["accuracy-mps2_an386"].axes
+    assert ax.get_ylabel() == "reconstruction MSE (lower is better)"
+    ceiling = {line.get_label(): line.get_ydata()[0] for line in ax.lines}["MSE ceiling 0.0105"]
+    assert ceiling == pytest.approx(0.0105)   # the dense model's MSE x 1.05, not the accuracy floor given
+    pareto = figures["pareto-flash-mps2_an386"]
+    assert pareto.axes[0].get_ylabel() == "MSE on the device (lower is better)"
+    # least error and least flash win: dense (39 KiB, 0.010), csr 50% (29.3 KiB, 0.0104), csr 90% (19.5 KiB, 0.030);
+    # csr 0% (48.8 KiB, 0.010) is beaten by dense
+    assert ringed(pareto) == [(20000 / 1024, 0.030), (30000 / 1024, 0.0104), (40000 / 1024, 0.010)]
+    (table,) = report.key_figures
+    row = table.rows[0]
+    assert row["MSE ceiling"] == "0.0105" and "accuracy floor" not in row
+    assert row["flash saved at MSE ceiling"] == "9.8 KiB (25%) at 50%"
+    (note,) = [note for note in report.notes if "--accuracy-floor" in note]
+    assert "applies to accuracy and AUC only: ignored for mps2_an386, scored by MSE" in note
+    out = tmp_path / "out"
+    write_report(report, out)
+    summary = (out / "report.md").read_text()
+    assert "MSE ceiling: MSE on the device at most 5% above the dense model's (default)." in summary
+    assert "| MSE ceiling | flash saved at MSE ceiling |" in summary
+    assert "accuracy" not in summary.split("## Key figures")[1].split("## Notes")[0]
+
+
+def test_runs_of_different_metrics_are_compared_on_axes_of_their_own(tmp_path):
+    """An older classification run (no task column) next to an autoencoder scored by MSE."""
+    classifier = write_run(tmp_path / "cnn", "digits_cnn", drop=["task", "mse_device", "auc_device"], kernels={
+        "dense": dense(accuracy_device=0.95), "csr": points(accuracy_device=[0.95, 0.94, 0.90])})
+    autoencoder = write_run(tmp_path / "ae", "autoencoder", task="reconstruction", kernels={
+        "dense": dense(mse_device=0.010), "csr": points(mse_device=[0.010, 0.011, 0.030])})
+    report = build_report([classifier, autoencoder])
+    assert not any("has no" in note for note in report.notes), report.notes   # an older run is classification
+    assert any("scored by different metrics (accuracy, MSE)" in note for note in report.notes)
+    compared = {plot.name: plot.figure for plot in report.plots}["compare-accuracy"]
+    accuracy_axes, mse_axes = compared.axes
+    assert accuracy_axes.get_ylabel() == "test accuracy on the device (% correct, higher is better)"
+    assert mse_axes.get_ylabel() == "MSE on the device (lower is better)"
+    assert [line.get_label() for line in accuracy_axes.lines] == ["digits_cnn · dense", "digits_cnn · csr"]
+    assert [line.get_label() for line in mse_axes.lines] == ["autoencoder · dense", "autoencoder · csr"]
+    assert list(mse_axes.lines[1].get_ydata()) == [0.010, 0.011, 0.030]
+    assert compared.get_suptitle().startswith("Accuracy and MSE vs sparsity, compared")
+    assert [table.quality.name for table in report.key_figures] == ["accuracy", "MSE"]
+    assert "accuracy floor" in report.key_figures[0].rows[0] and "MSE ceiling" in report.key_figures[1].rows[0]

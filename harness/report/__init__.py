@@ -3,9 +3,10 @@
     files = report_runs([run_dir], out_dir=run_dir, floor=0.95)   # or build_report() then write_report()
 
 runs.py loads run directories and splits them into series (model x board x
-pruning method x run); figures.py draws one series, compare.py several;
-metrics.py computes the key figures; build.py assembles the report and
-write.py writes it.
+pruning method x run); quality.py picks the task's metric each series is
+scored by (accuracy, AUC or MSE); figures.py draws one series, compare.py
+several; metrics.py computes the key figures; build.py assembles the report
+and write.py writes it.
 """
 from __future__ import annotations
 

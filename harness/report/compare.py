@@ -10,8 +10,9 @@ from matplotlib.figure import Figure
 
 from harness.report.metrics import ratio_over_dense
 from harness.report.runs import Series
-from harness.report.style import (ACCURACY_LABEL, DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, comparison_header,
-                                  figure, latency_scale, percent_axis, styled, suptitle, tag_comparison)
+from harness.report.quality import Quality
+from harness.report.style import (DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, comparison_header, figure,
+                                  latency_scale, percent_axis, styled, suptitle, tag_comparison)
 
 MARKERS = "osD^v<>"
 
@@ -26,6 +27,10 @@ def comparison_notes(series_list: list[Series]) -> list[str]:
     if len(units) > 1:
         notes.append(f"latency units differ ({', '.join(units)}): latencies are compared on one axis per unit, "
                      "speedup (a ratio) on one axis for all")
+    metrics = list(dict.fromkeys(s.quality.name for s in series_list))
+    if len(metrics) > 1:
+        notes.append(f"the series are scored by different metrics ({', '.join(metrics)}): each metric is compared on "
+                     "an axis of its own")
     shared = set.intersection(*(set(s.rows.target_sparsity) for s in series_list))
     if not shared:
         notes.append("the series share no sparsity target: their curves are compared between different points")
@@ -87,14 +92,22 @@ def compare_flash_figure(series_list: list[Series]) -> Figure:
 
 
 @styled
-def compare_accuracy_figure(series_list: list[Series]) -> Figure:
-    fig, (ax,) = figure((8, 4.8))
-    _lines(ax, series_list, series_list, "accuracy_device", 1)
-    ax.set(xlabel=SPARSITY_LABEL, ylabel=f"{ACCURACY_LABEL} on the device")
-    percent_axis(ax, "x")
-    percent_axis(ax, "y")
-    ax.legend(loc="lower left", fontsize=8)
-    comparison_header(fig, ax, "Accuracy vs sparsity, compared", series_list)
+def compare_quality_figure(series_list: list[Series]) -> Figure:
+    """One axis per metric: accuracy, AUC and MSE are different quantities, and MSE is better low."""
+    by_quality: dict[Quality, list[Series]] = {}
+    for series in series_list:
+        by_quality.setdefault(series.quality, []).append(series)
+    fig, axes = figure((7.5 * len(by_quality) + 0.5, 4.8), ncols=len(by_quality))
+    for ax, (quality, group) in zip(axes, by_quality.items()):
+        _lines(ax, series_list, group, quality.device, 1)
+        ax.set(xlabel=SPARSITY_LABEL, ylabel=quality.device_label)
+        percent_axis(ax, "x")
+        if quality.percent:
+            percent_axis(ax, "y")
+        ax.legend(loc="lower left" if quality.higher_is_better else "upper left", fontsize=8)
+        tag_comparison(ax, group)
+    suptitle(fig, f"{' and '.join(q.title for q in by_quality)} vs sparsity, compared",
+             [s.model for s in series_list], [s.board for s in series_list])
     return fig
 
 

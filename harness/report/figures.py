@@ -1,7 +1,8 @@
 """The plots of one series (one model on one board, one pruning method, one run), one function each.
 
 Each returns a matplotlib Figure, or raises NothingToDraw with the reason.
-Sparsity and accuracy are plotted as fractions on percent-formatted axes.
+Sparsity and accuracy are plotted as fractions on percent-formatted axes; each series is scored by its task's
+metric (quality.py).
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from matplotlib.figure import Figure
 
 from harness.report.metrics import break_even, pareto_front, percents, ratio_over_dense
 from harness.report.runs import Series
-from harness.report.style import (ACCURACY_LABEL, DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, figure,
-                                  kernel_color, latency_scale, percent_axis, series_header, styled)
+from harness.report.style import (DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, figure, kernel_color, latency_scale,
+                                  percent_axis, series_header, styled)
 
 FLASH_PARTS = [("code", "#9e9e9e", lambda r: r.flash_code),
                ("dense weights", "#4e79a7", lambda r: r.flash_weights_dense),
@@ -162,8 +163,10 @@ def _stacked_bars(ax, series: Series, parts) -> None:
 
 
 @styled
-def accuracy_figure(panel: list[Series], floor: float | None) -> Figure:
-    """Float, int8 on the host and on the device; several pruning methods share the axes, one colour each."""
+def quality_figure(panel: list[Series], bound: float | None) -> Figure:
+    """The task's metric of the float model, of int8 on the host and on the device; several pruning methods share the
+    axes, one colour each. bound: the key figures' floor (or ceiling), drawn as a line."""
+    quality = panel[0].quality
     fig, (ax,) = figure((7, 4.4))
     several = len(panel) > 1
     for m, series in enumerate(panel):
@@ -171,60 +174,64 @@ def accuracy_figure(panel: list[Series], floor: float | None) -> Figure:
         method = f"{series.method}: " if several else ""
         # Device lines take the kernel colours of the other plots; the host-side lines keep out of their way.
         colors = [f"C{m}"] * 3 if several else ["C4", "C1", None]
-        ax.plot(per_point.target_sparsity, per_point.accuracy_float, "o-", color=colors[0],
+        ax.plot(per_point.target_sparsity, per_point[quality.column("float")], "o-", color=colors[0],
                 label=f"{method}float (Keras)")
-        ax.plot(per_point.target_sparsity, per_point.accuracy_int8_host, "s--", color=colors[1],
+        ax.plot(per_point.target_sparsity, per_point[quality.column("int8_host")], "s--", color=colors[1],
                 label=f"{method}int8, TFLite Micro on the host")
         for marker, kernel in zip("x+1234", series.kernels()):
             rows = series.kernel_rows(kernel)
-            ax.plot(rows.target_sparsity, rows.accuracy_device, marker=marker, linestyle=":", markersize=9,
+            ax.plot(rows.target_sparsity, rows[quality.device], marker=marker, linestyle=":", markersize=9,
                     color=colors[2] or kernel_color(series, kernel), label=f"{method}int8 on the device, {kernel}")
-    if floor is not None and np.isfinite(floor):
-        ax.axhline(floor, color="#e15759", linewidth=1, linestyle="-.", label=f"accuracy floor {floor:.1%}")
-    ax.set(xlabel=SPARSITY_LABEL, ylabel=ACCURACY_LABEL)
+    if bound is not None and np.isfinite(bound):
+        ax.axhline(bound, color="#e15759", linewidth=1, linestyle="-.",
+                   label=f"{quality.bound_name} {quality.format(bound)}")
+    ax.set(xlabel=SPARSITY_LABEL, ylabel=quality.axis_label)
     percent_axis(ax, "x")
-    percent_axis(ax, "y")
-    ax.legend(loc="lower left", fontsize=8)
-    series_header(fig, ax, "Accuracy vs sparsity", panel[0])
+    if quality.percent:
+        percent_axis(ax, "y")
+    # A score falls towards the bottom as pruning hurts, an error rises towards the top: the legend takes the other end.
+    ax.legend(loc="lower left" if quality.higher_is_better else "upper left", fontsize=8)
+    series_header(fig, ax, f"{quality.title} vs sparsity", panel[0])
     return fig
 
 
 @styled
 def pareto_latency_figure(series: Series) -> Figure:
     divisor, unit = latency_scale(series.unit, series.rows.latency_median.max())
-    return _pareto_figure(series, series.rows.latency_median / divisor, f"latency per inference ({unit})",
-                          "Accuracy vs latency")
+    return _pareto_figure(series, series.rows.latency_median / divisor, f"latency per inference ({unit})", "latency")
 
 
 @styled
 def pareto_flash_figure(series: Series) -> Figure:
-    return _pareto_figure(series, series.rows.flash_total / 1024, "flash (KiB)", "Accuracy vs flash")
+    return _pareto_figure(series, series.rows.flash_total / 1024, "flash (KiB)", "flash")
 
 
 def _pareto_figure(series: Series, cost: pd.Series, xlabel: str, what: str) -> Figure:
-    """Every variant as a point; the non-dominated ones (nothing cheaper is as accurate) ringed and joined."""
-    accuracy = series.rows.accuracy_device
-    if accuracy.isna().all():
-        raise NothingToDraw(f"{series.label}: no accuracy measured on the device")
+    """Every variant as a point; the non-dominated ones (nothing cheaper is as good) ringed and joined."""
+    quality = series.quality
+    score = series.rows[quality.device]
+    if score.isna().all():
+        raise NothingToDraw(f"{series.label}: no {quality.name} measured on the device")
     fig, (ax,) = figure((7, 4.4))
     for kernel in series.kernels():
         mine = series.rows.kernel == kernel
-        ax.scatter(cost[mine], accuracy[mine], color=kernel_color(series, kernel), label=kernel, zorder=3)
-    front = series.rows[pareto_front(cost.to_numpy(), accuracy.to_numpy())].assign(cost=cost)
-    front = front.sort_values(["cost", "accuracy_device"])
-    ax.step(front.cost, front.accuracy_device, where="post", color="black", linewidth=1, linestyle="--", zorder=2)
-    ax.scatter(front.cost, front.accuracy_device, s=170, facecolors="none", edgecolors="black", linewidths=1.3,
+        ax.scatter(cost[mine], score[mine], color=kernel_color(series, kernel), label=kernel, zorder=3)
+    front = series.rows[pareto_front(cost.to_numpy(), quality.benefit(score))].assign(cost=cost, score=score)
+    front = front.sort_values(["cost", "score"])
+    ax.step(front.cost, front.score, where="post", color="black", linewidth=1, linestyle="--", zorder=2)
+    ax.scatter(front.cost, front.score, s=170, facecolors="none", edgecolors="black", linewidths=1.3,
                zorder=4, label="non-dominated (Pareto front)")
     # Equal points (dense at every sparsity costs the same) share one label instead of printing over each other.
-    for (x, y), tied in front.groupby(["cost", "accuracy_device"], sort=False):
+    for (x, y), tied in front.groupby(["cost", "score"], sort=False):
         names = "; ".join(f"{kernel} " + ", ".join(f"{t:.0%}" for t in rows.target_sparsity)
                           for kernel, rows in tied.groupby("kernel", sort=False))
         ax.annotate(names, (x, y), xytext=(7, 4), textcoords="offset points", fontsize=8)
-    ax.set(xlabel=f"{xlabel}, lower is better", ylabel=f"{ACCURACY_LABEL} on the device, higher is better")
+    ax.set(xlabel=f"{xlabel}, lower is better", ylabel=quality.device_label)
     ax.set_xlim(left=0)
-    percent_axis(ax, "y")
-    ax.legend(loc="lower right")
-    series_header(fig, ax, what, series)
+    if quality.percent:
+        percent_axis(ax, "y")
+    ax.legend(loc="lower right" if quality.higher_is_better else "upper right")
+    series_header(fig, ax, f"{quality.title} vs {what}", series)
     return fig
 
 

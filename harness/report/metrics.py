@@ -1,4 +1,7 @@
-"""The numbers a reader looks for first: break-even sparsity, best speedup, flash saved, Pareto fronts."""
+"""The numbers a reader looks for first: break-even sparsity, best speedup, flash saved, Pareto fronts.
+
+Flash saved is measured against the task's metric (quality.py): a floor under accuracy or AUC, a ceiling over MSE.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,10 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.report.quality import Quality
 from harness.report.runs import Series
-
-# The default accuracy floor, when the user gives none: at most this much below the dense model.
-DEFAULT_FLOOR_DROP = 0.01
 
 
 def ratio_over_dense(series: Series, kernel: str, column: str) -> pd.Series:
@@ -91,50 +92,66 @@ def dense_baseline(series: Series) -> pd.Series | None:
     return dense.iloc[0] if not dense.empty else None
 
 
-def accuracy_floor(series: Series, floor: float | None) -> float:
-    """The user's floor, else the dense model's accuracy on the device less DEFAULT_FLOOR_DROP."""
-    if floor is not None:
+def quality_bound(series: Series, floor: float | None) -> float:
+    """What the key figures hold the series' metric on the device to: the user's floor where it applies (accuracy,
+    AUC), else the dense model's value made a little worse (Quality.default_bound)."""
+    quality = series.quality
+    if floor is not None and quality.takes_user_floor:
         return floor
     baseline = dense_baseline(series)
-    return baseline.accuracy_device - DEFAULT_FLOOR_DROP if baseline is not None else float("nan")
+    return quality.default_bound(baseline[quality.device]) if baseline is not None else float("nan")
 
 
-def smallest_within_floor(series: Series, kernel: str, floor: float) -> pd.Series | None:
-    """The kernel's smallest-flash point whose accuracy on the device meets the floor."""
+def smallest_within_bound(series: Series, kernel: str, bound: float) -> pd.Series | None:
+    """The kernel's smallest-flash point whose metric on the device meets the bound."""
     rows = series.kernel_rows(kernel)
-    rows = rows[rows.accuracy_device >= floor]
+    rows = rows[series.quality.meets(rows[series.quality.device], bound)]
     return rows.loc[rows.flash_total.idxmin()] if not rows.empty else None
 
 
-def key_figures(series_list: list[Series], floor: float | None) -> list[dict[str, str]]:
-    """One row per (series, sparse kernel), formatted for both the HTML and the Markdown table."""
+@dataclass(frozen=True)
+class KeyTable:
+    """The key figures of the series scored by one metric: its bound has a column of its own."""
+    quality: Quality
+    rows: list[dict[str, str]]    # one per (series, sparse kernel), formatted for HTML and Markdown alike
+
+
+def key_figures(series_list: list[Series], floor: float | None) -> list[KeyTable]:
+    """One table per metric, in the order the series first use them."""
     # The series label says more than the board only when runs, methods or versions differ.
     labelled = any(series.label != series.board for series in series_list)
-    return [({"series": series.label} if labelled else {}) | _key_row(series, kernel, accuracy_floor(series, floor))
-            for series in series_list for kernel in series.sparse_kernels()]
+    tables: dict[Quality, list[dict[str, str]]] = {}
+    for series in series_list:
+        bound = quality_bound(series, floor)
+        tables.setdefault(series.quality, []).extend(
+            ({"series": series.label} if labelled else {}) | _key_row(series, kernel, bound)
+            for kernel in series.sparse_kernels())
+    return [KeyTable(quality, rows) for quality, rows in tables.items() if rows]
 
 
-def _key_row(series: Series, kernel: str, floor: float) -> dict[str, str]:
+def _key_row(series: Series, kernel: str, bound: float) -> dict[str, str]:
     speedup = ratio_over_dense(series, kernel, "latency_median")
     best = f"{speedup.max():.2f}× at {speedup.idxmax():.0%}" if not speedup.empty else "n/a"
+    quality = series.quality
     return {"model": series.model, "board": series.board, "timing": series.kind.name,
             "kernel": kernel, "break-even sparsity (latency)": break_even(speedup).describe("slower at"),
             "best speedup": best,
             "break-even sparsity (flash)":
                 break_even(ratio_over_dense(series, kernel, "flash_total")).describe("larger at"),
-            "accuracy floor": f"{floor:.1%}" if np.isfinite(floor) else "n/a",
-            "flash saved at floor": _flash_saved(series, kernel, floor)}
+            quality.bound_name: quality.format(bound),
+            f"flash saved at {quality.bound_name}": _flash_saved(series, kernel, bound)}
 
 
-def _flash_saved(series: Series, kernel: str, floor: float) -> str:
+def _flash_saved(series: Series, kernel: str, bound: float) -> str:
     baseline = dense_baseline(series)
     if baseline is None:
         return "n/a (no dense kernel)"
-    best = smallest_within_floor(series, kernel, floor)
+    name = series.quality.bound_name
+    best = smallest_within_bound(series, kernel, bound)
     if best is None:
-        return "none: no point meets the floor"
+        return f"none: no point meets the {name}"
     saved = baseline.flash_total - best.flash_total
     if saved < 0:
-        return f"none: its smallest point within the floor ({best.target_sparsity:.0%}) is {-saved / 1024:.1f} KiB " \
-               "larger"
+        return f"none: its smallest point within the {name} ({best.target_sparsity:.0%}) is " \
+               f"{-saved / 1024:.1f} KiB larger"
     return f"{saved / 1024:.1f} KiB ({saved / baseline.flash_total:.0%}) at {best.target_sparsity:.0%}"

@@ -8,6 +8,7 @@ kept as a note for the report instead of stopping it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.chooser import AUTO, DENSE
+from harness.report.quality import Quality, quality_of, task_columns
 from harness.results import COLUMNS, ResultRow, load_results
 
 
@@ -94,6 +96,10 @@ class Series:
     def harness(self) -> str:
         return str(self.rows.harness_sha.iloc[0])
 
+    @functools.cached_property
+    def quality(self) -> Quality:
+        return quality_of(self.rows)
+
     def kernels(self) -> list[str]:
         """Dense first, so it is the reference colour and the first bar of every group; auto, made of the others,
         last."""
@@ -141,11 +147,17 @@ def _load_run(path: Path, notes: list[str]) -> Run | None:
 
 
 def _with_all_columns(frame: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
-    """Fill columns an older harness did not write with their defaults, so every plot can ask for them."""
+    """Fill columns an older harness did not write with their defaults, so every plot can ask for them.
+
+    Without a task column the run is classification (the default), and the other tasks' scores are not missed.
+    """
     missing = [column for column in COLUMNS if column not in frame]
-    if missing:
-        notes.append(f"{path}: results.csv has no {', '.join(missing)} (an older harness?): taken as empty, and "
+    unnoted = task_columns() if "task" in missing else set()
+    noted = [column for column in missing if column not in unnoted]
+    if noted:
+        notes.append(f"{path}: results.csv has no {', '.join(noted)} (an older harness?): taken as empty, and "
                      "plots that need them are left out")
+    if missing:
         defaults = {f.name: f.default for f in dataclasses.fields(ResultRow)}
         frame = frame.assign(**{column: _no_value(defaults[column]) for column in missing})
     return frame

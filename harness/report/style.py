@@ -15,7 +15,6 @@ STYLE = {
 }
 
 SPARSITY_LABEL = "sparsity (% of weights pruned)"
-ACCURACY_LABEL = "test accuracy (% correct)"
 DENSE_COLOR = "#4d4d4d"
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import matplotlib
 
 from harness.report.build import Plot, Report, Section
-from harness.report.metrics import DEFAULT_FLOOR_DROP
 from harness.report.runs import Run
 
 PNG_DPI = 150
@@ -58,10 +57,7 @@ CHOICE_INTRO = ("The format the auto kernel chose for each layer with weights at
                 "row divides auto's latency by the fastest single kernel's at the same sparsity.")
 
 
-def _floor_text(report: Report) -> str:
-    if report.floor is not None:
-        return f"accuracy on the device ≥ {report.floor:.1%} (given)"
-    return f"accuracy on the device at most {DEFAULT_FLOOR_DROP:.0%} below the dense model (default)"
+NO_KEY_FIGURES = "No series has both a dense and a sparse kernel."
 
 
 def _title(report: Report) -> str:
@@ -101,10 +97,18 @@ def _html_summary(report: Report) -> str:
                      f'{html.escape(s.kind.badge)}, {html.escape(s.unit)}</span> ' for s in report.series)
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in report.notes)
     return (f'<section id="summary"><h2>Summary</h2><p>{badges}</p>'
-            f'<h3>Key figures</h3><p>Accuracy floor: {html.escape(_floor_text(report))}.</p>'
-            f'{_html_table(report.key_figures) or "<p>No series has both a dense and a sparse kernel.</p>"}'
+            f'<h3>Key figures</h3>{_html_key_figures(report)}'
             f'{_html_choices(report)}'
             + (f'<h3>Notes</h3><ul class="notes">{notes}</ul>' if notes else "") + "</section>\n")
+
+
+def _html_key_figures(report: Report) -> str:
+    """A table per metric, each after the bound its flash saved is measured at."""
+    if not report.key_figures:
+        return f"<p>{NO_KEY_FIGURES}</p>"
+    return "".join(f"<p>{html.escape(table.quality.bound_title)}: "
+                   f"{html.escape(report.bound_text(table.quality))}.</p>{_html_table(table.rows)}"
+                   for table in report.key_figures)
 
 
 def _html_choices(report: Report) -> str:
@@ -154,8 +158,12 @@ def _run_facts(run: Run) -> dict[str, str]:
 def _markdown(report: Report) -> str:
     lines = [f"# {_title(report)}", "", "Runs: " + ", ".join(f"`{run.name}`" for run in report.runs), ""]
     lines += [f"- {s.label}: {s.kind.badge}, timing {s.source} in {s.unit}" for s in report.series]
-    lines += ["", "## Key figures", "", f"Accuracy floor: {_floor_text(report)}.", ""]
-    lines += _markdown_table(report.key_figures) or ["No series has both a dense and a sparse kernel."]
+    lines += ["", "## Key figures"]
+    for table in report.key_figures:
+        lines += ["", f"{table.quality.bound_title}: {report.bound_text(table.quality)}.", ""]
+        lines += _markdown_table(table.rows)
+    if not report.key_figures:
+        lines += ["", NO_KEY_FIGURES]
     if report.choices:
         lines += ["", f"## {CHOICE_TITLE}", "", CHOICE_INTRO]
         for table in report.choices:
