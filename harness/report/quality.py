@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-RECONSTRUCTION = "reconstruction"
+from harness.scoring import RECONSTRUCTION
+
 # Where each metric is measured, as its columns' suffixes.
 SOURCES = ("float", "int8_host", "device")
 
