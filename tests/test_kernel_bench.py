@@ -104,6 +104,8 @@ def test_break_even_is_interpolated_where_the_ratio_crosses_one():
     (["fc-4x4"], ["1.0"], None, "outside [0, 1)"),
     (["fc-4x4"], ["4:2"], None, "0 < N < M"),
     (["fc-4x4"], ["0.5"], ["nope"], "unknown format nope"),
+    (["dw15x1-10x1x4-valid"], ["0"], None, "leaves no output"),
+    (["fc-4x4-valid"], ["0"], None, "is none of"),
 ])
 def test_plans_that_cannot_run_say_why(shapes, prunings, formats, message):
     with pytest.raises(ShapeError, match=message.replace("[", r"\[").replace(")", r"\)")):

@@ -21,35 +21,31 @@ nn_status nn_conv2d_bitmask_s8(const nn_conv2d_params *params, const int8_t *inp
     const int32_t row_step = nn_sparse_conv_row_step(win);
     const int32_t row_bytes = ((win->kernel_w - 1) * win->dilation_w + 1) * win->input.c;
     const int32_t words = (row_bytes + 31) / 32;
-    for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {
-        const int8_t *row = nn_sparse_conv_row(win, input, out_y, zero_point, buffer);
-        for (int32_t out_x = 0; out_x < win->output.w; out_x += NN_CONV_TILE) {
-            const int8_t *corner[NN_CONV_TILE];
-            const int32_t pixels = nn_sparse_conv_tile(win, row, out_x, corner);
-            const int8_t *v = weights->values;
-            const uint32_t *mask = weights->mask;
-            for (int32_t ch = 0; ch < out_c; ++ch) {
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
-                    for (int32_t word = 0; word < words; ++word) {
-                        const int32_t start = ky * row_step + 32 * word;
-                        const int8_t *b0 = corner[0] + start, *b1 = corner[1] + start;
-                        const int8_t *b2 = corner[2] + start, *b3 = corner[3] + start;
-                        for (uint32_t bits = *mask++; bits != 0;) {
-                            const uint32_t at = nn_clz32(bits);
-                            bits &= ~(0x80000000u >> at);
-                            const int32_t w = *v++;
-                            a0 += w * b0[at];
-                            a1 += w * b1[at];
-                            a2 += w * b2[at];
-                            a3 += w * b3[at];
-                        }
+    nn_sparse_conv_walk walk = nn_sparse_conv_begin(win, input, zero_point, buffer);
+    const int8_t *corner[NN_CONV_TILE];
+    for (int32_t pixels; (pixels = nn_sparse_conv_next(&walk, corner)) != 0; output += pixels * out_c) {
+        const int8_t *v = weights->values;
+        const uint32_t *mask = weights->mask;
+        for (int32_t ch = 0; ch < out_c; ++ch) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
+                for (int32_t word = 0; word < words; ++word) {
+                    const int32_t start = ky * row_step + 32 * word;
+                    const int8_t *b0 = corner[0] + start, *b1 = corner[1] + start;
+                    const int8_t *b2 = corner[2] + start, *b3 = corner[3] + start;
+                    for (uint32_t bits = *mask++; bits != 0;) {
+                        const uint32_t at = nn_clz32(bits);
+                        bits &= ~(0x80000000u >> at);
+                        const int32_t w = *v++;
+                        a0 += w * b0[at];
+                        a1 += w * b1[at];
+                        a2 += w * b2[at];
+                        a3 += w * b3[at];
                     }
                 }
-                const int32_t acc[NN_CONV_TILE] = {a0, a1, a2, a3};
-                nn_sparse_conv_store(acc, pixels, ch, bias, requant, output, out_c);
             }
-            output += pixels * out_c;
+            const int32_t acc[NN_CONV_TILE] = {a0, a1, a2, a3};
+            nn_sparse_conv_store(acc, pixels, ch, bias, requant, output, out_c);
         }
     }
     return NN_OK;

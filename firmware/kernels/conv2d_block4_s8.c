@@ -73,24 +73,20 @@ nn_status nn_conv2d_block4_s8(const nn_conv2d_params *params, const int8_t *inpu
     /* The bytes a window spans; the compiler keeps blocks inside them unless they are fewer than 4. */
     const int32_t span = (win->kernel_h - 1) * nn_sparse_conv_row_step(win) +
                          ((win->kernel_w - 1) * win->dilation_w + 1) * win->input.c;
-    for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {
-        const int8_t *row = nn_sparse_conv_row(win, input, out_y, zero_point, buffer);
-        for (int32_t out_x = 0; out_x < win->output.w; out_x += NN_CONV_TILE) {
-            const int8_t *corner[NN_CONV_TILE];
-            const int32_t pixels = nn_sparse_conv_tile(win, row, out_x, corner);
-            int8_t narrow[NN_CONV_TILE][4] = {{0}};
-            if (span < 4) {
-                for (int32_t k = 0; k < NN_CONV_TILE; ++k) {
-                    memcpy(narrow[k], corner[k], (size_t)span);
-                    corner[k] = narrow[k];
-                }
+    nn_sparse_conv_walk walk = nn_sparse_conv_begin(win, input, zero_point, buffer);
+    const int8_t *corner[NN_CONV_TILE];
+    for (int32_t pixels; (pixels = nn_sparse_conv_next(&walk, corner)) != 0; output += pixels * out_c) {
+        int8_t narrow[NN_CONV_TILE][4] = {{0}};
+        if (span < 4) {
+            for (int32_t k = 0; k < NN_CONV_TILE; ++k) {
+                memcpy(narrow[k], corner[k], (size_t)span);
+                corner[k] = narrow[k];
             }
-            if (weights->index_u8 != 0) {
-                tile(params, weights, weights->index_u8, 0, corner, pixels, bias, output);
-            } else {
-                tile(params, weights, 0, weights->index_u16, corner, pixels, bias, output);
-            }
-            output += pixels * out_c;
+        }
+        if (weights->index_u8 != 0) {
+            tile(params, weights, weights->index_u8, 0, corner, pixels, bias, output);
+        } else {
+            tile(params, weights, 0, weights->index_u16, corner, pixels, bias, output);
         }
     }
     return NN_OK;

@@ -162,17 +162,13 @@ nn_status nn_conv2d_csr_s8(const nn_conv2d_params *params, const int8_t *input,
     const nn_csr_s8 w = *weights;
     const int8_t zero_point = (int8_t)(-requant.input_offset);
     const int32_t out_c = win->output.c;
-    for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {
-        const int8_t *row = nn_sparse_conv_row(win, input, out_y, zero_point, buffer);
-        for (int32_t out_x = 0; out_x < win->output.w; out_x += NN_CONV_TILE) {
-            const int8_t *corner[NN_CONV_TILE];
-            const int32_t pixels = nn_sparse_conv_tile(win, row, out_x, corner);
-            if (w.index_u8 != 0) {
-                tile(&requant, out_c, &w, w.index_u8, 0, bias, corner, pixels, output);
-            } else {
-                tile(&requant, out_c, &w, 0, w.index_u16, bias, corner, pixels, output);
-            }
-            output += pixels * out_c;
+    nn_sparse_conv_walk walk = nn_sparse_conv_begin(win, input, zero_point, buffer);
+    const int8_t *corner[NN_CONV_TILE];
+    for (int32_t pixels; (pixels = nn_sparse_conv_next(&walk, corner)) != 0; output += pixels * out_c) {
+        if (w.index_u8 != 0) {
+            tile(&requant, out_c, &w, w.index_u8, 0, bias, corner, pixels, output);
+        } else {
+            tile(&requant, out_c, &w, 0, w.index_u16, bias, corner, pixels, output);
         }
     }
     return NN_OK;

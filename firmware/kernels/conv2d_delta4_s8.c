@@ -75,28 +75,24 @@ nn_status nn_conv2d_delta4_s8(const nn_conv2d_params *params, const int8_t *inpu
     const int8_t zero_point = (int8_t)(-requant->input_offset);
     const int32_t out_c = win->output.c;
     const int32_t row_step = nn_sparse_conv_row_step(win);
-    for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {
-        const int8_t *row = nn_sparse_conv_row(win, input, out_y, zero_point, buffer);
-        for (int32_t out_x = 0; out_x < win->output.w; out_x += NN_CONV_TILE) {
-            const int8_t *corner[NN_CONV_TILE];
-            const int32_t pixels = nn_sparse_conv_tile(win, row, out_x, corner);
-            const int8_t *v = weights->values;
-            const uint8_t *d = weights->deltas;
-            int high = 0;
-            int32_t segment = 0;
-            for (int32_t ch = 0; ch < out_c; ++ch) {
-                int32_t acc[NN_CONV_TILE] = {0, 0, 0, 0};
-                for (int32_t ky = 0; ky < win->kernel_h; ++ky, ++segment) {
-                    const int32_t n = weights->count_u8 ? weights->count_u8[segment]
-                                                        : weights->count_u16[segment];
-                    const int32_t step = ky * row_step;
-                    const int8_t *base[NN_CONV_TILE] = {corner[0] + step, corner[1] + step,
-                                                        corner[2] + step, corner[3] + step};
-                    row_dot(&v, &d, &high, n, base, acc);
-                }
-                nn_sparse_conv_store(acc, pixels, ch, bias, requant, output, out_c);
+    nn_sparse_conv_walk walk = nn_sparse_conv_begin(win, input, zero_point, buffer);
+    const int8_t *corner[NN_CONV_TILE];
+    for (int32_t pixels; (pixels = nn_sparse_conv_next(&walk, corner)) != 0; output += pixels * out_c) {
+        const int8_t *v = weights->values;
+        const uint8_t *d = weights->deltas;
+        int high = 0;
+        int32_t segment = 0;
+        for (int32_t ch = 0; ch < out_c; ++ch) {
+            int32_t acc[NN_CONV_TILE] = {0, 0, 0, 0};
+            for (int32_t ky = 0; ky < win->kernel_h; ++ky, ++segment) {
+                const int32_t n = weights->count_u8 ? weights->count_u8[segment]
+                                                    : weights->count_u16[segment];
+                const int32_t step = ky * row_step;
+                const int8_t *base[NN_CONV_TILE] = {corner[0] + step, corner[1] + step,
+                                                    corner[2] + step, corner[3] + step};
+                row_dot(&v, &d, &high, n, base, acc);
             }
-            output += pixels * out_c;
+            nn_sparse_conv_store(acc, pixels, ch, bias, requant, output, out_c);
         }
     }
     return NN_OK;

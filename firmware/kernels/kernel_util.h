@@ -107,19 +107,58 @@ static inline const int8_t *nn_sparse_conv_row(const nn_window *win, const int8_
 }
 
 /*
- * The window corners of the tile of pixels out_x.. of an output row, and
- * how many of them the row has: past its end the tile repeats the row's
- * last pixel, computed and not stored, so kernels need no partial tiles.
+ * Walks the output image a tile at a time. When the windows are read in
+ * place, a tile is the next NN_CONV_TILE pixels in raster order, across
+ * row ends: a 1-pixel-wide map ([T, 1, C], streaming models) then fills
+ * its tiles as a square one does, where tiles of one row would hold one
+ * pixel computed 4 times. With padding, a tile stays in the output row
+ * whose input the band holds.
  */
-static inline int32_t nn_sparse_conv_tile(const nn_window *win, const int8_t *row, int32_t out_x,
-                                          const int8_t *corner[NN_CONV_TILE])
+typedef struct {
+    const nn_window *win;
+    const int8_t *input;
+    int8_t *band;         /* NULL when the windows are read in place */
+    int8_t zero_point;
+    int32_t y, x;         /* the next tile's first pixel */
+    const int8_t *row;    /* where the windows of output row y start */
+} nn_sparse_conv_walk;
+
+static inline nn_sparse_conv_walk nn_sparse_conv_begin(const nn_window *win, const int8_t *input,
+                                                       int8_t zero_point, int8_t *buffer)
 {
-    const int32_t last = win->output.w - 1;
-    for (int32_t k = 0; k < NN_CONV_TILE; ++k) {
-        const int32_t x = out_x + k < last ? out_x + k : last;
-        corner[k] = row + x * win->stride_w * win->input.c;
+    const nn_sparse_conv_walk walk = {win, input, nn_sparse_conv_pads(win) ? buffer : 0, zero_point,
+                                      0, 0, 0};
+    return walk;
+}
+
+/*
+ * The window corners of the next tile, and how many pixels it has (0 once
+ * the image is done). Past its last pixel a tile repeats it, computed and
+ * not stored, so kernels need no partial tiles. A band is refilled only
+ * when a tile starts a row, after every channel of the tile before.
+ */
+static inline int32_t nn_sparse_conv_next(nn_sparse_conv_walk *walk, const int8_t *corner[NN_CONV_TILE])
+{
+    const nn_window *win = walk->win;
+    const int32_t col_step = win->stride_w * win->input.c;
+    int32_t pixels = 0;
+    while (pixels < NN_CONV_TILE && walk->y < win->output.h) {
+        if (walk->x == 0) {
+            walk->row = nn_sparse_conv_row(win, walk->input, walk->y, walk->zero_point, walk->band);
+        }
+        corner[pixels++] = walk->row + walk->x * col_step;
+        if (++walk->x == win->output.w) {
+            walk->x = 0;
+            ++walk->y;
+            if (walk->band != 0) {
+                break;
+            }
+        }
     }
-    return last + 1 - out_x < NN_CONV_TILE ? last + 1 - out_x : NN_CONV_TILE;
+    for (int32_t k = pixels; k > 0 && k < NN_CONV_TILE; ++k) {
+        corner[k] = corner[pixels - 1];
+    }
+    return pixels;
 }
 
 /*

@@ -5,6 +5,8 @@ A shape is written as it is named on the command line:
     fc-256x256             FULLY_CONNECTED, 256 inputs -> 256 outputs
     conv3x3-16x16x16-32    CONV_2D 3x3, SAME, stride 1, on a 16x16x16 input, 32 output channels
     dw3x3-16x16x64         DEPTHWISE_CONV_2D 3x3, SAME, stride 1, on a 16x16x64 input
+    dw15x1-15x1x64-valid   the same with VALID padding (a conv or dw shape ending in -valid),
+                           as streaming models' (k x 1) windows on 1-pixel-wide maps run
 
 A pruning is a fraction of weights zeroed by magnitude ("0.9") or an N:M
 pattern ("2:4": the 2 largest of every 4 consecutive weights along the input
@@ -20,8 +22,8 @@ DEFAULT_SHAPES = ("fc-256x256", "conv3x3-16x16x16-32", "conv1x1-16x16x64-64", "d
 DEFAULT_PRUNINGS = ("0", "0.5", "0.6", "0.7", "0.8", "0.9", "0.95", "2:4", "1:4")
 
 _FC = re.compile(r"fc-(\d+)x(\d+)")
-_CONV = re.compile(r"conv(\d+)x(\d+)-(\d+)x(\d+)x(\d+)-(\d+)")
-_DEPTHWISE = re.compile(r"dw(\d+)x(\d+)-(\d+)x(\d+)x(\d+)")
+_CONV = re.compile(r"conv(\d+)x(\d+)-(\d+)x(\d+)x(\d+)-(\d+)(-valid)?")
+_DEPTHWISE = re.compile(r"dw(\d+)x(\d+)-(\d+)x(\d+)x(\d+)(-valid)?")
 
 
 class ShapeError(ValueError):
@@ -35,6 +37,7 @@ class LayerShape:
     input_shape: tuple[int, ...]      # without the batch
     kernel: tuple[int, int] = (1, 1)  # convolution window
     outputs: int = 0                  # output features or channels (not for depthwise)
+    padding: str = "same"             # convolutions: "same" or "valid"
 
     def keras_layer(self):
         import keras
@@ -43,30 +46,35 @@ class LayerShape:
         if self.op == "FULLY_CONNECTED":
             return layers.Dense(self.outputs, name="layer")
         if self.op == "CONV_2D":
-            return layers.Conv2D(self.outputs, self.kernel, padding="same", name="layer")
-        return layers.DepthwiseConv2D(self.kernel, padding="same", name="layer")
+            return layers.Conv2D(self.outputs, self.kernel, padding=self.padding, name="layer")
+        return layers.DepthwiseConv2D(self.kernel, padding=self.padding, name="layer")
 
 
 def parse_shape(text: str) -> LayerShape:
     """
     >>> parse_shape("conv3x3-16x16x16-32")
-    LayerShape(name='conv3x3-16x16x16-32', op='CONV_2D', input_shape=(16, 16, 16), kernel=(3, 3), outputs=32)
+    LayerShape(name='conv3x3-16x16x16-32', op='CONV_2D', input_shape=(16, 16, 16), kernel=(3, 3), outputs=32, padding='same')
+    >>> parse_shape("dw15x1-15x1x64-valid").padding
+    'valid'
     """
-    numbers = lambda match: tuple(int(v) for v in match.groups())  # noqa: E731
+    numbers = lambda match: tuple(int(v) for v in match.groups() if v and v != "-valid")  # noqa: E731
+    padding = lambda match: "valid" if match.groups()[-1] else "same"  # noqa: E731
     if match := _FC.fullmatch(text):
         inputs, outputs = numbers(match)
         shape = LayerShape(text, "FULLY_CONNECTED", (inputs,), outputs=outputs)
     elif match := _CONV.fullmatch(text):
         kh, kw, h, w, c, outputs = numbers(match)
-        shape = LayerShape(text, "CONV_2D", (h, w, c), (kh, kw), outputs)
+        shape = LayerShape(text, "CONV_2D", (h, w, c), (kh, kw), outputs, padding(match))
     elif match := _DEPTHWISE.fullmatch(text):
         kh, kw, h, w, c = numbers(match)
-        shape = LayerShape(text, "DEPTHWISE_CONV_2D", (h, w, c), (kh, kw))
+        shape = LayerShape(text, "DEPTHWISE_CONV_2D", (h, w, c), (kh, kw), padding=padding(match))
     else:
-        raise ShapeError(f"shape '{text}' is none of fc-INxOUT, convKHxKW-HxWxCIN-COUT, dwKHxKW-HxWxC "
-                         f"(e.g. {', '.join(DEFAULT_SHAPES)})")
+        raise ShapeError(f"shape '{text}' is none of fc-INxOUT, convKHxKW-HxWxCIN-COUT[-valid], "
+                         f"dwKHxKW-HxWxC[-valid] (e.g. {', '.join(DEFAULT_SHAPES)})")
     if 0 in shape.input_shape + shape.kernel or (shape.op != "DEPTHWISE_CONV_2D" and not shape.outputs):
         raise ShapeError(f"shape '{text}' has a zero dimension")
+    if shape.padding == "valid" and any(k > size for k, size in zip(shape.kernel, shape.input_shape)):
+        raise ShapeError(f"shape '{text}': a VALID window larger than the input leaves no output")
     return shape
 
 
