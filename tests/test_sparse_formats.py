@@ -6,6 +6,8 @@ is tests/test_compiler.py's job.
 """
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -200,3 +202,68 @@ def test_block4_keeps_blocks_inside_the_row():
 def test_dense_takes_the_sparse_arguments():
     matrix = random_matrix((4, 8), 0.5)
     assert encode_dense(matrix, "w", np.arange(8), 8).bytes.values == 32
+
+
+# ---- the sparse CONV_2D kernels on the host: tiles, and 1-pixel-wide maps against TFLite Micro ----------------
+
+TILES_DRIVER = r"""
+#include <stdio.h>
+#include "kernel_util.h"
+/* Reads a window (input h w c, output h w c, kernel, stride, dilation, padding), prints its tiles:
+   the pixel count, then each corner's offset from the input (or the band), a line per tile. */
+int main(void)
+{
+    nn_window w;
+    static int8_t input[1 << 16], band[1 << 16];
+    while (scanf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d", &w.input.h, &w.input.w, &w.input.c,
+                 &w.output.h, &w.output.w, &w.output.c, &w.kernel_h, &w.kernel_w, &w.stride_h,
+                 &w.stride_w, &w.dilation_h, &w.dilation_w, &w.pad_top, &w.pad_left) == 14) {
+        nn_sparse_conv_walk walk = nn_sparse_conv_begin(&w, input, 0, band);
+        const int8_t *corner[NN_CONV_TILE];
+        for (int32_t pixels; (pixels = nn_sparse_conv_next(&walk, corner)) != 0;) {
+            const int8_t *base = walk.band ? band : input;
+            printf("%d", (int)pixels);
+            for (int k = 0; k < NN_CONV_TILE; ++k) {
+                printf(" %d", (int)(corner[k] - base));
+            }
+            printf("\n");
+        }
+        printf("end\n");
+    }
+    return 0;
+}
+"""
+
+
+def _tiles(tmp_path, window: dict) -> list[list[int]]:
+    from test_compiler import CFLAGS, REPO
+    source, exe = tmp_path / "tiles.c", tmp_path / "tiles"
+    source.write_text(TILES_DRIVER)
+    kernels = REPO / "firmware" / "kernels"
+    build = subprocess.run(["gcc", *CFLAGS, f"-I{kernels}", str(source), str(kernels / "conv2d_csr_s8.c"), "-o",
+                            str(exe)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    fields = [window["input"][k] for k in "hwc"] + [window["output"][k] for k in "hwc"] + [
+        window[k] for k in ("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w",
+                            "pad_top", "pad_left")]
+    out = subprocess.run([str(exe)], input=" ".join(map(str, fields)), capture_output=True, text=True, check=True)
+    lines = out.stdout.split("\n")
+    return [[int(v) for v in line.split()] for line in lines[:lines.index("end")]]
+
+
+def test_tiles_run_across_rows_when_windows_are_read_in_place(tmp_path):
+    # A [13, 1, 12] map, 1x1: 13 pixels in tiles of 4, 4, 4 and 1 (repeated), not 13 tiles of one pixel.
+    window = conv_window(13, 1, 12, 10, 1, pad=0)
+    window["output"]["w"] = 1
+    assert _tiles(tmp_path, window) == [[4, 0, 12, 24, 36], [4, 48, 60, 72, 84], [4, 96, 108, 120, 132],
+                                        [1, 144, 144, 144, 144]]
+    # Stride 2 on a 3-wide map: raster order across rows, each corner two input pixels on.
+    strided = {**conv_window(6, 3, 2, 4, 1, stride=2, pad=0), "output": {"h": 3, "w": 2, "c": 4}}
+    strided["kernel_w"], strided["stride_w"] = 2, 1
+    assert _tiles(tmp_path, strided) == [[4, 0, 2, 12, 14], [2, 24, 26, 26, 26]]
+
+
+def test_tiles_stay_in_the_band_row_when_windows_pad(tmp_path):
+    # SAME 3x3 on 3x3: each output row is its own band, 3 pixels a tile, the last repeated.
+    window = conv_window(3, 3, 2, 4, 3)
+    assert _tiles(tmp_path, window) == [[3, 0, 2, 4, 4]] * 3
