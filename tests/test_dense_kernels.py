@@ -330,6 +330,47 @@ def test_requantize_matches_tflm_arithmetic(tmp_path, variant):
                              f"gave {got[wrong[0]]}, TFLM {expected[wrong[0]]}")
 
 
+PRECOMPUTED_DRIVER = r"""
+#include <stdio.h>
+#include "requantize.h"
+/* Reads (acc, multiplier, shift) int32 triples; writes whether the channel's constants can be precomputed,
+   and if so nn_requantize_precomputed() with them (else 0). */
+int main(void)
+{
+    int32_t in[3];
+    while (fread(in, sizeof in[0], 3, stdin) == 3) {
+        nn_requant_channel channel;
+        int32_t out[2] = {nn_requantize_channel_of(in[1], (int)in[2], &channel), 0};
+        if (out[0]) {
+            out[1] = nn_requantize_precomputed(in[0], &channel);
+        }
+        fwrite(out, sizeof out[0], 2, stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_requantize_with_per_channel_constants_matches_tflm(tmp_path, variant):
+    # The depthwise kernels' table (depthwise_util.h): constants per channel, computed once per call.
+    source = tmp_path / "precomputed_driver.c"
+    source.write_text(PRECOMPUTED_DRIVER)
+    exe = tmp_path / "precomputed_driver"
+    _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
+    rng = np.random.default_rng(12)
+    cases = _requantize_cases(rng, 500_000)
+    # TFLM's channel whose scale is too small to represent (a pruned, all-zero channel): multiplier 0, shift 0.
+    cases[::7, 1:] = 0
+    result = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True)
+    fits, got = np.frombuffer(result.stdout, dtype=np.int32).reshape(-1, 2).T
+    assert np.array_equal(fits == 1, (cases[:, 2] <= -2) | (cases[:, 1] == 0))
+    expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2])
+    wrong = np.flatnonzero((fits == 1) & (got != expected))
+    assert wrong.size == 0, (f"{wrong.size} wrong, first: acc, multiplier, shift = {cases[wrong[0]].tolist()} "
+                             f"gave {got[wrong[0]]}, TFLM {expected[wrong[0]]}")
+
+
 # ---- the instruction emulations ----------------------------------------------------------------
 
 SIMD_DRIVER = r"""

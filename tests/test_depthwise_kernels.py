@@ -4,6 +4,7 @@ Small int8 models of chained depthwise layers cover the geometries the
 reference handles: strides, dilation, SAME and VALID padding (with windows
 cut on every side, or only at the bottom and right), depth multipliers above
 1, windows other than 3x3, channel counts that are not multiples of 4,
+1-pixel-wide maps with (k x 1) windows of 3 to 15 taps (streaming models),
 per-tensor and per-channel scales, fused activations, and sparsities from 0
 to 90 % with an empty output channel; 32-bit CSR row starts too. Each model is compiled with dense and CSR weights and built
 with the host gcc under ASan and UBSan twice: portable C, and the DSP path
@@ -55,6 +56,17 @@ MODELS = {
     "even_stride": ((10, 10, 16), [dict(kernel_size=3, padding="same", activation="relu"),
                                    dict(kernel_size=3, strides=2, padding="same"),
                                    dict(kernel_size=3, padding="valid", activation="relu6")], 0.0, True),
+    # 1-pixel-wide maps with (k x 1) windows, as the streaming wake-word model's; channels 12 (groups of 4)
+    # and 6 (a group and 2 lanes); a (1 x k) window along a row; strides and dilation along the column.
+    "column": ((30, 1, 12), [dict(kernel_size=(3, 1), padding="valid"),
+                             dict(kernel_size=(5, 1), padding="valid", activation="relu"),
+                             dict(kernel_size=(10, 1), padding="valid"),
+                             dict(kernel_size=(15, 1), padding="same", activation="relu6")], 0.5, True),
+    "column_odd": ((23, 1, 6), [dict(kernel_size=(4, 1), strides=(2, 1), padding="valid"),
+                                dict(kernel_size=(3, 1), dilation_rate=(2, 1), padding="valid"),
+                                dict(kernel_size=(7, 1), padding="same")], 0.0, False),
+    "row": ((2, 19, 8), [dict(kernel_size=(1, 7), padding="valid"),
+                         dict(kernel_size=(2, 5), padding="valid", activation="relu")], 0.9, True),
     # 81 taps: dense only. Two layers: a one-op model meets a memory-plan bug (its input is marked
     # preserved, yet the output may overlap it).
     "window_9x9": ((9, 9, 4), [dict(kernel_size=9, padding="same"), dict(kernel_size=3, padding="same")], 0.3,

@@ -21,6 +21,16 @@
  */
 #include "depthwise_util.h"
 
+/*
+ * GCC's first scheduling pass hoists the output stage's 12 table loads
+ * ahead of the multiplies that use them and spills: 10 more instructions
+ * per group of 4 channels. Its second pass, after register allocation,
+ * still runs.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-schedule-insns")
+#endif
+
 /* What every pixel of one call shares, copied from the parameters: output bytes may alias them. */
 typedef struct {
     nn_dw_output out;
@@ -28,6 +38,8 @@ typedef struct {
     int32_t kernel_h, kernel_w;
     int32_t row_step;          /* input bytes from kernel row to row: dilation_h * W * C_IN */
     int32_t col_step;          /* and from column to column: dilation_w * C_IN */
+    /* A window inside the image as lines of taps: kernel_h rows of kernel_w, or one column. */
+    int32_t lines, line_taps, line_step, tap_step;
     int32_t channels;          /* C_OUT */
     int32_t depth_multiplier;
     int32_t padding;           /* the input zero point, what a tap in the padding reads */
@@ -206,6 +218,40 @@ static void group_lanes(const dw_layer *layer, const int8_t *input, int32_t corn
     }
 }
 
+/*
+ * All output channels of a pixel whose window lies inside the image, depth
+ * multiplier 1, any window but 3x3. A window one tap wide (k x 1, the time
+ * axis of streaming models on [T, 1, C] maps) is one line of kernel_h taps
+ * down the column rather than kernel_h lines of one tap, whose loop and
+ * padding tests cost more than the tap.
+ */
+static void pixel_inside(const dw_layer *layer, const int8_t *input, int32_t corner, int8_t *output)
+{
+    const int32_t *w = layer->weights;
+    const int32_t *const bias = layer->out.bias;
+    const int32_t lines = layer->lines, line_step = layer->line_step, tap_step = layer->tap_step;
+    const int32_t line_words = 2 * layer->line_taps;
+    const int32_t groups_end = layer->channels & ~3;
+    int32_t c = 0;
+    for (; c < groups_end; c += 4) {
+        nn_acc4 acc = {bias[c], bias[c + 1], bias[c + 2], bias[c + 3]};
+        const int8_t *line = input + corner + c;
+        for (int32_t l = 0; l < lines; ++l, line += line_step) {
+            const int8_t *tap = line;
+            const int32_t *const end = w + line_words;
+#pragma GCC unroll 2
+            for (; w != end; w += 2, tap += tap_step) {
+                acc = mac_x4(acc, nn_read_s8x4(tap), w);
+            }
+        }
+        nn_dw_store_x4(&layer->out, acc, c, output);
+    }
+    if (c < layer->channels) {
+        const dw_inside all = {0, layer->kernel_h, 0, layer->kernel_w};
+        group_lanes(layer, input, corner, c, layer->channels - c, &all, output);
+    }
+}
+
 /* All output channels of one pixel; corner is the input offset of its window's first tap. */
 static void pixel(const dw_layer *layer, const int8_t *input, int32_t corner,
                   const dw_inside *inside, int8_t *output)
@@ -224,6 +270,11 @@ static void pixel(const dw_layer *layer, const int8_t *input, int32_t corner,
             } else {
                 pixel_3x3(layer, input, corner, taps, output);
             }
+            return;
+        }
+        if (inside->ky0 == 0 && inside->ky1 == layer->kernel_h && inside->kx0 == 0 &&
+            inside->kx1 == layer->kernel_w) {
+            pixel_inside(layer, input, corner, output);
             return;
         }
         for (; c + 4 <= out_c; c += 4) {
@@ -261,9 +312,14 @@ nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const
     }
     const int32_t in_c = win->input.c;
     const nn_requant *requant = &params->requant;
-    const dw_layer layer = {nn_dw_output_stage(requant, bias), weights,
-                            win->kernel_h, win->kernel_w,
-                            win->dilation_h * win->input.w * in_c, win->dilation_w * in_c,
+    const int32_t row_step = win->dilation_h * win->input.w * in_c;
+    const int32_t col_step = win->dilation_w * in_c;
+    const int column = win->kernel_w == 1;
+    nn_requant_channel table[NN_DW_TABLE_CHANNELS];
+    const dw_layer layer = {nn_dw_output_stage(requant, bias, win->output.c, table), weights,
+                            win->kernel_h, win->kernel_w, row_step, col_step,
+                            column ? 1 : win->kernel_h, column ? win->kernel_h : win->kernel_w,
+                            row_step, column ? row_step : col_step,
                             win->output.c, multiplier, -requant->input_offset};
 
     for (int32_t out_y = 0; out_y < win->output.h; ++out_y) {

@@ -12,6 +12,15 @@
 #include "kernel_util.h"
 #include "simd.h"
 
+/*
+ * Each channel's requantization constants (nn_requant_channel), computed
+ * once per call: an output then costs 3 loads and 5 instructions, where
+ * deriving them from the multiplier and shift each time cost 5 more and a
+ * test of the shift. The kernels keep the table on the stack,
+ * NN_DW_TABLE_CHANNELS entries at most (3 KiB).
+ */
+#define NN_DW_TABLE_CHANNELS 256
+
 /* The nn_requant fields and the bias, copied out of the parameters: output bytes may alias them. */
 typedef struct {
     const int32_t *bias;
@@ -19,6 +28,7 @@ typedef struct {
     const int8_t *shift;
     int32_t output_offset, act_min, act_max;
     int32_t act_min_x4, act_max_x4; /* act_min, act_max in each byte */
+    const nn_requant_channel *table; /* or NULL: too many channels, or a left shift */
 } nn_dw_output;
 
 /* The accumulators of 4 output channels, one variable each so that they stay in registers. */
@@ -26,12 +36,18 @@ typedef struct {
     int32_t a0, a1, a2, a3;
 } nn_acc4;
 
-static inline nn_dw_output nn_dw_output_stage(const nn_requant *requant, const int32_t *bias)
+/* The output stage of `channels` channels; table has room for NN_DW_TABLE_CHANNELS. */
+static inline nn_dw_output nn_dw_output_stage(const nn_requant *requant, const int32_t *bias,
+                                              int32_t channels, nn_requant_channel *table)
 {
+    int fast = channels <= NN_DW_TABLE_CHANNELS;
+    for (int32_t c = 0; fast && c < channels; ++c) {
+        fast = nn_requantize_channel_of(requant->multiplier[c], requant->shift[c], &table[c]);
+    }
     const nn_dw_output out = {bias, requant->multiplier, requant->shift, requant->output_offset,
                               requant->act_min, requant->act_max,
                               (int32_t)(0x01010101u * (uint8_t)requant->act_min),
-                              (int32_t)(0x01010101u * (uint8_t)requant->act_max)};
+                              (int32_t)(0x01010101u * (uint8_t)requant->act_max), fast ? table : 0};
     return out;
 }
 
@@ -41,23 +57,41 @@ static inline nn_acc4 nn_dw_bias_x4(const nn_dw_output *out, int32_t c)
     return acc;
 }
 
+/* One output channel's result, offset added, before the activation clamp. */
+static inline int32_t nn_dw_requantize_offset(const nn_dw_output *out, int32_t acc, int32_t c)
+{
+    if (out->table != 0) {
+        return nn_requantize_precomputed(acc, out->table + c) + out->output_offset;
+    }
+    return nn_requantize(acc, out->multiplier[c], out->shift[c]) + out->output_offset;
+}
+
 static inline int8_t nn_dw_requantize(const nn_dw_output *out, int32_t acc, int32_t c)
 {
-    const int32_t scaled = nn_requantize(acc, out->multiplier[c], out->shift[c]);
-    return nn_clamp_s8(scaled + out->output_offset, out->act_min, out->act_max);
+    return nn_clamp_s8(nn_dw_requantize_offset(out, acc, c), out->act_min, out->act_max);
 }
 
 /* Output channels c .. c + 3 from their accumulators (folded bias included). */
 NN_INLINE void nn_dw_store_x4(const nn_dw_output *out, nn_acc4 acc, int32_t c, int8_t *output)
 {
 #if NN_DSP
-    const int32_t *multiplier = out->multiplier + c;
-    const int8_t *shift = out->shift + c;
-    const int32_t offset = out->output_offset;
-    const int32_t y0 = nn_ssat8(nn_requantize(acc.a0, multiplier[0], shift[0]) + offset);
-    const int32_t y1 = nn_ssat8(nn_requantize(acc.a1, multiplier[1], shift[1]) + offset);
-    const int32_t y2 = nn_ssat8(nn_requantize(acc.a2, multiplier[2], shift[2]) + offset);
-    const int32_t y3 = nn_ssat8(nn_requantize(acc.a3, multiplier[3], shift[3]) + offset);
+    /* The table test is made once a group, not once an output. */
+    int32_t y0, y1, y2, y3;
+    if (out->table != 0) {
+        y0 = nn_dw_requantize_offset(out, acc.a0, c);
+        y1 = nn_dw_requantize_offset(out, acc.a1, c + 1);
+        y2 = nn_dw_requantize_offset(out, acc.a2, c + 2);
+        y3 = nn_dw_requantize_offset(out, acc.a3, c + 3);
+    } else {
+        y0 = nn_dw_requantize_offset(out, acc.a0, c);
+        y1 = nn_dw_requantize_offset(out, acc.a1, c + 1);
+        y2 = nn_dw_requantize_offset(out, acc.a2, c + 2);
+        y3 = nn_dw_requantize_offset(out, acc.a3, c + 3);
+    }
+    y0 = nn_ssat8(y0);
+    y1 = nn_ssat8(y1);
+    y2 = nn_ssat8(y2);
+    y3 = nn_ssat8(y3);
     const int32_t bytes = (int32_t)((uint32_t)nn_uxtb16(nn_pkhbt16(y0, y2)) |
                                     (uint32_t)nn_uxtb16(nn_pkhbt16(y1, y3)) << 8);
     nn_write_s8x4(output + c,

@@ -188,8 +188,10 @@ nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, cons
  * checks; then row_step = padded_w * C_IN. Every sparse format shares this
  * layout, the buffer size and these two functions.
  *
- * They compute tiles of 4 pixels of one output row (NN_CONV_TILE) at once,
- * so each weight and its index are decoded once per tile, and write a
+ * They compute tiles of 4 consecutive output pixels (NN_CONV_TILE) at once,
+ * so each weight and its index are decoded once per tile: in raster order
+ * across row ends when they read in place (a [T, 1, C] map fills its
+ * tiles), within one output row when they read a band. They write a
  * tile's pixels channel by channel: once they write any byte of output
  * pixel q + 4 they read no input that only windows 0..q cover (the
  * compiler moves overlapping outputs 3 pixels further away for them).
@@ -226,6 +228,9 @@ typedef struct {
  *   weights[2 * (g * KH * KW + t) + j] = w(t, 4g + j) in bits 0-15
  *                                      | w(t, 4g + j + 2) in bits 16-31,
  * j = 0, 1, channels past C_OUT zero (harness/compiler/encode_depthwise.py).
+ * Both depthwise kernels requantize through a per-channel table they build
+ * on the stack at each call, 12 bytes per channel for up to 256 channels
+ * (3 KiB; depthwise_util.h), so their stack use is about 3.3 KiB.
  */
 nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const int8_t *input,
                                  const int32_t *weights, const int32_t *bias, int8_t *output);

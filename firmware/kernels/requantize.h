@@ -83,6 +83,39 @@ static inline int32_t nn_requantize_right_shift(int32_t acc, int32_t multiplier,
 }
 
 /*
+ * nn_requantize_right_shift split into its per-channel part, the start's
+ * high word 2^(e-2) and e - 1, and its per-output part, for kernels whose
+ * consecutive outputs are different channels (the depthwise kernels
+ * precompute the first once per call). A multiplier of 0 (TFLM's for a
+ * scale too small to represent, with shift 0; a pruned channel's) gives 0
+ * from any start, so it takes e = 2. nn_requantize_channel_of returns 0
+ * for a channel outside that domain (shift > -2, multiplier not 0).
+ */
+typedef struct {
+    int32_t multiplier, half, shift_minus_1;
+} nn_requant_channel;
+
+static inline int nn_requantize_channel_of(int32_t multiplier, int shift, nn_requant_channel *channel)
+{
+    const int e = multiplier == 0 ? 2 : -shift;
+    if (e < 2) {
+        return 0;
+    }
+    channel->multiplier = multiplier;
+    channel->half = (int32_t)(1u << (e - 2));
+    channel->shift_minus_1 = e - 1;
+    return 1;
+}
+
+static inline int32_t nn_requantize_precomputed(int32_t acc, const nn_requant_channel *channel)
+{
+    const uint32_t sign = (uint32_t)(acc >> 31);
+    const uint64_t start = (uint64_t)(sign + (uint32_t)channel->half) << 32 | (sign << 31 | (1u << 30));
+    const int32_t high = (int32_t)(((int64_t)acc * channel->multiplier + (int64_t)start) >> 32);
+    return high >> channel->shift_minus_1;
+}
+
+/*
  * Kernels that requantize several accumulators of one channel may test the
  * shift once and call nn_requantize_right_shift() directly, so that the
  * compiler shares its per-channel work.
