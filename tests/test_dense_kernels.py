@@ -51,6 +51,12 @@ GEOMETRIES = {
     "conv_even_kernel": ((6, 6, 1), dict(filters=8, kernel_size=2, padding="same")),
     "conv_stride_1x2": ((5, 5, 12), dict(filters=7, kernel_size=(1, 3), strides=(1, 2), padding="same")),
     "conv_big_stride": ((4, 4, 20), dict(filters=9, kernel_size=4, strides=3, padding="same")),
+    # One pixel from its whole input (a streaming model's last 1x1 conv; a 3x2 window over a 3x2 map): run as
+    # FULLY_CONNECTED. Odd pixel counts whose windows leave 1 and 3 values past the last group of 4.
+    "conv_one_pixel": ((1, 1, 64), dict(filters=32, kernel_size=1, activation="relu")),
+    "conv_whole_input": ((3, 2, 5), dict(filters=7, kernel_size=(3, 2))),
+    "conv_column_rest1": ((7, 1, 7), dict(filters=5, kernel_size=(3, 1))),
+    "conv_1x1_rest3": ((3, 3, 7), dict(filters=6, kernel_size=1)),
     "conv_wide_window": ((6, 6, 32), dict(filters=16, kernel_size=3, padding="same")),  # 288 > 256
     # 270 > 256 with C_IN not a multiple of 4 (bytewise gather in the buffer), odd pixels and channels.
     "conv_wide_gather": ((7, 7, 30), dict(filters=5, kernel_size=3, padding="same", activation="relu")),
@@ -239,6 +245,17 @@ def test_conv2d_buffer_size_matches_the_compiler(kernel_objects, tmp_path, varia
                 for kh, kw, c in cases]
     assert got == expected
     assert any(expected) and not all(expected)
+
+
+@pytest.mark.parametrize("kernel", ["dense", "csr", "delta4", "bitmask", "block4"])
+def test_a_conv_computing_one_pixel_from_its_whole_input_runs_fully_connected(models, tmp_path, kernel):
+    for name, family in [("conv_one_pixel", "fully_connected"), ("conv_whole_input", "fully_connected"),
+                         ("conv_column_rest1", "conv2d")]:
+        compiled = compile_tflite(models[name], tmp_path / f"{name}-{kernel}", kernel=kernel)
+        expected = f"{family}_s8" if kernel == "dense" else f"{family}_{kernel}_s8"
+        assert [layer.kernel for layer in compiled.layers] == [expected], name
+    whole = compile_tflite(models["conv_whole_input"], tmp_path / "macs", kernel=kernel)
+    assert whole.layers[0].macs == 3 * 2 * 5 * 7 and whole.layers[0].op == "CONV_2D"
 
 
 # ---- requantization ----------------------------------------------------------------------------
