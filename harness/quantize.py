@@ -43,18 +43,18 @@ def to_int8_tflite(model, x_representative: np.ndarray) -> bytes:
             yield [sample[np.newaxis].astype(np.float32)]
 
     (model_input,) = model.inputs
-    if model_input.shape[0] is None:
-        signature = tf.TensorSpec((1, *model_input.shape[1:]), tf.float32)
-        traced = tf.function(lambda x: model(x, training=False)).get_concrete_function(signature)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([traced], model)
-    else:
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    with converter_output_hidden():
+    with converter_output_hidden(), tempfile.TemporaryDirectory() as exported:
+        if model_input.shape[0] is None:
+            model.export(exported, format="tf_saved_model", verbose=False,
+                         input_signature=[tf.TensorSpec((1, *model_input.shape[1:]), tf.float32)])
+            converter = tf.lite.TFLiteConverter.from_saved_model(exported)
+        else:
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
         return converter.convert()
 
 

@@ -110,15 +110,20 @@ def read_tflite(tflite: bytes) -> Graph:
     """Parse and validate a single-subgraph, int8, static-shape model."""
     if len(tflite) < 8 or tflite[4:8] != b"TFL3":
         raise CompileError("not a .tflite model (missing the TFL3 flatbuffer identifier)")
-    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+        subgraph = model.subgraphs[0] if model.subgraphs else None
+        tensors = [_read_tensor(i, t, model.buffers, tflite) for i, t in enumerate(subgraph.tensors or [])] if subgraph else []
+    except Exception as err:  # a cut or corrupt flatbuffer fails anywhere in the generated reader
+        raise CompileError(f"not a valid .tflite model ({len(tflite):,} bytes; is it truncated?): "
+                           f"{type(err).__name__}: {err}") from None
     if len(model.subgraphs or []) != 1:
         raise CompileError(f"the model has {len(model.subgraphs or [])} subgraphs; exactly one is supported")
-    subgraph = model.subgraphs[0]
+
     if len(subgraph.inputs) != 1 or len(subgraph.outputs) != 1:
         raise CompileError(f"the model has {len(subgraph.inputs)} inputs and {len(subgraph.outputs)} "
                            "outputs; exactly one of each is supported")
 
-    tensors = [_read_tensor(i, t, model.buffers, tflite) for i, t in enumerate(subgraph.tensors)]
     ops = [_read_op(i, op, model.operatorCodes, tensors) for i, op in enumerate(subgraph.operators or [])]
     graph = Graph(tensors=tensors, ops=fold_shape_arithmetic(ops), input=tensors[subgraph.inputs[0]],
                   output=tensors[subgraph.outputs[0]])
