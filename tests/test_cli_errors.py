@@ -73,9 +73,10 @@ def test_unsupported_op_names_op_and_index(tmp_path):
     assert_one_line_error(proc, "op 1 (TANH) is not supported", "CONV_2D")
 
 
-def test_data_set_that_does_not_fit_the_model(tmp_path):
+def test_a_model_file_that_is_no_tflite_is_named_before_its_data_is_read(tmp_path):
+    # Data sets that do not fit a model: tests/test_field_models.py.
     np.savez(tmp_path / "data.npz", x_train=np.zeros((4, 3)), y_train=np.zeros(5),
              x_test=np.zeros((2, 3)), y_test=np.zeros(2))
     (tmp_path / "m.tflite").write_bytes(b"not really")
     proc = run_harness("sweep", "--model", tmp_path / "m.tflite", "--data", tmp_path / "data.npz")
-    assert_one_line_error(proc, "x_train has 4 samples but y_train has 5")
+    assert_one_line_error(proc, "not a .tflite model")

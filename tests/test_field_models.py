@@ -184,6 +184,7 @@ def _npz(path, **arrays):
 
 @pytest.mark.parametrize("model, arrays, message", [
     ("tflite", {"x_test": np.zeros((4, 8, 8, 1))}, "lacks y_test"),
+    ("tflite", {"x_test": np.zeros((4, 8, 8, 1)), "y_test": np.zeros(3)}, "x_test has 4 samples but y_test has 3"),
     ("tflite", {"x_test": np.full((4, 8, 8, 1), np.nan), "y_test": np.zeros(4)}, "x_test holds 256 NaN or infinite"),
     ("tflite", {"x_test": np.zeros((0, 8, 8, 1)), "y_test": np.zeros(0)}, "x_test holds no samples"),
     ("tflite", {"x_test": np.zeros((4, 8, 8)), "y_test": np.zeros(4)}, "x_test samples of shape (8, 8) do not fit"),
