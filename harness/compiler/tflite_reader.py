@@ -207,7 +207,7 @@ def _check_int8_activations(graph: Graph, activations: list[Tensor]) -> None:
 
 def _check_supported(ops: list[Op]) -> None:
     for op in ops:
-        if op.kind in SHAPE_OPS:
+        if op.kind in SHAPE_OPS and op.kind not in SUPPORTED_OPS:  # CONCATENATION of activations is a network op
             raise CompileError(f"op {op.index} ({op.kind}) computes on values known only at run time; it is "
                                "supported only as shape arithmetic on static shapes (fold.py)")
         if op.kind not in SUPPORTED_OPS:
