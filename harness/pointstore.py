@@ -22,7 +22,8 @@ from pathlib import Path
 
 from harness.results import COLUMNS, ResultRow
 
-# Failed stages that are results (the board ran; the model does not fit the board); others are measured again.
+# Failed stages that are results (the board ran; the model does not fit the board): others are measured again,
+# and the auto kernel leaves a format that failed so out of its choice (sweep.choose_auto).
 KEPT_FAILURES = ("verify", "fit")
 
 

@@ -37,8 +37,8 @@ from harness.device.faults import FaultInjector, FaultPlan
 from harness.device.link import DeviceError, Interrupted, LinkLost, SerialTimeout
 from harness.device.session import board_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
+from harness.pointstore import KEPT_FAILURES, PointStore, mark_finished, open_run
 from harness.quantize import QuantParams
-from harness.pointstore import PointStore, mark_finished, open_run
 from harness.results import ResultRow, ResultsWriter, record_layer_flash, record_scores
 from harness.scoring import SCORES, headline, score
 from harness.runlog import Progress as ProgressBar
@@ -306,7 +306,7 @@ def choose_auto(planned: PlannedPoint, candidates: dict[str, tuple[CompiledModel
     and measures that format again. Dense is the reference and is never left out.
     """
     unmeasured = [f"{fmt}: {row.failed_stage}: {row.error}" for fmt, (_, row) in candidates.items()
-                  if row.status != "ok" and (row.failed_stage not in ("verify", "fit") or fmt == DENSE)]
+                  if row.status != "ok" and (row.failed_stage not in KEPT_FAILURES or fmt == DENSE)]
     if unmeasured:
         raise ChooserError(f"the auto kernel chooses from every format measured on {planned.board.name}, and "
                            f"{len(unmeasured)} could not be: {'; '.join(unmeasured)}")

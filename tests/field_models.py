@@ -80,8 +80,10 @@ def published_tflite(model, x_representative: np.ndarray) -> bytes:
 
 
 def calibrate_batchnorm(model, x: np.ndarray, seed: int = 5) -> None:
-    """BatchNorm layers with a random scale and offset and the statistics of their inputs on x, as training
-    would leave them (untouched, an untrained deep model's activations shrink to nothing)."""
+    """BatchNorm layers with a random scale and offset near 1 and 0 and the statistics of their inputs on x,
+    as training would leave them: untouched, the activations of an untrained deep network shrink layer by
+    layer until the softmax scale is too small for TFLite Micro. Momentum is restored after the one
+    training-mode pass, so a model trained later (from a saved file) keeps Keras' default."""
     import keras
 
     rng = np.random.default_rng(seed)

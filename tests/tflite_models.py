@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 
+from field_models import calibrate_batchnorm
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("HARNESS_TEST_CACHE", Path(tempfile.gettempdir()) / "harness-test-cache")) / "tflite"
 RANDOM_SAMPLES = 300
@@ -271,7 +273,7 @@ def _build(names: list[str]) -> dict[str, bytes]:
                 -1, 1, (REPRESENTATIVE_SAMPLES, *(d or 4 for d in model.input_shape[1:]))).astype(np.float32)
         _prune(model, spec)
         if spec.reference:
-            _calibrate_batchnorm(keras, model, representative)
+            calibrate_batchnorm(model, representative)
         built[name] = _convert(tf, model, spec, representative)
     return built
 
@@ -289,19 +291,6 @@ def _randomize_biases(model) -> None:
     for layer in model.layers:
         if getattr(layer, "use_bias", False):
             layer.bias.assign(rng.normal(0, 0.2, layer.bias.shape).astype(np.float32))
-
-
-def _calibrate_batchnorm(keras, model, x: np.ndarray) -> None:
-    """Give every BatchNormalization a random scale and offset near 1 and 0 and the statistics of its
-    input on x, as training would leave them; untouched, the activations of an untrained deep
-    network shrink layer by layer until the softmax scale is too small for TFLM."""
-    rng = np.random.default_rng(5)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape).astype(np.float32))
-            layer.beta.assign(rng.normal(0, 0.2, layer.beta.shape).astype(np.float32))
-            layer.momentum = 0.0  # one training-mode pass then stores this batch's statistics
-    model(x, training=True)
 
 
 def _kernel_name(layer) -> str | None:

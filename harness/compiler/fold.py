@@ -47,7 +47,9 @@ def _concatenation(op: Op) -> np.ndarray | None:
 
 
 _EVALUATORS = {"SHAPE": _shape, "STRIDED_SLICE": _strided_slice, "PACK": _pack, "CONCATENATION": _concatenation}
-SHAPE_OPS = tuple(_EVALUATORS)
+# Ops that only shape arithmetic uses: one left after folding computes on run-time values. (CONCATENATION is
+# folded when it joins shape pieces, and is a network op otherwise.)
+SHAPE_ONLY_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 
 
 def fold_shape_arithmetic(ops: list[Op]) -> list[Op]:

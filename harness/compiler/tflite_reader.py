@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from harness.compiler.fold import SHAPE_OPS, fold_shape_arithmetic
+from harness.compiler.fold import SHAPE_ONLY_OPS, fold_shape_arithmetic
 from harness.compiler.ir import CompileError, Graph, Op, Quantization, Tensor
 
 ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6")
@@ -112,14 +112,15 @@ def read_tflite(tflite: bytes) -> Graph:
         raise CompileError("not a .tflite model (missing the TFL3 flatbuffer identifier)")
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-        subgraph = model.subgraphs[0] if model.subgraphs else None
-        tensors = [_read_tensor(i, t, model.buffers, tflite) for i, t in enumerate(subgraph.tensors or [])] if subgraph else []
+        subgraphs = model.subgraphs or []
+        if len(subgraphs) == 1:
+            subgraph = subgraphs[0]
+            tensors = [_read_tensor(i, t, model.buffers, tflite) for i, t in enumerate(subgraph.tensors or [])]
     except Exception as err:  # a cut or corrupt flatbuffer fails anywhere in the generated reader
         raise CompileError(f"not a valid .tflite model ({len(tflite):,} bytes; is it truncated?): "
                            f"{type(err).__name__}: {err}") from None
-    if len(model.subgraphs or []) != 1:
-        raise CompileError(f"the model has {len(model.subgraphs or [])} subgraphs; exactly one is supported")
-
+    if len(subgraphs) != 1:
+        raise CompileError(f"the model has {len(subgraphs)} subgraphs; exactly one is supported")
     if len(subgraph.inputs) != 1 or len(subgraph.outputs) != 1:
         raise CompileError(f"the model has {len(subgraph.inputs)} inputs and {len(subgraph.outputs)} "
                            "outputs; exactly one of each is supported")
@@ -207,7 +208,7 @@ def _check_int8_activations(graph: Graph, activations: list[Tensor]) -> None:
 
 def _check_supported(ops: list[Op]) -> None:
     for op in ops:
-        if op.kind in SHAPE_OPS and op.kind not in SUPPORTED_OPS:  # CONCATENATION of activations is a network op
+        if op.kind in SHAPE_ONLY_OPS:
             raise CompileError(f"op {op.index} ({op.kind}) computes on values known only at run time; it is "
                                "supported only as shape arithmetic on static shapes (fold.py)")
         if op.kind not in SUPPORTED_OPS:
