@@ -42,6 +42,7 @@ def files(tmp_path_factory):
     import keras
 
     out = tmp_path_factory.mktemp("field")
+    keras.backend.clear_session()  # default names start afresh, as in the session that wrote a published file
     keras.utils.set_random_seed(0)
     digits = field_models.digits_data()
     cnn = field_models.digits_cnn(keras)
