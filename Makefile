@@ -29,5 +29,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
+	@# pyserial-labgrid replaces pyserial (both own serial/): a venv made before it loses both, then gets it back.
+	$(PYTHON) -m pip uninstall -q -y pyserial pyserial-labgrid 2>/dev/null || true
 	$(PYTHON) -m pip install -q -e '.[test]'
 	touch $@

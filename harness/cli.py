@@ -59,6 +59,11 @@ def _run(config, args, **bench):
 
     if args.port:
         config = replace(config, device=replace(config.device, port=args.port))
+    if args.farm:
+        from harness.device.farm import coordinator_address
+
+        address = coordinator_address("" if args.farm == _FROM_ENVIRONMENT else args.farm)
+        config = replace(config, farm=replace(config.farm, address=address))
     faults = FaultPlan.parse(args.inject_faults) if args.inject_faults else None
     options = BenchOptions(parallel=args.parallel, faults=faults, fresh=args.fresh, **bench)
     started = time.perf_counter()
@@ -191,6 +196,29 @@ def _ports(args) -> int:
     return 0
 
 
+def _farm_list(args) -> int:
+    from harness.device.farm import Farm, holder_name
+
+    with Farm(args.farm, holder_name(Path.cwd())) as farm:
+        places = farm.places()
+        for place in places:
+            tags = " ".join(f"{k}={v}" for k, v in sorted(place.tags.items())) or "-"
+            state = "down" if not place.live else (f"held by {place.holder}" if place.holder else
+                                                   "reserved" if place.reserved else "free")
+            print(f"{place.name:20s} {tags:28s} {state:40s} {', '.join(place.exporters) or 'no resources'}")
+        if not places:
+            print(f"no places on {farm.address}")
+    return 0
+
+
+def _farm_emulate(args) -> int:
+    from harness.device.boards import get_board
+    from harness.device.emulator_service import serve
+
+    serve(get_board(args.board), args.uart, args.gdb, Path(args.log))
+    return 0
+
+
 def _monitor(args) -> int:
     from harness.device.link import SerialLink
     from harness.device.monitor import monitor
@@ -207,6 +235,9 @@ def _positive(text: str) -> int:
     return value
 
 
+_FROM_ENVIRONMENT = "LG_COORDINATOR"
+
+
 def _add_bench_options(parser) -> None:
     parser.add_argument("--port", help="serial port or URL (emulated boards: a TCP port number); "
                         "several real boards: name=port,name=port")
@@ -216,6 +247,9 @@ def _add_bench_options(parser) -> None:
     parser.add_argument("--inject-faults", default="", metavar="PLAN", help="for testing: a proxy in front of each "
                         "emulated board drops, duplicates, corrupts and delays bytes and resets the board, e.g. "
                         "rate=0.05,reset=0.005,delay=5,seed=1")
+    parser.add_argument("--farm", nargs="?", const=_FROM_ENVIRONMENT, metavar="ADDRESS", help="measure on the "
+                        "places of a labgrid farm (coordinator HOST[:PORT]; alone: LG_COORDINATOR's) tagged "
+                        "board=<board> instead of local boards (docs/farm.md)")
     parser.add_argument("--results", default=str(PROJECT_DIR / "results"), help="where run folders go")
 
 
@@ -285,6 +319,23 @@ def main(argv: list[str] | None = None) -> int:
 
     ports = commands.add_parser("ports", help="list attached serial ports and the boards they look like")
     ports.set_defaults(run=_ports)
+
+    farm = commands.add_parser("farm", help="a labgrid board farm: its places, and emulated boards for it "
+                               "(docs/farm.md)")
+    farm_commands = farm.add_subparsers(dest="farm_command", required=True)
+    places = farm_commands.add_parser("list", help="places with their tags, who holds them, and their exporters")
+    places.add_argument("--farm", default="", metavar="ADDRESS", help="coordinator HOST[:PORT] (default: "
+                        "LG_COORDINATOR)")
+    places.set_defaults(run=_farm_list)
+    emulate = farm_commands.add_parser("emulate", help="on an exporter host: run an emulated board for a place "
+                                       "(QEMU, its UART and gdb stub on TCP ports), until stopped")
+    emulate.add_argument("board", help="an emulated board from `harness boards`, e.g. mps2_an386")
+    emulate.add_argument("--uart", required=True, metavar="HOST:PORT", help="where its UART listens "
+                         "(the place's NetworkSerialPort, protocol raw)")
+    emulate.add_argument("--gdb", required=True, metavar="HOST:PORT", help="where its gdb stub listens, through "
+                         "which it is flashed (the place's NetworkGDBServer)")
+    emulate.add_argument("--log", default="emulator.log", help="QEMU's output")
+    emulate.set_defaults(run=_farm_emulate)
 
     monitor = commands.add_parser("monitor", help="show what a board sends (frames decoded, other bytes as text)")
     monitor.add_argument("--port", required=True, help="serial device or pyserial URL")

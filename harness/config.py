@@ -52,6 +52,13 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
+class FarmConfig:
+    """A labgrid board farm to measure on instead of local boards (docs/farm.md)."""
+    address: str = ""          # the coordinator, HOST[:PORT]; empty: local boards (or LG_COORDINATOR with --farm)
+    points_per_turn: int = 8   # points measured on a place before it is given back so others get a turn
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str = "digits-cnn"
     model: str = "digits_cnn"
@@ -64,12 +71,13 @@ class SweepConfig:
     flash_budget: int = 0         # auto kernel: bytes of weights (values + indices + pointers) a model may take; 0: dense's
     prune: PruneConfig = field(default_factory=PruneConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    farm: FarmConfig = field(default_factory=FarmConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_TABLES = {"sweep": SweepConfig, "prune": PruneConfig, "device": DeviceConfig}
+_TABLES = {"sweep": SweepConfig, "prune": PruneConfig, "device": DeviceConfig, "farm": FarmConfig}
 
 
 def load_config(path: str | Path | None, **overrides) -> SweepConfig:
@@ -96,6 +104,7 @@ def load_config(path: str | Path | None, **overrides) -> SweepConfig:
     sweep_values.update({k: v for k, v in overrides.items() if v is not None})
     sweep_values["prune"] = sections["prune"]
     sweep_values["device"] = sections["device"]
+    sweep_values["farm"] = sections["farm"]
     config = SweepConfig(**_normalize(sweep_values))
     _validate(config, where)
     return config
@@ -150,6 +159,8 @@ def _validate(config: SweepConfig, where: str) -> None:
                           f"({', '.join(config.kernels)}) has no '{AUTO}'")
     if config.device.runs < 1:
         raise ConfigError(f"{where} [device]: 'runs' must be at least 1")
+    if config.farm.points_per_turn < 1:
+        raise ConfigError(f"{where} [farm]: 'points_per_turn' must be at least 1")
     _validate_prune(config.prune, f"{where} [prune]")
 
 

@@ -82,6 +82,7 @@ class ResultRow:
     harness_sha: str = ""
     versions: str = ""                         # JSON: toolchain, emulator, PlatformIO, TensorFlow, ...
     firmware_rebuilt: bool = False
+    place: str = ""                            # what measured it: a farm place, or a local unit ("mps2_an386#1")
     # status
     status: str = "ok"
     failed_stage: str = ""

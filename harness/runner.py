@@ -2,9 +2,10 @@
 
 Firmware builds run on a pool (one per core); each finished build joins the
 queue of its board kind, and every board unit of that kind (an emulator
-instance, or a real board on its own serial port) takes the next point from
-it, so several boards measure concurrently and a slow board never holds up
-a fast one. Ctrl-C stops everything in order: a stop event ends every
+instance, a real board on its own serial port, or a farm worker holding a
+place in turn) takes the next point from it, so several boards measure
+concurrently and a slow board never holds up a fast one. A point whose
+board went away under it (a farm exporter died) goes back into the queue. Ctrl-C stops everything in order: a stop event ends every
 serial read, sessions stop their emulators, and nothing half-measured is
 recorded.
 """
@@ -30,10 +31,15 @@ _JOIN_POLL_S = 0.2  # the main thread wakes this often, so Ctrl-C is seen while 
 
 @dataclass(frozen=True)
 class BoardUnit:
-    """One board that measures points: an emulator instance, or a real board on one serial port."""
+    """One board that measures points: an emulator instance, a real board on one serial port, or a farm worker."""
     board: Board
     port: str  # "" where the harness picks one (emulators)
     name: str  # "mps2_an386#2"
+    lease: Any = None  # a farm worker's hold on a place (harness/device/farm.py PlaceLease); closed when it ends
+
+
+class Requeue(Exception):
+    """The point was not measured for a reason outside it (its board's host went away): measure it elsewhere."""
 
 
 @dataclass
@@ -86,10 +92,31 @@ def board_units(boards: list[Board], port_spec: str, parallel: int) -> list[Boar
     return units
 
 
+def farm_units(farm, boards: list[Board], points_per_turn: int) -> list[BoardUnit]:
+    """One worker per place of each board kind on the farm (places tagged board=<name>), each with a lease.
+
+    A place whose exporter is down now does not count; a kind with no live place still gets one worker,
+    which waits its turn (the place may come back, or be freed).
+    """
+    from harness.device.farm import PlaceLease
+
+    units = []
+    for board in dict.fromkeys(boards):
+        places = farm.places({"board": board.name})
+        if not places:
+            raise DeviceError(f"farm {farm.address} has no place tagged board={board.name} (add one: "
+                              f"labgrid-client -p PLACE set-tags board={board.name}; docs/farm.md)")
+        workers = max(1, sum(place.live for place in places))
+        units += [BoardUnit(board, "", f"{board.name}@farm#{number}", PlaceLease(farm, board.name, points_per_turn))
+                  for number in range(1, workers + 1)]
+    return units
+
+
 def run_jobs(jobs: list[Job], units: list[BoardUnit], build: Build, measure: Measure, finish: Finish,
              stop: threading.Event, build_workers: int | None = None) -> None:
     """Build and measure every job; `finish` receives each row as soon as it exists (from any thread)."""
-    queues: dict[str, queue.Queue] = {unit.board.name: queue.Queue() for unit in units}
+    kinds = Counter(job.board.name for job in jobs)
+    queues = {unit.board.name: _PointQueue(kinds[unit.board.name]) for unit in units}
     # Each worker says when it has ended. (Not Thread.join: in Python 3.11 a join that Ctrl-C interrupts
     # marks a still running thread as ended, and the harness would exit under a board's session.)
     ended = [threading.Event() for _ in units]
@@ -101,8 +128,6 @@ def run_jobs(jobs: list[Job], units: list[BoardUnit], build: Build, measure: Mea
         futures = {builds.submit(build, job): job for job in jobs}
         for future in as_completed(futures):
             queues[futures[future].board.name].put((futures[future], future))
-        for unit in units:
-            queues[unit.board.name].put(None)  # one "no more points" per unit
         _wait(ended)
     except BaseException:
         stop.set()
@@ -113,34 +138,63 @@ def run_jobs(jobs: list[Job], units: list[BoardUnit], build: Build, measure: Mea
         builds.shutdown(wait=False)
 
 
+class _PointQueue:
+    """The built points of one board kind; empty for good once every point of the kind is finished."""
+
+    def __init__(self, points: int):
+        self._items: queue.Queue = queue.Queue()
+        self._unfinished = points
+        self._lock = threading.Lock()
+
+    def put(self, item) -> None:
+        self._items.put(item)
+
+    def get(self, stop: threading.Event):
+        """The next point; None once all are finished or the sweep stops."""
+        while not stop.is_set():
+            with self._lock:
+                if self._unfinished == 0:
+                    return None
+            try:
+                return self._items.get(timeout=_JOIN_POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def finished(self) -> None:
+        with self._lock:
+            self._unfinished -= 1
+
+
 def _wait(events: list[threading.Event]) -> None:
     for event in events:
         while not event.wait(_JOIN_POLL_S):
             pass
 
 
-def _work(unit: BoardUnit, points: queue.Queue, measure: Measure, finish: Finish, stop: threading.Event,
+def _work(unit: BoardUnit, points: _PointQueue, measure: Measure, finish: Finish, stop: threading.Event,
           ended: threading.Event) -> None:
     try:
         _take_points(unit, points, measure, finish, stop)
     finally:
-        ended.set()
-
-
-def _take_points(unit: BoardUnit, points: queue.Queue, measure: Measure, finish: Finish,
-                 stop: threading.Event) -> None:
-    while not stop.is_set():
         try:
-            item = points.get(timeout=_JOIN_POLL_S)
-        except queue.Empty:
-            continue
-        if item is None:
-            return
+            if unit.lease is not None:
+                unit.lease.close()
+        finally:
+            ended.set()
+
+
+def _take_points(unit: BoardUnit, points: _PointQueue, measure: Measure, finish: Finish,
+                 stop: threading.Event) -> None:
+    while (item := points.get(stop)) is not None:
         job, built = item
         try:
             row = measure(job, unit, built.result())
         except Interrupted:
             return  # the sweep is stopping: nothing half-measured is recorded
+        except Requeue:
+            points.put(item)  # another unit, or this one on its next place, measures it
+            continue
         except Exception as err:  # a build failure, or a bug: still a row, and the sweep goes on
             stage = getattr(built.exception(), "stage", "build") if built.exception() else "run"
             row = replace(job.row).fail(stage, err)
@@ -148,3 +202,4 @@ def _take_points(unit: BoardUnit, points: queue.Queue, measure: Measure, finish:
                 row.error += " | " + traceback.format_exc(limit=-3).replace("\n", " ")
         if not stop.is_set():
             finish(job, row)
+            points.finished()

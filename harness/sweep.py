@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
+from contextlib import ExitStack
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -35,7 +36,9 @@ from harness.device.boards import Board, get_board
 from harness.device.client import BoardClient, BoardReset, WrongFirmware
 from harness.device.faults import FaultInjector, FaultPlan
 from harness.device.link import DeviceError, Interrupted, LinkLost, SerialTimeout
-from harness.device.session import board_session
+from harness.device.farm import Farm, holder_name
+from harness.device.gdb_remote import FlashError
+from harness.device.session import board_session, place_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
 from harness.pointstore import KEPT_FAILURES, PointStore, mark_finished, open_run
 from harness.quantize import QuantParams
@@ -43,7 +46,7 @@ from harness.results import ResultRow, ResultsWriter, record_layer_flash, record
 from harness.scoring import SCORES, headline, score
 from harness.runlog import Progress as ProgressBar
 from harness.runlog import RunLog
-from harness.runner import BoardUnit, Job, board_units, run_jobs
+from harness.runner import BoardUnit, Job, Requeue, board_units, farm_units, run_jobs
 from harness.toolchain import ensure_platformio_offline, require_tool
 
 CACHE_DIR = PROJECT_DIR / ".cache"
@@ -92,11 +95,25 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = prin
         for tool, package in board.needs:
             require_tool(tool, package)
         require_platform(board.name)
-    units = board_units([get_board(name) for name in config.boards], config.device.port, bench.parallel)
+    on_farm = bool(config.farm.address)
+    units = [] if on_farm else board_units([get_board(name) for name in config.boards], config.device.port,
+                                           bench.parallel)
     ensure_platformio_offline(PROJECT_DIR)
 
     run_dir, resumed = (bench.run_dir, True) if bench.run_dir else open_run(results_root, config.name,
                                                                              _sweep_key(config))
+    with ExitStack() as farm_session:
+        if on_farm:
+            farm = farm_session.enter_context(Farm(config.farm.address, holder_name(run_dir)))
+            if released := farm.release_held():
+                progress(f"farm: released {', '.join(released)}, left held by an earlier run of this sweep")
+            units = farm_units(farm, boards, config.farm.points_per_turn)
+            progress(f"farm {farm.address}: {len(units)} places to measure on, as {farm.holder}")
+        return _run_sweep(config, source, boards, units, run_dir, resumed, progress, bench)
+
+
+def _run_sweep(config: SweepConfig, source, boards: list[Board], units: list[BoardUnit], run_dir: Path,
+               resumed: bool, progress: Progress, bench: BenchOptions) -> Path:
     run_id = run_dir.name
     versions = toolchain_versions(boards)
     sha = harness_git_sha()
@@ -320,11 +337,12 @@ def choose_auto(planned: PlannedPoint, candidates: dict[str, tuple[CompiledModel
 # --- stages: build + run on the board ------------------------------------------------------------
 
 MAX_POINT_ATTEMPTS = 5  # sessions per point: a board that reset or dropped off is flashed and measured again
+FARM_RETRY_PAUSE_S = 2.0  # after a farm place was lost, before the point is queued again
 # Code whose change invalidates firmware, or measured results, of earlier runs (the harness version).
 FIRMWARE_CODE = ["firmware/src", "firmware/boards", "firmware/platform", "firmware/build_info.py",
                  "firmware/model_sources.py", "platformio.ini"]
 MEASURING_CODE = FIRMWARE_CODE + ["harness/device", "harness/build.py", "harness/sweep.py", "harness/results.py"]
-_RETRIED = (BoardReset, LinkLost, SerialTimeout, WrongFirmware, BuildError)  # failures a new session may cure
+_RETRIED = (BoardReset, LinkLost, SerialTimeout, WrongFirmware, BuildError, FlashError)  # failures a new session may cure
 
 
 def measure_points(config: SweepConfig, plan: list[PlannedPoint], variants: dict, units: list[BoardUnit],
@@ -341,6 +359,9 @@ def measure_points(config: SweepConfig, plan: list[PlannedPoint], variants: dict
     keys = _PointKeys(config, run_dir, versions, sha, bench, store, log)
     stop = threading.Event()
     faults = FaultInjector(bench.faults, log.event) if bench.faults else None
+    for unit in units:
+        if unit.lease is not None:
+            unit.lease.on_event = log.event
 
     def build(job: Job) -> Firmware:
         _, compiled, firmware_dir = job.work
@@ -466,16 +487,31 @@ def measure_point(job: Job, unit: BoardUnit, firmware: Firmware, config: SweepCo
     for attempt in range(1, MAX_POINT_ATTEMPTS + 1):
         row = dataclasses.replace(job.row, firmware_rebuilt=firmware.rebuilt, flash_total=firmware.flash_bytes,
                                   flash_code=firmware.flash_bytes - compiled.table_bytes,
-                                  sram_static=firmware.static_ram_bytes)
+                                  sram_static=firmware.static_ram_bytes, place=unit.name)
         record_layer_flash(row, compiled, firmware.kernel_code)
+        lease = unit.lease
         try:
-            with board_session(unit.board, firmware, log, config.device.timeout_s, unit.port, on_event, stop,
-                               faults) as client:
+            if lease is None:
+                session = board_session(unit.board, firmware, log, config.device.timeout_s, unit.port, on_event,
+                                        stop, faults)
+            else:
+                session = place_session(lease, unit.board, firmware, log, config.device.timeout_s, on_event, stop)
+            with session as client:
+                if lease is not None:
+                    row.place = lease.place
                 run_on_board(row, client, point, compiled, config)
+            if lease is not None:
+                lease.measured()
             return row
         except Interrupted:
             raise
         except (DeviceError, BuildError) as err:
+            if lease is not None and isinstance(err, DeviceError) and lease.lost():
+                # The place's host went away (or the coordinator): not the point's fault, and no row.
+                on_event("place_lost", place=lease.place, error=str(err))
+                lease.give_back()
+                stop.wait(FARM_RETRY_PAUSE_S)
+                raise Requeue(str(err)) from None
             on_event("attempt_failed", attempt=attempt, error=str(err))
             if attempt == MAX_POINT_ATTEMPTS or not isinstance(err, _RETRIED):
                 return row.fail("run", err)
@@ -521,6 +557,7 @@ def _sweep_key(config: SweepConfig) -> str:
     """What makes two runs the same sweep: the whole configuration but the port."""
     values = config.to_dict()
     values["device"].pop("port")
+    values.pop("farm")  # where it is measured, like the port
     return content_hash(json.dumps(values, sort_keys=True, default=str))
 
 

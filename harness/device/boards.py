@@ -23,6 +23,7 @@ class Board:
     transport: str = "serial"
     needs: tuple[tuple[str, str], ...] = ()  # (executable, Debian package that provides it)
     usb: tuple[str, ...] = field(default=())   # "vid:pid" in lowercase hex, pid may be "*"
+    openocd: tuple[str, ...] = ()  # OpenOCD config files that flash it (on a farm, where its probe is)
 
     @property
     def emulated(self) -> bool:
@@ -56,7 +57,8 @@ def load_profiles(path: Path) -> list[Board]:
                              + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
         needs = tuple(tuple(item.split("=", 1)) for item in profile.get("needs", ()))
         usb = tuple(item.lower() for item in profile.get("usb", ()))
-        boards.append(Board(name, profile["core"], profile.get("transport", "serial"), needs, usb))
+        boards.append(Board(name, profile["core"], profile.get("transport", "serial"), needs, usb,
+                            tuple(profile.get("openocd", ()))))
     return boards
 
 

@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness.build import Firmware, env_option, upload_firmware
+from harness.device import farm
 from harness.device.boards import Board
 from harness.device.client import BoardClient, Hello, OnEvent, WrongFirmware
 from harness.device.faults import FaultInjector
@@ -82,6 +83,19 @@ def board_session(board: Board, firmware: Firmware, log_path: Path, reply_timeou
             cleanup.callback(proxy.close)
             url = proxy.url
         link = cleanup.enter_context(SerialLink(url, log_path, baud_rate(board), stop=stop))
+        client = BoardClient(link, reply_timeout, on_event)
+        expect_firmware(client.hello(), firmware)
+        yield client
+
+
+@contextmanager
+def place_session(lease, board: Board, firmware: Firmware, log_path: Path, reply_timeout: float,
+                  on_event: OnEvent | None = None, stop: threading.Event | None = None):
+    """On a farm: take a place (waiting our turn), flash it through the place, connect to its serial port."""
+    stop = stop or threading.Event()
+    access = lease.access(stop)
+    farm.flash(lease.farm, access, board, firmware.elf, log_path.with_name(log_path.stem + ".flash.log"))
+    with SerialLink(access.serial_url, log_path, access.baudrate, stop=stop) as link:
         client = BoardClient(link, reply_timeout, on_event)
         expect_firmware(client.hello(), firmware)
         yield client

@@ -1,0 +1,387 @@
+"""The lab's board farm, through labgrid: find places by tag, reserve one (waiting our turn), acquire, release.
+
+labgrid's coordinator knows the places (a board and what reaches it) and who
+holds them; one exporter per host serves the boards' serial ports (ser2net)
+and probes. This module is the one place the harness talks to it, through
+labgrid's own client session (gRPC, asyncio) run on a thread of its own, so
+the harness's board workers can call it from their threads.
+
+Every harness run holds places under its own name, `HOST/USER.harness-<id>`,
+where the id comes from the run directory: a run that crashed comes back
+under the same name and releases what it held (`release_held`), and two runs
+never take each other's places for their own.
+"""
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from labgrid.remote.client import ClientSession
+from labgrid.remote.common import Reservation, ReservationState
+from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
+from labgrid.util.proxy import proxymanager
+
+from harness.device import gdb_remote
+from harness.device.boards import Board
+from harness.device.link import DeviceError, Interrupted
+
+DEFAULT_PORT = 20408     # labgrid's coordinator port
+POLL_S = 1.0             # how often a waiting reservation is polled (it expires after 60 s unpolled)
+CALL_TIMEOUT_S = 30.0
+GDB_SERVER = "NetworkGDBServer"  # the resource an exporter declares for an emulated board's gdb stub
+
+
+class FarmError(DeviceError):
+    """The coordinator is unreachable, refused a request, or a place lacks what a board needs."""
+
+
+@dataclass(frozen=True)
+class PlaceState:
+    """A place as the coordinator sees it now."""
+    name: str
+    tags: dict
+    holder: str                        # "" when free; else "HOST/USER" of whoever acquired it
+    reserved: bool
+    resources: tuple[tuple[str, str, bool], ...]  # (exporter/group/name, class, available)
+
+    @property
+    def live(self) -> bool:
+        """Every resource the place matches is exported and available (its exporter is up)."""
+        return bool(self.resources) and all(avail for _, _, avail in self.resources)
+
+    @property
+    def exporters(self) -> list[str]:
+        return sorted({path.split("/")[0] for path, _, _ in self.resources})
+
+
+@dataclass(frozen=True)
+class PlaceAccess:
+    """How to reach the board of an acquired place."""
+    place: str
+    serial_url: str            # a pyserial URL: socket://host:port (raw TCP) or rfc2217://host:port (ser2net)
+    baudrate: int
+    gdb: tuple[str, int] | None  # an emulated board's gdb stub, through which it is flashed
+    exporter: str
+
+
+def holder_name(run_dir: Path) -> str:
+    """The name this run holds places under; the same for every run of one run directory."""
+    run = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}/{getpass.getuser()}.harness-{run}"
+
+
+def coordinator_address(address: str = "") -> str:
+    """The address given, else LG_COORDINATOR's, as HOST:PORT."""
+    address = address or os.environ.get("LG_COORDINATOR", "")
+    if not address:
+        raise FarmError("no farm coordinator: pass --farm HOST:PORT, set [farm] address, or LG_COORDINATOR")
+    return proxymanager.get_grpc_address(address, default_port=DEFAULT_PORT)
+
+
+class _Session(ClientSession):
+    """labgrid's client session under our holder name instead of the login's."""
+    holder = ""
+
+    def __attrs_post_init__(self):
+        super().__attrs_post_init__()
+        # gRPC shares one connection among a process's channels to one address, and the coordinator takes a
+        # connection for one client: a second session in this process (a test, a tool) needs its own.
+        self.channel = grpc.aio.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1)])
+        self.stub = type(self.stub)(self.channel)
+
+    def gethostname(self):
+        return self.holder.split("/", 1)[0]
+
+    def getuser(self):
+        return self.holder.split("/", 1)[1]
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_guard = threading.Lock()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """The process's one event loop for labgrid, on a thread of its own (gRPC's asyncio layer takes one loop)."""
+    global _loop
+    with _loop_guard:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="labgrid", daemon=True).start()
+        return _loop
+
+
+class Farm:
+    """A connection to a coordinator; thread-safe (each call runs on the labgrid event loop)."""
+
+    def __init__(self, address: str, holder: str, connect_timeout: float = 10.0):
+        self.address = coordinator_address(address)
+        self.holder = holder
+        self._loop = _event_loop()
+        self._session = self._call(self._start(), connect_timeout)
+
+    async def _start(self) -> _Session:
+        session = _Session(self.address, self._loop)
+        session.holder = self.holder
+        try:
+            await asyncio.wait_for(session.start(), CALL_TIMEOUT_S)
+        except Exception as err:
+            raise FarmError(f"farm coordinator {self.address} unreachable: {err or type(err).__name__}") from None
+        return session
+
+    def close(self) -> None:
+        try:
+            self._call(self._session.stop(), 5)
+            self._call(self._session.close(), 5)
+        except Exception:
+            pass  # a coordinator that went away: nothing left to close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, coroutine, timeout: float = CALL_TIMEOUT_S):
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except grpc.aio.AioRpcError as err:
+            raise FarmError(f"farm coordinator {self.address}: {err.details()}") from None
+        except TimeoutError:
+            future.cancel()
+            raise FarmError(f"farm coordinator {self.address} did not answer within {timeout:g} s") from None
+
+    async def _rpc(self, method: str, request):
+        return await getattr(self._session.stub, method)(request)
+
+    # --- what the coordinator knows ---------------------------------------------------------------
+
+    def places(self, tags: dict | None = None) -> list[PlaceState]:
+        """Every place (with all of `tags`), by name."""
+        return self._call(self._places(tags or {}))
+
+    async def _places(self, tags: dict) -> list[PlaceState]:
+        await self._session.sync_with_coordinator()
+        states = []
+        for name, place in sorted(self._session.places.items()):
+            if tags.items() <= place.tags.items():
+                states.append(PlaceState(name, dict(place.tags), place.acquired or "", bool(place.reservation),
+                                         tuple(self._resources_of(place))))
+        return states
+
+    def _resources_of(self, place):
+        for exporter, groups in self._session.resources.items():
+            for group, entries in groups.items():
+                for name, entry in entries.items():
+                    if entry.data and place.hasmatch((exporter, group, entry.cls, name)):
+                        yield f"{exporter}/{group}/{name}", entry.cls, bool(entry.avail)
+
+    def access(self, place_name: str) -> PlaceAccess:
+        """The serial port (and gdb stub) of a place this harness acquired."""
+        return self._call(self._access(place_name))
+
+    async def _access(self, place_name: str) -> PlaceAccess:
+        await self._session.sync_with_coordinator()
+        place = self._session.places.get(place_name)
+        if place is None or place.acquired != self.holder:
+            raise FarmError(f"place '{place_name}' is not held by this run ({self.holder})")
+        found = {}
+        for exporter, group, cls, name in place.acquired_resources:
+            entry = self._session.resources.get(exporter, {}).get(group, {}).get(name)
+            if entry is None or not entry.data or not entry.avail:
+                raise FarmError(f"place '{place_name}': {exporter}/{group}/{cls}/{name} is gone "
+                                f"(exporter {exporter} down?)")
+            found[cls] = (exporter, entry.params)
+        if "NetworkSerialPort" not in found:
+            raise FarmError(f"place '{place_name}' has no serial port (NetworkSerialPort); it has "
+                            f"{', '.join(found) or 'no resources'}")
+        exporter, serial_port = found["NetworkSerialPort"]
+        scheme = "socket" if serial_port.get("protocol", "rfc2217") == "raw" else "rfc2217"
+        gdb = found.get(GDB_SERVER)
+        return PlaceAccess(place_name, f"{scheme}://{serial_port['host']}:{serial_port['port']}",
+                           int(serial_port.get("speed", 115200)),
+                           (gdb[1]["host"], int(gdb[1]["port"])) if gdb else None, exporter)
+
+    # --- taking turns -----------------------------------------------------------------------------
+
+    def reserve(self, tags: dict, stop: threading.Event) -> tuple[str, str]:
+        """Wait for a place with these tags; returns (reservation token, place name), not yet acquired."""
+        token = self._call(self._create_reservation(tags))
+        try:
+            while not stop.is_set():
+                reservation = self._call(self._poll(token))
+                if reservation.state is ReservationState.allocated:
+                    return token, reservation.allocations["main"][0]
+                if reservation.state not in (ReservationState.waiting, ReservationState.allocated):
+                    token = self._call(self._create_reservation(tags))  # expired or invalid: queue again
+                stop.wait(POLL_S)
+        except BaseException:
+            self.cancel(token)
+            raise
+        self.cancel(token)
+        raise Interrupted("stopped while waiting for a place")
+
+    async def _create_reservation(self, tags: dict) -> str:
+        request = pb.CreateReservationRequest(filters={"main": pb.Reservation.Filter(filter=tags)}, prio=0.0)
+        return (await self._session.stub.CreateReservation(request)).reservation.token
+
+    async def _poll(self, token: str) -> Reservation:
+        reply = await self._session.stub.PollReservation(pb.PollReservationRequest(token=token))
+        return Reservation.from_pb2(reply.reservation)
+
+    def cancel(self, token: str) -> None:
+        """Give up a reservation (the place it holds becomes free for others); quiet if it is gone already."""
+        try:
+            self._call(self._rpc("CancelReservation", pb.CancelReservationRequest(token=token)))
+        except FarmError:
+            pass
+
+    def acquire(self, place_name: str) -> None:
+        self._call(self._acquire(place_name))
+
+    async def _acquire(self, place_name: str) -> None:
+        await self._session.stub.AcquirePlace(pb.AcquirePlaceRequest(placename=place_name))
+        await self._session.sync_with_coordinator()
+
+    def release(self, place_name: str) -> None:
+        """Release a place if this run holds it."""
+        self._call(self._release(place_name))
+
+    async def _release(self, place_name: str) -> None:
+        await self._session.stub.ReleasePlace(pb.ReleasePlaceRequest(placename=place_name, fromuser=self.holder))
+        await self._session.sync_with_coordinator()
+
+    def release_held(self) -> list[str]:
+        """Release every place, and cancel every reservation, a crashed run of ours left behind."""
+        held = [place.name for place in self.places() if place.holder == self.holder]
+        for name in held:
+            self.release(name)
+        reply = self._call(self._rpc("GetReservations", pb.GetReservationsRequest()))
+        for reservation in reply.reservations:
+            if reservation.owner == self.holder:
+                self.cancel(reservation.token)
+        return held
+
+
+
+DEAD_PLACE_BACKOFF_S = 2.0  # before asking again after a place whose exporter is gone was handed to us
+LOST_CHECK_S = 2.0          # how long a failed link waits for the coordinator to notice a dead exporter
+
+
+class PlaceLease:
+    """One farm worker's hold on a place of its board kind: taken when needed, given back after N points.
+
+    Giving the place back after `points_per_turn` points lets other clients
+    waiting for this kind have their turn; the worker then queues again.
+    """
+
+    def __init__(self, farm: Farm, board: str, points_per_turn: int, on_event=lambda kind, **fields: None):
+        self.farm, self.board, self.points_per_turn, self.on_event = farm, board, points_per_turn, on_event
+        self._held: tuple[str, str] | None = None  # (reservation token, place)
+        self._access: PlaceAccess | None = None
+        self._points = 0
+
+    def access(self, stop: threading.Event) -> PlaceAccess:
+        """The place this worker holds, reserving and acquiring one (waiting its turn) if it holds none."""
+        while self._access is None:
+            token, place = self.farm.reserve({"board": self.board}, stop)
+            self._held = (token, place)
+            try:
+                self.farm.acquire(place)
+                self._access = self.farm.access(place)
+            except FarmError as err:
+                self.on_event("place_unusable", place=place, error=str(err))
+                self.give_back()
+                stop.wait(DEAD_PLACE_BACKOFF_S)
+                continue
+            self._points = 0
+            self.on_event("place_acquired", place=place, exporter=self._access.exporter)
+        return self._access
+
+    @property
+    def place(self) -> str:
+        """The place held now; "" if none."""
+        return self._held[1] if self._held else ""
+
+    def measured(self) -> None:
+        """One point done on the held place; past the turn's length, the place goes back."""
+        self._points += 1
+        if self._points >= self.points_per_turn:
+            self.give_back()
+
+    def lost(self) -> bool:
+        """Whether the held place's exporter went away (the coordinator is given a moment to notice)."""
+        if self._held is None:
+            return False
+        deadline = time.monotonic() + LOST_CHECK_S
+        while True:
+            try:
+                states = [state for state in self.farm.places() if state.name == self._held[1]]
+            except FarmError:
+                return True  # the coordinator is gone too: nothing measured here can be trusted to finish
+            if not states or not states[0].live:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+    def give_back(self) -> None:
+        if self._held is None:
+            return
+        token, place = self._held
+        self._held, self._access = None, None
+        try:
+            self.farm.release(place)
+        except FarmError as err:
+            self.on_event("place_release_failed", place=place, error=str(err))
+        self.farm.cancel(token)
+        self.on_event("place_released", place=place)
+
+    close = give_back
+
+
+# --- flashing through the place ------------------------------------------------------------------
+
+def flash(farm: Farm, access: PlaceAccess, board: Board, elf: Path, log_path: Path) -> None:
+    """Put the firmware on the place's board: over an emulated board's gdb stub, or with labgrid's OpenOCD driver."""
+    if access.gdb is not None:
+        gdb_remote.load_and_run(*access.gdb, elf)
+        return
+    if not board.openocd:
+        raise FarmError(f"board '{board.name}' has no way to be flashed on a farm: give its profile "
+                        f"(firmware/boards/profiles.toml) an 'openocd' list of config files")
+    _flash_with_openocd(farm, access, board, elf, log_path)
+
+
+def _flash_with_openocd(farm: Farm, access: PlaceAccess, board: Board, elf: Path, log_path: Path) -> None:
+    """labgrid's OpenOCDDriver, through `labgrid-client bootstrap`: it copies the image to the exporter host
+    (over SSH) and runs OpenOCD there, where the place's USBDebugger (the probe) is."""
+    environment = {"targets": {access.place: {
+        "resources": {"RemotePlace": {"name": access.place}},
+        "drivers": {"OpenOCDDriver": {"config": list(board.openocd),
+                                      "load_commands": ["init", "program {filename} verify reset", "shutdown"]}},
+    }}}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="labgrid-env-") as config:
+        json.dump(environment, config)  # JSON is YAML
+        config.flush()
+        host, user = farm.holder.split("/", 1)
+        proc = subprocess.run([str(Path(sys.executable).parent / "labgrid-client"), "-x", farm.address,
+                               "-c", config.name, "-p", access.place, "bootstrap", str(elf)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "LG_HOSTNAME": host, "LG_USERNAME": user}, timeout=300)
+    log_path.write_bytes(proc.stdout)
+    if proc.returncode != 0:
+        last = proc.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise FarmError(f"flashing place '{access.place}' with OpenOCD failed: {last[0]} (log: {log_path})")
