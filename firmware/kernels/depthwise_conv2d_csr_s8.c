@@ -94,7 +94,8 @@ nn_status nn_depthwise_conv2d_csr_s8(const nn_depthwise_conv2d_params *params,
     }
     const int32_t in_c = win->input.c;
     nn_requant_channel table[NN_DW_TABLE_CHANNELS];
-    const nn_dw_output out = nn_dw_output_stage(&params->requant, bias, win->output.c, table);
+    const nn_dw_output out = nn_dw_output_stage(&params->requant, bias, win->output.c,
+                                                win->output.h * win->output.w, table);
     const csr_rows rows = {weights->values, weights->index_u8, weights->row_start_u16,
                            weights->row_start_u32};
     if (padding) {

@@ -194,17 +194,9 @@ NN_INLINE void nn_sparse_conv_store(const int32_t acc[NN_CONV_TILE], int32_t pix
     }
     output += channel;
 #if NN_DSP
-    /*
-     * clamp(ssat8(v), lo, hi) = clamp(v, lo, hi), as the range lies within
-     * int8. Pixels 0 and 2, 1 and 3 go in halfwords (PKHBT), then their low
-     * bytes interleave (UXTB16) into pixel k = byte k.
-     */
-    const int32_t even = nn_pkhbt16(nn_ssat8(q0 + offset), nn_ssat8(q2 + offset));
-    const int32_t odd = nn_pkhbt16(nn_ssat8(q1 + offset), nn_ssat8(q3 + offset));
-    const uint32_t bytes = (uint32_t)nn_uxtb16(even) | (uint32_t)nn_uxtb16(odd) << 8;
-    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
-    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
-    const uint32_t out = (uint32_t)nn_min_s8x4(nn_max_s8x4((int32_t)bytes, lo4), hi4);
+    const uint32_t out = (uint32_t)nn_pack_clamp_s8x4(q0 + offset, q1 + offset, q2 + offset,
+                                                       q3 + offset, nn_s8x4_splat(lo),
+                                                       nn_s8x4_splat(hi));
     output[0] = (int8_t)out;
     if (pixels == NN_CONV_TILE) { /* every tile but a row's last */
         output[out_c] = (int8_t)(out >> 8);
