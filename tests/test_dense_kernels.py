@@ -41,6 +41,9 @@ GEOMETRIES = {
     "fc_odd": ((37,), dict(units=11, activation="relu")),
     "fc_tiny": ((3,), dict(units=2)),
     "fc_rows": ((5, 14), dict(units=7, activation="relu6")),
+    # 8 inputs: the short-row path (an autoencoder's 8 -> 128), rows in fours with 2 left over, and batches.
+    "fc_short": ((8,), dict(units=130, activation="relu")),
+    "fc_short_rows": ((3, 8), dict(units=6, activation="relu6")),
     "conv_3x3_same": ((16, 16, 16), dict(filters=32, kernel_size=3, padding="same")),
     "conv_1x1": ((8, 8, 64), dict(filters=64, kernel_size=1, activation="relu")),
     "conv_1x1_odd": ((3, 5, 12), dict(filters=5, kernel_size=1)),
@@ -65,7 +68,8 @@ PER_TENSOR = {"fc_odd", "conv_stride2_rgb"}  # one weight scale for every channe
 # Copies whose output scale is edited down to input scale x median weight scale x factor, so that
 # the multipliers shift left or right by at most 1 bit (outside nn_requantize_right_shift's
 # domain), run on inputs near the zero point.
-STRONG_SCALE = {"fc_strong_scale": ("fc_odd", 3.0), "conv_strong_scale": ("conv_3x3_same", 0.5)}
+STRONG_SCALE = {"fc_strong_scale": ("fc_odd", 3.0), "fc_short_strong_scale": ("fc_short", 3.0),
+                "conv_strong_scale": ("conv_3x3_same", 0.5)}
 MODELS = (*GEOMETRIES, *STRONG_SCALE)
 
 
