@@ -152,9 +152,8 @@ class _PointQueue:
     def get(self, stop: threading.Event):
         """The next point; None once all are finished or the sweep stops."""
         while not stop.is_set():
-            with self._lock:
-                if self._unfinished == 0:
-                    return None
+            if self.all_finished():
+                return None
             try:
                 return self._items.get(timeout=_JOIN_POLL_S)
             except queue.Empty:
@@ -164,6 +163,10 @@ class _PointQueue:
     def finished(self) -> None:
         with self._lock:
             self._unfinished -= 1
+
+    def all_finished(self) -> bool:
+        with self._lock:
+            return self._unfinished == 0
 
 
 def _wait(events: list[threading.Event]) -> None:
@@ -186,7 +189,13 @@ def _work(unit: BoardUnit, points: _PointQueue, measure: Measure, finish: Finish
 
 def _take_points(unit: BoardUnit, points: _PointQueue, measure: Measure, finish: Finish,
                  stop: threading.Event) -> None:
-    while (item := points.get(stop)) is not None:
+    while True:
+        # A farm worker takes a point only once it holds a place: one waiting its turn (or skipping dead
+        # places) holds no point another worker could measure.
+        if unit.lease is not None and not unit.lease.ready(stop, until=points.all_finished):
+            return
+        if (item := points.get(stop)) is None:
+            return
         job, built = item
         try:
             row = measure(job, unit, built.result())
@@ -203,3 +212,5 @@ def _take_points(unit: BoardUnit, points: _PointQueue, measure: Measure, finish:
         if not stop.is_set():
             finish(job, row)
             points.finished()
+        if unit.lease is not None:
+            unit.lease.measured()  # past its turn's length, the place goes back for others

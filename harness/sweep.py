@@ -376,7 +376,8 @@ def measure_points(config: SweepConfig, plan: list[PlannedPoint], variants: dict
         started = time.monotonic()
         row = measure_point(job, unit, firmware, config, run_dir, log.bound(point=job.index + 1, board=unit.name),
                             stop, faults)
-        log.event("measured", point=job.index + 1, board=unit.name, seconds=round(time.monotonic() - started, 2))
+        log.event("measured", point=job.index + 1, board=unit.name, place=row.place,
+                  seconds=round(time.monotonic() - started, 2))
         return row
 
     def run_phase(phase: str, jobs: list[Job], reused: int) -> None:
@@ -500,8 +501,6 @@ def measure_point(job: Job, unit: BoardUnit, firmware: Firmware, config: SweepCo
                 if lease is not None:
                     row.place = lease.place
                 run_on_board(row, client, point, compiled, config)
-            if lease is not None:
-                lease.measured()
             return row
         except Interrupted:
             raise

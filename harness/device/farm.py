@@ -197,6 +197,8 @@ class Farm:
         place = self._session.places.get(place_name)
         if place is None or place.acquired != self.holder:
             raise FarmError(f"place '{place_name}' is not held by this run ({self.holder})")
+        if not place.acquired_resources:
+            raise FarmError(f"place '{place_name}' has no resources now (its exporter is down?)")
         found = {}
         for exporter, group, cls, name in place.acquired_resources:
             entry = self._session.resources.get(exporter, {}).get(group, {}).get(name)
@@ -216,11 +218,14 @@ class Farm:
 
     # --- taking turns -----------------------------------------------------------------------------
 
-    def reserve(self, tags: dict, stop: threading.Event) -> tuple[str, str]:
-        """Wait for a place with these tags; returns (reservation token, place name), not yet acquired."""
+    def reserve(self, tags: dict, stop: threading.Event, until=lambda: False) -> tuple[str, str] | None:
+        """Wait for a place with these tags; returns (reservation token, place name), not yet acquired.
+
+        None if `stop` is set or `until()` comes true first (nothing left to measure).
+        """
         token = self._call(self._create_reservation(tags))
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not until():
                 reservation = self._call(self._poll(token))
                 if reservation.state is ReservationState.allocated:
                     return token, reservation.allocations["main"][0]
@@ -231,7 +236,7 @@ class Farm:
             self.cancel(token)
             raise
         self.cancel(token)
-        raise Interrupted("stopped while waiting for a place")
+        return None
 
     async def _create_reservation(self, tags: dict) -> str:
         request = pb.CreateReservationRequest(filters={"main": pb.Reservation.Filter(filter=tags)}, prio=0.0)
@@ -277,6 +282,7 @@ class Farm:
 
 
 DEAD_PLACE_BACKOFF_S = 2.0  # before asking again after a place whose exporter is gone was handed to us
+MAX_BACKOFF_S = 60.0
 LOST_CHECK_S = 2.0          # how long a failed link waits for the coordinator to notice a dead exporter
 
 
@@ -293,21 +299,36 @@ class PlaceLease:
         self._access: PlaceAccess | None = None
         self._points = 0
 
-    def access(self, stop: threading.Event) -> PlaceAccess:
-        """The place this worker holds, reserving and acquiring one (waiting its turn) if it holds none."""
+    def ready(self, stop: threading.Event, until=lambda: False) -> bool:
+        """Hold a usable place, reserving and acquiring one (waiting our turn) if none is held.
+
+        False if `stop` is set or `until()` comes true first. A place handed to us whose exporter is gone is
+        given back, and the next try waits longer each time (up to a minute), holding no point meanwhile.
+        """
+        pause = DEAD_PLACE_BACKOFF_S
         while self._access is None:
-            token, place = self.farm.reserve({"board": self.board}, stop)
-            self._held = (token, place)
+            reserved = self.farm.reserve({"board": self.board}, stop, until)
+            if reserved is None:
+                return False
+            self._held = reserved
             try:
-                self.farm.acquire(place)
-                self._access = self.farm.access(place)
+                self.farm.acquire(reserved[1])
+                self._access = self.farm.access(reserved[1])
             except FarmError as err:
-                self.on_event("place_unusable", place=place, error=str(err))
+                self.on_event("place_unusable", place=reserved[1], error=str(err), retry_in=pause)
                 self.give_back()
-                stop.wait(DEAD_PLACE_BACKOFF_S)
+                stop.wait(pause)
+                pause = min(2 * pause, MAX_BACKOFF_S)
                 continue
             self._points = 0
-            self.on_event("place_acquired", place=place, exporter=self._access.exporter)
+            self.on_event("place_acquired", place=reserved[1], exporter=self._access.exporter)
+        return True
+
+    @property
+    def access(self) -> PlaceAccess:
+        """How to reach the held place's board (after ready())."""
+        if self._access is None:
+            raise FarmError(f"no place of board '{self.board}' is held")
         return self._access
 
     @property
@@ -341,13 +362,14 @@ class PlaceLease:
         if self._held is None:
             return
         token, place = self._held
-        self._held, self._access = None, None
+        acquired, self._held, self._access = self._access is not None, None, None
         try:
             self.farm.release(place)
         except FarmError as err:
             self.on_event("place_release_failed", place=place, error=str(err))
         self.farm.cancel(token)
-        self.on_event("place_released", place=place)
+        if acquired:
+            self.on_event("place_released", place=place)
 
     close = give_back
 
@@ -383,5 +405,7 @@ def _flash_with_openocd(farm: Farm, access: PlaceAccess, board: Board, elf: Path
                               env={**os.environ, "LG_HOSTNAME": host, "LG_USERNAME": user}, timeout=300)
     log_path.write_bytes(proc.stdout)
     if proc.returncode != 0:
-        last = proc.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise FarmError(f"flashing place '{access.place}' with OpenOCD failed: {last[0]} (log: {log_path})")
+        last = (proc.stdout.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        if "NoSupplierFoundError" in last:
+            last = "the place has no USBDebugger (the board's probe): export it with the board (docs/farm.md)"
+        raise FarmError(f"flashing place '{access.place}' with OpenOCD failed: {last} (log: {log_path})")

@@ -91,9 +91,8 @@ def board_session(board: Board, firmware: Firmware, log_path: Path, reply_timeou
 @contextmanager
 def place_session(lease, board: Board, firmware: Firmware, log_path: Path, reply_timeout: float,
                   on_event: OnEvent | None = None, stop: threading.Event | None = None):
-    """On a farm: take a place (waiting our turn), flash it through the place, connect to its serial port."""
-    stop = stop or threading.Event()
-    access = lease.access(stop)
+    """On a farm: flash the held place's board through the place, connect to its serial port."""
+    access = lease.access
     farm.flash(lease.farm, access, board, firmware.elf, log_path.with_name(log_path.stem + ".flash.log"))
     with SerialLink(access.serial_url, log_path, access.baudrate, stop=stop) as link:
         client = BoardClient(link, reply_timeout, on_event)

@@ -1,0 +1,192 @@
+"""Sweeps on a labgrid farm: a real coordinator and two exporter hosts with two emulated boards each, as separate
+processes on 127.0.0.1 (tests/farm_lab.py), driven through the real command line."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from bench_sweeps import count, events, results, same_results, start_sweep, sweep, wait_for_points, write_config
+from conftest import PROJECT_DIR, board_processes, run_harness
+from farm_lab import BIN, FarmLab
+from harness.device.farm import Farm, FarmError, flash, holder_name
+from harness.device.boards import get_board
+from harness.device.gdb_remote import FlashError, loadable_segments
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    before = board_processes()
+    farm = FarmLab(tmp_path_factory.mktemp("farm"), {"hostA": 2, "hostB": 2}).start()
+    yield farm
+    farm.stop()
+    assert not board_processes() - before, "the farm's emulators outlived it"
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    # 9 points: enough that all four places measure, and that some are left when a host dies.
+    path = write_config(tmp_path_factory.mktemp("farm-config") / "farm.toml", boards=["mps2_an386"],
+                        kernels=["dense", "csr", "delta4"], samples=60, targets=(0.0, 0.5, 0.9))
+    path.write_text(path.read_text() + "\n[farm]\npoints_per_turn = 2\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def local(config, tmp_path_factory):
+    """The same sweep on local emulators: what the farm must reproduce."""
+    _, run_dir = sweep(config, tmp_path_factory.mktemp("local"), "--fresh", "--parallel", "2")
+    return results(run_dir)
+
+
+def held_spans(run_dir: Path) -> list[tuple[str, float, float]]:
+    """(place, from, to) for every turn this run held a place, from its run log."""
+    spans, since = [], {}
+    for event in events(run_dir):
+        at = datetime.fromisoformat(event["time"]).timestamp()
+        if event["event"] == "place_acquired":
+            since[event["place"]] = at
+        elif event["event"] in ("place_released", "place_lost") and event["place"] in since:
+            spans.append((event["place"], since.pop(event["place"]), at))
+    return spans
+
+
+def test_a_farm_sweep_measures_on_both_hosts_and_equals_a_local_run(lab, config, local, tmp_path):
+    proc, run_dir = sweep(config, tmp_path, "--fresh", "--farm", lab.address)
+    assert f"farm {lab.address}: 4 places to measure on" in proc.stdout
+    rows = results(run_dir)
+    same_results(local, rows)
+    assert (rows.status == "ok").all()
+    assert {place.split("-")[0] for place in rows.place} == {"hostA", "hostB"}
+    assert set(rows.place) <= set(lab.all_places())
+    assert not any(lab.holders().values()), "a place stayed held after the sweep"
+
+
+def test_a_host_that_dies_mid_sweep_costs_time_not_rows(lab, config, local, tmp_path):
+    proc = start_sweep(config, tmp_path, "--fresh", "--farm", lab.address)
+    try:
+        run_dir = wait_for_points(tmp_path, 2, proc)
+        # Kill hostB only while it is measuring: then the loss happens mid-point.
+        while not any(holder for place, holder in lab.holders().items() if place.startswith("hostB")):
+            assert proc.poll() is None
+            time.sleep(0.05)
+        lab.kill_host("hostB")
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    rows = results(run_dir)
+    same_results(local, rows)  # every point, each once, none an error, none half measured
+    assert (rows.status == "ok").all()
+    lost = [e for e in events(run_dir) if e["event"] == "place_lost"]
+    assert lost and all(e["place"].startswith("hostB") for e in lost)
+    assert count(run_dir, "point_done") == len(local)
+    lab.start_host("hostB")
+    lab.wait_until_live(lab.all_places())
+
+
+def test_two_clients_take_turns_and_never_hold_one_place_together(lab, config, local, tmp_path):
+    procs = [start_sweep(config, tmp_path / name, "--fresh", "--farm", lab.address) for name in ("ann", "bob")]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    runs = [next((tmp_path / name).glob("*/")) for name in ("ann", "bob")]
+    for run_dir in runs:
+        same_results(local, results(run_dir))
+    ann, bob = (held_spans(run_dir) for run_dir in runs)
+    assert ann and bob
+    for place, start, end in ann:
+        for other, other_start, other_end in bob:
+            assert place != other or end <= other_start or other_end <= start, (place, start, end, other_start)
+    # Each measured point lies inside a turn its client held that place for.
+    for run_dir, spans in zip(runs, (ann, bob)):
+        for e in events(run_dir):
+            if e["event"] == "measured":
+                done = datetime.fromisoformat(e["time"]).timestamp()
+                began = done - e["seconds"] + 0.01  # the log rounds seconds to 0.01 and times to 0.001
+                assert any(place == e["place"] and start <= began and done <= end
+                           for place, start, end in spans), e
+    # points_per_turn = 2: each client gave places back and queued again, so the other had turns too.
+    assert max(len(ann), len(bob)) > 4
+
+
+def test_a_killed_harness_releases_its_places_on_the_next_run_and_resumes(lab, config, local, tmp_path):
+    proc = start_sweep(config, tmp_path, "--fresh", "--farm", lab.address)
+    run_dir = wait_for_points(tmp_path, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    holder = holder_name(run_dir)
+    left = [place for place, who in lab.holders().items() if who == holder]
+    assert left, "a killed harness leaves its places acquired: the coordinator cannot know it died"
+
+    again, same_run = sweep(config, tmp_path, "--fresh", "--farm", lab.address)
+    assert same_run == run_dir and "(resumed)" in again.stdout
+    released = next(line for line in again.stdout.splitlines() if line.startswith("farm: released"))
+    assert all(place in released for place in left), (left, released)
+    same_results(local, results(run_dir))
+    assert not any(lab.holders().values())
+
+
+def test_farm_list_shows_tags_holders_and_exporters(lab):
+    with Farm(lab.address, "lab/someone") as farm:
+        farm.acquire("hostA-1")
+        try:
+            listing = run_harness("farm", "list", "--farm", lab.address)
+        finally:
+            farm.release("hostA-1")
+    assert listing.returncode == 0, listing.stderr
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines()}
+    assert set(lines) == set(lab.all_places())
+    assert "held by lab/someone" in lines["hostA-1"] and "board=mps2_an386" in lines["hostA-1"]
+    assert "free" in lines["hostB-2"] and lines["hostB-2"].rstrip().endswith("hostB")
+
+
+def test_a_board_kind_the_farm_lacks_and_an_unreachable_coordinator_are_one_line_each(lab, config, tmp_path):
+    missing = run_harness("sweep", "--config", config, "--boards", "mps2_an385", "--results", tmp_path,
+                          "--farm", lab.address)
+    assert missing.returncode == 2
+    assert f"farm {lab.address} has no place tagged board=mps2_an385" in missing.stderr
+    down = run_harness("farm", "list", "--farm", "127.0.0.1:1")
+    assert down.returncode == 2 and "farm coordinator 127.0.0.1:1 unreachable" in down.stderr
+
+
+def test_a_real_board_is_flashed_by_labgrids_openocd_driver_which_needs_the_places_probe(lab, tmp_path):
+    """Here no probe exists, so this shows the harness's labgrid environment is accepted up to binding the
+    driver to the place's USBDebugger, and that its absence is reported as such."""
+    (tmp_path / "hostC.yaml").write_text("nucleo-1:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: 1\n")
+    exporter = subprocess.Popen([BIN / "labgrid-exporter", "-c", lab.address, "--name", "hostC", "--hostname",
+                                 "127.0.0.1", tmp_path / "hostC.yaml"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        lab.client("-p", "nucleo-1", "create")
+        lab.client("-p", "nucleo-1", "add-match", "hostC/nucleo-1/*")
+        lab.client("-p", "nucleo-1", "set-tags", "board=nucleo_f446re")
+        lab.wait_until_live(["nucleo-1"])
+        with Farm(lab.address, "lab/flasher") as farm:
+            token, place = farm.reserve({"board": "nucleo_f446re"}, threading.Event())
+            farm.acquire(place)
+            try:
+                with pytest.raises(FarmError, match="place 'nucleo-1' with OpenOCD failed: the place has no "
+                                                    "USBDebugger"):
+                    flash(farm, farm.access(place), get_board("nucleo_f446re"), PROJECT_DIR / "README.md",
+                          tmp_path / "flash.log")
+            finally:
+                farm.release(place)
+                farm.cancel(token)
+        assert "OpenOCDDriver" in (tmp_path / "flash.log").read_text()
+    finally:
+        lab.client("-p", "nucleo-1", "delete")
+        exporter.terminate()
+        exporter.wait(10)
+
+
+def test_an_image_that_is_no_elf_is_refused_before_the_board_is_touched(tmp_path):
+    (tmp_path / "firmware.bin").write_bytes(b"\x00" * 64)
+    with pytest.raises(FlashError, match="firmware.bin: not a 32-bit little-endian ELF file"):
+        loadable_segments(tmp_path / "firmware.bin")
