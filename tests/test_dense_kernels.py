@@ -61,6 +61,9 @@ GEOMETRIES = {
     "conv_column_rest1": ((7, 1, 7), dict(filters=5, kernel_size=(3, 1))),
     "conv_1x1_rest3": ((3, 3, 7), dict(filters=6, kernel_size=1)),
     "conv_wide_window": ((6, 6, 32), dict(filters=16, kernel_size=3, padding="same")),  # 288 > 256
+    # C_IN 3: kernel rows of 15 bytes copied whole (3 words and 3 bytes), and dilated rows, which are not.
+    "conv_gather_rows": ((8, 9, 3), dict(filters=6, kernel_size=(2, 5))),
+    "conv_gather_dilated": ((9, 9, 3), dict(filters=4, kernel_size=3, dilation_rate=2, padding="same")),
     # 270 > 256 with C_IN not a multiple of 4 (bytewise gather in the buffer), odd pixels and channels.
     "conv_wide_gather": ((7, 7, 30), dict(filters=5, kernel_size=3, padding="same", activation="relu")),
 }

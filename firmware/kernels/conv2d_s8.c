@@ -26,7 +26,6 @@
  * but two output channels at a time, sharing each input load, with the
  * padding test out of the innermost loop.
  */
-#include <string.h>
 
 #include "kernel_util.h"
 #include "simd.h"
@@ -119,9 +118,29 @@ static void window_to_columns(const nn_window *win, const int8_t *input, int32_t
         }
         return;
     }
+    /*
+     * A kernel row whose taps all lie inside the image, undilated, is
+     * kernel_w * C_IN contiguous input bytes: copied a word at a time. Tap
+     * by tap with a padding test per byte, a 3x3x3 window took about 500
+     * instructions per pixel, 1.2 per MAC of a 16-channel first layer.
+     */
+    const int32_t row_bytes = win->kernel_w * in_c;
+    const int rows_inside = win->dilation_w == 1 && x0 >= 0 && x0 + win->kernel_w <= win->input.w;
     int8_t *dst = window;
     for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
         const int32_t y = y0 + ky * win->dilation_h;
+        if (rows_inside && y >= 0 && y < win->input.h) {
+            const int8_t *src = input + (y * win->input.w + x0) * in_c;
+            int32_t i = 0;
+            for (; i + 4 <= row_bytes; i += 4) {
+                nn_write_s8x4(dst + i, nn_read_s8x4(src + i));
+            }
+            for (; i < row_bytes; ++i) {
+                dst[i] = src[i];
+            }
+            dst += row_bytes;
+            continue;
+        }
         for (int32_t kx = 0; kx < win->kernel_w; ++kx) {
             const int8_t *src = pixel_at(win, input, y, x0 + kx * win->dilation_w);
             for (int32_t c = 0; c < in_c; ++c) {
@@ -130,7 +149,9 @@ static void window_to_columns(const nn_window *win, const int8_t *input, int32_t
         }
     }
     /* Whole groups: a partial last group's other bytes are set but never multiplied. */
-    memset(dst, 0, (size_t)(-(dst - window) & 3));
+    while ((dst - window) & 3) {
+        *dst++ = 0;
+    }
     for (int32_t k = 0; k < dst - window; k += 4, col += 4) {
         const int32_t v = nn_read_s8x4(window + k);
         col[0] = nn_sxtb16(v);
