@@ -240,6 +240,20 @@ static void group_lanes(const dw_layer *layer, const int8_t *input, int32_t corn
     }
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* One tap of line_x4's assembly loop: 9 instructions. */
+#define DW_TAP_ASM \
+    "ldr %[x], [%[tap]]\n\t" \
+    "add %[tap], %[tap], %[step]\n\t" \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+    "sxtb16 %[x13], %[x], ror #8\n\t" \
+    "sxtb16 %[x], %[x]\n\t" \
+    "smlabb %[a0], %[x], %[w0], %[a0]\n\t" \
+    "smlatt %[a2], %[x], %[w0], %[a2]\n\t" \
+    "smlabb %[a1], %[x13], %[w1], %[a1]\n\t" \
+    "smlatt %[a3], %[x13], %[w1], %[a3]\n\t"
+#endif
+
 /* acc += one line of taps, words / 2 of them, tap_step input bytes apart: a lone tap, then pairs. */
 static inline nn_acc4 line_x4(nn_acc4 acc, const int8_t *tap, const int32_t *w, int32_t words,
                               int32_t tap_step)
@@ -262,24 +276,7 @@ static inline nn_acc4 line_x4(nn_acc4 acc, const int8_t *tap, const int32_t *w, 
     if (pairs != 0) {
         int32_t x, x13, w0, w1;
         __asm__("1:\n\t"
-                "ldr %[x], [%[tap]]\n\t"
-                "add %[tap], %[tap], %[step]\n\t"
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-                "sxtb16 %[x13], %[x], ror #8\n\t"
-                "sxtb16 %[x], %[x]\n\t"
-                "smlabb %[a0], %[x], %[w0], %[a0]\n\t"
-                "smlatt %[a2], %[x], %[w0], %[a2]\n\t"
-                "smlabb %[a1], %[x13], %[w1], %[a1]\n\t"
-                "smlatt %[a3], %[x13], %[w1], %[a3]\n\t"
-                "ldr %[x], [%[tap]]\n\t"
-                "add %[tap], %[tap], %[step]\n\t"
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-                "sxtb16 %[x13], %[x], ror #8\n\t"
-                "sxtb16 %[x], %[x]\n\t"
-                "smlabb %[a0], %[x], %[w0], %[a0]\n\t"
-                "smlatt %[a2], %[x], %[w0], %[a2]\n\t"
-                "smlabb %[a1], %[x13], %[w1], %[a1]\n\t"
-                "smlatt %[a3], %[x13], %[w1], %[a3]\n\t"
+                DW_TAP_ASM DW_TAP_ASM
                 "subs %[pairs], %[pairs], #1\n\t"
                 "bne 1b"
                 : [a0] "+r"(acc.a0), [a1] "+r"(acc.a1), [a2] "+r"(acc.a2), [a3] "+r"(acc.a3),
@@ -299,7 +296,7 @@ static inline nn_acc4 line_x4(nn_acc4 acc, const int8_t *tap, const int32_t *w, 
 }
 
 /*
- * Channels whose sums pixel_inside keeps on the stack between its two
+ * Channels whose sums run_inside keeps on the stack between its two
  * passes (256 B).
  */
 #define DW_SUMS 64
