@@ -14,7 +14,7 @@ import pytest
 from bench_sweeps import count, events, results, same_results, start_sweep, sweep, wait_for_points, write_config
 from conftest import PROJECT_DIR, board_processes, run_harness
 from farm_lab import BIN, FarmLab
-from harness.device.farm import Farm, FarmError, flash, holder_name
+from harness.device.farm import Farm, FarmError, flash, flash_script, holder_name
 from harness.device.boards import get_board
 from harness.device.gdb_remote import FlashError, loadable_segments
 
@@ -156,34 +156,53 @@ def test_a_board_kind_the_farm_lacks_and_an_unreachable_coordinator_are_one_line
     assert down.returncode == 2 and "farm coordinator 127.0.0.1:1 unreachable" in down.stderr
 
 
-def test_a_real_board_is_flashed_by_labgrids_openocd_driver_which_needs_the_places_probe(lab, tmp_path):
-    """Here no probe exists, so this shows the harness's labgrid environment is accepted up to binding the
-    driver to the place's USBDebugger, and that its absence is reported as such."""
-    (tmp_path / "hostC.yaml").write_text("nucleo-1:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: 1\n")
+@pytest.mark.parametrize("board, driver, resource", [("nucleo_f446re", "OpenOCDDriver", "USBDebugger"),
+                                                     ("esp32s3", "FlashScriptDriver", "USBFlashableDevice")])
+def test_a_real_board_is_flashed_by_a_labgrid_driver_bound_to_the_places_device(lab, tmp_path, board, driver,
+                                                                                  resource):
+    """Here no probe or USB device exists, so this shows the harness's labgrid environment is accepted up to
+    binding the board's driver to the place's resource, and that its absence is reported as such."""
+    place = f"{board}-1"
+    (tmp_path / "hostC.yaml").write_text(f"{place}:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: 1\n")
     exporter = subprocess.Popen([BIN / "labgrid-exporter", "-c", lab.address, "--name", "hostC", "--hostname",
                                  "127.0.0.1", tmp_path / "hostC.yaml"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
+    (tmp_path / "firmware.elf").write_bytes(b"elf")
+    (tmp_path / "firmware.bin").write_bytes(b"bin")
     try:
-        lab.client("-p", "nucleo-1", "create")
-        lab.client("-p", "nucleo-1", "add-match", "hostC/nucleo-1/*")
-        lab.client("-p", "nucleo-1", "set-tags", "board=nucleo_f446re")
-        lab.wait_until_live(["nucleo-1"])
+        lab.client("-p", place, "create")
+        lab.client("-p", place, "add-match", f"hostC/{place}/*")
+        lab.client("-p", place, "set-tags", f"board={board}")
+        lab.wait_until_live([place])
         with Farm(lab.address, "lab/flasher") as farm:
-            token, place = farm.reserve({"board": "nucleo_f446re"}, threading.Event())
-            farm.acquire(place)
+            token, held = farm.reserve({"board": board}, threading.Event())
+            farm.acquire(held)
             try:
-                with pytest.raises(FarmError, match="place 'nucleo-1' with OpenOCD failed: the place has no "
-                                                    "USBDebugger"):
-                    flash(farm, farm.access(place), get_board("nucleo_f446re"), PROJECT_DIR / "README.md",
-                          tmp_path / "flash.log")
+                with pytest.raises(FarmError, match=f"place '{place}' with {driver} failed: the place has no "
+                                                    f"{resource}"):
+                    flash(farm, farm.access(held), get_board(board), tmp_path / "firmware.elf", tmp_path / "log")
             finally:
-                farm.release(place)
+                farm.release(held)
                 farm.cancel(token)
-        assert "OpenOCDDriver" in (tmp_path / "flash.log").read_text()
+        assert driver in (tmp_path / "log").read_text()
     finally:
-        lab.client("-p", "nucleo-1", "delete")
+        lab.client("-p", place, "delete")
         exporter.terminate()
         exporter.wait(10)
+
+
+def test_a_flash_script_carries_its_image_and_gets_the_port_as_its_argument(tmp_path):
+    image = tmp_path / "firmware.bin"
+    image.write_bytes(bytes(range(256)) * 40)
+    (tmp_path / "firmware.elf").write_bytes(b"not this one")
+    script = tmp_path / "flash.sh"
+    script.write_text(flash_script(f"cp {{bin}} {tmp_path}/flashed && echo {{port}} > {tmp_path}/port",
+                                   tmp_path / "firmware.elf"))
+    subprocess.run(["sh", script, "/dev/ttyUSB7"], check=True)
+    assert (tmp_path / "flashed").read_bytes() == image.read_bytes()
+    assert (tmp_path / "port").read_text() == "/dev/ttyUSB7\n"
+    with pytest.raises(FarmError, match="firmware.bin: no such image"):
+        flash_script("esptool.py write_flash 0x10000 {bin}", tmp_path / "other" / "firmware.elf")
 
 
 def test_an_image_that_is_no_elf_is_refused_before_the_board_is_touched(tmp_path):

@@ -24,6 +24,7 @@ class Board:
     needs: tuple[tuple[str, str], ...] = ()  # (executable, Debian package that provides it)
     usb: tuple[str, ...] = field(default=())   # "vid:pid" in lowercase hex, pid may be "*"
     openocd: tuple[str, ...] = ()  # OpenOCD config files that flash it (on a farm, where its probe is)
+    flash_command: str = ""        # or the command that flashes it on a farm ({port}, {elf}, {bin})
 
     @property
     def emulated(self) -> bool:
@@ -58,7 +59,7 @@ def load_profiles(path: Path) -> list[Board]:
         needs = tuple(tuple(item.split("=", 1)) for item in profile.get("needs", ()))
         usb = tuple(item.lower() for item in profile.get("usb", ()))
         boards.append(Board(name, profile["core"], profile.get("transport", "serial"), needs, usb,
-                            tuple(profile.get("openocd", ()))))
+                            tuple(profile.get("openocd", ())), profile.get("flash_command", "")))
     return boards
 
 

@@ -14,6 +14,7 @@ never take each other's places for their own.
 from __future__ import annotations
 
 import asyncio
+import base64
 import getpass
 import hashlib
 import json
@@ -377,35 +378,67 @@ class PlaceLease:
 # --- flashing through the place ------------------------------------------------------------------
 
 def flash(farm: Farm, access: PlaceAccess, board: Board, elf: Path, log_path: Path) -> None:
-    """Put the firmware on the place's board: over an emulated board's gdb stub, or with labgrid's OpenOCD driver."""
+    """Put the firmware on the place's board, through a driver where the place is.
+
+    An emulated board: over its gdb stub. A real board: labgrid's OpenOCDDriver (the profile's `openocd`
+    configs, the place's USBDebugger) or its FlashScriptDriver (the profile's `flash_command`, run on the
+    exporter host against the place's USBFlashableDevice: esptool, picotool, bossac).
+    """
     if access.gdb is not None:
         gdb_remote.load_and_run(*access.gdb, elf)
-        return
-    if not board.openocd:
+    elif board.openocd:
+        driver = {"OpenOCDDriver": {"config": list(board.openocd),
+                                    "load_commands": ["init", "program {filename} verify reset", "shutdown"]}}
+        _labgrid_client(farm, access, driver, ["bootstrap", str(elf)], log_path)
+    elif board.flash_command:
+        with tempfile.TemporaryDirectory(prefix="flash-") as directory:
+            script = Path(directory) / f"flash-{board.name}.sh"
+            script.write_text(flash_script(board.flash_command, elf))
+            script.chmod(0o755)
+            _labgrid_client(farm, access, {"FlashScriptDriver": {}},
+                            ["flashscript", str(script), "{device.devnode}"], log_path)
+    else:
         raise FarmError(f"board '{board.name}' has no way to be flashed on a farm: give its profile "
-                        f"(firmware/boards/profiles.toml) an 'openocd' list of config files")
-    _flash_with_openocd(farm, access, board, elf, log_path)
+                        f"(firmware/boards/profiles.toml) 'openocd' configs or a 'flash_command'")
 
 
-def _flash_with_openocd(farm: Farm, access: PlaceAccess, board: Board, elf: Path, log_path: Path) -> None:
-    """labgrid's OpenOCDDriver, through `labgrid-client bootstrap`: it copies the image to the exporter host
-    (over SSH) and runs OpenOCD there, where the place's USBDebugger (the probe) is."""
-    environment = {"targets": {access.place: {
-        "resources": {"RemotePlace": {"name": access.place}},
-        "drivers": {"OpenOCDDriver": {"config": list(board.openocd),
-                                      "load_commands": ["init", "program {filename} verify reset", "shutdown"]}},
-    }}}
+def flash_script(command: str, elf: Path) -> str:
+    """A shell script that carries the image and flashes it with command on the exporter host.
+
+    labgrid's FlashScriptDriver copies only the script there, so the image travels inside it. In command,
+    {port} is the device (the script's first argument), {elf} the ELF and {bin} the .bin PlatformIO made
+    beside it.
+    """
+    image = elf.with_suffix(".bin") if "{bin}" in command else elf
+    if not image.exists():
+        raise FarmError(f"{image}: no such image to flash (flash_command '{command}')")
+    run = command.replace("{port}", '"$1"').replace("{elf}", '"$image"').replace("{bin}", '"$image"')
+    payload = base64.encodebytes(image.read_bytes()).decode()
+    return (f"#!/bin/sh\n# Made by the harness: flashes {image.name} with: {command}\nset -e\n"
+            f'image=$(mktemp)\ntrap \'rm -f "$image"\' EXIT\n'
+            f"base64 -d > \"$image\" <<'IMAGE'\n{payload}IMAGE\n{run}\n")
+
+
+def _labgrid_client(farm: Farm, access: PlaceAccess, driver: dict, command: list[str], log_path: Path) -> None:
+    """Run a labgrid-client command on the place, as this run (which holds it), with driver configured.
+
+    Through the command line, not the library: labgrid's drivers reach the exporter host over SSH to copy
+    files and run tools there, and the command line is the interface labgrid keeps stable for that.
+    """
+    environment = {"targets": {access.place: {"resources": {"RemotePlace": {"name": access.place}},
+                                              "drivers": driver}}}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="labgrid-env-") as config:
         json.dump(environment, config)  # JSON is YAML
         config.flush()
         host, user = farm.holder.split("/", 1)
         proc = subprocess.run([str(Path(sys.executable).parent / "labgrid-client"), "-x", farm.address,
-                               "-c", config.name, "-p", access.place, "bootstrap", str(elf)],
+                               "-c", config.name, "-p", access.place, *command],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "LG_HOSTNAME": host, "LG_USERNAME": user}, timeout=300)
+                              env={**os.environ, "LG_HOSTNAME": host, "LG_USERNAME": user}, timeout=600)
     log_path.write_bytes(proc.stdout)
     if proc.returncode != 0:
         last = (proc.stdout.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
         if "NoSupplierFoundError" in last:
-            last = "the place has no USBDebugger (the board's probe): export it with the board (docs/farm.md)"
-        raise FarmError(f"flashing place '{access.place}' with OpenOCD failed: {last} (log: {log_path})")
+            wanted = "USBDebugger (the board's probe)" if "OpenOCDDriver" in driver else "USBFlashableDevice"
+            last = f"the place has no {wanted}: export it with the board (docs/farm.md)"
+        raise FarmError(f"flashing place '{access.place}' with {next(iter(driver))} failed: {last} (log: {log_path})")
