@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from bench_sweeps import count, events, results, same_results, start_sweep, sweep, wait_for_points, write_config
-from conftest import PROJECT_DIR, board_processes, run_harness
+from conftest import board_processes, run_harness
 from farm_lab import BIN, FarmLab
-from harness.device.farm import Farm, FarmError, flash, flash_script, holder_name
+from harness.device.farm import Farm, FarmError, holder_name
+from harness.device.farm_flash import flash, flash_script
 from harness.device.boards import get_board
 from harness.device.gdb_remote import FlashError, loadable_segments
 

@@ -15,7 +15,6 @@ import json
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from harness.device.boards import Board

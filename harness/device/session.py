@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness.build import Firmware, env_option, upload_firmware
-from harness.device import farm
+from harness.device import farm_flash
 from harness.device.boards import Board
 from harness.device.client import BoardClient, Hello, OnEvent, WrongFirmware
 from harness.device.faults import FaultInjector
@@ -93,7 +93,7 @@ def place_session(lease, board: Board, firmware: Firmware, log_path: Path, reply
                   on_event: OnEvent | None = None, stop: threading.Event | None = None):
     """On a farm: flash the held place's board through the place, connect to its serial port."""
     access = lease.access
-    farm.flash(lease.farm, access, board, firmware.elf, log_path.with_name(log_path.stem + ".flash.log"))
+    farm_flash.flash(lease.farm, access, board, firmware.elf, log_path.with_name(log_path.stem + ".flash.log"))
     with SerialLink(access.serial_url, log_path, access.baudrate, stop=stop) as link:
         client = BoardClient(link, reply_timeout, on_event)
         expect_firmware(client.hello(), firmware)
