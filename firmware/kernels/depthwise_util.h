@@ -86,7 +86,8 @@ static inline int8_t nn_dw_requantize(const nn_dw_output *out, int32_t acc, int3
  * less on the M4). It takes values, not the nn_dw_output: a pointer to a
  * kernel's local copy passed out of line would keep that copy in memory,
  * to be built again for every pixel (7.44 -> 7.71 instructions/MAC on
- * MobileNet's 48x48x8 3x3 layer, 2 groups of channels per pixel).
+ * MobileNet's 48x48x8 3x3 layer, 2 groups of channels per pixel). A
+ * loop, not unrolled: 600 B less, on a path no usual layer takes.
  */
 #if defined(__GNUC__)
 __attribute__((noinline))
@@ -94,11 +95,13 @@ __attribute__((noinline))
 static nn_acc4 nn_dw_requantize_x4(const int32_t *multiplier, const int8_t *shift,
                                    int32_t output_offset, nn_acc4 acc)
 {
-    const nn_acc4 y = {nn_requantize(acc.a0, multiplier[0], shift[0]) + output_offset,
-                       nn_requantize(acc.a1, multiplier[1], shift[1]) + output_offset,
-                       nn_requantize(acc.a2, multiplier[2], shift[2]) + output_offset,
-                       nn_requantize(acc.a3, multiplier[3], shift[3]) + output_offset};
-    return y;
+    int32_t y[4] = {acc.a0, acc.a1, acc.a2, acc.a3};
+#pragma GCC unroll 1
+    for (int32_t k = 0; k < 4; ++k) {
+        y[k] = nn_requantize(y[k], multiplier[k], shift[k]) + output_offset;
+    }
+    const nn_acc4 out = {y[0], y[1], y[2], y[3]};
+    return out;
 }
 #endif
 
