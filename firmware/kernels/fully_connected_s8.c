@@ -93,6 +93,19 @@ static int32_t requantize_rare(int32_t acc, int32_t multiplier, int shift)
 
 #define SHORT_DEPTH 8
 
+/* One row of SHORT_DEPTH weights against the widened input, bias included, requantized. */
+NN_INLINE int32_t short_row(const int8_t *w, const int32_t *even, const int32_t *odd, int32_t acc,
+                            int32_t multiplier, int shift)
+{
+    for (int32_t k = 0; k < SHORT_DEPTH / 4; ++k) {
+        const int32_t wv = nn_read_s8x4(w + 4 * k);
+        acc = nn_smlad(nn_sxtb16(wv), even[k], acc);
+        acc = nn_smlad(nn_sxtb16_ror8(wv), odd[k], acc);
+    }
+    return __builtin_expect(shift <= -2, 1) ? nn_requantize_right_shift(acc, multiplier, shift)
+                                            : requantize_rare(acc, multiplier, shift);
+}
+
 /*
  * Every row of a layer with SHORT_DEPTH inputs: an autoencoder's 8 -> 128
  * layer has 8 MACs per output, and the 3-row loop spent about 57
@@ -109,35 +122,27 @@ static void short_rows(const int8_t *x, const int8_t *w, int32_t rows, const int
                        const nn_requant *params, int8_t *output)
 {
     const nn_requant requant = *params; /* output bytes may alias *params */
-    const int32_t depth = SHORT_DEPTH;
     int32_t even[SHORT_DEPTH / 4], odd[SHORT_DEPTH / 4];
-    for (int32_t k = 0; k < depth / 4; ++k) {
+    for (int32_t k = 0; k < SHORT_DEPTH / 4; ++k) {
         const int32_t in = nn_read_s8x4(x + 4 * k);
         even[k] = nn_sxtb16(in);
         odd[k] = nn_sxtb16_ror8(in);
     }
+    const int32_t *const m = requant.multiplier;
+    const int8_t *const sh = requant.shift;
     const int32_t offset = requant.output_offset;
     const int32_t lo4 = nn_s8x4_splat(requant.act_min), hi4 = nn_s8x4_splat(requant.act_max);
-    int32_t row = 0;
-    for (; row + 4 <= rows; row += 4, w += 4 * depth) {
-        int32_t y[4];
-#pragma GCC unroll 4
-        for (int32_t r = 0; r < 4; ++r) {
-            int32_t acc = bias[row + r];
-            for (int32_t k = 0; k < depth / 4; ++k) {
-                const int32_t wv = nn_read_s8x4(w + r * depth + 4 * k);
-                acc = nn_smlad(nn_sxtb16(wv), even[k], acc);
-                acc = nn_smlad(nn_sxtb16_ror8(wv), odd[k], acc);
-            }
-            const int32_t multiplier = requant.multiplier[row + r];
-            const int shift = requant.shift[row + r];
-            y[r] = (__builtin_expect(shift <= -2, 1) ? nn_requantize_right_shift(acc, multiplier, shift)
-                                : requantize_rare(acc, multiplier, shift)) + offset;
-        }
-        nn_write_s8x4(output + row, nn_pack_clamp_s8x4(y[0], y[1], y[2], y[3], lo4, hi4));
+    int32_t r = 0;
+    for (; r + 4 <= rows; r += 4, w += 4 * SHORT_DEPTH) {
+        const int32_t y0 = short_row(w, even, odd, bias[r], m[r], sh[r]) + offset;
+        const int32_t y1 = short_row(w + SHORT_DEPTH, even, odd, bias[r + 1], m[r + 1], sh[r + 1]) + offset;
+        const int32_t y2 = short_row(w + 2 * SHORT_DEPTH, even, odd, bias[r + 2], m[r + 2], sh[r + 2]) + offset;
+        const int32_t y3 = short_row(w + 3 * SHORT_DEPTH, even, odd, bias[r + 3], m[r + 3], sh[r + 3]) + offset;
+        nn_write_s8x4(output + r, nn_pack_clamp_s8x4(y0, y1, y2, y3, lo4, hi4));
     }
-    for (; row < rows; ++row, w += depth) {
-        output[row] = nn_requantize_channel(dot_one_row(x, w, depth), bias, row, &requant);
+    for (; r < rows; ++r, w += SHORT_DEPTH) {
+        output[r] = nn_clamp_s8(short_row(w, even, odd, bias[r], m[r], sh[r]) + offset, requant.act_min,
+                                requant.act_max);
     }
 }
 #endif
