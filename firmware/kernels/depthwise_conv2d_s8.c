@@ -266,38 +266,42 @@ static void group_lanes(const dw_layer *layer, const int8_t *input, int32_t corn
     "smlatt %[a3], %[x13], %[w1], %[a3]\n\t"
 #endif
 
-/* acc += one line of taps, words / 2 of them, tap_step input bytes apart: a lone tap, then pairs. */
+/* acc += one line of taps, words / 2 of them (at least 1), tap_step input bytes apart. */
 static inline nn_acc4 line_x4(nn_acc4 acc, const int8_t *tap, const int32_t *w, int32_t words,
                               int32_t tap_step)
 {
-    if (words & 2) {
-        acc = mac_x4(acc, nn_read_s8x4(tap), w);
-        tap += tap_step;
-        w += 2;
-    }
 #if defined(__ARM_FEATURE_DSP)
     /*
      * GCC steps the pointers with separate ADDs, loads the weight pair as 2
      * LDR and moves the accumulators around the loop's entry: 11 to 13
      * instructions per tap where this loop takes 10 (per pair: 2 x (LDR,
-     * ADD, LDRD post-indexed, 2 SXTB16, 4 SMLAxy), SUBS, BNE). Host builds
-     * take the C loop below, which computes the same sums; the board runs
-     * check this one against TFLite Micro.
+     * ADD, LDRD post-indexed, 2 SXTB16, 4 SMLAxy), SUBS, BNE). An odd count
+     * enters at the pair's second tap. Host builds take the C loop below,
+     * which computes the same sums; the board runs check this one against
+     * TFLite Micro.
      */
-    int32_t pairs = words >> 2;
-    if (pairs != 0) {
-        int32_t x, x13, w0, w1;
-        __asm__("1:\n\t"
-                DW_TAP_ASM DW_TAP_ASM
-                "subs %[pairs], %[pairs], #1\n\t"
-                "bne 1b"
-                : [a0] "+r"(acc.a0), [a1] "+r"(acc.a1), [a2] "+r"(acc.a2), [a3] "+r"(acc.a3),
-                  [tap] "+r"(tap), [w] "+r"(w), [pairs] "+r"(pairs), [x] "=&r"(x),
-                  [x13] "=&r"(x13), [w0] "=&r"(w0), [w1] "=&r"(w1)
-                : [step] "r"(tap_step)
-                : "cc", "memory");
-    }
+    int32_t pairs = words >> 1, x, x13, w0, w1;
+    __asm__("lsrs %[pairs], %[pairs], #1\n\t"
+            "bcc 1f\n\t"
+            "adds %[pairs], %[pairs], #1\n\t"
+            "b 2f\n\t"
+            "1:\n\t"
+            DW_TAP_ASM
+            "2:\n\t"
+            DW_TAP_ASM
+            "subs %[pairs], %[pairs], #1\n\t"
+            "bne 1b"
+            : [a0] "+r"(acc.a0), [a1] "+r"(acc.a1), [a2] "+r"(acc.a2), [a3] "+r"(acc.a3),
+              [tap] "+r"(tap), [w] "+r"(w), [pairs] "+r"(pairs), [x] "=&r"(x), [x13] "=&r"(x13),
+              [w0] "=&r"(w0), [w1] "=&r"(w1)
+            : [step] "r"(tap_step)
+            : "cc", "memory");
 #else
+    if (words & 2) {
+        acc = mac_x4(acc, nn_read_s8x4(tap), w);
+        tap += tap_step;
+        w += 2;
+    }
     const int32_t *const end = w + (words & ~2);
     for (; w != end; w += 4, tap += 2 * tap_step) {
         acc = mac_x4(acc, nn_read_s8x4(tap), w);
