@@ -36,7 +36,7 @@ from harness.device.boards import Board, get_board
 from harness.device.client import BoardClient, BoardReset, WrongFirmware
 from harness.device.faults import FaultInjector, FaultPlan
 from harness.device.link import DeviceError, Interrupted, LinkLost, SerialTimeout
-from harness.device.farm import Farm, holder_name
+from harness.device.farm import KEEPALIVE_S, LOST_CHECK_S, Farm, holder_name
 from harness.device.gdb_remote import FlashError
 from harness.device.session import board_session, place_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
@@ -505,14 +505,17 @@ def measure_point(job: Job, unit: BoardUnit, firmware: Firmware, config: SweepCo
         except Interrupted:
             raise
         except (DeviceError, BuildError) as err:
-            if lease is not None and isinstance(err, DeviceError) and lease.lost():
-                # The place's host went away (or the coordinator): not the point's fault, and no row.
+            final = attempt == MAX_POINT_ATTEMPTS or not isinstance(err, _RETRIED)
+            # On a farm, first ask whether the place's host went away (or the coordinator): not the point's
+            # fault, and no row. Before a failure is recorded, long enough for a hung host to be noticed.
+            if lease is not None and isinstance(err, DeviceError) and lease.lost(KEEPALIVE_S if final else
+                                                                                  LOST_CHECK_S, stop):
                 on_event("place_lost", place=lease.place, error=str(err))
                 lease.give_back()
                 stop.wait(FARM_RETRY_PAUSE_S)
                 raise Requeue(str(err)) from None
             on_event("attempt_failed", attempt=attempt, error=str(err))
-            if attempt == MAX_POINT_ATTEMPTS or not isinstance(err, _RETRIED):
+            if final:
                 return row.fail("run", err)
     raise AssertionError("not reached")
 

@@ -94,6 +94,10 @@ class FarmLab:
         os.killpg(host.group.pid, signal.SIGKILL)
         host.group.wait(10)
 
+    def freeze_host(self, name: str) -> None:
+        """The host hangs, or the network to it drops: its processes stop (SIGSTOP) with their sockets open."""
+        os.killpg(self.hosts[name].group.pid, signal.SIGSTOP)
+
     def stop(self) -> None:
         for host in self.hosts.values():
             if host.group is not None and host.group.poll() is None:

@@ -40,6 +40,8 @@ def test_overrides_replace_file_values(tmp_path):
     ("[sweep]\nflash_budget = '4 KiB'\n", "'flash_budget' must be int"),
     ("[sweep]\nkernels = ['auto']\nflash_budget = -1\n", "'flash_budget' must be at least 0"),
     ("[sweep]\nkernels = ['dense', 'csr']\nflash_budget = 4096\n", "'flash_budget' applies to the auto kernel only"),
+    ("[farm]\npoints_per_turn = 0\n", "[farm]: 'points_per_turn' must be at least 1"),
+    ("[farm]\nadress = 'lab:20408'\n", "[farm]: unknown key 'adress' (did you mean 'address'?)"),
 ])
 def test_bad_config_names_the_problem(tmp_path, text, message):
     path = write(tmp_path, text)

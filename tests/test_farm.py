@@ -93,6 +93,29 @@ def test_a_host_that_dies_mid_sweep_costs_time_not_rows(lab, config, local, tmp_
     lab.wait_until_live(lab.all_places())
 
 
+def test_a_host_that_hangs_mid_point_costs_time_not_rows(lab, config, local, tmp_path):
+    """A hung host (or a network partition) keeps its TCP ports accepting and answers nothing; the coordinator
+    notices only when its keepalive runs out, and until then the place looks up."""
+    proc = start_sweep(config, tmp_path, "--fresh", "--farm", lab.address)
+    try:
+        run_dir = wait_for_points(tmp_path, 2, proc)
+        while not any(holder for place, holder in lab.holders().items() if place.startswith("hostB")):
+            assert proc.poll() is None
+            time.sleep(0.05)
+        lab.freeze_host("hostB")
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+        lab.kill_host("hostB")
+    assert proc.returncode == 0, out[-3000:]
+    rows = results(run_dir)
+    same_results(local, rows)
+    assert (rows.status == "ok").all()
+    assert any(e["event"] == "place_lost" and e["place"].startswith("hostB") for e in events(run_dir))
+    lab.start_host("hostB")
+    lab.wait_until_live(lab.all_places())
+
+
 def test_two_clients_take_turns_and_never_hold_one_place_together(lab, config, local, tmp_path):
     procs = [start_sweep(config, tmp_path / name, "--fresh", "--farm", lab.address) for name in ("ann", "bob")]
     outputs = [proc.communicate(timeout=600)[0] for proc in procs]
