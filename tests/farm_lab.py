@@ -91,7 +91,10 @@ class FarmLab:
     def kill_host(self, name: str) -> None:
         """The host dies at once: exporter, emulator services and QEMUs, by SIGKILL."""
         host = self.hosts[name]
-        os.killpg(host.group.pid, signal.SIGKILL)
+        try:
+            os.killpg(host.group.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # killed before
         host.group.wait(10)
 
     def freeze_host(self, name: str) -> None:
