@@ -91,7 +91,7 @@ def _measure(args) -> int:
 def _rerun(args) -> int:
     import json
 
-    from harness.config import DeviceConfig, PruneConfig, SweepConfig
+    from harness.config import DeviceConfig, FarmConfig, PruneConfig, SweepConfig
     from harness.results import load_results
 
     run_dir = Path(args.run_dir)
@@ -99,7 +99,8 @@ def _rerun(args) -> int:
         values = json.loads((run_dir / "manifest.json").read_text())["config"]
     except (OSError, ValueError, KeyError) as err:
         raise KeyError(f"{run_dir} is no run folder with a manifest.json ({err})") from None
-    config = SweepConfig(**{**values, "prune": PruneConfig(**values["prune"]), "device": DeviceConfig(**values["device"])})
+    config = SweepConfig(**{**values, "prune": PruneConfig(**values["prune"]), "device": DeviceConfig(**values["device"]),
+                            "farm": FarmConfig(**values.get("farm", {}))})  # runs made before the farm have none
     points = set(args.point or ())
     if args.failed:
         frame = load_results(run_dir / "results.csv")
