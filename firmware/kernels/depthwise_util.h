@@ -83,22 +83,23 @@ static inline int8_t nn_dw_requantize(const nn_dw_output *out, int32_t acc, int3
  * The 4 results, offset added, without a table (a layer with a left shift
  * or over NN_DW_TABLE_CHANNELS channels: rare): out of line, so that each
  * place nn_dw_store_x4 is inlined holds only the table's code (2.2 KB
- * less on the M4). It takes values, not the nn_dw_output: a pointer to a
- * kernel's local copy passed out of line would keep that copy in memory,
- * to be built again for every pixel (7.44 -> 7.71 instructions/MAC on
- * MobileNet's 48x48x8 3x3 layer, 2 groups of channels per pixel). A
+ * less on the M4). It takes the nn_dw_output by value, not by pointer: a
+ * pointer to a kernel's local copy passed out of line would keep that copy
+ * in memory, to be built again for every pixel (7.44 -> 7.71
+ * instructions/MAC on MobileNet's 48x48x8 3x3 layer, 2 groups of channels
+ * per pixel). And c, not multiplier + c: GCC kept such a sum as one more
+ * pointer stepped in the csr kernel's hot loop (5 % slower at 90 %). A
  * loop, not unrolled: 600 B less, on a path no usual layer takes.
  */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static nn_acc4 nn_dw_requantize_x4(const int32_t *multiplier, const int8_t *shift,
-                                   int32_t output_offset, nn_acc4 acc)
+static nn_acc4 nn_dw_requantize_x4(const nn_dw_output stage, nn_acc4 acc, int32_t c)
 {
     int32_t y[4] = {acc.a0, acc.a1, acc.a2, acc.a3};
 #pragma GCC unroll 1
     for (int32_t k = 0; k < 4; ++k) {
-        y[k] = nn_requantize(y[k], multiplier[k], shift[k]) + output_offset;
+        y[k] = nn_requantize(y[k], stage.multiplier[c + k], stage.shift[c + k]) + stage.output_offset;
     }
     const nn_acc4 out = {y[0], y[1], y[2], y[3]};
     return out;
@@ -118,7 +119,7 @@ NN_INLINE void nn_dw_store_x4(const nn_dw_output *out, nn_acc4 acc, int32_t c, i
         y.a2 = nn_requantize_precomputed(acc.a2, t + 2) + offset;
         y.a3 = nn_requantize_precomputed(acc.a3, t + 3) + offset;
     } else {
-        y = nn_dw_requantize_x4(out->multiplier + c, out->shift + c, out->output_offset, acc);
+        y = nn_dw_requantize_x4(*out, acc, c);
     }
     nn_write_s8x4(output + c, nn_pack_clamp_s8x4(y.a0, y.a1, y.a2, y.a3, out->act_min_x4,
                                                  out->act_max_x4));
