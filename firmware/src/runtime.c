@@ -20,13 +20,16 @@ enum command {
     CMD_LOAD = 2,    /* u32 offset, bytes: into the input tensor */
     CMD_INFER = 3,   /* u32 offset, bytes: load as LOAD, run once -> the output, up to a payload */
     CMD_OUTPUT = 4,  /* u32 offset -> the output from there, up to a payload */
-    CMD_BENCH = 5,   /* u32 warmup, u32 runs -> u64 time of each run */
+    CMD_BENCH = 5,   /* u32 warmup (0..BENCH_MAX_WARMUP), u32 runs -> u64 time of each run */
     CMD_LAYERS = 6,  /* u32 first layer -> u64 time per layer from there (first 0: profile a run) */
     CMD_STACK = 7,   /* -> i32 bytes used, i32 stack size; -1 each if unknown */
     CMD_EXIT = 8,
 };
 
 #define TIMES_PER_REPLY (FRAME_MAX_PAYLOAD / 8)
+/* A few untimed inferences warm the caches; more only keep the board from
+ * answering (the harness's [device] warmup has the same bound). */
+#define BENCH_MAX_WARMUP 100
 #define STRINGIFY(x) #x
 #define EXPAND_AND_STRINGIFY(x) STRINGIFY(x)
 
@@ -144,6 +147,9 @@ static int cmd_bench(const struct frame *request)
     }
     uint32_t warmup = frame_get_u32(request->payload);
     uint32_t runs = frame_get_u32(request->payload + 4);
+    if (warmup > BENCH_MAX_WARMUP) {
+        return fail("warmup must be 0.." EXPAND_AND_STRINGIFY(BENCH_MAX_WARMUP));
+    }
     if (runs < 1 || runs > TIMES_PER_REPLY) {
         return fail("runs must be 1.." EXPAND_AND_STRINGIFY(TIMES_PER_REPLY));
     }
@@ -200,6 +206,9 @@ static int cmd_stack(const struct frame *request)
 
 static int cmd_exit(const struct frame *request)
 {
+    if (request->length != 0) {
+        return fail("exit takes no payload");
+    }
     reply_send(request, STATUS_OK, session);  /* before the board stops */
     board_exit(0);
     return 0;
