@@ -10,12 +10,14 @@ error says so in one line instead of after PlatformIO's minute of retries.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -60,27 +62,45 @@ def build_firmware(env: str, model_dir: Path, build_dir: Path, build_id: str) ->
     done = build_dir / env / "built"  # written last: a killed build leaves none
     started = time.perf_counter()
     # A firmware built before the link wrote a map is linked again, so its kernels' code can be attributed.
-    rebuilt = not (done.exists() and done.read_text() == build_id and elf.exists() and link_map.exists())
-    if rebuilt:
-        require_platform(env)
-        done.unlink(missing_ok=True)
-        _run_pio(["run", "-e", env], _variables(env, model_dir, build_dir, build_id), build_dir / env / "build.log",
-                 f"PlatformIO build of '{env}'")
-        if not elf.exists() or not link_map.exists():
-            raise BuildError(f"PlatformIO build of '{env}' produced no {elf if not elf.exists() else link_map}")
-        done.write_text(build_id)
+    with _build_folder_lock(build_dir):
+        rebuilt = not (done.exists() and done.read_text() == build_id and elf.exists() and link_map.exists())
+        if rebuilt:
+            require_platform(env)
+            done.unlink(missing_ok=True)
+            _run_pio(["run", "-e", env], _variables(env, model_dir, build_dir, build_id),
+                     build_dir / env / "build.log", f"PlatformIO build of '{env}'")
+            if not elf.exists() or not link_map.exists():
+                raise BuildError(f"PlatformIO build of '{env}' produced no {elf if not elf.exists() else link_map}")
+            done.write_text(build_id)
     return Firmware(env=env, elf=elf, build_dir=build_dir, model_dir=model_dir, build_id=build_id, rebuilt=rebuilt,
                     seconds=time.perf_counter() - started, sections=elf_sections(elf),
                     kernel_code=kernel_code(link_map))
 
 
-def upload_firmware(firmware: Firmware, port: str, extra_variables: dict[str, str] | None = None) -> Path:
-    """Flash through PlatformIO's upload target; returns the pid file of an emulated board's process."""
+def upload_firmware(firmware: Firmware, port: str, board_dir: Path, extra_variables: dict[str, str] | None = None
+                    ) -> Path:
+    """Flash through PlatformIO's upload target; returns the pid file of an emulated board's process.
+
+    board_dir is the session's own: an emulated board's pid file and log go there, not into the build folder
+    that another sweep may be uploading the same firmware from.
+    """
     variables = {**_variables(firmware.env, firmware.model_dir, firmware.build_dir, firmware.build_id),
-                 **(extra_variables or {})}
-    _run_pio(["run", "-e", firmware.env, "-t", "upload", "--upload-port", port], variables,
-             firmware.build_dir / firmware.env / "upload.log", f"upload of '{firmware.env}' to {port}")
-    return firmware.build_dir / firmware.env / "board.pid"
+                 "HARNESS_BOARD_DIR": str(board_dir), **(extra_variables or {})}
+    with _build_folder_lock(firmware.build_dir):
+        _run_pio(["run", "-e", firmware.env, "-t", "upload", "--upload-port", port], variables,
+                 board_dir / "upload.log", f"upload of '{firmware.env}' to {port}")
+    return board_dir / "board.pid"
+
+
+@contextmanager
+def _build_folder_lock(build_dir: Path):
+    """One PlatformIO at a time in a build folder, across processes: two sweeps that build or upload the same
+    firmware (same content, same folder) would otherwise write the same files at once. The lock file sits
+    beside the folder, because PlatformIO empties the folder on a first build."""
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.with_name(build_dir.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _variables(env: str, model_dir: Path, build_dir: Path, build_id: str) -> dict[str, str]:

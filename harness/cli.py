@@ -18,12 +18,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from harness.compiler import CompileError
     from harness.config import ConfigError
     from harness.device.link import DeviceError
+    from harness.pointstore import RunBusy
     from harness.prune.masks import PruningError
     from harness.quantize import ConversionError
     from harness.sweep import SweepFailed
     from harness.toolchain import ToolchainError
 
-    return (BuildError, CompileError, ConfigError, ConversionError, DeviceError, PruningError, SweepFailed,
+    return (BuildError, CompileError, ConfigError, ConversionError, DeviceError, PruningError, RunBusy, SweepFailed,
             ToolchainError, KeyError)
 
 
@@ -361,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # SIGTERM unwinds like Ctrl-C, so sessions stop their emulators on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.command in ("sweep", "measure", "rerun", "kernels", "farm"):
+        from harness import reaper
+
+        reaper.start()  # PlatformIO, emulators and host boards end with this process, however it ends
     try:
         return args.run(args)
     except _user_errors() as err:

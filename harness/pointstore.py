@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import io
 import json
 import os
+import socket
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -33,18 +35,58 @@ def write_atomically(path: Path, text: str) -> None:
     partial.replace(path)
 
 
-def open_run(results_root: Path, name: str, sweep_key: str) -> tuple[Path, bool]:
-    """The unfinished run of this sweep to resume, if there is one, else a new run folder; and whether resumed."""
+class RunBusy(RuntimeError):
+    """Another live process owns the run folder."""
+
+
+class RunLock:
+    """One owner per run folder, for the run's life: an exclusive lock on <run>/owner.lock.
+
+    The kernel drops the lock when its process ends, however it ends, so a run
+    whose owner died is taken over by the next sweep without any clean-up. The
+    file says who holds it (pid, host, start), for the refusal's message.
+    (A lock on a network file system may not be seen from other hosts.)
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "owner.lock"
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            owner = self._file.read().strip() or "another process"
+            self._file.close()
+            raise RunBusy(f"run {run_dir} is being measured by {owner}: wait for it to end, or stop it") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                         f"{datetime.now().astimezone().isoformat(timespec='seconds')}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        self._file.close()  # closing drops the lock
+
+
+def open_run(results_root: Path, name: str, sweep_key: str) -> tuple[Path, bool, RunLock]:
+    """The unfinished run of this sweep to resume, if there is one, else a new run folder; whether resumed; and
+    the lock that makes this process its one owner. A run another live process owns is refused (RunBusy)."""
     for manifest in sorted(results_root.glob("*/manifest.json"), reverse=True):
         try:
             values = json.loads(manifest.read_text())
         except (OSError, ValueError):
             continue
         if values.get("sweep_key") == sweep_key and not values.get("finished"):
-            return manifest.parent, True
-    run_dir = results_root / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir.mkdir(parents=True)
-    return run_dir, False
+            return manifest.parent, True, RunLock(manifest.parent)
+    stamp = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    for number in range(1, 1000):
+        run_dir = results_root / (stamp if number == 1 else f"{stamp}-{number}")
+        try:
+            run_dir.mkdir(parents=True)  # fails if another sweep made it first, in the same second
+        except FileExistsError:
+            continue
+        return run_dir, False, RunLock(run_dir)
+    raise RunBusy(f"{results_root}: no free run folder name for {stamp}")
 
 
 def mark_finished(run_dir: Path) -> None:

@@ -40,7 +40,7 @@ from harness.device.farm import KEEPALIVE_S, LOST_CHECK_S, Farm, holder_name
 from harness.device.gdb_remote import FlashError
 from harness.device.session import board_session, place_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
-from harness.pointstore import KEPT_FAILURES, PointStore, mark_finished, open_run
+from harness.pointstore import KEPT_FAILURES, PointStore, RunLock, mark_finished, open_run
 from harness.quantize import QuantParams
 from harness.results import ResultRow, ResultsWriter, record_layer_flash, record_scores
 from harness.scoring import SCORES, headline, score
@@ -100,9 +100,12 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = prin
                                            bench.parallel)
     ensure_platformio_offline(PROJECT_DIR)
 
-    run_dir, resumed = (bench.run_dir, True) if bench.run_dir else open_run(results_root, config.name,
-                                                                             _sweep_key(config))
+    if bench.run_dir:
+        run_dir, resumed, owner = bench.run_dir, True, RunLock(bench.run_dir)
+    else:
+        run_dir, resumed, owner = open_run(results_root, config.name, _sweep_key(config))
     with ExitStack() as farm_session:
+        farm_session.callback(owner.release)
         if on_farm:
             farm = farm_session.enter_context(Farm(config.farm.address, holder_name(run_dir)))
             if released := farm.release_held():
@@ -133,12 +136,14 @@ def _run_sweep(config: SweepConfig, source, boards: list[Board], units: list[Boa
     progress(f"compiled {len(variants)} variants")
     total = sum(p.listed for p in plan)
     failures = measure_points(config, plan, variants, units, run_dir, versions, sha, bench, progress)
-    mark_finished(run_dir)
     writer = ResultsWriter(run_dir)
     frame = writer.finish()
 
     from harness.report import report_runs
     progress(f"report: {report_runs([run_dir], run_dir).html}")
+    # Only now: a run killed while its table or report was written is unfinished, and running it again
+    # (every point reused) writes them.
+    mark_finished(run_dir)
     progress(f"results: {writer.csv_path} and {writer.parquet_path} ({len(frame)} rows)")
     if failures:
         raise SweepFailed(len(failures), total, failures[0], run_dir)

@@ -32,14 +32,14 @@ def check_port(board: Board, port: str) -> None:
         _check_tcp_port_free(int(port))
 
 
-def default_port(board: Board, firmware: Firmware, port: str = "") -> str:
+def default_port(board: Board, board_dir: Path, port: str = "") -> str:
     """The serial URL for a board: the user's port, or one the harness picks for emulated boards."""
     if board.transport == "qemu-tcp":
         if port:
             check_port(board, port)
         return f"socket://127.0.0.1:{int(port) if port else _free_tcp_port()}"
     if board.transport == "host-pty":
-        return port or str(firmware.build_dir / firmware.env / "tty")
+        return port or str(board_dir / "tty")
     if not port:
         raise DeviceError(f"board '{board.name}' needs a serial port (--port /dev/ttyACM0, or a pyserial URL)")
     return port
@@ -68,16 +68,20 @@ def baud_rate(board: Board) -> int:
 def board_session(board: Board, firmware: Firmware, log_path: Path, reply_timeout: float, port: str = "",
                   on_event: OnEvent | None = None, stop: threading.Event | None = None,
                   faults: FaultInjector | None = None):
-    """Flash firmware, connect, and yield a client whose handshake showed that firmware running."""
-    url = default_port(board, firmware, port)
+    """Flash firmware, connect, and yield a client whose handshake showed that firmware running.
+
+    The session's board files (an emulator's pid file, its output, a pty's link) go beside log_path.
+    """
+    board_dir = log_path.with_name(log_path.name.removesuffix(".serial.log") + ".board")
+    url = default_port(board, board_dir, port)
     with ExitStack() as cleanup:
         if board.emulated:
-            # Also stops a board that a killed harness left running from this firmware: its pid is in the file.
-            cleanup.callback(stop_board_process, firmware.build_dir / firmware.env / "board.pid", firmware.elf)
+            # Also stops a board that a killed harness left running in this folder: its pid is in the file.
+            cleanup.callback(stop_board_process, board_dir / "board.pid", firmware.elf)
         qmp = None
         if faults is not None:
             qmp = _fault_ready(board, cleanup)
-        upload_firmware(firmware, url, {"HARNESS_QMP_SOCKET": str(qmp)} if qmp else None)
+        upload_firmware(firmware, url, board_dir, {"HARNESS_QMP_SOCKET": str(qmp)} if qmp else None)
         if faults is not None:
             proxy = faults.proxy(_tcp_address(url), reset=lambda: qmp_command(qmp, "system_reset"))
             cleanup.callback(proxy.close)

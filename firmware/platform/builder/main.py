@@ -7,7 +7,9 @@
   Upload starts it with its UART on a pty linked at the `--upload-port` path.
 
 Either way upload leaves the board running detached from PlatformIO, writes
-its pid to $BUILD_DIR/board.pid and returns once the port can be opened.
+its pid to board.pid (and its output to board.log) in $HARNESS_BOARD_DIR, the
+uploading session's own folder (default: $BUILD_DIR), and returns once the
+port can be opened.
 It never opens the port itself: the first client to connect gets the board.
 With HARNESS_QMP_SOCKET set, QEMU also serves its machine protocol (QMP) on
 that Unix socket, through which the harness can reset the board.
@@ -133,7 +135,11 @@ def alive(pid):
 
 
 def build_path(name):
-    return os.path.join(env.subst("$BUILD_DIR"), name)
+    """A file of the running board's: in the session's folder, so that two sessions uploading the same build
+    (two sweeps) never stop each other's board."""
+    directory = os.environ.get("HARNESS_BOARD_DIR") or env.subst("$BUILD_DIR")
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, name)
 
 
 def last_line(path):
