@@ -1,4 +1,9 @@
-"""The `harness` command line."""
+"""The `harness` command line.
+
+Every command exits 0 when all went well, 1 when some points failed to measure
+(their rows say why), 2 for bad input or usage (one line on stderr, before
+any work starts) and 130 when interrupted (README: Exit codes).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +12,31 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from harness.build import PROJECT_DIR
 
+EXIT_POINTS_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse's own error is the usage and then the message: one line here, as every other bad input.
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _points_failed() -> type[Exception]:
+    from harness.sweep import SweepFailed
+
+    return SweepFailed
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors that are the user's to fix: one line, non-zero exit, no traceback."""
+    """Errors that are the user's to fix: one line, exit 2, no traceback."""
     from harness.build import BuildError
     from harness.compiler import CompileError
     from harness.config import ConfigError
@@ -21,23 +44,42 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from harness.pointstore import RunBusy
     from harness.prune.masks import PruningError
     from harness.quantize import ConversionError
-    from harness.sweep import SweepFailed
     from harness.toolchain import ToolchainError
 
-    return (BuildError, CompileError, ConfigError, ConversionError, DeviceError, PruningError, RunBusy, SweepFailed,
-            ToolchainError, KeyError)
+    return (BuildError, CompileError, ConfigError, ConversionError, DeviceError, PruningError, RunBusy, ToolchainError,
+            KeyError)
 
 
 def _csv(kind):
     return lambda text: tuple(kind(v.strip()) for v in text.split(",") if v.strip())
 
 
-def _sweep(args) -> int:
+def _number(text: str) -> int | float | str:
+    """A number, as TOML would read it; other text is left for the config's schema to refuse by name."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _config(args, flags: dict[str, str] | None = None, **overrides):
+    """The sweep's config file with the command line's flags over it, all through the config's schema."""
     from harness.config import load_config
 
-    config = load_config(args.config, targets=args.targets, kernels=args.kernels, boards=args.boards,
-                         model=args.model, data=args.data, task=args.task,
-                         name=args.name or (run_name(args.model) if args.model else None))
+    address = None
+    if args.farm:
+        from harness.device.farm import coordinator_address
+
+        address = coordinator_address("" if args.farm == _FROM_ENVIRONMENT else args.farm)
+    return load_config(args.config, flags={"device.port": "--port", "farm.address": "--farm", **(flags or {})},
+                       device={"port": args.port}, farm={"address": address}, **overrides)
+
+
+def _sweep(args) -> int:
+    config = _config(args, targets=args.targets, kernels=args.kernels, boards=args.boards, model=args.model,
+                     data=args.data, task=args.task, name=args.name or (run_name(args.model) if args.model else None))
     _run(config, args)
     return 0
 
@@ -53,19 +95,10 @@ def run_name(model: str) -> str:
 
 def _run(config, args, **bench):
     """Run a sweep with the bench options of the command line; returns its run directory."""
-    from dataclasses import replace
-
-    from harness.device.faults import FaultPlan
     from harness.sweep import BenchOptions, run_sweep
 
-    if args.port:
-        config = replace(config, device=replace(config.device, port=args.port))
-    if args.farm:
-        from harness.device.farm import coordinator_address
-
-        address = coordinator_address("" if args.farm == _FROM_ENVIRONMENT else args.farm)
-        config = replace(config, farm=replace(config.farm, address=address))
-    faults = FaultPlan.parse(args.inject_faults) if args.inject_faults else None
+    faults = _fault_plan(args.inject_faults, config) if args.inject_faults else None
+    _check_writable(Path(args.results), "--results")
     options = BenchOptions(parallel=args.parallel, faults=faults, fresh=args.fresh, **bench)
     started = time.perf_counter()
     run_dir = run_sweep(config, Path(args.results), bench=options)
@@ -73,15 +106,48 @@ def _run(config, args, **bench):
     return run_dir
 
 
-def _measure(args) -> int:
-    from dataclasses import replace
+def _fault_plan(spec: str, config):
+    """The fault proxy's plan, for emulated boards on TCP only: the proxy sits in front of QEMU's UART."""
+    import dataclasses
 
-    from harness.config import load_config
+    from harness.config import ConfigError, FaultLimits, check_flag
+    from harness.device.boards import get_board
+    from harness.device.faults import FaultPlan
+
+    plan = FaultPlan.parse(spec)
+    check_flag("--inject-faults", FaultLimits, dataclasses.asdict(plan))
+    if config.farm.address:
+        raise ConfigError("--inject-faults: the fault proxy runs in front of local emulated boards, not a farm's: "
+                          "leave out --farm")
+    for name in config.boards:
+        if get_board(name).transport != "qemu-tcp":
+            raise ConfigError(f"--inject-faults: board '{name}' is not emulated over TCP, and the fault proxy "
+                              "sits in front of QEMU's UART only: measure on mps2_an386 or another QEMU board")
+    return plan
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """A folder the command may write into (it need not exist yet), tried before any work is done."""
+    from harness.config import ConfigError
+
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder: name a folder")
+    try:
+        # Root may write where the permission bits say no, and nobody on a read-only mount: only trying tells.
+        tempfile.TemporaryDirectory(dir=existing, prefix=".harness-probe-").cleanup()
+    except OSError as err:
+        raise ConfigError(f"{flag} {path}: cannot write in {existing} ({err.strerror}): name a folder you may "
+                          "write in") from None
+
+
+def _measure(args) -> int:
     from harness.results import load_results
 
-    config = load_config(args.config, targets=(args.target,), kernels=(args.kernel,), boards=(args.board,),
-                         model=args.model, data=args.data)
-    run_dir = _run(replace(config, name=f"measure-{args.board}"), args)
+    config = _config(args, flags={"targets": "--target", "kernels": "--kernel", "boards": "--board"},
+                     targets=(args.target,), kernels=(args.kernel,), boards=(args.board,), model=args.model,
+                     data=args.data, name=f"measure-{args.board}")
+    run_dir = _run(config, args)
     row = load_results(run_dir / "results.csv").iloc[0]
     print(f"{row.board}: {row.kernel} at sparsity {row.achieved_sparsity:.3f}: median {row.latency_median:.0f} "
           f"{row.latency_unit} ({row.timing_source}), flash {row.flash_total} B, static RAM {row.sram_static} B, "
@@ -92,22 +158,31 @@ def _measure(args) -> int:
 def _rerun(args) -> int:
     import json
 
-    from harness.config import DeviceConfig, FarmConfig, PruneConfig, SweepConfig
+    from pydantic import ValidationError
+
+    from harness.config import ConfigError, SweepConfig, explain
+    from harness.report.runs import table_problem
     from harness.results import load_results
 
     run_dir = Path(args.run_dir)
+    manifest = run_dir / "manifest.json"
     try:
-        values = json.loads((run_dir / "manifest.json").read_text())["config"]
-    except (OSError, ValueError, KeyError) as err:
-        raise KeyError(f"{run_dir} is no run folder with a manifest.json ({err})") from None
-    config = SweepConfig(**{**values, "prune": PruneConfig(**values["prune"]), "device": DeviceConfig(**values["device"]),
-                            "farm": FarmConfig(**values.get("farm", {}))})  # runs made before the farm have none
+        config = SweepConfig(**json.loads(manifest.read_text())["config"])  # its tables become records again
+    except ValidationError as err:
+        raise ConfigError(f"{manifest} holds a config this harness cannot run: {explain(err, str(manifest))}") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{run_dir} is no run folder with a manifest.json ({err})") from None
+    table = run_dir / "results.csv"
+    if problem := table_problem(table):
+        raise ConfigError(f"{table} {problem}: run its sweep again to rewrite it (measured points are reused)")
+    frame = load_results(table)
+    if outside := sorted(number for number in args.point or () if not 1 <= number <= len(frame)):
+        raise ConfigError(f"--point {outside[0]}: {run_dir} has points 1..{len(frame)} (the rows of its results.csv)")
     points = set(args.point or ())
     if args.failed:
-        frame = load_results(run_dir / "results.csv")
         points |= {number for number, status in enumerate(frame.status, start=1) if status != "ok"}
     if not points:
-        raise KeyError("name the points to measure again: --point N (its row in results.csv, from 1) or --failed")
+        raise ConfigError("name the points to measure again: --point N (its row in results.csv, from 1) or --failed")
     args.results = str(run_dir.parent)
     _run(config, args, run_dir=run_dir, remeasure=frozenset(points))
     return 0
@@ -117,18 +192,19 @@ def _report(args) -> int:
     from harness.report import build_report, write_report
 
     run_dirs = [Path(p) for p in args.run_dirs]
+    out = Path(args.out) if args.out else _report_dir(run_dirs)
+    _check_writable(out, "--out")
     report = build_report(run_dirs, args.accuracy_floor)
     if not report.runs:
         print("error: nothing to report: " + "; ".join(report.notes), file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else _report_dir(run_dirs)
+        return EXIT_BAD_INPUT
     files = write_report(report, out)
     for note in report.notes:
         print(f"warning: {note}", file=sys.stderr)
     print(f"report: {files.html} ({len(report.plots)} plots as PNG and SVG beside it), summary: {files.markdown}")
     if not report.plots:
         print("error: nothing could be drawn (see the warnings); the report lists why", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     return 0
 
 
@@ -154,8 +230,9 @@ def _kernels(args) -> int:
         plan = make_plan(args.shapes, args.sparsities, args.formats, args.board, args.parallel, args.fresh)
     except ShapeError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     out = Path(args.out) if args.out else PROJECT_DIR / "results" / f"kernels-{time.strftime('%Y%m%d')}"
+    _check_writable(out, "--out")
     started = time.perf_counter()
     files = run_kernel_bench(plan, out)
     print(f"done in {time.perf_counter() - started:.0f} s: table {files.csv}, break-even sparsities "
@@ -165,7 +242,7 @@ def _kernels(args) -> int:
     if files.kernels_changed:
         print("warning: firmware/kernels changed during the run, so its rows may mix kernel versions: run the same "
               "command again once they are settled", file=sys.stderr)
-    return 1 if files.failures or files.kernels_changed else 0
+    return EXIT_POINTS_FAILED if files.failures or files.kernels_changed else 0
 
 
 def _hello(args) -> int:
@@ -237,6 +314,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds, 0 or more")
+    return value
+
+
 _FROM_ENVIRONMENT = "LG_COORDINATOR"
 
 
@@ -256,7 +340,7 @@ def _add_bench_options(parser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser = _Parser(prog="harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and its converter's output")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -264,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--config", default=str(PROJECT_DIR / "configs" / "digits.toml"), help="sweep TOML file")
     sweep.add_argument("--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)")
     sweep.add_argument("--data", help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)")
-    sweep.add_argument("--targets", type=_csv(float), help="sparsity targets, e.g. 0,0.5,0.9")
+    sweep.add_argument("--targets", type=_csv(_number), help="sparsity targets, e.g. 0,0.5,0.9")
     sweep.add_argument("--kernels", type=_csv(str), help="weight formats and auto, e.g. dense,csr,delta4,auto")
     sweep.add_argument("--boards", type=_csv(str), help="boards, e.g. mps2_an386,host")
     sweep.add_argument("--task", choices=("auto", "classification", "reconstruction"), help="what the model does "
@@ -278,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)")
     measure.add_argument("--data", help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)")
     measure.add_argument("--kernel", default="csr", help="a weight format (dense, csr, delta4, bitmask, block4) or auto")
-    measure.add_argument("--target", type=float, default=0.0, help="sparsity to prune to (not for a .tflite)")
+    measure.add_argument("--target", type=_number, default=0.0, help="sparsity to prune to (not for a .tflite)")
     measure.add_argument("--config", help="sweep TOML file for the other settings")
     _add_bench_options(measure)
     measure.set_defaults(run=_measure)
@@ -341,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
 
     monitor = commands.add_parser("monitor", help="show what a board sends (frames decoded, other bytes as text)")
     monitor.add_argument("--port", required=True, help="serial device or pyserial URL")
-    monitor.add_argument("--baud", type=int, default=115200, help="baud rate (the board's monitor_speed)")
-    monitor.add_argument("--seconds", type=float, default=0, help="stop after this long (default: at Ctrl-C)")
+    monitor.add_argument("--baud", type=_positive, default=115200, help="baud rate (the board's monitor_speed)")
+    monitor.add_argument("--seconds", type=_seconds, default=0, help="stop after this long (default: at Ctrl-C)")
     monitor.add_argument("--hello", action="store_true", help="send a hello first (the benchmark firmware "
                          "speaks only when spoken to)")
     monitor.add_argument("--log", default="serial.log", help="file that records every byte received")
@@ -350,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
 
     hello = commands.add_parser("hello", help="ask a running board who it is (is it alive, which firmware?)")
     hello.add_argument("--port", required=True, help="serial device or pyserial URL, e.g. socket://127.0.0.1:4444")
-    hello.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each attempt at an answer")
-    hello.add_argument("--baud", type=int, default=115200, help="baud rate (the board's monitor_speed)")
+    hello.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for each attempt at an answer")
+    hello.add_argument("--baud", type=_positive, default=115200, help="baud rate (the board's monitor_speed)")
     hello.add_argument("--log", default="serial.log", help="file that records every byte exchanged")
     hello.set_defaults(run=_hello)
 
@@ -368,13 +452,16 @@ def main(argv: list[str] | None = None) -> int:
         reaper.start()  # PlatformIO, emulators and host boards end with this process, however it ends
     try:
         return args.run(args)
+    except _points_failed() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_POINTS_FAILED
     except _user_errors() as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

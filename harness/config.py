@@ -178,6 +178,27 @@ class SweepConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True, config=_SCHEMA)
+class FaultLimits:
+    """What `--inject-faults` may ask of the fault proxy (harness/device/faults.py, FaultPlan)."""
+    rate: Annotated[float, _interval("[0, 1]")]    # chance per exchange of a link fault
+    reset: Annotated[float, _interval("[0, 1]")]   # chance per exchange of a board reset
+    delay: Annotated[float, _interval("(0, 60]")]  # seconds a delayed reply is held back
+    seed: Count
+
+
+def check_flag(flag: str, schema: type, values: Mapping[str, Any]) -> None:
+    """Values a flag gave, checked against a schema; a ConfigError naming the flag and the key."""
+    try:
+        schema(**values)
+    except ValidationError as err:
+        error = err.errors(include_url=False)[0]
+        key = error["loc"][0] if error["loc"] else None
+        problem = _problem(error, schema, key, tuple(error["loc"][1:]))
+        raise ConfigError(f"{flag}: {problem}" if key is None or error["type"] in _UNKNOWN_KEY
+                          else f"{flag}: {key} {problem}") from None
+
+
 _TABLES = {"sweep": SweepConfig, "prune": PruneConfig, "device": DeviceConfig, "farm": FarmConfig}
 _SUBTABLES = ("prune", "device", "farm")
 
@@ -236,7 +257,7 @@ def explain(err: ValidationError, where: str, given: Mapping[tuple[str, str], st
     rest = loc[1:] if loc and loc[0] in _SUBTABLES else loc
     key = rest[0] if rest else None
     flag = (given or {}).get((table, key))
-    problem = _problem(error, table, key, rest[1:])
+    problem = _problem(error, _TABLES[table], key, rest[1:])
     if flag:
         return f"{flag}: {problem}"
     if key is None or error["type"] in _UNKNOWN_KEY:
@@ -254,21 +275,20 @@ _TYPE_NAMES = {"int_type": "int", "int_parsing": "int", "float_type": "float", "
                "dataclass_exact_type": "a table"}
 
 
-def _problem(error: dict, table: str, key: str | None, item: tuple) -> str:
+def _problem(error: dict, schema: type, key: str | None, item: tuple) -> str:
     kind, value, context = error["type"], error.get("input"), error.get("ctx") or {}
     if kind in _UNKNOWN_KEY:
-        known = [f.name for f in dataclasses.fields(_TABLES[table]) if f.name not in _SUBTABLES]
+        known = [f.name for f in dataclasses.fields(schema) if f.name not in _SUBTABLES]
         return f"unknown key '{key}'{did_you_mean(str(key), known)}"
     holds = f"item {item[0] + 1} " if item and isinstance(item[0], int) else ""
     if kind == "value_error":
         return str(context.get("error", error["msg"]))
     if kind in _TYPE_NAMES:
         return f"{holds}must be {_TYPE_NAMES[kind]}, got {value!r}"
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return "is empty: give at least one value"
     if kind == "string_pattern_mismatch":
-        return (f"{value!r} cannot name a folder: use letters, digits, '.', '_' and '-', starting with a letter "
-                "or digit")
+        return f"{value!r} cannot name a folder: use letters, digits, '.', '_' and '-', not starting with '.' or '-'"
     bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
               "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
     if kind in bounds:

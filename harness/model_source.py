@@ -67,21 +67,27 @@ def resolve_model(config: SweepConfig) -> TrainableModel | TfliteModel:
         keys = TEST_KEYS if path.suffix == ".tflite" else TRAIN_KEYS + TEST_KEYS
         raise ConfigError(f"model {path} needs a data set: --data my.npz with {', '.join(keys)}")
     data_path = Path(config.data)
-    digest = _digest(path, data_path, config.task)
     if path.suffix == ".tflite":
-        from harness.compiler import read_tflite
-
-        graph = read_tflite(path.read_bytes())
+        graph = _read_tflite(path)
         arrays = load_npz(data_path, TEST_KEYS)
         data = check_data(arrays, data_path, f"model {path}", graph.input.shape[1:], graph.output.shape[1:],
                           config.task, int8_inputs=True)
-        return TfliteModel(path, data, digest)
+        return TfliteModel(path, data, _digest(path, data_path, config.task))
     model = load_keras_model(path)
     data = check_keras_data(model, load_npz(data_path, TRAIN_KEYS + TEST_KEYS), data_path, f"model {path}",
                             config.task)
     spec = ReferenceModel(name=path.stem, description=str(path), build=lambda seed: load_keras_model(path),
                           load_data=lambda: data)
-    return TrainableModel(spec, digest=digest)
+    return TrainableModel(spec, digest=_digest(path, data_path, config.task))
+
+
+def _read_tflite(path: Path):
+    from harness.compiler import CompileError, read_tflite
+
+    try:
+        return read_tflite(path.read_bytes())
+    except CompileError as err:
+        raise ConfigError(f"model {path}: {err}") from None
 
 
 def _reference(spec: ReferenceModel, task: str) -> TrainableModel:
@@ -103,15 +109,33 @@ def _digest(*parts: Path | str) -> str:
 
 # --- Keras files --------------------------------------------------------------------------------
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def load_keras_model(path: Path):
-    """A Keras model from .keras or legacy HDF5, through the Keras 2 compatibility step (keras2_compat)."""
+    """A Keras model from .keras or legacy HDF5, through the Keras 2 compatibility step (keras2_compat), with
+    a layer to prune."""
+    # Keras names a file that is no zip archive "not found", and an HDF5 library error for the rest: the
+    # file's first bytes say plainly what it is not.
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ConfigError(f"model {path} is not a .keras file (a zip archive, as model.save('m.keras') writes)")
+    if path.suffix != ".keras" and path.read_bytes()[:len(HDF5_SIGNATURE)] != HDF5_SIGNATURE:
+        raise ConfigError(f"model {path} is not an HDF5 file (as model.save('m.h5') writes); a Keras 3 model "
+                          "is saved as .keras")
     import keras
 
+    from harness.prune.masks import PruningError, prunable_layers
+
     try:
-        return keras.models.load_model(path, compile=False, custom_objects=keras2_compat())
+        model = keras.models.load_model(path, compile=False, custom_objects=keras2_compat())
     except Exception as err:  # Keras raises anything from OSError to TypeError for a file it cannot read
         cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model {path} cannot be loaded by Keras {keras.__version__}: {cause}") from None
+    try:
+        prunable_layers(model)
+    except PruningError as err:
+        raise ConfigError(f"model {path}: {err}") from None
+    return model
 
 
 def keras2_compat() -> dict:
@@ -150,6 +174,9 @@ def load_npz(path: Path, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The needed arrays (and the optional ones present) of an .npz, or one error naming what is wrong."""
     if not path.is_file():
         raise ConfigError(f"data set {path} does not exist")
+    if not zipfile.is_zipfile(path):  # np.load would take an .npy as one array, and a text file for a pickle
+        raise ConfigError(f"data set {path} is not an .npz (numpy's zip archive of named arrays); write it with "
+                          "numpy.savez(path, x_test=..., y_test=...)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in needed if key not in npz]
@@ -171,6 +198,9 @@ def check_data(arrays: dict[str, np.ndarray], path: Path, model_name: str, input
     splits = [split for split in ("train", "test") if f"x_{split}" in arrays]
     for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim == 0 or y.ndim == 0:
+            raise ConfigError(f"{where}: x_{split} and y_{split} must hold one row per sample; got shapes "
+                              f"{x.shape} and {y.shape}")
         if len(x) == 0:
             raise ConfigError(f"{where}: x_{split} holds no samples")
         if len(x) != len(y):

@@ -7,8 +7,10 @@ kept as a note for the report instead of stopping it.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +137,9 @@ def _load_run(path: Path, notes: list[str]) -> Run | None:
     if not csv_path.exists():
         notes.append(f"{path}: no results.csv (not a run directory, or its sweep stopped before the first point)")
         return None
+    if problem := table_problem(csv_path):
+        notes.append(f"{csv_path} {problem}: run its sweep again to rewrite it (measured points are reused)")
+        return None
     frame = load_results(csv_path)
     if frame.empty:
         notes.append(f"{path}: results.csv has no rows")
@@ -144,6 +149,26 @@ def _load_run(path: Path, notes: list[str]) -> Run | None:
     run = Run(path, _with_all_columns(frame, path, notes), manifest)
     _note_failures(run, notes)
     return run
+
+
+def table_problem(csv_path: Path) -> str | None:
+    """Why a results.csv is no whole table (cut short by a crash or a copy, or no CSV at all), or None.
+
+    A cut row would be read as a row whose last columns are empty: a wrong result, not a missing one.
+    """
+    try:
+        text = csv_path.read_text()
+        records = list(csv.reader(io.StringIO(text), strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        return f"cannot be read as a table ({err})"
+    if not records:
+        return "is empty, without even its header"
+    if not text.endswith("\n"):
+        return "is cut short: its last line ends without a line break"
+    for number, record in enumerate(records[1:], start=1):
+        if len(record) != len(records[0]):
+            return f"is cut short or corrupt: row {number} has {len(record)} of the header's {len(records[0])} fields"
+    return None
 
 
 def _with_all_columns(frame: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
