@@ -118,23 +118,21 @@ def load_keras_model(path: Path):
     # Keras names a file that is no zip archive "not found", and an HDF5 library error for the rest: the
     # file's first bytes say plainly what it is not.
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise ConfigError(f"model {path} is not a .keras file (a zip archive, as model.save('m.keras') writes)")
+        raise ConfigError(f"model {path} cannot be loaded by Keras: it is not a .keras file (a zip archive, as "
+                          "model.save('m.keras') writes)")
     if path.suffix != ".keras" and path.read_bytes()[:len(HDF5_SIGNATURE)] != HDF5_SIGNATURE:
-        raise ConfigError(f"model {path} is not an HDF5 file (as model.save('m.h5') writes); a Keras 3 model "
-                          "is saved as .keras")
+        raise ConfigError(f"model {path} cannot be loaded by Keras: it is not an HDF5 file (as "
+                          "model.save('m.h5') writes); a Keras 3 model is saved as .keras")
     import keras
 
-    from harness.prune.masks import PruningError, prunable_layers
+    from harness.prune.masks import prunable_layers
 
     try:
         model = keras.models.load_model(path, compile=False, custom_objects=keras2_compat())
     except Exception as err:  # Keras raises anything from OSError to TypeError for a file it cannot read
         cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model {path} cannot be loaded by Keras {keras.__version__}: {cause}") from None
-    try:
-        prunable_layers(model)
-    except PruningError as err:
-        raise ConfigError(f"model {path}: {err}") from None
+    prunable_layers(model)  # before any training: a model with no layer to prune is refused by name
     return model
 
 

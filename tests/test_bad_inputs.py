@@ -43,7 +43,7 @@ def f(tmp_path_factory) -> SimpleNamespace:
     model.save(d / "model.h5")
     (d / "model.tflite").write_bytes(to_int8_tflite(model, x))
     weightless = keras.Input((FEATURES,), batch_size=1)
-    keras.Model(weightless, keras.layers.Softmax()(weightless)).save(d / "weightless.keras")
+    keras.Model(weightless, keras.layers.Softmax()(weightless), name="weightless").save(d / "weightless.keras")
 
     def npz(name: str, **arrays) -> Path:
         values = {"x_train": x, "y_train": y, "x_test": x[:16], "y_test": y[:16], **arrays}
@@ -183,8 +183,9 @@ CASES = [
      ["truncated.tflite", "is it truncated?"]),
     ("empty .tflite", sweep(lambda f: ["--model", f.dir / "empty.tflite", "--data", f.good]), ["empty.tflite"]),
     ("text as .keras", sweep(lambda f: ["--model", f.dir / "text.keras", "--data", f.good]),
-     ["text.keras is not a .keras file"]),
-    ("text as .h5", sweep(lambda f: ["--model", f.dir / "text.h5", "--data", f.good]), ["text.h5 is not an HDF5 file"]),
+     ["text.keras cannot be loaded by Keras: it is not a .keras file"]),
+    ("text as .h5", sweep(lambda f: ["--model", f.dir / "text.h5", "--data", f.good]),
+     ["text.h5 cannot be loaded by Keras: it is not an HDF5 file"]),
     ("unknown model kind", sweep(lambda f: ["--model", f.dir / "model.onnx", "--data", f.good]),
      ["unknown model", "model.onnx"]),
     ("model missing", sweep(lambda f: ["--model", f.dir / "nothere.keras", "--data", f.good]),
@@ -192,7 +193,7 @@ CASES = [
     ("model without data", sweep(lambda f: ["--model", f.keras]), ["needs a data set: --data"]),
     ("reference model with data", sweep(lambda f: ["--data", f.good]), ["brings its own data"]),
     ("nothing to prune", sweep(lambda f: ["--model", f.dir / "weightless.keras", "--data", f.good]),
-     ["weightless.keras", "has no prunable layers"]),
+     ["model 'weightless' has no prunable layers"]),
     ("data missing", sweep(lambda f: ["--model", f.keras, "--data", f.dir / "nothere.npz"]),
      ["nothere.npz does not exist"]),
     ("text as .npz", sweep(lambda f: ["--model", f.keras, "--data", f.dir / "text.npz"]), ["text.npz is not an .npz"]),
