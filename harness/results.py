@@ -62,7 +62,8 @@ class ResultRow:
     # SRAM, bytes
     sram_static: int = 0                       # .data + .bss, the arena included
     sram_arena: int = 0
-    stack_used: int = -1                       # high-water mark from stack painting; -1 where unsupported
+    stack_used: int = -1                       # stack an inference needs (painted before, read after; the least
+                                               # over the inferences, so no interrupt counts); -1 where unknown
     # accuracy
     accuracy_float: float = float("nan")
     accuracy_int8_host: float = float("nan")   # TFLite Micro's interpreter on the host

@@ -86,6 +86,18 @@ def results(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(run_dir / "results.csv")
 
 
+# Columns that say when, by which run or from which build a row was made, not what was measured.
+PROVENANCE = ["run_id", "firmware_rebuilt"]
+
+
+def every_column_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Two runs' rows agree in every column but the run's own (latencies to within one timer tick)."""
+    same_results(a, b)
+    timed = ["latency_median", "latency_min", "latency_max", "layer_latency"]
+    rest = [column for column in a.columns if column not in PROVENANCE + timed]
+    pd.testing.assert_frame_equal(a[rest], b[rest])
+
+
 def same_results(a: pd.DataFrame, b: pd.DataFrame) -> None:
     """Two runs' rows agree in every measured column (latencies to within one timer tick)."""
     assert len(a) == len(b)
