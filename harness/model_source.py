@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.config import ConfigError, SweepConfig
+from harness.config import ConfigError, PruneConfig, SweepConfig, did_you_mean
 from harness.scoring import AUTO, CLASSIFICATION, RECONSTRUCTION, TaskError, infer_task
 from models import REFERENCE_MODELS, Dataset, ReferenceModel
 
@@ -56,7 +56,10 @@ def resolve_model(config: SweepConfig) -> TrainableModel | TfliteModel:
     if name in REFERENCE_MODELS:
         if config.data:
             raise ConfigError(f"reference model '{name}' brings its own data: remove 'data = \"{config.data}\"'")
-        return _reference(REFERENCE_MODELS[name], config.task)
+        spec = REFERENCE_MODELS[name]
+        if config.prune.skip or config.prune.layer_targets:
+            _check_layer_names(spec.build(config.seed), config.prune, f"reference model '{name}'")
+        return _reference(spec, config.task)
     path = Path(name)
     if path.suffix not in (*KERAS_SUFFIXES, ".tflite"):
         raise ConfigError(f"unknown model '{name}': give a reference model ({', '.join(REFERENCE_MODELS)}), "
@@ -74,6 +77,7 @@ def resolve_model(config: SweepConfig) -> TrainableModel | TfliteModel:
                           config.task, int8_inputs=True)
         return TfliteModel(path, data, _digest(path, data_path, config.task))
     model = load_keras_model(path)
+    _check_layer_names(model, config.prune, f"model {path}")
     data = check_keras_data(model, load_npz(data_path, TRAIN_KEYS + TEST_KEYS), data_path, f"model {path}",
                             config.task)
     spec = ReferenceModel(name=path.stem, description=str(path), build=lambda seed: load_keras_model(path),
@@ -88,6 +92,20 @@ def _read_tflite(path: Path):
         return read_tflite(path.read_bytes())
     except CompileError as err:
         raise ConfigError(f"model {path}: {err}") from None
+
+
+def _check_layer_names(model, prune: PruneConfig, model_name: str) -> None:
+    """The layers [prune] names, against the model's prunable ones, before any training."""
+    from harness.prune.masks import prunable_layers
+
+    names = [layer.name for layer in prunable_layers(model)]
+    for key, chosen in (("skip", prune.skip), ("layer_targets", prune.layer_targets)):
+        for name in chosen:
+            if name not in names:
+                raise ConfigError(f"[prune] {key}: {model_name} has no prunable layer '{name}'"
+                                  f"{did_you_mean(name, names)}; its prunable layers: {', '.join(names)}")
+    if both := sorted(set(prune.skip) & set(prune.layer_targets)):
+        raise ConfigError(f"[prune]: layer '{both[0]}' is both in 'skip' and in 'layer_targets': keep one")
 
 
 def _reference(spec: ReferenceModel, task: str) -> TrainableModel:

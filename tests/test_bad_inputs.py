@@ -38,7 +38,7 @@ def f(tmp_path_factory) -> SimpleNamespace:
     x = rng.uniform(-1, 1, (64, FEATURES)).astype(np.float32)
     y = rng.integers(0, CLASSES, 64)
     inputs = keras.Input((FEATURES,), batch_size=1)
-    model = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax", name="dense")(inputs))
     model.save(d / "model.keras")
     model.save(d / "model.h5")
     (d / "model.tflite").write_bytes(to_int8_tflite(model, x))
@@ -192,6 +192,15 @@ CASES = [
      ["nothere.keras does not exist"]),
     ("model without data", sweep(lambda f: ["--model", f.keras]), ["needs a data set: --data"]),
     ("reference model with data", sweep(lambda f: ["--data", f.good]), ["brings its own data"]),
+    ("config: skip an unknown layer", lambda f: ["sweep", "--model", f.keras, "--data", f.good, "--config",
+                                                 config(f, "[prune]\nskip = ['dense_2']\n")],
+     ["[prune] skip:", "has no prunable layer 'dense_2' (did you mean 'dense'?)"]),
+    ("config: target of an unknown layer", lambda f: ["sweep", "--config", config(f, "[prune]\nlayer_targets = "
+                                                                                  "{ fc9 = 0.5 }\n")],
+     ["[prune] layer_targets: reference model 'digits_cnn' has no prunable layer 'fc9'"]),
+    ("config: skipped and targeted", lambda f: ["sweep", "--config", config(f, "[prune]\nskip = ['fc1']\n"
+                                                                            "layer_targets = { fc1 = 0.5 }\n")],
+     ["[prune]: layer 'fc1' is both in 'skip' and in 'layer_targets'"]),
     ("nothing to prune", sweep(lambda f: ["--model", f.dir / "weightless.keras", "--data", f.good]),
      ["model 'weightless' has no prunable layers"]),
     ("data missing", sweep(lambda f: ["--model", f.keras, "--data", f.dir / "nothere.npz"]),
