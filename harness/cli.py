@@ -64,17 +64,27 @@ def _number(text: str) -> int | float | str:
     return text
 
 
-def _config(args, flags: dict[str, str] | None = None, **overrides):
-    """The sweep's config file with the command line's flags over it, all through the config's schema."""
-    from harness.config import load_config
+def _config(args, flags: dict[str, str] | None = None, manifest: Path | None = None, **overrides):
+    """The sweep's config file (or a run's manifest) with the command line's flags over it, all through the
+    config's schema."""
+    import json
+
+    from harness.config import ConfigError, config_from_dict, load_config
 
     address = None
     if args.farm:
         from harness.device.farm import coordinator_address
 
         address = coordinator_address("" if args.farm == _FROM_ENVIRONMENT else args.farm)
-    return load_config(args.config, flags={"device.port": "--port", "farm.address": "--farm", **(flags or {})},
-                       device={"port": args.port}, farm={"address": address}, **overrides)
+    flags = {"device.port": "--port", "farm.address": "--farm", **(flags or {})}
+    overrides.update(device={"port": args.port}, farm={"address": address})
+    if manifest is None:
+        return load_config(args.config, flags, **overrides)
+    try:
+        values = json.loads(manifest.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{manifest.parent} is no run folder with a manifest.json ({err})") from None
+    return config_from_dict(values, str(manifest), flags, **overrides)
 
 
 def _sweep(args) -> int:
@@ -156,22 +166,12 @@ def _measure(args) -> int:
 
 
 def _rerun(args) -> int:
-    import json
-
-    from pydantic import ValidationError
-
-    from harness.config import ConfigError, SweepConfig, explain
+    from harness.config import ConfigError
     from harness.report.runs import table_problem
     from harness.results import load_results
 
     run_dir = Path(args.run_dir)
-    manifest = run_dir / "manifest.json"
-    try:
-        config = SweepConfig(**json.loads(manifest.read_text())["config"])  # its tables become records again
-    except ValidationError as err:
-        raise ConfigError(f"{manifest} holds a config this harness cannot run: {explain(err, str(manifest))}") from None
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"{run_dir} is no run folder with a manifest.json ({err})") from None
+    config = _config(args, manifest=run_dir / "manifest.json")
     table = run_dir / "results.csv"
     if problem := table_problem(table):
         raise ConfigError(f"{table} {problem}: run its sweep again to rewrite it (measured points are reused)")

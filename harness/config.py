@@ -231,7 +231,20 @@ def load_config(path: str | Path | None, flags: Mapping[str, str] | None = None,
     if clash := set(tables.get("sweep", {})) & set(_SUBTABLES):
         key = clash.pop()
         raise ConfigError(f"{where} [sweep]: '{key}' is a table of its own: write its keys under [{key}]")
+    return _build(tables, where, flags, overrides)
 
+
+def config_from_dict(values: Mapping[str, Any], where: str, flags: Mapping[str, str] | None = None,
+                     **overrides) -> SweepConfig:
+    """A config as SweepConfig.to_dict() wrote it (a run's manifest), with overrides as load_config takes them."""
+    if not isinstance(values, Mapping) or not all(isinstance(values.get(t, {}), Mapping) for t in _SUBTABLES):
+        raise ConfigError(f"{where}: holds no sweep config (tables of keys and values)")
+    tables = {"sweep": {k: v for k, v in values.items() if k not in _SUBTABLES},
+              **{table: values.get(table, {}) for table in _SUBTABLES}}  # runs made before the farm have none
+    return _build(tables, where, flags, overrides)
+
+
+def _build(tables: Mapping[str, dict], where: str, flags: Mapping[str, str] | None, overrides: dict) -> SweepConfig:
     given: dict[tuple[str, str], str] = {}  # (table, key) set by a flag -> the flag
     values: dict[str, Any] = {**tables.get("sweep", {}), **{t: dict(tables.get(t, {})) for t in _SUBTABLES}}
     for key, value in overrides.items():

@@ -72,12 +72,18 @@ def f(tmp_path_factory) -> SimpleNamespace:
     cut.mkdir()
     (cut / "manifest.json").write_text((run / "manifest.json").read_text())
     (cut / "results.csv").write_text(table[:len(table) - 40])
+    unknown = d / "runs" / "unknown-key-run"
+    unknown.mkdir()
+    values = config.to_dict()
+    values["device"]["warmpu"] = 3
+    (unknown / "manifest.json").write_text(json.dumps({"config": values}))
+    (unknown / "results.csv").write_text(table)
     empty = d / "runs" / "empty-run"
     empty.mkdir()
     (empty / "results.csv").write_text("")
     return SimpleNamespace(
         dir=d, keras=d / "model.keras", h5=d / "model.h5", tflite=d / "model.tflite", good=npz("good.npz"),
-        run=run, cut=cut, empty=empty,
+        run=run, cut=cut, empty=empty, unknown=unknown,
         wrong_shape=npz("wrong-shape.npz", x_test=np.zeros((16, FEATURES + 1), np.float32)),
         scalar=npz("scalar.npz", x_test=np.float32(1), y_test=np.int64(1)),
         zero=npz("zero.npz", x_test=np.zeros((0, FEATURES), np.float32), y_test=np.zeros(0, np.int64)),
@@ -233,6 +239,10 @@ CASES = [
     ("rerun --point 0", lambda f: ["rerun", f.run, "--point", "0"], ["--point 0", "has points 1..2"]),
     ("rerun without points", lambda f: ["rerun", f.run], ["--point N", "--failed"]),
     ("rerun no run folder", lambda f: ["rerun", f.dir, "--point", "1"], ["is no run folder with a manifest.json"]),
+    ("rerun a config of another harness", lambda f: ["rerun", f.unknown, "--point", "1"],
+     ["manifest.json [device]: unknown key 'warmpu' (did you mean 'warmup'?)"]),
+    ("rerun --port 99999", lambda f: ["rerun", f.run, "--point", "1", "--port", "99999"],
+     ["--port: TCP port 99999 is outside 1..65535"]),
     ("rerun truncated results.csv", lambda f: ["rerun", f.cut, "--failed"], ["results.csv is cut short"]),
     ("rerun --inject-faults on host", lambda f: ["rerun", f.run, "--point", "1", "--inject-faults", "rate=0.1"],
      ["board 'host' is not emulated over TCP"]),
