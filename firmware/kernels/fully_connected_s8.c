@@ -134,10 +134,11 @@ static void short_rows(const int8_t *x, const int8_t *w, int32_t rows, const int
     const int32_t lo4 = nn_s8x4_splat(requant.act_min), hi4 = nn_s8x4_splat(requant.act_max);
     int32_t r = 0;
     for (; r + 4 <= rows; r += 4, w += 4 * SHORT_DEPTH) {
+        const int8_t *const w1 = w + SHORT_DEPTH, *const w2 = w1 + SHORT_DEPTH, *const w3 = w2 + SHORT_DEPTH;
         const int32_t y0 = short_row(w, even, odd, bias[r], m[r], sh[r]) + offset;
-        const int32_t y1 = short_row(w + SHORT_DEPTH, even, odd, bias[r + 1], m[r + 1], sh[r + 1]) + offset;
-        const int32_t y2 = short_row(w + 2 * SHORT_DEPTH, even, odd, bias[r + 2], m[r + 2], sh[r + 2]) + offset;
-        const int32_t y3 = short_row(w + 3 * SHORT_DEPTH, even, odd, bias[r + 3], m[r + 3], sh[r + 3]) + offset;
+        const int32_t y1 = short_row(w1, even, odd, bias[r + 1], m[r + 1], sh[r + 1]) + offset;
+        const int32_t y2 = short_row(w2, even, odd, bias[r + 2], m[r + 2], sh[r + 2]) + offset;
+        const int32_t y3 = short_row(w3, even, odd, bias[r + 3], m[r + 3], sh[r + 3]) + offset;
         nn_write_s8x4(output + r, nn_pack_clamp_s8x4(y0, y1, y2, y3, lo4, hi4));
     }
     for (; r < rows; ++r, w += SHORT_DEPTH) {
