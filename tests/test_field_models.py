@@ -113,6 +113,23 @@ def test_published_tflite_runs_unchanged_with_test_data_only(files, tmp_path, in
     assert (frame.output_mismatches == 0).all() and (frame.accuracy_device > 0.5).all()  # chance: 0.1
 
 
+def test_a_data_set_changed_in_place_is_measured_again_not_taken_from_a_cache(files, tmp_path):
+    """Caches are keyed on the data's content, not its path: the same command after the file changed scores
+    the new labels (the model cache, the results cache and the run are all new)."""
+    data = tmp_path / "test.npz"
+    digits = np.load(files["dir"] / "digits_test.npz")
+    runs = []
+    for number, labels in enumerate((digits["y_test"], (digits["y_test"] + 1) % 10)):  # then: every label wrong
+        np.savez(data, x_test=digits["x_test"], y_test=labels)
+        results = tmp_path / f"results-{number}"  # a new run each time; the caches are the project's
+        proc = run_harness("sweep", "--config", files["dir"] / "quick.toml", "--model", files["tflite"], "--data",
+                           data, "--kernels", "dense", "--results", results)
+        runs.append(results_of(proc, results)[1])
+    before, after = runs
+    assert before.accuracy_device[0] > 0.5 and after.accuracy_device[0] < 0.1
+    assert before.accuracy_int8_host[0] > 0.5 and after.accuracy_int8_host[0] < 0.1  # the import, not cached
+
+
 def test_a_float_tflite_is_refused_as_float_not_as_dynamic(files, tmp_path):
     proc = run_harness("sweep", "--model", files["dir"] / "float.tflite", "--data", files["dir"] / "digits_test.npz",
                        "--boards", "host", "--results", tmp_path / "results")
