@@ -45,6 +45,15 @@ class ResultRow:
     timing_source: str = ""
     clock_hz: int = 0
     layer_latency: str = ""                    # JSON list, one entry per layer, in latency_unit
+    # work, from the compiler: multiply-accumulates of one inference
+    macs: int = 0                              # of the dense computation, whatever the format
+    nonzero_macs: int = 0                      # those with a nonzero weight: what a sparse kernel need compute
+    layer_macs: str = ""                       # JSON list, one entry per layer: {layer, op, inputs, output, weights
+                                               # (shapes), macs, nonzero_macs}
+    # latency_median / macs, in the column of the row's latency_unit; NaN in the others
+    instructions_per_mac: float = float("nan")
+    cycles_per_mac: float = float("nan")
+    ns_per_mac: float = float("nan")
     # flash, bytes
     flash_total: int = 0
     flash_code: int = 0                        # everything in flash that is not a model table
@@ -113,10 +122,33 @@ def layer_flash(compiled: CompiledModel, code: KernelCode) -> list[dict]:
 
 
 def record_layer_flash(row: ResultRow, compiled: CompiledModel, code: KernelCode) -> None:
-    """Fill layer_flash and flash_kernel_code, counting each kernel family's code once."""
+    """Fill layer_flash and flash_kernel_code, counting each kernel family's code once; and the MACs, whole model
+    and per layer, which the row takes from the same compiled model."""
     layers = layer_flash(compiled, code)
     row.layer_flash = json.dumps(layers)
     row.flash_kernel_code = sum({layer["family"]: layer["code"] for layer in layers if layer["family"]}.values())
+    row.layer_macs = json.dumps(layer_macs(compiled))
+    row.macs = sum(layer.macs for layer in compiled.layers)
+    row.nonzero_macs = sum(layer.nonzero_macs for layer in compiled.layers)
+
+
+def layer_macs(compiled: CompiledModel) -> list[dict]:
+    """Per layer: its shapes and the multiply-accumulates they make, all of them and those with a nonzero weight."""
+    return [{"layer": name, "op": layer.op, "inputs": [list(shape) for shape in layer.input_shapes],
+             "output": list(layer.output_shape), "weights": list(layer.weight_shape), "macs": layer.macs,
+             "nonzero_macs": layer.nonzero_macs}
+            for name, layer in zip(compiled.layer_names, compiled.layers)]
+
+
+PER_MAC_COLUMNS = {"instructions": "instructions_per_mac", "cycles": "cycles_per_mac", "ns": "ns_per_mac"}
+
+
+def record_latency_per_mac(row: ResultRow) -> None:
+    """Median latency over the model's MACs, in the column named by how the board counted (an emulator's
+    instructions are never put in cycles_per_mac)."""
+    column = PER_MAC_COLUMNS.get(row.latency_unit)
+    if column and row.macs:
+        setattr(row, column, row.latency_median / row.macs)
 
 
 class ResultsWriter:

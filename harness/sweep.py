@@ -42,7 +42,7 @@ from harness.device.session import board_session, place_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
 from harness.pointstore import KEPT_FAILURES, PointStore, RunLock, mark_finished, open_run
 from harness.quantize import QuantParams
-from harness.results import ResultRow, ResultsWriter, record_layer_flash, record_scores
+from harness.results import ResultRow, ResultsWriter, record_latency_per_mac, record_layer_flash, record_scores
 from harness.scoring import SCORES, headline, score
 from harness.runlog import Progress as ProgressBar
 from harness.runlog import RunLog
@@ -545,6 +545,7 @@ def run_on_board(row: ResultRow, client: BoardClient, point: ModelPoint, compile
     times = np.array(client.bench(config.device.warmup, config.device.runs), dtype=np.int64)
     row.latency_median, row.latency_min, row.latency_max = float(np.median(times)), int(times.min()), int(times.max())
     row.latency_runs = len(times)
+    record_latency_per_mac(row)
     row.layer_latency = json.dumps(dict(zip(compiled.layer_names, client.layers())))
     row.stack_used = client.stack()[0]
     if row.output_mismatches:

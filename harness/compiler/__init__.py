@@ -49,6 +49,9 @@ class LayerInfo:
     macs: int            # multiply-accumulates of the dense computation
     nonzero_macs: int    # those with a nonzero weight
     weight_bytes: WeightBytes
+    input_shapes: tuple[tuple[int, ...], ...]   # the computed inputs' (constants are weights, biases, shapes)
+    output_shape: tuple[int, ...]
+    weight_shape: tuple[int, ...]               # () for an op without weights
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,10 @@ def _layer_info(call: KernelCall) -> LayerInfo:
     return LayerInfo(index=call.op.index, op=call.op.kind, kernel=call.kernel,
                      format=call.weights.format if call.weights is not None else "", macs=call.macs,
                      nonzero_macs=call.nonzero_macs,
-                     weight_bytes=call.weights.bytes if call.weights is not None else WeightBytes())
+                     weight_bytes=call.weights.bytes if call.weights is not None else WeightBytes(),
+                     input_shapes=tuple(t.shape for t in call.op.inputs if t is not None and not t.is_constant),
+                     output_shape=call.op.outputs[0].shape,
+                     weight_shape=call.op.inputs[1].shape if call.weights is not None else ())
 
 
 def _flash_account(calls: list[KernelCall]) -> dict[str, int]:
