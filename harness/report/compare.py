@@ -12,7 +12,7 @@ from harness.report.metrics import ratio_over_dense
 from harness.report.runs import Series
 from harness.report.quality import Quality
 from harness.report.style import (DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, comparison_header, figure,
-                                  latency_scale, percent_axis, styled, suptitle, tag_comparison)
+                                  latency_scale, legend_outside, percent_axis, styled, suptitle, tag_comparison)
 
 MARKERS = "osD^v<>"
 
@@ -43,7 +43,7 @@ def _color(series_list: list[Series], series: Series) -> str:
 
 @styled
 def compare_speedup_figure(series_list: list[Series]) -> Figure:
-    fig, (ax,) = figure((8, 4.8))
+    fig, (ax,) = figure((10, 4.8))
     for series in series_list:
         for marker, kernel in zip(MARKERS, series.sparse_kernels()):
             speedup = ratio_over_dense(series, kernel, "latency_median")
@@ -55,7 +55,7 @@ def compare_speedup_figure(series_list: list[Series]) -> Figure:
     ax.set(xlabel=SPARSITY_LABEL, ylabel="speedup over dense (×, dense latency / sparse latency)")
     ax.set_ylim(bottom=0)
     percent_axis(ax)
-    ax.legend(loc="upper left", fontsize=8)
+    legend_outside(ax, fontsize=8)
     comparison_header(fig, ax, "Speedup over dense, compared", series_list)
     return fig
 
@@ -66,14 +66,14 @@ def compare_latency_figure(series_list: list[Series]) -> Figure:
     by_unit: dict[str, list[Series]] = {}
     for series in series_list:
         by_unit.setdefault(series.unit, []).append(series)
-    fig, axes = figure((6.5 * len(by_unit) + 0.5, 4.8), ncols=len(by_unit))
+    fig, axes = figure((8.5 * len(by_unit) + 0.5, 4.8), ncols=len(by_unit))
     for ax, group in zip(axes, by_unit.values()):
         divisor, unit = latency_scale(group[0].unit, max(s.rows.latency_median.max() for s in group))
         _lines(ax, series_list, group, "latency_median", divisor)
         ax.set(xlabel=SPARSITY_LABEL, ylabel=f"latency per inference ({unit})")
         ax.set_ylim(bottom=0)
         percent_axis(ax)
-        ax.legend(fontsize=8)
+        legend_outside(ax, fontsize=8)
         tag_comparison(ax, group)
     suptitle(fig, "Latency vs sparsity, compared", [s.model for s in series_list], [s.board for s in series_list])
     return fig
@@ -81,12 +81,12 @@ def compare_latency_figure(series_list: list[Series]) -> Figure:
 
 @styled
 def compare_flash_figure(series_list: list[Series]) -> Figure:
-    fig, (ax,) = figure((8, 4.8))
+    fig, (ax,) = figure((10, 4.8))
     _lines(ax, series_list, series_list, "flash_total", 1024)
     ax.set(xlabel=SPARSITY_LABEL, ylabel="flash, total (KiB)")
     ax.set_ylim(bottom=0)
     percent_axis(ax)
-    ax.legend(fontsize=8)
+    legend_outside(ax, fontsize=8)
     comparison_header(fig, ax, "Flash vs sparsity, compared", series_list)
     return fig
 
@@ -97,14 +97,14 @@ def compare_quality_figure(series_list: list[Series]) -> Figure:
     by_quality: dict[Quality, list[Series]] = {}
     for series in series_list:
         by_quality.setdefault(series.quality, []).append(series)
-    fig, axes = figure((7.5 * len(by_quality) + 0.5, 4.8), ncols=len(by_quality))
+    fig, axes = figure((9.5 * len(by_quality) + 0.5, 4.8), ncols=len(by_quality))
     for ax, (quality, group) in zip(axes, by_quality.items()):
         _lines(ax, series_list, group, quality.device, 1)
         ax.set(xlabel=SPARSITY_LABEL, ylabel=quality.device_label)
         percent_axis(ax, "x")
         if quality.percent:
             percent_axis(ax, "y")
-        ax.legend(loc="lower left" if quality.higher_is_better else "upper left", fontsize=8)
+        legend_outside(ax, fontsize=8)
         tag_comparison(ax, group)
     suptitle(fig, f"{' and '.join(q.title for q in by_quality)} vs sparsity, compared",
              [s.model for s in series_list], [s.board for s in series_list])

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from harness.report.metrics import break_even, pareto_front, percents, ratio_over_dense
 from harness.report.runs import Series
 from harness.report.style import (DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, figure, kernel_color, latency_scale,
-                                  percent_axis, series_header, styled)
+                                  legend_outside, percent_axis, series_header, styled)
 
 FLASH_PARTS = [("code", "#9e9e9e", lambda r: r.flash_code),
                ("dense weights", "#4e79a7", lambda r: r.flash_weights_dense),
@@ -35,7 +35,7 @@ SRAM_PARTS = [("static (.data + .bss), arena excluded", "#9e9e9e", lambda r: r.s
 
 @styled
 def latency_figure(series: Series) -> Figure:
-    fig, (ax,) = figure((7, 4.2))
+    fig, (ax,) = figure((8.5, 4.2))
     divisor, unit = latency_scale(series.unit, series.rows.latency_max.max())
     for kernel in series.kernels():
         rows = series.kernel_rows(kernel)
@@ -53,7 +53,8 @@ def latency_figure(series: Series) -> Figure:
     ax.set_ylim(bottom=0)
     percent_axis(ax)
     # QEMU's counts barely vary: say how wide the spread is, so invisible bars are not read as missing.
-    ax.legend(title=f"kernel: median of {rows.latency_runs.max()} runs,\nbars: min–max (widest {widest * 100:.2g}%)")
+    legend_outside(ax, title=f"kernel: median of\n{rows.latency_runs.max()} runs, bars:\nmin–max (widest "
+                          f"{widest * 100:.2g}%)")
     series_header(fig, ax, "Latency vs sparsity", series)
     return fig
 
@@ -62,7 +63,7 @@ def latency_figure(series: Series) -> Figure:
 def speedup_figure(series: Series) -> Figure:
     if "dense" not in series.kernels() or not series.sparse_kernels():
         raise NothingToDraw(f"{series.label}: speedup needs the dense kernel and a sparse one")
-    fig, (ax,) = figure((7, 4.2))
+    fig, (ax,) = figure((8.5, 4.2))
     ax.axhline(1.0, color=DENSE_COLOR, linestyle="--", linewidth=1, label="dense (1×)")
     for line, kernel in enumerate(series.sparse_kernels()):
         speedup = ratio_over_dense(series, kernel, "latency_median")
@@ -73,7 +74,7 @@ def speedup_figure(series: Series) -> Figure:
     ax.set(xlabel=SPARSITY_LABEL, ylabel="speedup over dense (×, dense latency / sparse latency)")
     ax.set_ylim(bottom=0)
     percent_axis(ax)
-    ax.legend(title="kernel", loc="upper left")
+    legend_outside(ax, title="kernel")
     series_header(fig, ax, "Speedup over dense vs sparsity", series)
     return fig
 
@@ -87,8 +88,9 @@ def _mark_break_even(ax, speedup: pd.Series, kernel: str, color: str, line: int)
     crossing = break_even(speedup)
     if crossing.sparsity is not None and not crossing.from_start:
         ax.axvline(crossing.sparsity, color=color, linestyle=":", linewidth=1.2)
-        ax.annotate(f"break-even {crossing.describe('slower at')}", (crossing.sparsity, 1.0), xytext=(6, -16),
-                    textcoords="offset points", color=color, fontsize=8.5)
+        # Named: two kernels' marks may sit side by side, and colour alone would not say whose each is.
+        ax.annotate(f"{kernel}: break-even {crossing.describe('slower at')}", (crossing.sparsity, 1.0),
+                    xytext=(6, -16), textcoords="offset points", color=color, fontsize=8.5)
         return
     if crossing.from_start:
         text = f"{kernel}: at least as fast as dense at every sparsity measured ({speedup.index[0]:.0%} to " \
@@ -111,8 +113,7 @@ def flash_figure(series: Series) -> Figure:
         ax.axhline(dense.flash_total.iloc[0] / 1024, color="black", linestyle="--", linewidth=1,
                    label="dense model, total")
     ax.set_ylabel("flash (KiB)")
-    ax.legend(ncols=2, loc="upper right", fontsize=8)
-    ax.set_ylim(top=ax.get_ylim()[1] * 1.25)  # room for the legend above the tallest bar
+    legend_outside(ax, fontsize=8)
     series_header(fig, ax, "Flash vs sparsity", series)
     return fig
 
@@ -122,8 +123,7 @@ def sram_figure(series: Series) -> Figure:
     fig, (ax,) = figure(_bar_figure_size(series))
     _stacked_bars(ax, series, SRAM_PARTS)
     ax.set_ylabel("SRAM (KiB)")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_ylim(top=ax.get_ylim()[1] * 1.3)
+    legend_outside(ax, fontsize=8)
     if (series.rows.stack_used < 0).all():
         ax.text(0.01, 0.97, "stack high-water mark: not measured on this board", transform=ax.transAxes,
                 va="top", fontsize=8)
@@ -133,7 +133,7 @@ def sram_figure(series: Series) -> Figure:
 
 def _bar_figure_size(series: Series) -> tuple[float, float]:
     bars = series.rows.target_sparsity.nunique() * len(series.kernels())
-    return max(7.0, 0.55 * bars + 1.5), 4.6
+    return max(8.5, 0.55 * bars + 3.5), 4.6  # 2 inches for the legend beside the bars
 
 
 def _stacked_bars(ax, series: Series, parts) -> None:
@@ -167,7 +167,7 @@ def quality_figure(panel: list[Series], bound: float | None) -> Figure:
     """The task's metric of the float model, of int8 on the host and on the device; several pruning methods share the
     axes, one colour each. bound: the key figures' floor (or ceiling), drawn as a line."""
     quality = panel[0].quality
-    fig, (ax,) = figure((7, 4.4))
+    fig, (ax,) = figure((9, 4.4))
     several = len(panel) > 1
     for m, series in enumerate(panel):
         per_point = series.rows.sort_values("target_sparsity").drop_duplicates("target_sparsity")
@@ -189,8 +189,7 @@ def quality_figure(panel: list[Series], bound: float | None) -> Figure:
     percent_axis(ax, "x")
     if quality.percent:
         percent_axis(ax, "y")
-    # A score falls towards the bottom as pruning hurts, an error rises towards the top: the legend takes the other end.
-    ax.legend(loc="lower left" if quality.higher_is_better else "upper left", fontsize=8)
+    legend_outside(ax, fontsize=8)
     series_header(fig, ax, f"{quality.title} vs sparsity", panel[0])
     return fig
 
@@ -212,7 +211,7 @@ def _pareto_figure(series: Series, cost: pd.Series, xlabel: str, what: str) -> F
     score = series.rows[quality.device]
     if score.isna().all():
         raise NothingToDraw(f"{series.label}: no {quality.name} measured on the device")
-    fig, (ax,) = figure((7, 4.4))
+    fig, (ax,) = figure((9, 4.4))
     for kernel in series.kernels():
         mine = series.rows.kernel == kernel
         ax.scatter(cost[mine], score[mine], color=kernel_color(series, kernel), label=kernel, zorder=3)
@@ -230,7 +229,7 @@ def _pareto_figure(series: Series, cost: pd.Series, xlabel: str, what: str) -> F
     ax.set_xlim(left=0)
     if quality.percent:
         percent_axis(ax, "y")
-    ax.legend(loc="lower right" if quality.higher_is_better else "upper right")
+    legend_outside(ax)
     series_header(fig, ax, f"{quality.title} vs {what}", series)
     return fig
 
@@ -252,7 +251,7 @@ def layers_figure(series: Series) -> Figure:
     ax.invert_yaxis()  # variants read top-down in sweep order
     ax.set(xlabel=f"latency per inference, by layer ({unit})", ylabel="variant (kernel, sparsity)")
     ax.grid(axis="y", visible=False)
-    ax.legend(title="layer", loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    legend_outside(ax, title="layer", fontsize=8)
     series_header(fig, ax, "Per-layer latency", series)
     return fig
 

@@ -67,8 +67,11 @@ class Quality:
         return values >= bound if self.higher_is_better else values <= bound
 
     def default_bound(self, dense: float) -> float:
-        """An absolute drop below a score; a relative rise above an error, whose scale depends on the data."""
-        return dense - self.default_margin if self.higher_is_better else dense * (1.0 + self.default_margin)
+        """An absolute drop below a score, never below the score's least value (a dense model that scores 0 gets a
+        floor of 0, not -1%); a relative rise above an error, whose scale depends on the data."""
+        if self.higher_is_better:
+            return max(dense - self.default_margin, 0.0)
+        return dense * (1.0 + self.default_margin)
 
     def default_bound_text(self) -> str:
         if self.higher_is_better:

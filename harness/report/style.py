@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import matplotlib
 import matplotlib.ticker
@@ -37,16 +38,52 @@ def figure(size: tuple[float, float], ncols: int = 1) -> tuple[Figure, list]:
     return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
 
 
+TITLE_SIZE = 11
+TAG_SIZE = 8.5
+
+
 def suptitle(fig: Figure, what: str, models: list[str], boards: list[str]) -> None:
-    fig.suptitle(f"{what}: {', '.join(dict.fromkeys(models))} on {', '.join(dict.fromkeys(boards))}",
-                 x=0.01, ha="left", fontsize=11, fontweight="bold")
+    text = f"{what}: {', '.join(dict.fromkeys(models))} on {', '.join(dict.fromkeys(boards))}"
+    fig.suptitle(wrapped(text, fig.get_figwidth() * 0.97, TITLE_SIZE), x=0.01, ha="left", fontsize=TITLE_SIZE,
+                 fontweight="bold")
 
 
 def tag_axes(ax, tags: list[str], color: str) -> None:
     """Say above the axes how its data were timed, coloured by the kind of board, so an emulated result is never
     mistaken for a measured one."""
-    ax.set_title("\n".join(dict.fromkeys(tags)), loc="left", color=color, fontsize=8.5,
+    width = ax.figure.get_figwidth() * 0.75 / len(ax.figure.axes)  # the axes' share, less its legend's
+    text = "\n".join(wrapped(tag, width, TAG_SIZE) for tag in dict.fromkeys(tags))
+    ax.set_title(text, loc="left", color=color, fontsize=TAG_SIZE,
                  bbox={"facecolor": color, "alpha": 0.08, "edgecolor": color, "boxstyle": "round"})
+
+
+# The widest characters of the report's fonts (bold capitals) take about this many ems; a line of ems at this rate
+# fits however the title is spelt.
+EM_PER_CHARACTER = 0.72
+
+
+def wrapped(text: str, inches: float, points: float) -> str:
+    """The text in lines that fit `inches` at a font of `points`: broken after spaces and path separators, so a long
+    model path is shown whole instead of being cut off at the figure's edge.
+
+    >>> wrapped("Latency vs sparsity: /a/very/long/path/model.tflite on mps2_an386", 2.0, 11)
+    'Latency vs\\nsparsity: /a/very/\\nlong/path/\\nmodel.tflite on\\nmps2_an386'
+    """
+    width = max(8, int(inches * 72 / (points * EM_PER_CHARACTER)))
+    lines = [""]
+    for piece in re.findall(r"[^ /]*(?:[ /]|$)", text):
+        while len(piece) > width:   # a name without separators longer than a line
+            lines += [piece[:width], ""]
+            piece = piece[width:]
+        if len(lines[-1]) + len(piece.rstrip()) > width and lines[-1]:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(line.rstrip() for line in lines if line.strip())
+
+
+def legend_outside(ax, **options):
+    """The legend right of the axes, where it covers no data point, line or note."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **options)
 
 
 def timing_tag(series: Series) -> str:
@@ -97,7 +134,24 @@ def kernel_color(series: Series, kernel: str) -> str:
     return f"C{series.sparse_kernels().index(kernel)}"
 
 
+class DistinctPercents(matplotlib.ticker.PercentFormatter):
+    """Fractions as percentages, with the fewest decimals that tell every tick apart: 97.5% and 98.0% on a narrow
+    accuracy axis, 0% to 100% on a sparsity axis."""
+
+    MAX_DECIMALS = 4
+
+    def __init__(self):
+        super().__init__(xmax=1.0, decimals=0)
+
+    def format_ticks(self, values):
+        for decimals in range(self.MAX_DECIMALS + 1):
+            self.decimals = decimals
+            labels = [self.format_pct(value, 1.0) for value in values]
+            if len(set(labels)) == len(labels):
+                return labels
+        return labels
+
+
 def percent_axis(ax, axis: str = "x") -> None:
     """Axes whose data are fractions, shown as percentages."""
-    formatter = matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0)
-    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(formatter)
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(DistinctPercents())
