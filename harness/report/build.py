@@ -13,6 +13,7 @@ from harness.report.metrics import KeyTable, key_figures, quality_bound
 from harness.report.quality import Quality
 from harness.report.runs import Run, Series, load_runs, split_series
 from harness.report.style import NothingToDraw
+from harness.report.tables import LayerTables, VariantTable, layer_tables, provenance, variant_tables
 
 
 @dataclass
@@ -39,6 +40,9 @@ class Report:
     choices: list[ChoiceTable]    # the auto kernel's format per layer, one table per series that has it
     sections: list[Section]
     notes: list[str]
+    variants: list[VariantTable]  # one per series: the first thing the report shows
+    layers: list[LayerTables]     # one per series with per-layer latencies
+    provenance: list[dict[str, str]]   # one row per series
 
     @property
     def plots(self) -> list[Plot]:
@@ -96,7 +100,7 @@ def build_report(run_dirs: list[Path], floor: float | None = None) -> Report:
         jobs = [(name, f"all series, {what}", draw, (series,)) for name, what, draw in COMPARISONS]
         sections.append(Section("compare", "Comparison", COMPARE_INTRO, _drawn(jobs, notes)))
     return Report(loaded.runs, series, floor, key_figures(series, floor), choice_tables(series, notes), sections,
-                  notes)
+                  notes, variant_tables(series, floor), layer_tables(series, floor, notes), provenance(series))
 
 
 def _series_section(spec, series: list[Series], notes: list[str]) -> Section:
