@@ -120,8 +120,9 @@ def run_jobs(jobs: list[Job], units: list[BoardUnit], build: Build, measure: Mea
     # Each worker says when it has ended. (Not Thread.join: in Python 3.11 a join that Ctrl-C interrupts
     # marks a still running thread as ended, and the harness would exit under a board's session.)
     ended = [threading.Event() for _ in units]
+    broken: list[Exception] = []  # what stopped a worker outside a point (a farm's coordinator gone)
     for unit, done in zip(units, ended):
-        threading.Thread(target=_work, args=(unit, queues[unit.board.name], measure, finish, stop, done),
+        threading.Thread(target=_work, args=(unit, queues[unit.board.name], measure, finish, stop, done, broken),
                          name=unit.name, daemon=True).start()
     builds = ThreadPoolExecutor(max_workers=build_workers or os.cpu_count() or 1, thread_name_prefix="build")
     try:
@@ -129,6 +130,8 @@ def run_jobs(jobs: list[Job], units: list[BoardUnit], build: Build, measure: Mea
         for future in as_completed(futures):
             queues[futures[future].board.name].put((futures[future], future))
         _wait(ended)
+        if broken:
+            raise broken[0]
     except BaseException:
         stop.set()
         builds.shutdown(wait=True, cancel_futures=True)
@@ -176,9 +179,12 @@ def _wait(events: list[threading.Event]) -> None:
 
 
 def _work(unit: BoardUnit, points: _PointQueue, measure: Measure, finish: Finish, stop: threading.Event,
-          ended: threading.Event) -> None:
+          ended: threading.Event, broken: list[Exception]) -> None:
     try:
         _take_points(unit, points, measure, finish, stop)
+    except Exception as err:  # not a point's failure (those are rows): the sweep stops, resumable
+        broken.append(err)
+        stop.set()
     finally:
         try:
             if unit.lease is not None:

@@ -215,3 +215,26 @@ def test_an_image_that_is_no_elf_is_refused_before_the_board_is_touched(tmp_path
     (tmp_path / "firmware.bin").write_bytes(b"\x00" * 64)
     with pytest.raises(FlashError, match="firmware.bin: not a 32-bit little-endian ELF file"):
         loadable_segments(tmp_path / "firmware.bin")
+
+
+def test_a_coordinator_that_goes_away_stops_the_sweep_in_one_line_and_it_resumes_later(config, local, tmp_path):
+    """Without the coordinator no place can be held, so no result could be trusted to be this run's alone."""
+    small = FarmLab(tmp_path / "lab", {"hostD": 1}).start()
+    try:
+        proc = start_sweep(config, tmp_path / "results", "--fresh", "--farm", small.address)
+        run_dir = wait_for_points(tmp_path / "results", 2, proc)
+        small.coordinator.kill()
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 2, out[-3000:]
+        assert out.strip().splitlines()[-1].startswith(f"error: farm coordinator {small.address}")
+        assert "Traceback" not in out
+        assert 2 <= count(run_dir, "point_done") < len(local)
+    finally:
+        small.stop()
+    again = FarmLab(tmp_path / "lab-again", {"hostD": 1}).start()
+    try:
+        _, same_run = sweep(config, tmp_path / "results", "--fresh", "--farm", again.address)
+    finally:
+        again.stop()
+    assert same_run == run_dir
+    same_results(local, results(run_dir))
