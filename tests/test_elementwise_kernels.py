@@ -209,7 +209,7 @@ def test_add_matches_tflm_at_extreme_scales(drivers, variant):
     # both ends.
     rng = np.random.default_rng(2)
     cases = []
-    for ratio in (1.0, 0.999999, 0.5, 1e-3, 1e-6):
+    for ratio in (1.0, 0.999999, 0.5, 1e-3, 1e-6, 1e-9):
         for real in (0.99, 0.49, 0.3, 2.0 ** -10, 1.7 * 2.0 ** -19, 1.3 * 2.0 ** -32):
             for z1, z2, zo in ((-128, -128, -128), (127, 127, 127), (-128, 127, 0), (0, 0, -128)):
                 s1 = 0.05
@@ -218,6 +218,13 @@ def test_add_matches_tflm_at_extreme_scales(drivers, variant):
                 case = add_case(rng, scales=((s1, z1), (s2, z2), (so, zo)))
                 cases += [case, add_case(rng, scales=((s2, z2), (s1, z1), (so, zo)))]
     assert {c.params["output_shift"] for c in cases} >= {-1, -31}
+    assert {c.params["input2_shift"] for c in cases} >= {0, -1, -10, -20, -30}
+    # The tabulated input without a right shift (TFLM's ratios give one of at least 1 bit).
+    for i in range(60):
+        case = add_case(rng, broadcast=i % 2 == 0)
+        case.params["input1_multiplier"], case.params["input1_shift"] = 1 << 30, 0
+        case.params["input2_multiplier"], case.params["input2_shift"] = int(rng.integers(0, 1 << 31)), 0
+        cases.append(case)
     _check(drivers[variant], cases)
 
 

@@ -83,6 +83,41 @@ static inline int32_t add_fast(const int32_t *table, add_output out, int32_t shi
     return smmlar(twice_sum, out.multiplier, out.round + (twice_sum >> 31)) >> out.shift;
 }
 
+/*
+ * table[(uint8_t)b] = 2 z(b + offset) + base for every byte b, where z(v) is
+ * TFLM's rescaling of v << 20 by multiplier and a right shift e in [0, 31].
+ * Its rounding doubling high multiply is floor((v m 2^20 + 2^30) / 2^31) =
+ * floor((v m + 2^10) / 2^11) (the factor 2^20 cancels), and its rounding
+ * shift folds in as in requantize.h: with s = 11 + e,
+ *     z(v) = floor((v m + c) / 2^s),  c = 2^10 + (2^(e-1) - [v < 0]) 2^11
+ * (c = 2^10 for e = 0). Scaled by 2^(32 - s) (when s <= 32; else the rest
+ * of the shift follows), that is the high word of a 64-bit sum that grows
+ * by m 2^(32 - s) from one v to the next: 256 entries in one pass, where
+ * the reference costs 20 to 40 instructions an entry. Out of line: inlined
+ * into nn_add_s8 beside the other paths, its loop spilled 4 registers.
+ */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void add_table(int32_t *table, int32_t offset, int32_t multiplier, int32_t e, int32_t base)
+{
+    const int32_t up = e <= 21 ? 21 - e : 0, down = e <= 21 ? 0 : e - 21;
+    const int64_t scale = (int64_t)1 << up;
+    const int64_t half = e == 0 ? 0 : (int64_t)1 << (e - 1);
+    const int64_t sign_step = e == 0 ? 0 : 2048 * scale; /* c's change where v reaches 0 */
+    const int32_t first = offset - 128;
+    int64_t sum = ((int64_t)first * multiplier + 1024 + half * 2048) * scale - (first < 0 ? sign_step : 0);
+    const int64_t step = (int64_t)multiplier * scale;
+    /* b from -128 to 127: the table's upper half, then its lower half. */
+    for (int32_t b = -128; b < 128; ++b) {
+        if (b == -offset) {
+            sum += sign_step;
+        }
+        table[b & 0xFF] = base + 2 * ((int32_t)(sum >> 32) >> down);
+        sum += step;
+    }
+}
+
 static int is_half(int32_t multiplier, int32_t shift)
 {
     return multiplier == 1 << 30 && shift == 0;
@@ -128,10 +163,7 @@ static int add_plan_of(const nn_add_params *p, add_plan *plan)
     if (largest > INT32_MAX || top > INT32_MAX) {
         return 0;
     }
-    for (int32_t u = 0; u < 256; ++u) {
-        plan->table[u] = 2 * nn_requantize(((int8_t)u + offset) * (1 << LEFT_SHIFT), multiplier, shift) +
-                         shifted_offset * (1 << LEFT_SHIFT);
-    }
+    add_table(plan->table, offset, multiplier, -shift, shifted_offset * (1 << LEFT_SHIFT));
     plan->out.multiplier = p->output_multiplier;
     plan->out.round = (int32_t)(((int64_t)1 << (e - 1)) + (int64_t)p->output_offset * ((int64_t)1 << e));
     plan->out.shift = e;
