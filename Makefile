@@ -29,7 +29,8 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	@# pyserial-labgrid replaces pyserial (both own serial/): a venv made before it loses both, then gets it back.
-	$(PYTHON) -m pip uninstall -q -y pyserial pyserial-labgrid 2>/dev/null || true
 	$(PYTHON) -m pip install -q -e '.[test]'
+	@# PlatformIO requires pyserial and labgrid pyserial-labgrid, and both install serial/: whichever pip put
+	@# last won. labgrid's fork (pyproject.toml's pin) must, for its RFC 2217 fixes.
+	$(PYTHON) -m pip install -q --force-reinstall --no-deps "$$(grep -o 'pyserial-labgrid==[0-9.]*' pyproject.toml)"
 	touch $@

@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,14 @@ def test_a_flash_script_carries_its_image_and_gets_the_port_as_its_argument(tmp_
     assert (tmp_path / "port").read_text() == "/dev/ttyUSB7\n"
     with pytest.raises(FarmError, match="firmware.bin: no such image"):
         flash_script("esptool.py write_flash 0x10000 {bin}", tmp_path / "other" / "firmware.elf")
+
+
+def test_the_serial_module_is_labgrids_fork_not_pyserial():
+    """PlatformIO requires pyserial, labgrid pyserial-labgrid, and both install serial/ (the Makefile puts the
+    fork last): its RFC 2217 fixes are what a farm's ser2net ports need."""
+    import serial
+
+    assert serial.__version__ == version("pyserial-labgrid")
 
 
 def test_an_image_that_is_no_elf_is_refused_before_the_board_is_touched(tmp_path):
