@@ -79,6 +79,17 @@ def test_every_plot_is_drawn_labelled_and_titled(run_dir):
                 assert board in fig.get_suptitle() and source in texts, plot.name
 
 
+def test_every_plot_has_distinct_ticks_clear_legends_and_titles_inside(run_dir):
+    """test_report_plots.py's properties, on the figures of a real sweep."""
+    from test_report_plots import covered, outside, rendered, repeated_ticks
+
+    report = build_report([run_dir])
+    assert repeated_ticks(report) == []
+    for plot in report.plots:
+        renderer = rendered(plot.figure)
+        assert covered(renderer, plot.figure) == [] and outside(renderer, plot.figure) == [], plot.name
+
+
 def test_instruction_counts_are_never_called_cycles(run_dir):
     for plot in build_report([run_dir]).plots:
         if "host" in plot.name:
@@ -129,7 +140,8 @@ def test_comparing_harness_versions_with_a_floor(run_dir, tmp_path):
     summary = (tmp_path / "out" / "report.md").read_text()
     assert "≥ 90.0% (given)" in summary
     assert "harness 0123456789ab" in summary
-    key_rows = [line for line in summary.splitlines() if "| csr |" in line]
+    key_figures = summary.split("## Key figures")[1].split("\n## ")[0]
+    key_rows = [line for line in key_figures.splitlines() if "| csr |" in line]
     assert len(key_rows) == 3  # two boards of one version, the host board of the other
     assert all("KiB" in row for row in key_rows)
     assert (tmp_path / "out" / "compare-speedup.svg").exists()

@@ -64,14 +64,15 @@ EM_PER_CHARACTER = 0.72
 
 def wrapped(text: str, inches: float, points: float) -> str:
     """The text in lines that fit `inches` at a font of `points`: broken after spaces and path separators, so a long
-    model path is shown whole instead of being cut off at the figure's edge.
+    model path is shown whole instead of being cut off at the figure's edge; never inside parentheses, so
+    "(not cycles)" stays one phrase.
 
     >>> wrapped("Latency vs sparsity: /a/very/long/path/model.tflite on mps2_an386", 2.0, 11)
     'Latency vs\\nsparsity: /a/very/\\nlong/path/\\nmodel.tflite on\\nmps2_an386'
     """
     width = max(8, int(inches * 72 / (points * EM_PER_CHARACTER)))
     lines = [""]
-    for piece in re.findall(r"[^ /]*(?:[ /]|$)", text):
+    for piece in re.findall(r"(?:\([^)]*\)|[^ /])*(?:[ /]|$)", text):
         while len(piece) > width:   # a name without separators longer than a line
             lines += [piece[:width], ""]
             piece = piece[width:]
@@ -81,9 +82,15 @@ def wrapped(text: str, inches: float, points: float) -> str:
     return "\n".join(line.rstrip() for line in lines if line.strip())
 
 
+LEGEND_INCHES = 2.4  # the widest a legend's labels grow: a series named by a long model path is wrapped
+
+
 def legend_outside(ax, **options):
     """The legend right of the axes, where it covers no data point, line or note."""
-    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **options)
+    handles, labels = ax.get_legend_handles_labels()
+    size = options.get("fontsize", STYLE["legend.fontsize"])
+    return ax.legend(handles, [wrapped(label, LEGEND_INCHES, size) for label in labels], loc="upper left",
+                     bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **options)
 
 
 def timing_tag(series: Series) -> str:
