@@ -314,3 +314,32 @@ def test_models_match_tflite_micro(models, tmp_path, name, dsp):
     got = run_host_executable(build_host_executable(compiled.out_dir, dsp=dsp), inputs)
     expected = run_tflite_micro(models[name], inputs.reshape(-1, *compiled.input.shape[1:]))
     assert np.array_equal(got, expected.reshape(got.shape)), f"{np.any(got != expected.reshape(got.shape), 1).sum()} differ"
+
+
+# ---- MUL -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mul_matches_tflm_on_random_quantizations(drivers, variant):
+    rng = np.random.default_rng(5)
+    _check(drivers[variant], [mul_case(rng, broadcast=i % 3 == 0) for i in range(3000)])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mul_matches_tflm_at_extreme_scales(drivers, variant):
+    # Rescalings (input scales' product over the output scale) from 1.5 (a left shift: the reference loop)
+    # and 0.99 (no shift: the same) through 0.3 (a right shift of 1 bit) to 1.3 * 2^-32 (31 bits, where an
+    # output zero point far from 0 no longer fits the fast path's 32 bits); zero points at both ends.
+    rng = np.random.default_rng(6)
+    cases = []
+    for real in (1.5, 0.99, 0.3, 2.0 ** -10, 1.7 * 2.0 ** -19, 2.0 ** -25, 1.3 * 2.0 ** -32):
+        for z1, z2, zo in ((-128, -128, -128), (127, 127, 127), (-128, 127, 0), (0, 0, -128), (5, -3, 100)):
+            for _ in range(4):
+                case = mul_case(rng, broadcast=len(cases) % 2 == 0)
+                s1, s2 = 0.05, 0.02
+                multiplier, shift = mul_multiplier(s1, s2, float(np.float32(s1 * s2 / real)))
+                case.params.update(input1_offset=-z1, input2_offset=-z2, output_offset=zo,
+                                   output_multiplier=multiplier, output_shift=shift)
+                case.params["act_min"], case.params["act_max"] = -128, 127
+                cases.append(case)
+    assert {c.params["output_shift"] for c in cases} >= {1, 0, -1, -31}
+    _check(drivers[variant], cases)

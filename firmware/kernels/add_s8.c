@@ -14,21 +14,12 @@
  *   is x << 20. So twice its rescaled value is (a + offset) << 20.
  * - The other input has 256 possible values: twice each one's rescaled
  *   value, plus the first input's offset << 20, is a table of 256 words
- *   built once per call with the reference arithmetic (1 KB of stack).
+ *   built once per call (add_table; 1 KB of stack).
  *   Twice the sum is then table[b] + (a << 20): a load and an ADD.
- * - The output rescaling of a sum S (multiplier m >= 0, right shift e >= 1)
- *   is floor((floor((S m + 2^30) / 2^31) + 2^(e-1) - [S < 0]) / 2^e)
- *   (requantize.h: TFLM's rounding doubling high multiply is this floor,
- *   its ties-away-from-zero shift the second; S's sign stands in for the
- *   first result's, which differs only where that result is 0, and then
- *   both give 0). Nested floors fold, so with the output offset z added,
- *       out + z = floor(SMMLAR(2S, m, k) / 2^e),  k = 2^(e-1) + z 2^e - [S < 0]
- *   where SMMLAR(x, y, k) = floor((k 2^32 + x y + 2^31) / 2^32), the top
- *   word of a 64-bit multiply-accumulate with rounding: one instruction on
- *   DSP cores, exact as long as the true value fits in 32 bits, which
- *   add_plan_of checks from the table's largest entry.
+ * - The output rescaling of the sum is one SMMLAR and a shift
+ *   (elementwise.h).
  */
-#include "kernel_util.h"
+#include "elementwise.h"
 
 enum { LEFT_SHIFT = 20 }; /* TFLM's for int8; the fast path's `a << 20` is an operand shift */
 
@@ -42,45 +33,6 @@ static int8_t add(int32_t a, int32_t b, const void *context)
                                            p->input2_multiplier, p->input2_shift);
     const int32_t sum = nn_requantize(scaled_a + scaled_b, p->output_multiplier, p->output_shift);
     return nn_clamp_s8(sum + p->output_offset, p->act_min, p->act_max);
-}
-
-/* floor((acc 2^32 + x y + 2^31) / 2^32) modulo 2^32: SMMLAR. */
-#if defined(__ARM_FEATURE_DSP)
-static inline int32_t smmlar(int32_t x, int32_t y, int32_t acc)
-{
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
-    return r;
-}
-#else
-static inline int32_t smmlar(int32_t x, int32_t y, int32_t acc)
-{
-    const uint64_t sum = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)x * y) + (1u << 31);
-    return (int32_t)(uint32_t)(sum >> 32);
-}
-#endif
-
-/* The output stage's constants: the output multiplier, k without its sign term, e. */
-typedef struct {
-    int32_t multiplier, round, shift;
-} add_output;
-
-typedef struct {
-    int32_t table[256]; /* indexed by the table input's byte as unsigned */
-    add_output out;
-    int32_t act_min, act_max;
-    int swapped;        /* input1 is the table's, input2 the shifted one's */
-} add_plan;
-
-/*
- * The output element, offset added, not yet clamped. The constants come by
- * value: read through the plan, they would be read again after every store
- * (an int8 store may alias them).
- */
-static inline int32_t add_fast(const int32_t *table, add_output out, int32_t shifted, uint32_t indexed)
-{
-    const int32_t twice_sum = table[indexed] + shifted * (1 << LEFT_SHIFT);
-    return smmlar(twice_sum, out.multiplier, out.round + (twice_sum >> 31)) >> out.shift;
 }
 
 /*
@@ -118,6 +70,19 @@ static void add_table(int32_t *table, int32_t offset, int32_t multiplier, int32_
     }
 }
 
+typedef struct {
+    int32_t table[256]; /* indexed by the table input's byte as unsigned */
+    nn_ew_output out;
+    int32_t act_min, act_max;
+    int swapped;        /* input1 is the table's, input2 the shifted one's */
+} add_plan;
+
+/* The output element, offset added, not yet clamped. */
+static inline int32_t add_fast(const int32_t *table, nn_ew_output out, int32_t shifted, uint32_t indexed)
+{
+    return nn_ew_rescale(table[indexed] + shifted * (1 << LEFT_SHIFT), out);
+}
+
 static int is_half(int32_t multiplier, int32_t shift)
 {
     return multiplier == 1 << 30 && shift == 0;
@@ -125,16 +90,15 @@ static int is_half(int32_t multiplier, int32_t shift)
 
 /*
  * Fills plan and returns 1 when the fast path gives TFLM's bytes: one input
- * rescaled by exactly 1/2, left shift 20, multipliers >= 0, the other
- * input's shift <= 0, an output right shift of 1 to 31 bits, and every
- * intermediate value within 32 bits. The rescaling is then monotonic
- * (floors of a product with a multiplier >= 0), so the table's extremes are
- * its ends, where the bounds are checked, in 64-bit arithmetic.
+ * rescaled by exactly 1/2, left shift 20, the other input's multiplier >= 0
+ * and shift <= 0, and the output stage's conditions (nn_ew_output_of) for
+ * twice the largest sum. The rescaling is monotonic (floors of a product
+ * with a multiplier >= 0), so the table's extremes are its ends, computed
+ * here with the reference arithmetic, in 64 bits.
  */
 static int add_plan_of(const nn_add_params *p, add_plan *plan)
 {
-    const int32_t e = -p->output_shift;
-    if (p->left_shift != LEFT_SHIFT || p->output_multiplier < 0 || e < 1 || e > 31) {
+    if (p->left_shift != LEFT_SHIFT) {
         return 0;
     }
     plan->swapped = !is_half(p->input1_multiplier, p->input1_shift);
@@ -157,54 +121,32 @@ static int add_plan_of(const nn_add_params *p, add_plan *plan)
         const int64_t magnitude = (entry < 0 ? -entry : entry) + ((int64_t)128 << LEFT_SHIFT);
         largest = magnitude > largest ? magnitude : largest;
     }
-    /* SMMLAR's true value is at most |S| m / 2^31 + 1 + |k|, with |S| <= largest / 2. */
-    const int64_t output_offset = p->output_offset < 0 ? -(int64_t)p->output_offset : p->output_offset;
-    const int64_t top = largest / 2 + 2 + ((int64_t)1 << (e - 1)) + (output_offset << e);
-    if (largest > INT32_MAX || top > INT32_MAX) {
+    if (!nn_ew_output_of(p->output_multiplier, p->output_shift, p->output_offset, largest, &plan->out)) {
         return 0;
     }
     add_table(plan->table, offset, multiplier, -shift, shifted_offset * (1 << LEFT_SHIFT));
-    plan->out.multiplier = p->output_multiplier;
-    plan->out.round = (int32_t)(((int64_t)1 << (e - 1)) + (int64_t)p->output_offset * ((int64_t)1 << e));
-    plan->out.shift = e;
     plan->act_min = p->act_min;
     plan->act_max = p->act_max;
     return 1;
 }
 
 #if NN_DSP
-/* y's low byte into bits 8 * lane to 8 * lane + 7 of word: BFI. */
-#if defined(__ARM_FEATURE_DSP)
-#define ADD_INSERT_BYTE(word, y, lane) __asm__("bfi %0, %1, #(8 * " #lane "), #8" : "+r"(word) : "r"(y))
-#else
-#define ADD_INSERT_BYTE(word, y, lane) \
-    ((word) = (int32_t)(((uint32_t)(word) & ~(0xFFu << 8 * (lane))) | ((uint32_t)(y) & 0xFFu) << 8 * (lane)))
-#endif
-
-/*
- * n elements of contiguous inputs, 4 at a time: one word of each input,
- * 4 results saturated to int8 (SSAT) and inserted into one word (3 BFI),
- * one store; clamped to the activation range only when it is narrower than
- * int8 (a fused ReLU whose output zero point is -128 clamps nothing).
- */
+/* n elements of contiguous inputs, 4 at a time: one word of each input, one packed store. */
 NN_INLINE void add_run_x4(const add_plan *plan, const int8_t *shifted, const int8_t *indexed, int8_t *output,
                           int32_t n, int clamp)
 {
     const int32_t *table = plan->table;
-    const add_output out = plan->out;
+    const nn_ew_output out = plan->out;
     const int32_t lo = plan->act_min, hi = plan->act_max;
     const int32_t lo4 = nn_s8x4_splat(lo), hi4 = nn_s8x4_splat(hi);
     for (; n >= 4; n -= 4) {
         const int32_t s = nn_read_s8x4(shifted), x = nn_read_s8x4(indexed);
         shifted += 4;
         indexed += 4;
-        int32_t word = nn_ssat8(add_fast(table, out, (int8_t)s, (uint8_t)x));
-        ADD_INSERT_BYTE(word, nn_ssat8(add_fast(table, out, (int8_t)(s >> 8), (uint8_t)(x >> 8))), 1);
-        ADD_INSERT_BYTE(word, nn_ssat8(add_fast(table, out, (int8_t)(s >> 16), (uint8_t)(x >> 16))), 2);
-        ADD_INSERT_BYTE(word, nn_ssat8(add_fast(table, out, s >> 24, (uint32_t)x >> 24)), 3);
-        if (clamp) {
-            word = nn_min_s8x4(nn_max_s8x4(word, lo4), hi4);
-        }
+        const int32_t word = nn_ew_pack4(add_fast(table, out, (int8_t)s, (uint8_t)x),
+                                         add_fast(table, out, (int8_t)(s >> 8), (uint8_t)(x >> 8)),
+                                         add_fast(table, out, (int8_t)(s >> 16), (uint8_t)(x >> 16)),
+                                         add_fast(table, out, s >> 24, (uint32_t)x >> 24), clamp, lo4, hi4);
         nn_write_s8x4(output, word);
         output += 4;
     }
@@ -214,13 +156,14 @@ NN_INLINE void add_run_x4(const add_plan *plan, const int8_t *shifted, const int
 }
 #endif
 
-/* n elements; a step of 0 repeats that input's element (broadcast). */
-static void add_run(const add_plan *plan, const int8_t *shifted, int32_t shifted_step, const int8_t *indexed,
+/* An nn_ew_run, with the shifted input first. */
+static void add_run(const void *context, const int8_t *shifted, int32_t shifted_step, const int8_t *indexed,
                     int32_t indexed_step, int8_t *output, int32_t n)
 {
+    const add_plan *plan = (const add_plan *)context;
 #if NN_DSP
     if (shifted_step == 1 && indexed_step == 1) {
-        if (plan->act_min > -128 || plan->act_max < 127) {
+        if (nn_ew_clamps(plan->act_min, plan->act_max)) {
             add_run_x4(plan, shifted, indexed, output, n, 1);
         } else {
             add_run_x4(plan, shifted, indexed, output, n, 0);
@@ -229,36 +172,11 @@ static void add_run(const add_plan *plan, const int8_t *shifted, int32_t shifted
     }
 #endif
     const int32_t *table = plan->table;
-    const add_output out = plan->out;
+    const nn_ew_output out = plan->out;
     const int32_t lo = plan->act_min, hi = plan->act_max;
     for (int32_t i = 0; i < n; ++i) {
         output[i] = nn_clamp_s8(add_fast(table, out, shifted[i * shifted_step], (uint8_t)indexed[i * indexed_step]),
                                 lo, hi);
-    }
-}
-
-static void add_fast_apply(const nn_broadcast *shape, const add_plan *plan, const int8_t *input1,
-                           const int8_t *input2, int8_t *output)
-{
-    const int32_t *d = shape->dims;
-    const int32_t *s1 = plan->swapped ? shape->input2_stride : shape->input1_stride;
-    const int32_t *s2 = plan->swapped ? shape->input1_stride : shape->input2_stride;
-    const int8_t *shifted = plan->swapped ? input2 : input1;
-    const int8_t *indexed = plan->swapped ? input1 : input2;
-    const int32_t n = d[0] * d[1] * d[2] * d[3];
-    const int32_t contiguous[4] = {d[1] * d[2] * d[3], d[2] * d[3], d[3], 1};
-    if (memcmp(s1, contiguous, sizeof contiguous) == 0 && memcmp(s2, contiguous, sizeof contiguous) == 0) {
-        add_run(plan, shifted, 1, indexed, 1, output, n);
-        return;
-    }
-    for (int32_t i = 0; i < d[0]; ++i) {
-        for (int32_t j = 0; j < d[1]; ++j) {
-            for (int32_t k = 0; k < d[2]; ++k) {
-                add_run(plan, shifted + i * s1[0] + j * s1[1] + k * s1[2], s1[3],
-                        indexed + i * s2[0] + j * s2[1] + k * s2[2], s2[3], output, d[3]);
-                output += d[3];
-            }
-        }
     }
 }
 
@@ -270,7 +188,15 @@ nn_status nn_add_s8(const nn_add_params *params, const int8_t *input1, const int
     }
     add_plan plan;
     if (add_plan_of(params, &plan)) {
-        add_fast_apply(&params->shape, &plan, input1, input2, output);
+        if (plan.swapped) {
+            const nn_broadcast *shape = &params->shape;
+            nn_broadcast swapped = *shape;
+            memcpy(swapped.input1_stride, shape->input2_stride, sizeof swapped.input1_stride);
+            memcpy(swapped.input2_stride, shape->input1_stride, sizeof swapped.input2_stride);
+            nn_ew_apply(&swapped, input2, input1, output, add_run, &plan);
+        } else {
+            nn_ew_apply(&params->shape, input1, input2, output, add_run, &plan);
+        }
     } else {
         nn_broadcast_apply(&params->shape, input1, input2, output, add, params);
     }
