@@ -22,7 +22,8 @@ from harness.report.metrics import break_even, pareto_front
 from harness.results import ResultRow, ResultsWriter, load_results
 from test_sweep import AUTO_SWEEP, QUICK_SWEEP
 
-SECTIONS = ["summary", "latency", "speedup", "flash", "sram", "accuracy", "pareto", "layers", "compare", "runs"]
+SECTIONS = ["summary", "latency", "speedup", "flash", "sram", "accuracy", "pareto", "layers", "compare", "per-layer",
+            "runs"]
 PLOTS = ["latency", "speedup", "flash", "sram", "accuracy", "pareto-latency", "pareto-flash", "layers"]
 
 

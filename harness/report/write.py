@@ -66,7 +66,7 @@ VARIANTS_INTRO = ("Every variant measured (kernel x sparsity target), with its m
                   "the same sparsity, flash, SRAM by part and score on the device. Highlighted (and named in the last "
                   "column): the fastest and the smallest variant whose score meets each floor of the table below it.")
 FLOORS_INTRO = "The best variant at each floor: the key figures' (given or default) and steps from the dense model's."
-LAYERS_TITLE = "Per layer"
+LAYERS_TITLE = "Per-layer tables"
 LAYERS_INTRO = ("For one sparse variant and for dense at its sparsity: each layer's op, shapes, multiply-accumulates, "
                 "weight bytes by part, format, latency, share of the inference and latency per MAC; then each sparse "
                 "variant's speedup over dense, layer by layer. Layer latencies come from one profiled inference.")
@@ -99,7 +99,8 @@ figcaption { color: #555; font-size: 0.9em; }
 def _html(report: Report, embedded: dict[str, str]) -> str:
     sections = "".join(_html_section(section, embedded) for section in report.sections)
     nav = " ".join(f'<a href="#{id_}">{html.escape(title)}</a>' for id_, title in
-                   [("summary", "Summary"), *((s.id, s.title) for s in report.sections), ("runs", "Runs")])
+                   [("summary", "Summary"), *((s.id, s.title) for s in report.sections),
+                    *([("per-layer", LAYERS_TITLE)] if report.layers else []), ("runs", "Runs and provenance")])
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(_title(report))}'
             f'</title>\n<style>{CSS}</style></head><body>\n<h1>{html.escape(_title(report))}</h1>\n'
