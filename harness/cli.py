@@ -446,10 +446,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # SIGTERM unwinds like Ctrl-C, so sessions stop their emulators on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.command in ("sweep", "measure", "rerun", "kernels", "farm"):
-        from harness import reaper
-
-        reaper.start()  # PlatformIO, emulators and host boards end with this process, however it ends
     try:
         return args.run(args)
     except _points_failed() as err:

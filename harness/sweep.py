@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness import reaper
 from harness.build import PROJECT_DIR, BuildError, Firmware, build_firmware, require_platform
 from harness.chooser import AUTO, DENSE, Choice, ChooserError, choose, layer_options
 from harness.compiler import KERNEL_FORMATS, CompiledModel, CompileError, compile_tflite
@@ -98,6 +99,7 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = prin
     on_farm = bool(config.farm.address)
     units = [] if on_farm else board_units([get_board(name) for name in config.boards], config.device.port,
                                            bench.parallel)
+    reaper.start()  # the inputs are good: from here on processes start, and they end with this one
     ensure_platformio_offline(PROJECT_DIR)
 
     if bench.run_dir:
@@ -187,7 +189,11 @@ def _cached_points(key: str, make: Callable[[Path], list[ModelPoint]], progress:
     tmp = cache.with_name(key + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    points = make(tmp)
+    try:
+        points = make(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed import leaves nothing behind
+        raise
     (tmp / "points.json").write_text(json.dumps([_point_to_json(p) for p in points], indent=1))
     shutil.rmtree(cache, ignore_errors=True)
     tmp.rename(cache)  # atomic: a killed run never leaves a half-written cache entry

@@ -17,6 +17,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from harness import reaper
 from harness.device.boards import Board
 
 PLATFORM_BOARDS = Path(__file__).resolve().parent.parent.parent / "firmware" / "platform" / "boards"
@@ -52,6 +53,7 @@ def serve(board: Board, uart: str, gdb: str, log_path: Path, stop: threading.Eve
           on_start=print) -> None:
     """Run the board's QEMU until stop is set (or SIGTERM/SIGINT in the main thread), restarting it when it ends."""
     stop = stop or threading.Event()
+    reaper.start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

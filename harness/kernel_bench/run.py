@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from harness import reaper
 from harness.build import PROJECT_DIR, require_platform
 from harness.config import DeviceConfig, SweepConfig
 from harness.device.boards import get_board
@@ -74,6 +75,7 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Callable[[str], None]
     require_platform(board.name)
     ensure_platformio_offline(PROJECT_DIR)
     units = board_units([board], "", plan.parallel)
+    reaper.start()  # what starts from here ends with this process
 
     kernels_before = source_digest(KERNEL_SOURCES)
     cases = [(shape, pruning, bench_point(shape, pruning, plan.seed, progress))
