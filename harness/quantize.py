@@ -126,9 +126,3 @@ def run_litert_reference(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         outputs.append(interpreter.get_tensor(out["index"]).reshape(-1).copy())
     return np.stack(outputs)
-
-
-def reference_versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("tensorflow-cpu", "tflite-micro", "ai-edge-litert")}
