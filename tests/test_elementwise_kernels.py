@@ -1,4 +1,4 @@
-"""ADD and MUL kernels on the host, byte for byte against TFLite Micro's arithmetic.
+"""ADD, MUL and LOGISTIC kernels on the host, byte for byte against TFLite Micro's arithmetic.
 
 A driver calls nn_add_s8 / nn_mul_s8 directly on parameters and inputs from
 Python: parameters as the compiler derives them from random scales and zero
@@ -9,9 +9,9 @@ paths (which then take the reference loop). The expected bytes come from a
 step-by-step model of TFLM's integer arithmetic (test_dense_kernels'), and
 the kernels are built with the host gcc under ASan and UBSan twice: portable
 C, and the DSP path with its instructions emulated (-DNN_EMULATE_DSP).
-Small converted models with ADD and MUL (odd sizes, broadcasts, constant
-operands, fused activations) then run through the compiler against TFLite
-Micro's interpreter itself, in both builds.
+Small converted models with ADD, MUL and LOGISTIC (odd sizes, broadcasts,
+constant operands, fused activations) then run through the compiler
+against TFLite Micro's interpreter itself, in both builds.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import pytest
 
 import tflite_models
 from harness.compiler import compile_tflite
-from harness.compiler.quant import activation_range, add_params, mul_multiplier
+from harness.compiler.quant import activation_range, add_params, logistic_params, mul_multiplier
 from harness.quantize import run_tflite_micro
 from test_compiler import CFLAGS, REPO, build_host_executable, run_host_executable
 from test_dense_kernels import tflm_multiply_by_quantized_multiplier
@@ -276,7 +276,15 @@ def _broadcast(keras):
     return keras.Model(inputs, layers.Multiply()([x, x]))
 
 
-MODELS = {"residual": _residual, "broadcast": _broadcast}
+def _sigmoid(keras):
+    # LOGISTIC over 336 elements (past 256: the table) and over 6 (element by element).
+    layers = keras.layers
+    inputs = keras.Input((6, 7, 8), batch_size=1)
+    x = layers.Conv2D(8, 1, activation="sigmoid")(inputs)
+    return keras.Model(inputs, layers.Dense(6, activation="sigmoid")(layers.Flatten()(x)))
+
+
+MODELS = {"residual": _residual, "broadcast": _broadcast, "sigmoid": _sigmoid}
 
 
 @pytest.fixture(scope="session")
@@ -308,7 +316,7 @@ def models() -> dict[str, bytes]:
 def test_models_match_tflite_micro(models, tmp_path, name, dsp):
     compiled = compile_tflite(models[name], tmp_path / name, kernel="dense")
     kernels = [layer.kernel for layer in compiled.layers]
-    assert {"add_s8", "mul_s8"} & set(kernels), kernels
+    assert {"add_s8", "mul_s8", "logistic_s8"} & set(kernels), kernels
     inputs = np.random.default_rng(4).integers(-128, 128, (200, int(np.prod(compiled.input.shape))),
                                                dtype=np.int8)
     got = run_host_executable(build_host_executable(compiled.out_dir, dsp=dsp), inputs)
@@ -343,3 +351,62 @@ def test_mul_matches_tflm_at_extreme_scales(drivers, variant):
                 cases.append(case)
     assert {c.params["output_shift"] for c in cases} >= {1, 0, -1, -31}
     _check(drivers[variant], cases)
+
+
+# ---- LOGISTIC ------------------------------------------------------------------------------------
+
+LOGISTIC_DRIVER = r"""
+#include <stdio.h>
+#include "kernels.h"
+/* Reads (input zero point, radius, multiplier, left shift) int32 quadruples; for each writes the 256
+   outputs of every int8 input, once element by element (calls of 1) and once in one call of 600 elements
+   (the table: every byte, then the first 344 again, in another order). */
+int main(void)
+{
+    int32_t q[4];
+    while (fread(q, sizeof q[0], 4, stdin) == 4) {
+        nn_logistic_params p = {1, q[0], q[1], q[2], q[3]};
+        int8_t in[600], single[256], table[600];
+        for (int32_t i = 0; i < 600; ++i) {
+            in[i] = (int8_t)(i < 256 ? i : 255 - i % 256);
+        }
+        for (int32_t i = 0; i < 256; ++i) {
+            if (nn_logistic_s8(&p, &in[i], &single[i]) != NN_OK) {
+                return 2;
+            }
+        }
+        p.size = 600;
+        if (nn_logistic_s8(&p, in, table) != NN_OK) {
+            return 2;
+        }
+        fwrite(single, 1, 256, stdout);
+        fwrite(table, 1, 600, stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_logistic_table_gives_the_element_by_element_bytes(tmp_path, variant):
+    # Past 256 elements nn_logistic_s8 looks each byte up in a table of the 256 it computes first;
+    # the element-by-element path is the one the models above check against TFLite Micro.
+    source = tmp_path / "logistic_driver.c"
+    source.write_text(LOGISTIC_DRIVER)
+    exe = tmp_path / "logistic_driver"
+    result = subprocess.run(["gcc", *CFLAGS, *VARIANTS[variant], f"-I{KERNEL_DIR}", str(source),
+                             str(KERNEL_DIR / "logistic_s8.c"), "-o", str(exe)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rng = np.random.default_rng(7)
+    params = []
+    for scale in (1e-3, 0.02, 0.0625, 0.1, 0.5, 3.0):
+        multiplier, left_shift, radius = logistic_params(scale)
+        for zero_point in (-128, 127, int(rng.integers(-128, 128))):
+            params.append([zero_point, radius, multiplier, left_shift])
+    run = subprocess.run([str(exe)], input=np.array(params, dtype=np.int32).tobytes(), capture_output=True)
+    assert run.returncode == 0
+    outputs = np.frombuffer(run.stdout, dtype=np.int8).reshape(len(params), 856)
+    single, table = outputs[:, :256], outputs[:, 256:]
+    order = np.array([i if i < 256 else 255 - i % 256 for i in range(600)]) % 256
+    assert np.array_equal(table, single[:, order])
+    assert len(np.unique(single)) > 100  # the scales reach both saturations and the curve between
