@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config import PruneConfig
+from harness.prune.allocate import hardware_keep_counts
+from harness.prune.cost_model import layer_geometry, load_cost_model
 from harness.prune.masks import (PruningError, global_keep_counts, kept_count, n_of_m_mask, prunable_layers,
                                  top_k_mask)
 from harness.prune.method import Method
@@ -42,6 +44,8 @@ class Pruner:
         self.trainer = MaskedTrainer(model, self.layers, config.learning_rate, seed, data.task)
         self.rng = np.random.default_rng(seed)
         self.graph = trace_channels(model) if method.pattern == "filter" else None
+        by_cost = method.scope == "hardware" or method.criterion == "mac-weighted"
+        self.geometries = [layer_geometry(layer) for layer in self.layers] if by_cost else None
         self.reset_masks()
         self._epochs, self._since = 0, time.perf_counter()
 
@@ -96,11 +100,15 @@ class Pruner:
         min_weights = self.config.min_weights
         counts = [kept_count(s.size, self.layer_target(layer, sparsity), min_weights)
                   for layer, s in zip(self.layers, scores)]
-        if self.method.scope == "global":
+        if self.method.scope != "layer":
             pooled = [i for i, layer in enumerate(self.layers)
                       if layer.name not in self.config.skip and layer.name not in self.config.layer_targets]
-            pooled_counts = global_keep_counts([scores[i] for i in pooled], [self.masks[i] for i in pooled],
-                                               sparsity, min_weights)
+            ranked, previous = [scores[i] for i in pooled], [self.masks[i] for i in pooled]
+            if self.method.scope == "global":
+                pooled_counts = global_keep_counts(ranked, previous, sparsity, min_weights)
+            else:
+                pooled_counts = hardware_keep_counts(ranked, previous, [self.geometries[i] for i in pooled],
+                                                     load_cost_model(), sparsity, min_weights)
             for i, count in zip(pooled, pooled_counts):
                 counts[i] = count
         return [top_k_mask(s, count, mask) for s, count, mask in zip(scores, counts, self.masks)]
@@ -120,6 +128,8 @@ class Pruner:
         kernels = [layer.kernel.numpy() for layer in self.layers]
         if self.method.criterion == "magnitude":
             return [np.abs(k) for k in kernels]
+        if self.method.criterion == "mac-weighted":  # ranked globally: a weight's |w| per MAC its zero saves
+            return [np.abs(k) / g.macs_per_weight for k, g in zip(kernels, self.geometries)]
         if self.method.criterion == "taylor":
             return self.trainer.taylor_saliency(self.data.x_train, self.data.y_train, self.config.batch_size,
                                                 self.config.saliency_batches)
@@ -147,6 +157,13 @@ class Pruner:
         predictions = np.asarray(self.model(self.data.x_test, training=False))
         return score(self.data.task, predictions, self.data.y_test, self.data.anomaly_test)
 
+    def _asked(self, layer, mask: np.ndarray, target: float) -> float:
+        """The sparsity a layer was asked for: the allocator chose it for each layer it shares the zeros among."""
+        if self.method.scope == "hardware" and layer.name not in self.config.skip \
+                and layer.name not in self.config.layer_targets and target > 0:
+            return float(1.0 - mask.sum() / mask.size)
+        return self.layer_target(layer, target)
+
     def snapshot(self, target: float) -> Snapshot:
         now = time.perf_counter()
         snapshot = Snapshot(
@@ -154,7 +171,7 @@ class Pruner:
             masks={layer.name: mask.copy() for layer, mask in zip(self.layers, self.masks)},
             filters={name: keep.copy() for name, keep in self.filters.items()},
             float_scores=self.scores(),
-            layer_targets={layer.name: self.layer_target(layer, target) for layer in self.layers},
+            layer_targets={layer.name: self._asked(layer, mask, target) for layer, mask in zip(self.layers, self.masks)},
             layer_sizes={layer.name: int(np.prod(layer.kernel.shape)) for layer in self.layers},
             epochs=self._epochs, seconds=now - self._since)
         self._epochs, self._since = 0, now
