@@ -27,7 +27,7 @@ SECTIONS = ["summary", "latency", "speedup", "flash", "sram", "accuracy", "paret
 PLOTS = ["latency", "speedup", "flash", "sram", "accuracy", "pareto-latency", "pareto-flash", "layers"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # test_report_tables.py reads the same sweep
 def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     (tmp / "quick.toml").write_text(QUICK_SWEEP)  # the end-to-end test's sweep: its models are cached

@@ -4,6 +4,7 @@ data, titles inside the figure, annotations that say what the plotted curves sho
 Each test draws a small run written row by row (test_report.write_run), shaped to bring out one defect the report
 once had; test_report.py checks the same properties on a real sweep's figures.
 """
+import doctest
 import re
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.transforms import Bbox
 
-from harness.report import build_report, write_report
+from harness.report import build_report, figures, metrics, runs, style, tables, write_report
 from test_report import dense, points, write_run
 
 LONG_MODEL = "/home/someone/experiments/2026-12/keyword-spotting/ds-cnn/pruned/" + "x" * 40 + "/kws_ref_model.tflite"
@@ -187,3 +188,8 @@ def test_speedup_annotations_say_what_the_plotted_curves_show(tmp_path):
                      and line.get_color() == color]
             assert any(abs(mark - crossing) < 0.006 for mark in marks), (claim, marks)
     assert "slower at 50%" in claims(fig, "auto")[0]
+
+
+@pytest.mark.parametrize("module", [style, tables, metrics, figures, runs], ids=lambda module: module.__name__)
+def test_doctests(module):
+    assert doctest.testmod(module).failed == 0

@@ -18,7 +18,7 @@ import pandas as pd
 from harness.chooser import DENSE
 from harness.report.metrics import quality_bound
 from harness.report.quality import Quality
-from harness.report.runs import EMULATED, Run, Series
+from harness.report.runs import EMULATED, Series
 from harness.results import PER_MAC_COLUMNS
 
 PLATFORMIO_INI = Path(__file__).resolve().parents[2] / "platformio.ini"
@@ -95,8 +95,7 @@ def floor_ladder(series: Series, floor: float | None) -> list[tuple[float, str]]
     if np.isfinite(key):
         given = floor is not None and quality.takes_user_floor
         bounds[quality.format(key)] = (key, "given" if given else "default")
-    ordered = sorted(bounds.values(), key=lambda item: item[0], reverse=quality.higher_is_better)
-    return ordered
+    return sorted(bounds.values(), key=lambda item: item[0], reverse=quality.higher_is_better)
 
 
 def _best_at(quality: Quality, marks: dict[str, list[str]]) -> str:
@@ -194,12 +193,11 @@ def chosen_variant(series: Series, floor: float | None) -> tuple[pd.Series | Non
     if sparse.empty:
         return None, ""
     bound = quality_bound(series, floor)
+    named = f"{quality.bound_name} {quality.format(bound)}"
     within = sparse[quality.meets(sparse[quality.device], bound)]
     if not within.empty:
-        return within.loc[within.latency_median.idxmin()], f"the fastest sparse variant within the " \
-                                                           f"{quality.bound_name} {quality.format(bound)}"
-    return sparse.loc[sparse.latency_median.idxmin()], f"the fastest sparse variant; none meets the " \
-                                                       f"{quality.bound_name} {quality.format(bound)}"
+        return within.loc[within.latency_median.idxmin()], f"the fastest sparse variant within the {named}"
+    return sparse.loc[sparse.latency_median.idxmin()], f"the fastest sparse variant; none meets the {named}"
 
 
 def _layers(row: pd.Series) -> dict[str, float]:
@@ -213,6 +211,8 @@ def _by_layer(text: str) -> dict[str, dict]:
 
 def _layer_rows(series: Series, row: pd.Series) -> list[dict[str, str]]:
     latencies = _layers(row)
+    if not latencies:
+        return []
     total = sum(latencies.values())
     shapes, flash = _by_layer(row.layer_macs), _by_layer(row.layer_flash)
     unit = series.unit

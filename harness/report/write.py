@@ -17,7 +17,7 @@ import matplotlib
 
 from harness.report.build import Plot, Report, Section
 from harness.report.runs import Run
-from harness.report.tables import LayerTables, VariantTable
+from harness.report.tables import VariantTable
 
 PNG_DPI = 150
 
