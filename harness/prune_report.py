@@ -84,6 +84,8 @@ def plot_accuracy_by_method(frame: pd.DataFrame, path: Path, title: str) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from harness.report.style import legend_outside
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, rows in frame.groupby("prune_method", sort=False):
         rows = rows.sort_values("achieved_sparsity")
@@ -91,7 +93,7 @@ def plot_accuracy_by_method(frame: pd.DataFrame, path: Path, title: str) -> Path
     ax.set(xlabel="achieved sparsity of the int8 weights (%)", ylabel="accuracy, int8 on the host (TFLite Micro)",
            title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax, fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
