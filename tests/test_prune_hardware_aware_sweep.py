@@ -1,6 +1,6 @@
 """The hardware-aware and MAC-weighted methods on the digits CNN with real (short) training: the overall
-target and each layer's chosen target (hardware-aware) are met in the int8 weights, per-layer control is obeyed, and the
-allocation is predicted faster than global magnitude's at the same sparsity."""
+target and each layer's chosen target (hardware-aware) are met in the int8 weights, per-layer control is
+obeyed, and the allocation is predicted faster than global magnitude's at the same sparsity."""
 import pytest
 
 from harness.config import PruneConfig
@@ -47,7 +47,7 @@ def test_overall_and_per_layer_targets_are_met_in_the_int8_weights(digits, metho
 
 def test_skipped_and_own_target_layers_stay_out_of_the_allocation(digits):
     config = PruneConfig(**{**QUICK.__dict__, "skip": ("conv1",), "layer_targets": {"fc2": 0.5}})
-    ((snapshot, _, table),) = sweep(digits, "hardware-aware/gradual", targets=(0.8,), config=config)
+    ((_, _, table),) = sweep(digits, "hardware-aware/gradual", targets=(0.8,), config=config)
     assert table["conv1"]["achieved"] == 0.0 and table["conv1"]["target"] == 0.0
     assert table["fc2"]["target"] == 0.5 and abs(table["fc2"]["achieved"] - 0.5) * table["fc2"]["weights"] <= 1
     pooled = {name: layer for name, layer in table.items() if name in ("conv2", "fc1")}

@@ -15,7 +15,8 @@ all layers in order of that cost is the Lagrangian optimum (docs/pruning.md,
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def allocate(costs: Sequence[np.ndarray], total: int) -> list[int]:
     segments = []
     for layer, layer_costs in enumerate(costs):
         hull = lower_hull(np.asarray(layer_costs, np.float64))
-        segments += [((layer_costs[b] - layer_costs[a]) / (b - a), layer, b - a) for a, b in zip(hull, hull[1:])]
+        segments += [((layer_costs[b] - layer_costs[a]) / (b - a), layer, b - a) for a, b in pairwise(hull)]
     segments.sort(key=lambda segment: segment[:2])
     counts, remaining = [0] * len(costs), total
     for _, layer, length in segments:
