@@ -240,5 +240,6 @@ def test_unreadable_model_files_are_one_line_and_exit_2(files, tmp_path, make, m
 def test_a_text_file_as_data_set_is_one_line(files, tmp_path):
     (tmp_path / "data.npz").write_text("x,y\n1,2\n")
     config = load_config(None, model=str(files["tflite"]), data=str(tmp_path / "data.npz"))
-    with pytest.raises(ConfigError, match=r"is not a readable \.npz"):
+    with pytest.raises(ConfigError, match=r"data\.npz is not an \.npz \(numpy.s zip archive of named arrays\); "
+                                          r"write it with numpy\.savez"):
         resolve_model(config)
