@@ -15,12 +15,10 @@ only when one is missing).
 from __future__ import annotations
 
 import doctest
-import hashlib
 import os
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -94,29 +92,14 @@ def _empty_first_channel(model) -> None:
 
 @pytest.fixture(scope="session")
 def models() -> dict[str, bytes]:
-    digest = hashlib.sha256(Path(__file__).read_bytes() + Path(tflite_models.__file__).read_bytes()
-                            + version("tensorflow-cpu").encode()).hexdigest()[:12]
-    paths = {name: tflite_models.CACHE_DIR / f"depthwise-{name}-{digest}.tflite" for name in MODELS}
-    missing = [name for name, path in paths.items() if not path.exists()]
-    if missing:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-        import tensorflow as tf
+    return tflite_models.convert_cached("depthwise", Path(__file__), {name: _spec(name) for name in MODELS},
+                                        _prune_and_empty)
 
-        tflite_models.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        for name in missing:
-            spec = _spec(name)
-            model = spec.build(keras)
-            tflite_models._randomize_biases(model)
-            tflite_models._prune(model, spec)
-            if spec.sparsity:
-                _empty_first_channel(model)
-            representative = np.random.default_rng(2).uniform(
-                -1, 1, (tflite_models.REPRESENTATIVE_SAMPLES, *model.input_shape[1:])).astype(np.float32)
-            tmp = paths[name].with_suffix(".tmp")
-            tmp.write_bytes(tflite_models._convert(tf, model, spec, representative))
-            tmp.replace(paths[name])
-    return {name: path.read_bytes() for name, path in paths.items()}
+
+def _prune_and_empty(model, spec: tflite_models.ModelSpec) -> None:
+    tflite_models._prune(model, spec)
+    if spec.sparsity:
+        _empty_first_channel(model)
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,7 @@ against TFLite Micro's interpreter itself, in both builds.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import subprocess
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -289,26 +286,8 @@ MODELS = {"residual": _residual, "broadcast": _broadcast, "sigmoid": _sigmoid}
 
 @pytest.fixture(scope="session")
 def models() -> dict[str, bytes]:
-    digest = hashlib.sha256(Path(__file__).read_bytes() + Path(tflite_models.__file__).read_bytes()
-                            + version("tensorflow-cpu").encode()).hexdigest()[:12]
-    paths = {name: tflite_models.CACHE_DIR / f"elementwise-{name}-{digest}.tflite" for name in MODELS}
-    missing = [name for name, path in paths.items() if not path.exists()]
-    if missing:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-        import tensorflow as tf
-
-        tflite_models.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        for name in missing:
-            spec = tflite_models.ModelSpec(name, MODELS[name])
-            model = spec.build(keras)
-            tflite_models._randomize_biases(model)
-            representative = np.random.default_rng(2).uniform(
-                -1, 1, (tflite_models.REPRESENTATIVE_SAMPLES, *model.input_shape[1:])).astype(np.float32)
-            tmp = paths[name].with_suffix(".tmp")
-            tmp.write_bytes(tflite_models._convert(tf, model, spec, representative))
-            tmp.replace(paths[name])
-    return {name: path.read_bytes() for name, path in paths.items()}
+    return tflite_models.convert_cached("elementwise", Path(__file__),
+                                        {name: tflite_models.ModelSpec(name, build) for name, build in MODELS.items()})
 
 
 @pytest.mark.parametrize("dsp", [True, False], ids=["emulated_dsp", "portable"])

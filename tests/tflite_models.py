@@ -336,3 +336,30 @@ def _convert(tf, model, spec: ModelSpec, representative: np.ndarray) -> bytes:
         converter._experimental_disable_per_channel = True
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     return converter.convert()
+
+
+def convert_cached(prefix: str, test_file: Path, specs: dict[str, ModelSpec],
+                   prepare: Callable[[object, ModelSpec], None] = lambda model, spec: None) -> dict[str, bytes]:
+    """A test file's own models (biases randomized, then `prepare`d), converted once and kept in CACHE_DIR,
+    keyed on that file, this one and TensorFlow's version."""
+    digest = hashlib.sha256(Path(test_file).read_bytes() + Path(__file__).read_bytes()
+                            + version("tensorflow-cpu").encode()).hexdigest()[:12]
+    paths = {name: CACHE_DIR / f"{prefix}-{name}-{digest}.tflite" for name in specs}
+    missing = [name for name, path in paths.items() if not path.exists()]
+    if missing:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+        import tensorflow as tf
+
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        for name in missing:
+            spec = specs[name]
+            model = spec.build(keras)
+            _randomize_biases(model)
+            prepare(model, spec)
+            representative = np.random.default_rng(2).uniform(
+                -1, 1, (REPRESENTATIVE_SAMPLES, *model.input_shape[1:])).astype(np.float32)
+            tmp = paths[name].with_suffix(".tmp")
+            tmp.write_bytes(_convert(tf, model, spec, representative))
+            tmp.replace(paths[name])
+    return {name: path.read_bytes() for name, path in paths.items()}
