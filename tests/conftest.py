@@ -18,12 +18,12 @@ def run_harness(*args, env=None, timeout=900):
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def board_processes() -> set[int]:
-    """Emulators and host firmware this test session started that are still running (none may be left behind).
+def session_processes() -> dict[int, bytes]:
+    """Every live process this test session started, whatever it is, with its command line.
 
     Zombies do not count: an exited QEMU waits for init to reap it, and pgrep would match its name.
     """
-    running = set()
+    running = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -33,9 +33,15 @@ def board_processes() -> set[int]:
             ours = SESSION_MARK in (proc / "environ").read_bytes().split(b"\0")
         except (OSError, IndexError):
             continue
-        if ours and state != "Z" and (b"qemu-system-arm" in cmdline or b"/host/firmware.elf" in cmdline):
-            running.add(int(proc.name))
+        if ours and state != "Z":
+            running[int(proc.name)] = cmdline
     return running
+
+
+def board_processes() -> set[int]:
+    """Emulators and host firmware this test session started that are still running (none may be left behind)."""
+    return {pid for pid, cmdline in session_processes().items()
+            if b"qemu-system-arm" in cmdline or b"/host/firmware.elf" in cmdline}
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from bench_sweeps import count, results, start_sweep, sweep, wait_for_points, write_config
-from conftest import SESSION_MARK
+from conftest import session_processes
 
 pytestmark = [pytest.mark.usefixtures("no_leftover_boards"), pytest.mark.timeout(600)]
 POINTS = 4
@@ -24,34 +23,9 @@ def config(tmp_path_factory):
                         kernels=["dense", "csr"], samples=30)
 
 
-def session_processes() -> set[int]:
-    """Every live process this test session started, whatever it is (tests/conftest.py marks them)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and SESSION_MARK in (entry / "environ").read_bytes().split(b"\0"):
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    found.add(int(entry.name))
-        except (OSError, IndexError):
-            continue
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:100].decode(errors="replace")
-    except OSError:
-        return "(ended)"
-
-
-def running(pids: set[int], program: bytes) -> bool:
-    for pid in pids:
-        try:
-            if program in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return True
-        except OSError:
-            continue
-    return False
+def started_since(before: set[int]) -> dict[int, bytes]:
+    """The test session's live processes that were not running before, with their command lines."""
+    return {pid: line for pid, line in session_processes().items() if pid not in before}
 
 
 def test_a_second_sweep_of_a_run_in_progress_is_refused_naming_its_owner(config, tmp_path):
@@ -92,11 +66,11 @@ def test_two_sweeps_started_at_once_never_share_a_run(config, tmp_path):
 
 @pytest.mark.parametrize("moment", [b"--upload-port", b"-kernel"], ids=["uploading", "measuring"])
 def test_a_harness_killed_leaves_nothing_running(config, tmp_path, moment):
-    before = session_processes()
+    before = set(session_processes())
     proc = start_sweep(config, tmp_path, "--fresh")
     try:
         deadline = time.monotonic() + 300
-        while not running(session_processes() - before, moment):
+        while not any(moment in line for line in started_since(before).values()):
             assert proc.poll() is None and time.monotonic() < deadline, f"never saw {moment}"
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
@@ -104,9 +78,9 @@ def test_a_harness_killed_leaves_nothing_running(config, tmp_path, moment):
     finally:
         proc.kill()
     deadline = time.monotonic() + 15
-    while session_processes() - before and time.monotonic() < deadline:
+    while started_since(before) and time.monotonic() < deadline:
         time.sleep(0.1)
-    left = {pid: cmdline(pid) for pid in session_processes() - before}
+    left = {pid: line[:100] for pid, line in started_since(before).items()}
     assert not left, f"outlived the harness: {left}"
 
 
