@@ -35,10 +35,11 @@ def start() -> None:
     reap(lambda owner: not _alive(owner))
     subprocess.Popen([sys.executable, "-m", "harness.reaper", str(os.getpid())], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                     env={k: v for k, v in os.environ.items() if k != MARK}, preexec_fn=_die_with_parent)
+                     env={k: v for k, v in os.environ.items() if k != MARK}, preexec_fn=die_with_parent)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child before it runs its program: Linux sends it SIGTERM when its parent dies, even by SIGKILL."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 

@@ -10,7 +10,6 @@ so the place is ready for the next flash; SIGTERM or Ctrl-C stops both.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import signal
 import subprocess
@@ -22,7 +21,6 @@ from harness.device.boards import Board
 
 PLATFORM_BOARDS = Path(__file__).resolve().parent.parent.parent / "firmware" / "platform" / "boards"
 RESTART_PAUSE_S = 0.5  # so a QEMU that cannot start does not spin
-PR_SET_PDEATHSIG = 1    # linux/prctl.h
 
 
 def qemu_machine(board: Board) -> str:
@@ -44,11 +42,6 @@ def qemu_command(board: Board, uart: str, gdb: str) -> list[str]:
             "-icount", "shift=0"]
 
 
-def _end_with_parent() -> None:
-    """In the child before QEMU starts: Linux sends it SIGTERM when this service dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def serve(board: Board, uart: str, gdb: str, log_path: Path, stop: threading.Event | None = None,
           on_start=print) -> None:
     """Run the board's QEMU until stop is set (or SIGTERM/SIGINT in the main thread), restarting it when it ends."""
@@ -61,7 +54,7 @@ def serve(board: Board, uart: str, gdb: str, log_path: Path, stop: threading.Eve
     with open(log_path, "ab") as log:
         while not stop.is_set():
             qemu = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    preexec_fn=_end_with_parent)
+                                    preexec_fn=reaper.die_with_parent)
             on_start(f"{board.name}: QEMU {qemu.pid} serves its UART on {uart}, its gdb stub on {gdb}")
             try:
                 while qemu.poll() is None and not stop.wait(0.2):
