@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from harness.toolchain import ToolchainError, pio_command, pio_env
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from harness.paths import PROJECT_DIR
+from harness.toolchain import ToolchainError, pio_command, pio_env, require_tool
 REGISTRY = ("api.registry.platformio.org", 443)
 MAP_FILE = "firmware.map"  # the linker's map, beside firmware.elf
 
@@ -163,6 +162,14 @@ def require_platform(env: str) -> None:
         socket.create_connection(REGISTRY, timeout=3).close()
     except OSError:
         raise BuildError(_missing_message(spec.split("@")[0], env)) from None
+
+
+def require_board_tools(boards) -> None:
+    """Fail in one line, before any work, when a board's tools (an emulator) or PlatformIO platform are missing."""
+    for board in boards:
+        for tool, package in board.needs:
+            require_tool(tool, package)
+        require_platform(board.name)
 
 
 def _platform_installed(spec: str) -> bool:

@@ -11,10 +11,8 @@ version), so measured rows are also kept in a results cache shared by runs.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import fcntl
-import io
 import json
 import os
 import socket
@@ -22,17 +20,9 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from harness.results import COLUMNS, ResultRow
-
-# Failed stages that are results (the board ran; the model does not fit the board): others are measured again,
-# and the auto kernel leaves a format that failed so out of its choice (sweep.choose_auto).
-KEPT_FAILURES = ("verify", "fit")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    partial.write_text(text)
-    partial.replace(path)
+from harness.cache import write_atomically
+from harness.results import ResultRow, write_results
+from harness.stages import KEPT_FAILURES
 
 
 class RunBusy(RuntimeError):
@@ -147,13 +137,7 @@ class PointStore:
             return [row for _, row in sorted(self._rows.values(), key=lambda item: item[0])]
 
     def _write_csv(self) -> None:
-        text = io.StringIO()
-        writer = csv.writer(text)
-        writer.writerow(COLUMNS)
-        for _, row in sorted(self._rows.values(), key=lambda item: item[0]):
-            values = dataclasses.asdict(row)
-            writer.writerow([values[c] for c in COLUMNS])
-        write_atomically(self.csv_path, text.getvalue())
+        write_results(self.csv_path, (row for _, row in sorted(self._rows.values(), key=lambda item: item[0])))
 
 
 def _read_json(path: Path) -> dict | None:

@@ -28,7 +28,7 @@ from harness.prune.masks import PruningError
 
 def study(config: SweepConfig, progress=print) -> pd.DataFrame:
     """One row per (method, target): sparsity asked and achieved (int8), accuracy float and int8, training cost."""
-    from harness.sweep import prepare_models
+    from harness.prepare import prepare_models
 
     source = resolve_model(config)
     if not isinstance(source, TrainableModel):

@@ -1,19 +1,24 @@
 """One tidy row per (model, sparsity, kernel, board): configuration, then metrics, then status.
 
-Rows are appended to results.csv as soon as each point is measured, so a
-crash loses at most the point in flight; the parquet copy is written from
-the CSV at the end.
+results.csv is written whole, atomically, as soon as each point is
+measured (harness/pointstore.py), so a crash loses at most the points in
+flight; the parquet copy is written from the CSV at the end.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from harness.cache import write_atomically
+from harness.stages import Stage
 
 if TYPE_CHECKING:
     from harness.build import KernelCode
@@ -99,8 +104,8 @@ class ResultRow:
     error: str = ""
     notes: str = ""                            # what a reader should know of an ok row (auto: formats left out)
 
-    def fail(self, stage: str, error: Exception) -> "ResultRow":
-        self.status, self.failed_stage, self.error = "error", stage, str(error)
+    def fail(self, stage: Stage, error: Exception) -> "ResultRow":
+        self.status, self.failed_stage, self.error = "error", Stage(stage), str(error)
         return self
 
 
@@ -156,19 +161,23 @@ class ResultsWriter:
         self.csv_path = run_dir / "results.csv"
         self.parquet_path = run_dir / "results.parquet"
         if not self.csv_path.exists():
-            with open(self.csv_path, "w", newline="") as f:
-                csv.writer(f).writerow(COLUMNS)
-
-    def append(self, row: ResultRow) -> None:
-        values = dataclasses.asdict(row)
-        with open(self.csv_path, "a", newline="") as f:
-            csv.writer(f).writerow([values[c] for c in COLUMNS])
-            f.flush()
+            write_results(self.csv_path, [])  # a run with no listed row still has its table
 
     def finish(self) -> pd.DataFrame:
         frame = load_results(self.csv_path)
         frame.to_parquet(self.parquet_path, index=False)
         return frame
+
+
+def write_results(path: Path, rows: Iterable[ResultRow]) -> None:
+    """Write results.csv whole, atomically: a reader never sees half a table."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(COLUMNS)
+    for row in rows:
+        values = dataclasses.asdict(row)
+        writer.writerow([values[c] for c in COLUMNS])
+    write_atomically(path, text.getvalue())
 
 
 def load_results(path: Path) -> pd.DataFrame:

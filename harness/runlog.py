@@ -16,6 +16,8 @@ from typing import Callable
 
 BAR_WIDTH = 20
 
+Say = Callable[[str], None]  # where a stage tells the user what it does: print, or a test's list
+
 
 class RunLog:
     def __init__(self, path: Path):

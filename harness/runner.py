@@ -18,13 +18,17 @@ import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.device.boards import Board
 from harness.device.link import DeviceError, Interrupted
 from harness.device.ports import find_ports
 from harness.device.session import check_port
 from harness.results import ResultRow
+from harness.stages import Stage
+
+if TYPE_CHECKING:
+    from harness.points import Variant
 
 _JOIN_POLL_S = 0.2  # the main thread wakes this often, so Ctrl-C is seen while boards work
 
@@ -50,7 +54,7 @@ class Job:
     label: str
     board: Board
     row: ResultRow     # the configuration columns; measuring fills a copy
-    work: Any          # what build and measure need (the model point and compiled variant)
+    work: Variant      # what build and measure need: the planned point, its compiled variant, its firmware folder
 
 
 Build = Callable[[Job], Any]
@@ -211,9 +215,9 @@ def _take_points(unit: BoardUnit, points: _PointQueue, measure: Measure, finish:
             points.put(item)  # another unit, or this one on its next place, measures it
             continue
         except Exception as err:  # a build failure, or a bug: still a row, and the sweep goes on
-            stage = getattr(built.exception(), "stage", "build") if built.exception() else "run"
+            stage = getattr(built.exception(), "stage", Stage.BUILD) if built.exception() else Stage.RUN
             row = replace(job.row).fail(stage, err)
-            if stage == "run":
+            if stage == Stage.RUN:
                 row.error += " | " + traceback.format_exc(limit=-3).replace("\n", " ")
         if not stop.is_set():
             finish(job, row)

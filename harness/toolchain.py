@@ -13,7 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from harness.cache import write_atomically
+from harness.paths import PROJECT_DIR
 
 # PlatformIO runs <core_dir>/packages/tool-scons/scons.py with its own Python,
 # which is ours, so PyPI's SCons is importable there.
@@ -97,9 +98,7 @@ def _scons_package_files() -> dict[str, str]:
 def _write_if_changed(path: Path, text: str) -> None:
     if path.exists() and path.read_text() == text:
         return
-    partial = path.with_name(path.name + f".{os.getpid()}.tmp")
-    partial.write_text(text)
-    partial.replace(path)  # atomic, so a concurrent `pio run` never sees half a file
+    write_atomically(path, text)  # so a concurrent `pio run` never sees half a file
 
 
 if __name__ == "__main__":

@@ -268,13 +268,14 @@ def files_below(*roots: Path) -> dict[str, tuple[int, int] | None]:
 def isolated(f, tmp_path, monkeypatch):
     """A cache that must stay empty, and a stop before the first stage that does work; no reaper process
     tied to this test session (tests/test_bench_ownership.py tests it)."""
+    import harness.cache
     import harness.reaper
     import harness.sweep
 
     def prepare_models(*_, **__):
         raise AssertionError("the bad input got through validation to training and building")
 
-    monkeypatch.setattr(harness.sweep, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(harness.cache, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setattr(harness.sweep, "prepare_models", prepare_models)
     monkeypatch.setattr(harness.reaper, "start", lambda: None)
     read_only = f.dir / "read-only"

@@ -145,7 +145,8 @@ def test_options_need_the_dense_variant_and_every_latency():
 def test_the_sweep_leaves_out_a_format_with_wrong_outputs_and_chooses_nothing_without_a_measurement():
     from harness.device.boards import get_board
     from harness.results import ResultRow
-    from harness.sweep import PlannedPoint, choose_auto
+    from harness.auto import choose_auto
+    from harness.plan import PlannedPoint
 
     tflite = load_models()["one_dense"]
     with tempfile.TemporaryDirectory() as tmp:

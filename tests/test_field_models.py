@@ -151,12 +151,12 @@ def test_keras_3_refuses_the_keras_2_h5_and_the_harness_loads_it(files):
 
 @pytest.mark.parametrize("kind", ["h5", "keras"])
 def test_default_names_dynamic_batch_and_folded_batchnorm_prune_and_convert(files, tmp_path, monkeypatch, kind):
-    from harness import sweep
+    from harness import cache, prepare
     from harness.compiler import read_tflite
 
-    monkeypatch.setattr(sweep, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(cache, "CACHE_DIR", tmp_path / "cache")
     config = load_config(files["dir"] / "quick.toml", model=str(files[kind]), data=str(files["dir"] / "digits.npz"))
-    points = sweep.prepare_models(config, resolve_model(config), progress=lambda _: None)
+    points = prepare.prepare_models(config, resolve_model(config), progress=lambda _: None)
     layers = points[1].layer_sparsity
     assert set(layers) == {"conv2d", "depthwise_conv2d", "conv2d_1", "dense", "dense_1"}
     assert abs(points[1].achieved_sparsity - 0.8) < 1e-3

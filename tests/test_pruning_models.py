@@ -51,32 +51,32 @@ def quick_config(tmp_path, model, data, methods='["magnitude/gradual"]'):
 
 
 def test_user_keras_model_is_trained_pruned_and_converted(user_files, tmp_path, monkeypatch):
-    from harness import sweep
+    from harness import cache, prepare
 
-    monkeypatch.setattr(sweep, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(cache, "CACHE_DIR", tmp_path / "cache")
     config = quick_config(tmp_path, user_files / "user.keras", user_files / "digits.npz",
                           '["magnitude/gradual", "magnitude/one-shot/2:4"]')
     source = resolve_model(config)
     assert isinstance(source, TrainableModel)
-    points = sweep.prepare_models(config, source, progress=lambda _: None)
+    points = prepare.prepare_models(config, source, progress=lambda _: None)
     assert [(p.method, p.target) for p in points] == [
         ("magnitude/gradual", 0.0), ("magnitude/gradual", 0.8),
         ("magnitude/one-shot/2:4", 0.0), ("magnitude/one-shot/2:4", 0.5)]
     assert abs(points[1].achieved_sparsity - 0.8) < 1e-3
     assert set(points[1].layer_sparsity) == {"conv", "logits"}
     assert points[0].int8_scores["accuracy"] > 0.8  # trained from logits: the loss saw there is no softmax
-    again = sweep.prepare_models(config, source, progress=lambda _: None)
+    again = prepare.prepare_models(config, source, progress=lambda _: None)
     assert [p.int8_scores for p in again] == [p.int8_scores for p in points]  # from the cache
 
 
 def test_int8_tflite_is_taken_as_it_is(user_files, tmp_path, monkeypatch):
-    from harness import sweep
+    from harness import cache, prepare
 
-    monkeypatch.setattr(sweep, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(cache, "CACHE_DIR", tmp_path / "cache")
     config = quick_config(tmp_path, user_files / "user.tflite", user_files / "digits.npz")
     source = resolve_model(config)
     assert isinstance(source, TfliteModel)
-    (point,) = sweep.prepare_models(config, source, progress=lambda _: None)
+    (point,) = prepare.prepare_models(config, source, progress=lambda _: None)
     assert point.method == "none" and point.train_epochs == 0 and point.layer_sparsity == {}
 
 

@@ -11,13 +11,13 @@ from conftest import PROJECT_DIR
 PREPARE = """
 import json, sys
 from pathlib import Path
-from harness import sweep
+from harness import cache, prepare
 from harness.config import load_config
 from harness.model_source import resolve_model
 
-sweep.CACHE_DIR = Path(sys.argv[1])  # a fresh cache: everything is trained and converted
+cache.CACHE_DIR = Path(sys.argv[1])  # a fresh cache: everything is trained and converted
 config = load_config("configs/digits.toml")
-points = sweep.prepare_models(config, resolve_model(config), progress=lambda _: None)
+points = prepare.prepare_models(config, resolve_model(config), progress=lambda _: None)
 print(json.dumps([[p.target, p.int8_scores["accuracy"], p.layer_sparsity] for p in points]))
 """
 

@@ -19,7 +19,7 @@ from conftest import run_harness
 from harness.report import build_report, write_report
 from harness.report.choices import VERSUS_FASTEST
 from harness.report.metrics import break_even, pareto_front
-from harness.results import ResultRow, ResultsWriter, load_results
+from harness.results import ResultRow, load_results, write_results
 from test_sweep import AUTO_SWEEP, QUICK_SWEEP
 
 SECTIONS = ["summary", "latency", "speedup", "flash", "sram", "accuracy", "pareto", "layers", "compare", "per-layer",
@@ -249,15 +249,16 @@ def write_run(path, model, kernels, task="classification", board="mps2_an386", d
     """A run directory: kernels maps a kernel to one dict per sparsity of the columns that differ from the default
     (latency_median, flash_total, and the task's metric). drop: columns an older harness did not write."""
     path.mkdir(parents=True)
-    writer = ResultsWriter(path)
+    rows = []
     for kernel, points in kernels.items():
         for sparsity, values in zip(SPARSITIES, points):
             values = {"latency_median": 1000.0, "flash_total": 40000} | values
-            writer.append(ResultRow(
+            rows.append(ResultRow(
                 run_id=path.name, model=model, target_sparsity=sparsity, kernel=kernel, board=board, core="cortex-m4",
                 task=task, latency_min=values["latency_median"], latency_max=values["latency_median"], latency_runs=3,
                 latency_unit="instructions", timing_source="qemu-icount-systick",
                 flash_code=values["flash_total"] // 2, **values))
+    write_results(path / "results.csv", rows)
     if drop:
         load_results(path / "results.csv").drop(columns=list(drop)).to_csv(path / "results.csv", index=False,
                                                                           na_rep="nan")

@@ -14,7 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-BOARDS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "platform" / "boards"
+from harness.paths import PROJECT_DIR
+from harness.stages import Stage
+
+BOARDS_DIR = PROJECT_DIR / "firmware" / "platform" / "boards"
 
 # Flash besides the tables: the runtime, the serial protocol and the smallest kernel (a
 # one-layer FULLY_CONNECTED model links to 4,037 B on the Cortex-M3, 4,257 B on the M4), then
@@ -30,7 +33,7 @@ RAM_PER_LAYER = 8
 
 class BudgetError(RuntimeError):
     """The model cannot fit the board; the message says which memory and by how much."""
-    stage = "fit"  # the failed stage its result row names: a fact about model and board, not a fault
+    stage = Stage.FIT  # the failed stage its result row names: a fact about model and board, not a fault
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,14 @@ is imported only for points not made before.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from harness.kernel_bench.shapes import LayerShape, Pruning, check_pattern_fits
-from harness.sweep import CACHE_DIR, ModelPoint, content_hash, source_digest
+from harness import cache
+from harness.prepare import ModelPoint, point_from_json
 
 TEST_INPUTS = 3  # random inputs whose device outputs must equal TFLite Micro's, per variant
 REPRESENTATIVE = 64
@@ -28,18 +28,14 @@ def bench_point(shape: LayerShape, pruning: Pruning, seed: int, progress: Callab
     from importlib.metadata import version
 
     check_pattern_fits(shape, pruning)
-    key = content_hash(shape.name, pruning.label, str(seed), source_digest(_CODE), version("tensorflow-cpu"))
-    cache = CACHE_DIR / "kernel-bench" / key
-    if not (cache / "point.json").exists():
+    key = cache.content_hash(shape.name, pruning.label, str(seed), cache.source_digest(_CODE),
+                             version("tensorflow-cpu"))
+    entry = cache.folder("kernel-bench") / key
+    if not (entry / "point.json").exists():
         progress(f"models: {shape.name} pruned to {pruning.label}: building and converting to int8")
-        tmp = cache.with_name(key + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _make_point(shape, pruning, seed, tmp)
-        shutil.rmtree(cache, ignore_errors=True)
-        tmp.rename(cache)  # atomic: a killed run leaves no half-made point
-    values = json.loads((cache / "point.json").read_text())
-    return ModelPoint(**{k: (cache / v if k.endswith("_path") else v) for k, v in values.items()})
+        with cache.atomic_folder(entry) as out:  # a killed run leaves no half-made point
+            _make_point(shape, pruning, seed, out)
+    return point_from_json(json.loads((entry / "point.json").read_text()), entry)
 
 
 def _make_point(shape: LayerShape, pruning: Pruning, seed: int, out: Path) -> None:

@@ -1,6 +1,6 @@
 """Drive the micro-benchmark: make the single-layer models, compile every format, measure through the sweep.
 
-Measuring goes through the sweep's own path (harness.sweep.measure_points:
+Measuring goes through the sweep's own path (`sweep.measure_points`:
 PlatformIO build and upload, the protocol client, TFLite Micro's outputs as
 the reference, results cached by content hash, several emulator instances),
 into <out>/board/. The tidy table, the break-even table and the plot are
@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from harness import reaper
-from harness.build import PROJECT_DIR, require_platform
+from harness import cache, reaper
+from harness.build import require_board_tools
 from harness.config import DeviceConfig, SweepConfig
 from harness.device.boards import get_board
 from harness.kernel_bench.models import TEST_INPUTS, bench_point
@@ -22,10 +21,12 @@ from harness.kernel_bench.plot import plot_kernel_bench
 from harness.kernel_bench.shapes import LayerShape, Pruning, ShapeError, parse_pruning, parse_shape
 from harness.kernel_bench.table import break_even_table, markdown_summary, variant_row, with_ratios
 from harness.results import ResultRow, load_results
+from harness.paths import PROJECT_DIR
+from harness.plan import BenchOptions, SweepContext, compile_variants, plan_sweep
+from harness.runlog import Say
 from harness.runner import board_units
-from harness.sweep import (BenchOptions, compile_point, harness_git_sha, measure_points,
-                           plan_sweep, source_digest, toolchain_versions)
-from harness.toolchain import ensure_platformio_offline, require_tool
+from harness.sweep import measure_points
+from harness.toolchain import ensure_platformio_offline
 
 KERNEL_SOURCES = ["firmware/kernels"]
 # Under -icount an inference's count repeats to within a timer tick: three runs show that spread, cheaply.
@@ -68,21 +69,18 @@ def make_plan(shapes: list[str], prunings: list[str], formats: list[str] | None,
                      tuple(dict.fromkeys(["dense", *formats])), board, parallel, fresh)
 
 
-def run_kernel_bench(plan: BenchPlan, out: Path, progress: Callable[[str], None] = print) -> BenchFiles:
+def run_kernel_bench(plan: BenchPlan, out: Path, progress: Say = print) -> BenchFiles:
     board = get_board(plan.board)
-    for tool, package in board.needs:
-        require_tool(tool, package)
-    require_platform(board.name)
+    require_board_tools([board])
     ensure_platformio_offline(PROJECT_DIR)
     units = board_units([board], "", plan.parallel)
     reaper.start()  # what starts from here ends with this process
 
-    kernels_before = source_digest(KERNEL_SOURCES)
+    kernels_before = cache.source_digest(KERNEL_SOURCES)
     cases = [(shape, pruning, bench_point(shape, pruning, plan.seed, progress))
              for shape in plan.shapes for pruning in plan.prunings]
-    points = [point for _, _, point in cases]
-    variants = {(point.tflite_path, fmt): compile_point(point, fmt) for point in points for fmt in plan.formats}
-    planned = plan_sweep(plan.formats, points, [board])
+    planned = plan_sweep(plan.formats, [point for _, _, point in cases], [board])
+    variants = compile_variants(planned)
     progress(f"kernels: {len(plan.shapes)} shapes x {len(plan.prunings)} prunings x {len(plan.formats)} formats "
              f"= {len(planned)} variants on {board.name} -> {out}")
 
@@ -90,19 +88,24 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Callable[[str], None]
     run_dir.mkdir(parents=True, exist_ok=True)
     config = SweepConfig(name="kernel-bench", model="kernel-bench", kernels=plan.formats, boards=(board.name,),
                          seed=plan.seed, device=DEVICE)
-    versions = toolchain_versions([board])
-    failures = measure_points(config, planned, variants, units, run_dir, versions, harness_git_sha(),
-                              BenchOptions(parallel=plan.parallel, fresh=plan.fresh), progress)
+    ctx = SweepContext(config, run_dir, cache.toolchain_versions([board]), cache.harness_git_sha(),
+                       BenchOptions(parallel=plan.parallel, fresh=plan.fresh), progress)
+    failures = measure_points(ctx, planned, variants, units)
     rows = [ResultRow(**values) for values in load_results(run_dir / "results.csv").to_dict("records")]
     # PlatformIO compiles the kernels when it builds each firmware: an edit during the run mixes versions.
-    kernels_changed = source_digest(KERNEL_SOURCES) != kernels_before
+    kernels_changed = cache.source_digest(KERNEL_SOURCES) != kernels_before
 
     tidy = []
     for variant, row in zip(planned, rows, strict=True):
         shape, pruning = next((s, p) for s, p, point in cases if point is variant.point)
-        compiled = variants[variant.point.tflite_path, variant.kernel]
-        tidy.append(variant_row(shape, pruning, variant.point, compiled, row))
-    table = with_ratios(tidy)
+        tidy.append(variant_row(shape, pruning, variant.point, variants[variant.point.tflite_path, variant.kernel],
+                                row))
+    return _write_tables(with_ratios(tidy), out, plan, ctx.versions, failures, kernels_changed)
+
+
+def _write_tables(table, out: Path, plan: BenchPlan, versions: dict, failures: list[str],
+                  kernels_changed: bool) -> BenchFiles:
+    """The tidy table, its break-even table, plots, a Markdown summary and the plan, into out."""
     csv = out / "kernels.csv"
     table.to_csv(csv, index=False)
     crossings = break_even_table(table)

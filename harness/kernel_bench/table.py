@@ -21,7 +21,7 @@ from harness.results import ResultRow
 if TYPE_CHECKING:
     from harness.compiler import CompiledModel
     from harness.kernel_bench.shapes import LayerShape, Pruning
-    from harness.sweep import ModelPoint
+    from harness.prepare import ModelPoint
 
 
 def variant_row(shape: LayerShape, pruning: Pruning, point: ModelPoint, compiled: CompiledModel,
