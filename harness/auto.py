@@ -19,6 +19,8 @@ from harness.results import ResultRow
 from harness.runner import Job
 from harness.stages import KEPT_FAILURES, Stage
 
+__all__ = ["auto_job", "choose_auto"]
+
 
 def choose_auto(planned: PlannedPoint, candidates: dict[str, tuple[CompiledModel, ResultRow]],
                 flash_budget: int) -> tuple[Choice, dict[str, str]]:

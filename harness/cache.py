@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 
 from harness.paths import PROJECT_DIR
 
+__all__ = ["CACHE_DIR", "atomic_folder", "content_hash", "file_digest", "folder", "harness_git_sha", "source_digest",
+           "toolchain_versions", "write_atomically"]
+
 if TYPE_CHECKING:
     from harness.device.boards import Board
 

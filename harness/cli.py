@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.build import PROJECT_DIR
+from harness.device.link import DEFAULT_BAUD
+from harness.paths import PROJECT_DIR
 
 EXIT_POINTS_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -339,6 +340,7 @@ def _add_bench_options(parser) -> None:
     parser.add_argument("--results", default=str(PROJECT_DIR / "results"), help="where run folders go")
 
 
+# Over 60 lines: the whole command line is declared here, in --help's order, so each command reads as it prints.
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and its converter's output")
@@ -425,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
 
     monitor = commands.add_parser("monitor", help="show what a board sends (frames decoded, other bytes as text)")
     monitor.add_argument("--port", required=True, help="serial device or pyserial URL")
-    monitor.add_argument("--baud", type=_positive, default=115200, help="baud rate (the board's monitor_speed)")
+    monitor.add_argument("--baud", type=_positive, default=DEFAULT_BAUD, help="baud rate (the board's monitor_speed)")
     monitor.add_argument("--seconds", type=_seconds, default=0, help="stop after this long (default: at Ctrl-C)")
     monitor.add_argument("--hello", action="store_true", help="send a hello first (the benchmark firmware "
                          "speaks only when spoken to)")
@@ -435,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     hello = commands.add_parser("hello", help="ask a running board who it is (is it alive, which firmware?)")
     hello.add_argument("--port", required=True, help="serial device or pyserial URL, e.g. socket://127.0.0.1:4444")
     hello.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for each attempt at an answer")
-    hello.add_argument("--baud", type=_positive, default=115200, help="baud rate (the board's monitor_speed)")
+    hello.add_argument("--baud", type=_positive, default=DEFAULT_BAUD, help="baud rate (the board's monitor_speed)")
     hello.add_argument("--log", default="serial.log", help="file that records every byte exchanged")
     hello.set_defaults(run=_hello)
 

@@ -22,6 +22,9 @@ from harness.device.faults import FaultPlan
 from harness.prepare import ModelPoint
 from harness.runlog import Say
 
+__all__ = ["BenchOptions", "PlannedPoint", "SweepContext", "Variants", "compile_point", "compile_variants",
+           "plan_sweep", "sweep_key"]
+
 
 @dataclass(frozen=True)
 class BenchOptions:

@@ -28,6 +28,9 @@ from harness.runlog import RunLog
 from harness.runner import Job
 from harness.scoring import SCORES, headline
 
+__all__ = ["FIRMWARE_CODE", "MEASURING_CODE", "PointKeys", "Variant", "built_row", "firmware_dir", "on_board",
+           "point_row", "samples", "summary"]
+
 # Code whose change invalidates firmware, or measured results, of earlier runs (the harness version).
 FIRMWARE_CODE = ["firmware/src", "firmware/boards", "firmware/platform", "firmware/build_info.py",
                  "firmware/model_sources.py", "platformio.ini"]

@@ -21,6 +21,8 @@ from harness.model_source import TfliteModel, TrainableModel
 from harness.runlog import Say
 from harness.scoring import headline, score
 
+__all__ = ["ModelPoint", "point_from_json", "point_to_json", "prepare_models"]
+
 
 @dataclass(frozen=True)
 class ModelPoint:

@@ -18,7 +18,7 @@ import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.device.boards import Board
 from harness.device.link import DeviceError, Interrupted
@@ -57,9 +57,17 @@ class Job:
     work: Variant      # what build and measure need: the planned point, its compiled variant, its firmware folder
 
 
-Build = Callable[[Job], Any]
-Measure = Callable[[Job, BoardUnit, Any], ResultRow]
-Finish = Callable[[Job, ResultRow], None]
+class Steps(Protocol):
+    """What run_jobs does with each job; called from its threads."""
+
+    def build(self, job: Job) -> Any:
+        """The job's firmware; an exception with a `stage` attribute fails the job in that stage."""
+
+    def measure(self, job: Job, unit: BoardUnit, built: Any) -> ResultRow:
+        """The job's row, measured on the unit's board."""
+
+    def finish(self, job: Job, row: ResultRow) -> None:
+        """Receives each row as soon as it exists."""
 
 
 def board_units(boards: list[Board], port_spec: str, parallel: int) -> list[BoardUnit]:
@@ -116,9 +124,9 @@ def farm_units(farm, boards: list[Board], points_per_turn: int) -> list[BoardUni
     return units
 
 
-def run_jobs(jobs: list[Job], units: list[BoardUnit], build: Build, measure: Measure, finish: Finish,
-             stop: threading.Event, build_workers: int | None = None) -> None:
-    """Build and measure every job; `finish` receives each row as soon as it exists (from any thread)."""
+def run_jobs(jobs: list[Job], units: list[BoardUnit], steps: Steps, stop: threading.Event,
+             build_workers: int | None = None) -> None:
+    """Build and measure every job; `steps.finish` receives each row as soon as it exists (from any thread)."""
     kinds = Counter(job.board.name for job in jobs)
     queues = {unit.board.name: _PointQueue(kinds[unit.board.name]) for unit in units}
     # Each worker says when it has ended. (Not Thread.join: in Python 3.11 a join that Ctrl-C interrupts
@@ -126,11 +134,11 @@ def run_jobs(jobs: list[Job], units: list[BoardUnit], build: Build, measure: Mea
     ended = [threading.Event() for _ in units]
     broken: list[Exception] = []  # what stopped a worker outside a point (a farm's coordinator gone)
     for unit, done in zip(units, ended):
-        threading.Thread(target=_work, args=(unit, queues[unit.board.name], measure, finish, stop, done, broken),
+        threading.Thread(target=_work, args=(unit, queues[unit.board.name], steps, stop, done, broken),
                          name=unit.name, daemon=True).start()
     builds = ThreadPoolExecutor(max_workers=build_workers or os.cpu_count() or 1, thread_name_prefix="build")
     try:
-        futures = {builds.submit(build, job): job for job in jobs}
+        futures = {builds.submit(steps.build, job): job for job in jobs}
         for future in as_completed(futures):
             queues[futures[future].board.name].put((futures[future], future))
         _wait(ended)
@@ -182,10 +190,10 @@ def _wait(events: list[threading.Event]) -> None:
             pass
 
 
-def _work(unit: BoardUnit, points: _PointQueue, measure: Measure, finish: Finish, stop: threading.Event,
-          ended: threading.Event, broken: list[Exception]) -> None:
+def _work(unit: BoardUnit, points: _PointQueue, steps: Steps, stop: threading.Event, ended: threading.Event,
+          broken: list[Exception]) -> None:
     try:
-        _take_points(unit, points, measure, finish, stop)
+        _take_points(unit, points, steps, stop)
     except Exception as err:  # not a point's failure (those are rows): the sweep stops, resumable
         broken.append(err)
         stop.set()
@@ -197,8 +205,7 @@ def _work(unit: BoardUnit, points: _PointQueue, measure: Measure, finish: Finish
             ended.set()
 
 
-def _take_points(unit: BoardUnit, points: _PointQueue, measure: Measure, finish: Finish,
-                 stop: threading.Event) -> None:
+def _take_points(unit: BoardUnit, points: _PointQueue, steps: Steps, stop: threading.Event) -> None:
     while True:
         # A farm worker takes a point only once it holds a place: one waiting its turn (or skipping dead
         # places) holds no point another worker could measure.
@@ -208,7 +215,7 @@ def _take_points(unit: BoardUnit, points: _PointQueue, measure: Measure, finish:
             return
         job, built = item
         try:
-            row = measure(job, unit, built.result())
+            row = steps.measure(job, unit, built.result())
         except Interrupted:
             return  # the sweep is stopping: nothing half-measured is recorded
         except Requeue:
@@ -220,7 +227,7 @@ def _take_points(unit: BoardUnit, points: _PointQueue, measure: Measure, finish:
             if stage == Stage.RUN:
                 row.error += " | " + traceback.format_exc(limit=-3).replace("\n", " ")
         if not stop.is_set():
-            finish(job, row)
+            steps.finish(job, row)
             points.finished()
         if unit.lease is not None:
             unit.lease.measured()  # past its turn's length, the place goes back for others

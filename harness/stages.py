@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+__all__ = ["KEPT_FAILURES", "Stage"]
+
 
 class Stage(StrEnum):
     CHOOSE = "choose"    # the auto kernel's per-layer choice (harness/auto.py)

@@ -17,7 +17,6 @@ import threading
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
 from harness import cache, reaper
@@ -40,6 +39,8 @@ from harness.results import ResultRow, ResultsWriter
 from harness.runlog import Progress, RunLog, Say
 from harness.runner import BoardUnit, Job, board_units, farm_units, run_jobs
 from harness.toolchain import ensure_platformio_offline
+
+__all__ = ["BenchOptions", "SweepFailed", "measure_points", "run_sweep"]
 
 
 class SweepFailed(RuntimeError):
@@ -137,15 +138,18 @@ def measure_points(ctx: SweepContext, plan: list[PlannedPoint], variants: Varian
         log.event("stopped" if measuring.stop.is_set() else "all_measured", counts=dict(log.counts))
         log.close()
     return [f"[{number}] {row.prune_method} sparsity {row.target_sparsity:.2f} {row.kernel} on {row.board}: "
-            f"{row.failed_stage}: {row.error}" for number, row in enumerate(store.rows(), start=1) if row.status != "ok"]
+            f"{row.failed_stage}: {row.error}"
+            for number, row in enumerate(store.rows(), start=1) if row.status != "ok"]
 
 
 class _Measuring:
-    """One run's build and measure steps, as harness/runner.py calls them from its threads."""
+    """One run's build, measure and finish steps (runner.Steps), as harness/runner.py calls them from its
+    threads; one phase at a time."""
 
     def __init__(self, ctx: SweepContext, log: RunLog, store: PointStore, units: list[BoardUnit]):
         self.ctx, self.log, self.store, self.units = ctx, log, store, units
         self.stop = threading.Event()
+        self._bar = Progress(0, ctx.progress)  # each phase its own
         self.faults = FaultInjector(ctx.bench.faults, log.event) if ctx.bench.faults else None
         for unit in units:
             if unit.lease is not None:
@@ -156,13 +160,14 @@ class _Measuring:
         todo = [job for job in jobs if isinstance(job, Job)]
         reused = jobs.count(None)
         named = "" if name == "formats" else f"{name}: "
-        self.ctx.progress(f"{named}{len(todo)} points to measure on {len(self.units)} boards "
-                          f"({', '.join(u.name for u in self.units)})" + (f", {reused} measured before" if reused else ""))
+        boards = ", ".join(unit.name for unit in self.units)
+        self.ctx.progress(f"{named}{len(todo)} points to measure on {len(self.units)} boards ({boards})"
+                          + (f", {reused} measured before" if reused else ""))
         self.log.event("measuring", phase=name, points=len(todo), reused=reused, boards=[u.name for u in self.units])
-        finish = partial(self._finish, Progress(len(todo), self.ctx.progress))
-        run_jobs(todo, self.units, self._build, self._measure, finish, self.stop)
+        self._bar = Progress(len(todo), self.ctx.progress)
+        run_jobs(todo, self.units, self, self.stop)
 
-    def _build(self, job: Job) -> Firmware:
+    def build(self, job: Job) -> Firmware:
         variant: Variant = job.work
         check_fits(variant.compiled, job.board.name)  # too big for the board: fails by how much, before building
         firmware = build_firmware(job.board.name, variant.compiled.out_dir, variant.firmware_dir,
@@ -170,7 +175,7 @@ class _Measuring:
         self.log.event("built", point=job.index + 1, seconds=round(firmware.seconds, 2), rebuilt=firmware.rebuilt)
         return firmware
 
-    def _measure(self, job: Job, unit: BoardUnit, firmware: Firmware) -> ResultRow:
+    def measure(self, job: Job, unit: BoardUnit, firmware: Firmware) -> ResultRow:
         started = time.monotonic()
         bench = Bench(self.ctx.config.device, self.log.bound(point=job.index + 1, board=unit.name), self.stop,
                       self.faults)
@@ -179,7 +184,7 @@ class _Measuring:
                        seconds=round(time.monotonic() - started, 2))
         return row
 
-    def _finish(self, bar: Progress, job: Job, row: ResultRow) -> None:
+    def finish(self, job: Job, row: ResultRow) -> None:
         self.store.save(job.index, job.key, row, listed=job.work.planned.listed)
         self.log.event("point_done", point=job.index + 1, key=job.key, status=row.status, error=row.error)
-        bar.point_finished(f"{job.label}: {summary(row)}")
+        self._bar.point_finished(f"{job.label}: {summary(row)}")

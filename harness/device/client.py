@@ -25,7 +25,7 @@ MAX_ATTEMPTS = 5
 QUICK_REPLY_S = 0.5   # how long a command that runs no inference may take, transfer included
 SLACK = 4.0           # margin on the learned inference time before a reply counts as lost
 _OFFSET = struct.Struct("<I")
-_TIME = struct.Struct("<Q")
+TIME = struct.Struct("<Q")  # a timed run or layer, as the firmware sends it (reply_u64)
 
 OnEvent = Callable[..., None]
 
@@ -103,7 +103,7 @@ class BoardClient:
 
     def bench(self, warmup: int, runs: int) -> list[int]:
         """Time `runs` inferences of the latest input, after `warmup` untimed ones; in the board's timer unit."""
-        per_reply = self.max_payload // _TIME.size
+        per_reply = self.max_payload // TIME.size
         times: list[int] = []
         while len(times) < runs:
             batch = min(per_reply, runs - len(times))
@@ -189,7 +189,7 @@ class BoardClient:
 
 
 def _times(payload: bytes) -> list[int]:
-    return [t for (t,) in _TIME.iter_unpack(payload)]
+    return [t for (t,) in TIME.iter_unpack(payload)]
 
 
 def _describe(payload: bytes) -> str:

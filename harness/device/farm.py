@@ -29,7 +29,7 @@ from labgrid.remote.common import Reservation, ReservationState
 from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
 from labgrid.util.proxy import proxymanager
 
-from harness.device.link import DeviceError
+from harness.device.link import DEFAULT_BAUD, DeviceError
 
 DEFAULT_PORT = 20408     # labgrid's coordinator port
 POLL_S = 1.0             # how often a waiting reservation is polled (it expires after 60 s unpolled)
@@ -207,7 +207,7 @@ class Farm:
         scheme = "socket" if serial_port.get("protocol", "rfc2217") == "raw" else "rfc2217"
         gdb = found.get(GDB_SERVER)
         return PlaceAccess(place_name, f"{scheme}://{serial_port['host']}:{serial_port['port']}",
-                           int(serial_port.get("speed", 115200)),
+                           int(serial_port.get("speed", DEFAULT_BAUD)),
                            (gdb[1]["host"], int(gdb[1]["port"])) if gdb else None, exporter)
 
     # --- taking turns -----------------------------------------------------------------------------

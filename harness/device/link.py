@@ -14,6 +14,9 @@ from pathlib import Path
 import serial
 
 _POLL_S = 0.05  # how often a blocked read looks at the stop event
+# The serial speed where a board names none: the emulated boards' UART_BAUD (firmware/boards/cmsdk_uart.c) and
+# the Arduino boards' monitor_speed in platformio.ini (tests/test_c_mirrors.py compares them).
+DEFAULT_BAUD = 115200
 
 
 class DeviceError(RuntimeError):
@@ -44,7 +47,7 @@ def _port_lock(url: str) -> threading.Lock:
 
 
 class SerialLink:
-    def __init__(self, url: str, log_path: Path, baudrate: int = 115200, open_timeout: float = 5.0,
+    def __init__(self, url: str, log_path: Path, baudrate: int = DEFAULT_BAUD, open_timeout: float = 5.0,
                  stop: threading.Event | None = None):
         self.url = url
         self.log_path = Path(log_path)

@@ -31,6 +31,8 @@ from harness.runner import BoardUnit, Requeue
 from harness.scoring import score
 from harness.stages import Stage
 
+__all__ = ["Bench", "MAX_POINT_ATTEMPTS", "PointOnBoard", "Samples", "measure_point", "run_on_board"]
+
 MAX_POINT_ATTEMPTS = 5  # sessions per point: a board that reset or dropped off is flashed and measured again
 FARM_RETRY_PAUSE_S = 2.0  # after a farm place was lost, before the point is queued again
 _RETRIED = (BoardReset, LinkLost, SerialTimeout, WrongFirmware, BuildError, FlashError)  # a new session may cure

@@ -21,7 +21,7 @@ from harness.device import farm_flash
 from harness.device.boards import Board
 from harness.device.client import BoardClient, Hello, OnEvent, WrongFirmware
 from harness.device.faults import FaultInjector
-from harness.device.link import DeviceError, SerialLink
+from harness.device.link import DEFAULT_BAUD, DeviceError, SerialLink
 
 
 def check_port(board: Board, port: str) -> None:
@@ -61,9 +61,11 @@ def _check_tcp_port_free(number: int) -> None:
 
 def baud_rate(board: Board) -> int:
     """The board's serial speed: its environment's monitor_speed, which its firmware is built with."""
-    return int(env_option(board.name, "monitor_speed", 115200))
+    return int(env_option(board.name, "monitor_speed", DEFAULT_BAUD))
 
 
+# More than six parameters: past reply_timeout each is optional and a separate concern of one caller (a fixed
+# port, the run's event log, Ctrl-C, the fault proxy); a plain session (tests/test_bench_link.py) needs none.
 @contextmanager
 def board_session(board: Board, firmware: Firmware, log_path: Path, reply_timeout: float, port: str = "",
                   on_event: OnEvent | None = None, stop: threading.Event | None = None,
@@ -92,7 +94,7 @@ def board_session(board: Board, firmware: Firmware, log_path: Path, reply_timeou
         yield client
 
 
-@contextmanager
+@contextmanager  # parameters: as board_session's, with the lease on a farm place in place of a local port
 def place_session(lease, board: Board, firmware: Firmware, log_path: Path, reply_timeout: float,
                   on_event: OnEvent | None = None, stop: threading.Event | None = None):
     """On a farm: flash the held place's board through the place, connect to its serial port."""
