@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from harness import reaper
-from harness.build import PROJECT_DIR, BuildError, Firmware, build_firmware, require_platform
+from harness.build import BuildError, Firmware, build_firmware, require_platform
 from harness.chooser import AUTO, DENSE, Choice, ChooserError, choose, layer_options
 from harness.compiler import KERNEL_FORMATS, CompiledModel, CompileError, compile_tflite
 from harness.config import SweepConfig
@@ -41,6 +41,7 @@ from harness.device.farm import KEEPALIVE_S, LOST_CHECK_S, Farm, holder_name
 from harness.device.gdb_remote import FlashError
 from harness.device.session import board_session, place_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
+from harness.paths import cache_dir, in_checkout, project_file
 from harness.pointstore import KEPT_FAILURES, PointStore, RunLock, mark_finished, open_run
 from harness.quantize import QuantParams
 from harness.results import ResultRow, ResultsWriter, record_latency_per_mac, record_layer_flash, record_scores
@@ -50,7 +51,7 @@ from harness.runlog import RunLog
 from harness.runner import BoardUnit, Job, Requeue, board_units, farm_units, run_jobs
 from harness.toolchain import ensure_platformio_offline, require_tool
 
-CACHE_DIR = PROJECT_DIR / ".cache"
+CACHE_DIR = cache_dir()
 
 Progress = Callable[[str], None]
 
@@ -100,7 +101,7 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Progress = prin
     units = [] if on_farm else board_units([get_board(name) for name in config.boards], config.device.port,
                                            bench.parallel)
     reaper.start()  # the inputs are good: from here on processes start, and they end with this one
-    ensure_platformio_offline(PROJECT_DIR)
+    ensure_platformio_offline()
 
     if bench.run_dir:
         run_dir, resumed, owner = bench.run_dir, True, RunLock(bench.run_dir)
@@ -597,8 +598,10 @@ def toolchain_versions(boards: list[Board]) -> dict[str, str]:
 
 
 def harness_git_sha() -> str:
+    if not in_checkout():
+        return "unknown"  # installed from the wheel: git would name whatever repository it sits in
     def git(*args):
-        return subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=project_file("."), capture_output=True, text=True).stdout.strip()
     sha = git("rev-parse", "--short=12", "HEAD") or "unknown"
     return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
@@ -631,10 +634,10 @@ def source_digest(paths: list[str]) -> str:
     """A digest of source files, so a cached artifact is invalidated when the code that made it changes."""
     digest = hashlib.sha256()
     for rel in paths:
-        root = PROJECT_DIR / rel
+        root = project_file(rel)
         files = sorted(root.rglob("*")) if root.is_dir() else [root]
         for path in files:
             if path.is_file() and path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(PROJECT_DIR)).encode())
+                digest.update(str(Path(rel) / path.relative_to(root)).encode())  # its path in a checkout
                 digest.update(path.read_bytes())
     return digest.hexdigest()

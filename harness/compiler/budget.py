@@ -14,7 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-BOARDS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "platform" / "boards"
+from harness.paths import project_file
+
+BOARDS_DIR = project_file("firmware/platform/boards")
 
 # Flash besides the tables: the runtime, the serial protocol and the smallest kernel (a
 # one-layer FULLY_CONNECTED model links to 4,037 B on the Cortex-M3, 4,257 B on the M4), then

@@ -12,7 +12,9 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-PROFILES = Path(__file__).resolve().parent.parent.parent / "firmware" / "boards" / "profiles.toml"
+from harness.paths import project_file
+
+PROFILES = project_file("firmware/boards/profiles.toml")
 TRANSPORTS = ("serial", "qemu-tcp", "host-pty")
 
 

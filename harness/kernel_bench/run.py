@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness import reaper
-from harness.build import PROJECT_DIR, require_platform
+from harness.build import require_platform
 from harness.config import DeviceConfig, SweepConfig
 from harness.device.boards import get_board
 from harness.kernel_bench.models import TEST_INPUTS, bench_point
@@ -73,7 +73,7 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Callable[[str], None]
     for tool, package in board.needs:
         require_tool(tool, package)
     require_platform(board.name)
-    ensure_platformio_offline(PROJECT_DIR)
+    ensure_platformio_offline()
     units = board_units([board], "", plan.parallel)
     reaper.start()  # what starts from here ends with this process
 
