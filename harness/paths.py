@@ -13,6 +13,7 @@ Installed, the harness works in ./.harness (PlatformIO's project with its
 core dir, and the caches) and writes runs to ./results, both under the
 folder it is run from.
 """
+
 from __future__ import annotations
 
 import os

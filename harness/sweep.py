@@ -16,6 +16,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -29,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from harness import reaper
+from harness.api import SweepModule
 from harness.build import BuildError, Firmware, build_firmware, require_platform
 from harness.chooser import AUTO, DENSE, Choice, ChooserError, choose, layer_options
 from harness.compiler import KERNEL_FORMATS, CompiledModel, CompileError, compile_tflite
@@ -156,6 +158,7 @@ def _run_sweep(config: SweepConfig, source, boards: list[Board], units: list[Boa
 class SweepFailed(RuntimeError):
     def __init__(self, failed: int, total: int, first: str, run_dir: Path):
         super().__init__(f"{failed} of {total} points failed (rows kept in {run_dir}/results.csv); first: {first}")
+        self.run_dir = run_dir
 
 
 # --- stage: prune + quantize ---------------------------------------------------------------------
@@ -641,3 +644,7 @@ def source_digest(paths: list[str]) -> str:
                 digest.update(str(Path(rel) / path.relative_to(root)).encode())  # its path in a checkout
                 digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+# The package's attribute `sweep` is this module; called, it is the Python API's sweep() (harness/api.py).
+sys.modules[__name__].__class__ = SweepModule
