@@ -87,7 +87,7 @@ def sweep(
 
 class SweepModule(types.ModuleType):
     """The class of the module harness/sweep.py. The package attribute `harness.sweep` is that module (Python
-    sets it on import), so it is this function too: `harness.sweep(config)` runs a sweep whatever was imported."""
+    sets it on import); called, it is sweep() above, so `harness.sweep(config)` works whatever was imported."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         return sweep(*args, **kwargs)
