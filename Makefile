@@ -7,13 +7,18 @@ PYTHON  := $(VENV)/bin/python
 # support is compile-checked against a stub of the Arduino API.
 APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm gcc g++ chromium
 
-.PHONY: demo test setup system-packages
+.PHONY: demo test lint setup system-packages
 
 demo: setup
 	$(VENV)/bin/harness sweep --config configs/digits.toml
 
-test: setup
+test: setup lint
 	$(PYTHON) -m pytest
+
+# ruff's rules and format are pyproject.toml's; a lint error or an unformatted file fails the tests.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 setup: system-packages $(VENV)/.installed
 	$(PYTHON) -m harness.toolchain

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from harness.paths import PROJECT_DIR
+from harness.paths import platformio_project
 from harness.toolchain import ToolchainError, pio_command, pio_env, require_tool
 REGISTRY = ("api.registry.platformio.org", 443)
 MAP_FILE = "firmware.map"  # the linker's map, beside firmware.elf
@@ -114,7 +114,7 @@ def _variables(env: str, model_dir: Path, build_dir: Path, build_id: str) -> dic
 def _run_pio(args: list[str], variables: dict[str, str], log: Path, what: str) -> None:
     # The log is written when PlatformIO is done: on a first build it empties the build directory (its
     # project.checksum is new), and a log open in there would be gone, with the error it explains.
-    proc = subprocess.run(pio_command() + args + ["-d", str(PROJECT_DIR)], stdout=subprocess.PIPE,
+    proc = subprocess.run(pio_command() + args + ["-d", str(platformio_project())], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, env={**pio_env(), **variables}, stdin=subprocess.DEVNULL)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(proc.stdout)
@@ -142,14 +142,14 @@ def env_option(env: str, option: str, default=None):
 def _project_config():
     from platformio.project.config import ProjectConfig
 
-    return ProjectConfig(str(PROJECT_DIR / "platformio.ini"))
+    return ProjectConfig(str(platformio_project() / "platformio.ini"))
 
 
 @lru_cache(maxsize=1)
 def _platforms_dir() -> str:
     from platformio import fs
 
-    with fs.cd(str(PROJECT_DIR)):  # PlatformIO resolves relative paths in platformio.ini from the cwd
+    with fs.cd(str(platformio_project())):  # PlatformIO resolves relative paths in platformio.ini from the cwd
         return _project_config().get("platformio", "platforms_dir")
 
 

@@ -19,7 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.paths import PROJECT_DIR
+from harness.paths import cache_dir, in_checkout, project_file
 
 __all__ = ["CACHE_DIR", "atomic_folder", "content_hash", "file_digest", "folder", "harness_git_sha", "source_digest",
            "toolchain_versions", "write_atomically"]
@@ -27,7 +27,7 @@ __all__ = ["CACHE_DIR", "atomic_folder", "content_hash", "file_digest", "folder"
 if TYPE_CHECKING:
     from harness.device.boards import Board
 
-CACHE_DIR = PROJECT_DIR / ".cache"
+CACHE_DIR = cache_dir()
 
 _SOURCE_SUFFIXES = (".py", ".c", ".h", ".cpp", ".ld", ".ini", ".json", ".toml")
 
@@ -49,11 +49,11 @@ def source_digest(paths: list[str]) -> str:
     """A digest of source files, so a cached artifact is invalidated when the code that made it changes."""
     digest = hashlib.sha256()
     for rel in paths:
-        root = PROJECT_DIR / rel
+        root = project_file(rel)
         files = sorted(root.rglob("*")) if root.is_dir() else [root]
         for path in files:
             if path.is_file() and path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(PROJECT_DIR)).encode())
+                digest.update(str(Path(rel) / path.relative_to(root)).encode())  # its path in a checkout
                 digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -102,7 +102,10 @@ def toolchain_versions(boards: list[Board]) -> dict[str, str]:
 
 def harness_git_sha() -> str:
     """The checkout's commit, "-dirty" when tracked files have changes; "unknown" outside a git checkout."""
+    if not in_checkout():
+        return "unknown"  # installed from the wheel: git would name whatever repository it sits in
+
     def git(*args):
-        return subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=project_file("."), capture_output=True, text=True).stdout.strip()
     sha = git("rev-parse", "--short=12", "HEAD") or "unknown"
     return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")

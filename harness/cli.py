@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from harness.device.link import DEFAULT_BAUD
-from harness.paths import PROJECT_DIR
+from harness.paths import project_file, results_dir
 
 EXIT_POINTS_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _points_failed() -> type[Exception]:
-    from harness.sweep import SweepFailed
+    from harness.orchestrator import SweepFailed
 
     return SweepFailed
 
@@ -106,7 +106,7 @@ def run_name(model: str) -> str:
 
 def _run(config, args, **bench):
     """Run a sweep with the bench options of the command line; returns its run directory."""
-    from harness.sweep import BenchOptions, run_sweep
+    from harness.orchestrator import BenchOptions, run_sweep
 
     faults = _fault_plan(args.inject_faults, config) if args.inject_faults else None
     _check_writable(Path(args.results), "--results")
@@ -232,7 +232,7 @@ def _kernels(args) -> int:
     except ShapeError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    out = Path(args.out) if args.out else PROJECT_DIR / "results" / f"kernels-{time.strftime('%Y%m%d')}"
+    out = Path(args.out) if args.out else results_dir() / f"kernels-{time.strftime('%Y%m%d')}"
     _check_writable(out, "--out")
     started = time.perf_counter()
     files = run_kernel_bench(plan, out)
@@ -337,7 +337,7 @@ def _add_bench_options(parser) -> None:
     parser.add_argument("--farm", nargs="?", const=_FROM_ENVIRONMENT, metavar="ADDRESS", help="measure on the "
                         "places of a labgrid farm (coordinator HOST[:PORT]; alone: LG_COORDINATOR's) tagged "
                         "board=<board> instead of local boards (docs/farm.md)")
-    parser.add_argument("--results", default=str(PROJECT_DIR / "results"), help="where run folders go")
+    parser.add_argument("--results", default=str(results_dir()), help="where run folders go")
 
 
 # Over 60 lines: the whole command line is declared here, in --help's order, so each command reads as it prints.
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     sweep = commands.add_parser("sweep", help="prune, compile, build and measure a sweep on boards")
-    sweep.add_argument("--config", default=str(PROJECT_DIR / "configs" / "digits.toml"), help="sweep TOML file")
+    sweep.add_argument("--config", default=str(project_file("configs/digits.toml")), help="sweep TOML file")
     sweep.add_argument("--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)")
     sweep.add_argument("--data", help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)")
     sweep.add_argument("--targets", type=_csv(_number), help="sparsity targets, e.g. 0,0.5,0.9")

@@ -28,7 +28,7 @@ import numpy as np
 
 from harness.config import ConfigError, PruneConfig, SweepConfig, did_you_mean
 from harness.scoring import AUTO, CLASSIFICATION, RECONSTRUCTION, TaskError, infer_task
-from models import REFERENCE_MODELS, Dataset, ReferenceModel
+from harness.models import REFERENCE_MODELS, Dataset, ReferenceModel
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 TEST_KEYS = ("x_test", "y_test")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from harness.cache import write_atomically
-from harness.paths import PROJECT_DIR
+from harness.paths import platformio_project
 
 # PlatformIO runs <core_dir>/packages/tool-scons/scons.py with its own Python,
 # which is ours, so PyPI's SCons is importable there.
@@ -53,15 +53,16 @@ def pio_env() -> dict[str, str]:
     }
 
 
-def ensure_platformio_offline(project_dir: Path | str = PROJECT_DIR) -> None:
-    """Install `tool-scons` into the project's PlatformIO core dir; cheap when already there."""
+def ensure_platformio_offline(project_dir: Path | str | None = None) -> None:
+    """Install `tool-scons` into the PlatformIO core dir of project_dir (default: the harness's own,
+    harness/paths.py); cheap when already there."""
     try:
         import platformio  # noqa: F401
         import SCons  # noqa: F401  (what the package runs)
     except ImportError as err:
         raise ToolchainError(f"Python package {err.name} not found: install it with "
                              "`pip install platformio==6.2.0 scons==4.11.1`") from None
-    package_dir = _packages_dir(Path(project_dir)) / "tool-scons"
+    package_dir = _packages_dir(Path(project_dir) if project_dir else platformio_project()) / "tool-scons"
     package_dir.mkdir(parents=True, exist_ok=True)
     for name, text in _scons_package_files().items():
         _write_if_changed(package_dir / name, text)
@@ -103,6 +104,6 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 if __name__ == "__main__":
     try:
-        ensure_platformio_offline(sys.argv[1] if len(sys.argv) > 1 else PROJECT_DIR)
+        ensure_platformio_offline(sys.argv[1] if len(sys.argv) > 1 else None)
     except ToolchainError as err:
         sys.exit(f"error: {err}")

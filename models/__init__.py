@@ -50,5 +50,4 @@ def softmax_classifier(inputs, features, name: str, classes: int = 10):
     return keras.Model(inputs, keras.layers.Softmax(name="softmax")(x), name=name)
 
 
-from models import digits, mnist1d  # noqa: E402,F401  (register their models)
-from models import tinyml  # noqa: E402,F401  (registers its models)
+from . import digits, mnist1d, tinyml  # noqa: E402,F401  (register their models)

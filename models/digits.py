@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import Dataset, ReferenceModel, register_model, softmax_classifier
+from . import Dataset, ReferenceModel, register_model, softmax_classifier
 
 TEST_SAMPLES = 360
 

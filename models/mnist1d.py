@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import Dataset, ReferenceModel, register_model, softmax_classifier
+from . import Dataset, ReferenceModel, register_model, softmax_classifier
 
 
 def load_mnist1d_dataset() -> Dataset:

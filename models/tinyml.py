@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import Dataset, ReferenceModel, register_model
+from . import Dataset, ReferenceModel, register_model
 
 TRAIN_SAMPLES = 512
 TEST_SAMPLES = 128

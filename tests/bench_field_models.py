@@ -56,7 +56,7 @@ timeout_s = 120.0
 def write_files(name: str, out: Path) -> tuple[dict[str, Path], Path]:
     import keras
 
-    from models import REFERENCE_MODELS
+    from harness.models import REFERENCE_MODELS
 
     spec = REFERENCE_MODELS[name]
     data = spec.load_data()

@@ -270,13 +270,13 @@ def isolated(f, tmp_path, monkeypatch):
     tied to this test session (tests/test_bench_ownership.py tests it)."""
     import harness.cache
     import harness.reaper
-    import harness.sweep
+    import harness.orchestrator
 
     def prepare_models(*_, **__):
         raise AssertionError("the bad input got through validation to training and building")
 
     monkeypatch.setattr(harness.cache, "CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setattr(harness.sweep, "prepare_models", prepare_models)
+    monkeypatch.setattr(harness.orchestrator, "prepare_models", prepare_models)
     monkeypatch.setattr(harness.reaper, "start", lambda: None)
     read_only = f.dir / "read-only"
     read_only.mkdir(mode=0o555, exist_ok=True)
@@ -326,21 +326,21 @@ def test_bad_input_in_a_process_of_its_own(case, f, tmp_path):
 
 def test_points_that_fail_to_measure_exit_1_and_an_interrupt_130(monkeypatch, tmp_path, capsys):
     import harness.reaper
-    import harness.sweep
+    import harness.orchestrator
     from harness.cli import main
 
     monkeypatch.setattr(harness.reaper, "start", lambda: None)
 
     def failing(config, results_root, bench):
-        raise harness.sweep.SweepFailed(1, 2, "[2] csr on host: run: serial timeout", tmp_path)
+        raise harness.orchestrator.SweepFailed(1, 2, "[2] csr on host: run: serial timeout", tmp_path)
 
     def interrupted(config, results_root, bench):
         raise KeyboardInterrupt
 
     sweep = ["sweep", "--boards", "host", "--targets", "0", "--kernels", "dense,csr", "--results", tmp_path]
-    monkeypatch.setattr(harness.sweep, "run_sweep", failing)
+    monkeypatch.setattr(harness.orchestrator, "run_sweep", failing)
     assert main([str(a) for a in sweep]) == 1
     assert capsys.readouterr().err == f"error: 1 of 2 points failed (rows kept in {tmp_path}/results.csv); first: " \
                                       "[2] csr on host: run: serial timeout\n"
-    monkeypatch.setattr(harness.sweep, "run_sweep", interrupted)
+    monkeypatch.setattr(harness.orchestrator, "run_sweep", interrupted)
     assert main([str(a) for a in sweep]) == 130

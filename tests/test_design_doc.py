@@ -73,7 +73,7 @@ def test_every_path_in_the_design_exists():
 def test_every_module_and_function_in_the_design_exists():
     modules = harness_modules()
     names = dotted_names(DESIGN.read_text())
-    assert "sweep.run_sweep" in names and "measure.measure_point" in names  # the stages' table is read
+    assert "orchestrator.run_sweep" in names and "measure.measure_point" in names  # the stages' table is read
     for name in names:
         assert resolve(name, modules) is not None, name
 

@@ -7,7 +7,7 @@ from harness.prune.masks import (PruningError, global_keep_counts, kept_count, n
                                  prunable_layers, top_k_mask)
 from harness.prune.method import MethodError, parse_method
 from harness.prune.structured import compact, filter_keep, filter_masks, trace_channels
-from models import REFERENCE_MODELS
+from harness.models import REFERENCE_MODELS
 
 
 def test_top_k_mask_keeps_the_highest_scores_exactly():

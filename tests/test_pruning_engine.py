@@ -9,7 +9,7 @@ from harness.config import PruneConfig
 from harness.prune import PruningError, export_model, int8_layer_sparsity, parse_method, prune_sweep
 from harness.prune_report import mask_overhead
 from harness.quantize import to_int8_tflite
-from models import REFERENCE_MODELS
+from harness.models import REFERENCE_MODELS
 
 QUICK = PruneConfig(dense_epochs=3, finetune_epochs=2, round_fraction=0.5, round_epochs=1, saliency_batches=2)
 SPEC = REFERENCE_MODELS["digits_cnn"]

@@ -6,7 +6,7 @@ import pytest
 from conftest import run_harness
 from harness.config import ConfigError, load_config
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
-from models import REFERENCE_MODELS
+from harness.models import REFERENCE_MODELS
 
 
 @pytest.mark.parametrize("name", ["digits_cnn", "digits_mlp", "digits_dscnn", "mnist1d_cnn"])

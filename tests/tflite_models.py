@@ -47,13 +47,13 @@ class ModelSpec:
 
 
 def _digits_cnn(keras):
-    from models.digits import build_digits_cnn
+    from harness.models.digits import build_digits_cnn
     return build_digits_cnn(seed=0)
 
 
 def _registered(name: str) -> Callable:
     def build(keras):
-        from models import REFERENCE_MODELS
+        from harness.models import REFERENCE_MODELS
         return REFERENCE_MODELS[name].build(0)
     return build
 
@@ -241,7 +241,7 @@ def _cache_key(name: str) -> str:
 @functools.cache
 def reference_data(name: str):
     """The synthetic data set (models.Dataset) of a reference model."""
-    from models import REFERENCE_MODELS
+    from harness.models import REFERENCE_MODELS
     return REFERENCE_MODELS[name].load_data()
 
 

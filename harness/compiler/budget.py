@@ -14,10 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.paths import PROJECT_DIR
+from harness.paths import project_file
 from harness.stages import Stage
 
-BOARDS_DIR = PROJECT_DIR / "firmware" / "platform" / "boards"
+BOARDS_DIR = project_file("firmware/platform/boards")
 
 # Flash besides the tables: the runtime, the serial protocol and the smallest kernel (a
 # one-layer FULLY_CONNECTED model links to 4,037 B on the Cortex-M3, 4,257 B on the M4), then

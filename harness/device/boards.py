@@ -12,9 +12,9 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from harness.paths import PROJECT_DIR
+from harness.paths import project_file
 
-PROFILES = PROJECT_DIR / "firmware" / "boards" / "profiles.toml"
+PROFILES = project_file("firmware/boards/profiles.toml")
 TRANSPORTS = ("serial", "qemu-tcp", "host-pty")
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from harness import reaper
 from harness.device.boards import Board
-from harness.paths import PROJECT_DIR
+from harness.paths import project_file
 
-PLATFORM_BOARDS = PROJECT_DIR / "firmware" / "platform" / "boards"
+PLATFORM_BOARDS = project_file("firmware/platform/boards")
 RESTART_PAUSE_S = 0.5  # so a QEMU that cannot start does not spin
 
 

@@ -1,6 +1,6 @@
 """Drive the micro-benchmark: make the single-layer models, compile every format, measure through the sweep.
 
-Measuring goes through the sweep's own path (`sweep.measure_points`:
+Measuring goes through the sweep's own path (`orchestrator.measure_points`:
 PlatformIO build and upload, the protocol client, TFLite Micro's outputs as
 the reference, results cached by content hash, several emulator instances),
 into <out>/board/. The tidy table, the break-even table and the plot are
@@ -21,11 +21,10 @@ from harness.kernel_bench.plot import plot_kernel_bench
 from harness.kernel_bench.shapes import LayerShape, Pruning, ShapeError, parse_pruning, parse_shape
 from harness.kernel_bench.table import break_even_table, markdown_summary, variant_row, with_ratios
 from harness.results import ResultRow, load_results
-from harness.paths import PROJECT_DIR
 from harness.plan import BenchOptions, SweepContext, compile_variants, plan_sweep
 from harness.runlog import Say
 from harness.runner import board_units
-from harness.sweep import measure_points
+from harness.orchestrator import measure_points
 from harness.toolchain import ensure_platformio_offline
 
 KERNEL_SOURCES = ["firmware/kernels"]
@@ -72,7 +71,7 @@ def make_plan(shapes: list[str], prunings: list[str], formats: list[str] | None,
 def run_kernel_bench(plan: BenchPlan, out: Path, progress: Say = print) -> BenchFiles:
     board = get_board(plan.board)
     require_board_tools([board])
-    ensure_platformio_offline(PROJECT_DIR)
+    ensure_platformio_offline()
     units = board_units([board], "", plan.parallel)
     reaper.start()  # what starts from here ends with this process
 

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 
 from harness.chooser import DENSE
-from harness.paths import PROJECT_DIR
+from harness.paths import project_file
 from harness.report.metrics import quality_bound
 from harness.report.quality import Quality
 from harness.report.runs import EMULATED, Series
 from harness.results import PER_MAC_COLUMNS
 
-PLATFORMIO_INI = PROJECT_DIR / "platformio.ini"
+PLATFORMIO_INI = project_file("platformio.ini")
 
 # Floors below the dense model's score (accuracy, AUC), and ceilings as multiples of its error (MSE).
 SCORE_DROPS = (0.0, 0.01, 0.02, 0.05)

@@ -30,7 +30,6 @@ from harness.device.farm import Farm, holder_name
 from harness.device.faults import FaultInjector
 from harness.device.measure import Bench, measure_point
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
-from harness.paths import PROJECT_DIR
 from harness.plan import BenchOptions, PlannedPoint, SweepContext, Variants, compile_variants, plan_sweep, sweep_key
 from harness.pointstore import PointStore, RunLock, mark_finished, open_run
 from harness.prepare import prepare_models
@@ -46,6 +45,7 @@ __all__ = ["BenchOptions", "SweepFailed", "measure_points", "run_sweep"]
 class SweepFailed(RuntimeError):
     def __init__(self, failed: int, total: int, first: str, run_dir: Path):
         super().__init__(f"{failed} of {total} points failed (rows kept in {run_dir}/results.csv); first: {first}")
+        self.run_dir = run_dir
 
 
 def run_sweep(config: SweepConfig, results_root: Path, progress: Say = print,
@@ -61,7 +61,7 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Say = print,
     units = [] if on_farm else board_units([get_board(name) for name in config.boards], config.device.port,
                                            bench.parallel)
     reaper.start()  # the inputs are good: from here on processes start, and they end with this one
-    ensure_platformio_offline(PROJECT_DIR)
+    ensure_platformio_offline()
 
     if bench.run_dir:
         run_dir, resumed, owner = bench.run_dir, True, RunLock(bench.run_dir)
