@@ -80,5 +80,5 @@ def test_every_module_and_function_in_the_design_exists():
 
 def test_every_stage_module_is_in_the_design():
     text = DESIGN.read_text()
-    for module in ("sweep", "prepare", "plan", "points", "auto", "device/measure", "cache", "stages", "results"):
+    for module in ("orchestrator", "prepare", "plan", "points", "auto", "device/measure", "cache", "stages", "results"):
         assert f"harness/{module}.py" in text, module
