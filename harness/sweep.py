@@ -42,6 +42,8 @@ from harness.device.gdb_remote import FlashError
 from harness.device.session import board_session, place_session
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
 from harness.pointstore import KEPT_FAILURES, PointStore, RunLock, mark_finished, open_run
+from harness.prune.cost_model import cost_board
+from harness.prune.predict import PREDICTION_COLUMNS, record_prediction
 from harness.quantize import QuantParams
 from harness.results import ResultRow, ResultsWriter, record_latency_per_mac, record_layer_flash, record_scores
 from harness.scoring import SCORES, headline, score
@@ -171,12 +173,14 @@ def prepare_models(config: SweepConfig, source: TrainableModel | TfliteModel, pr
         return _cached_points(key, lambda out: _import_tflite(source, out, progress), progress)
     code = source_digest(["harness/prune", "harness/quantize.py", "harness/scoring.py", "models"]) + record
     prune = {k: v for k, v in config.to_dict()["prune"].items() if k != "methods"}
+    boards = {method: cost_board(method, config.boards) for method in config.prune.methods}  # before any training
     points = []
     for method in config.prune.methods:
-        key = content_hash(json.dumps({"model": source.digest, "seed": config.seed, "prune": prune, "method": method,
-                                "targets": sorted(config.targets)}), code)
-        points += _cached_points(key, lambda out, m=method: _prune_and_convert(source, config, m, out, progress),
-                                 progress)
+        keyed = {"model": source.digest, "seed": config.seed, "prune": prune, "method": method,
+                 "targets": sorted(config.targets)} | ({"board": boards[method]} if boards[method] else {})
+        key = content_hash(json.dumps(keyed), code)
+        points += _cached_points(key, lambda out, m=method: _prune_and_convert(source, config, m, boards[m], out,
+                                                                               progress), progress)
     return points
 
 
@@ -200,7 +204,7 @@ def _cached_points(key: str, make: Callable[[Path], list[ModelPoint]], progress:
     return [_point_from_json(_point_to_json(p), cache) for p in points]
 
 
-def _prune_and_convert(source: TrainableModel, config: SweepConfig, method_name: str, out: Path,
+def _prune_and_convert(source: TrainableModel, config: SweepConfig, method_name: str, board: str | None, out: Path,
                        progress: Progress) -> list[ModelPoint]:
     progress(f"models: {method_name}: importing TensorFlow, training and pruning (the first run of a config only)")
     from harness import quantize
@@ -210,7 +214,7 @@ def _prune_and_convert(source: TrainableModel, config: SweepConfig, method_name:
     model = source.spec.build(config.seed)
     method = parse_method(method_name)
     points = []
-    for snapshot in prune_sweep(model, data, config.targets, config.prune, method, config.seed, progress):
+    for snapshot in prune_sweep(model, data, config.targets, config.prune, method, config.seed, progress, board):
         exported = export_model(model, snapshot)
         tflite = quantize.to_int8_tflite(exported, data.x_train)
         layers = int8_layer_sparsity(tflite, snapshot, exported)
@@ -469,6 +473,7 @@ class _PointKeys:
         record_scores(row, "int8_host", point.int8_scores)
         if compiled is not None:
             _record_compiled(row, compiled)
+            record_prediction(row, compiled)
         return row
 
     def job(self, planned: PlannedPoint, compiled, notes: str = "") -> Job | None:
@@ -476,15 +481,18 @@ class _PointKeys:
         row = self.row(planned, compiled)
         row.notes = notes
         key = content_hash(self.measuring, planned.board.name, compiled.out_dir.parent.name, _file_digest(planned.point),
-                    json.dumps({k: v for k, v in dataclasses.asdict(row).items() if k not in ("run_id", "harness_sha")}))
+                    json.dumps({k: v for k, v in dataclasses.asdict(row).items()
+                                if k not in ("run_id", "harness_sha", *PREDICTION_COLUMNS)}))
         self.key_of[planned.index] = key
         firmware_dir = _firmware_cache_dir(compiled, planned.board.name, self.versions)
         earlier = None if planned.index + 1 in self.bench.remeasure else (
             self.store.finished(key) or (None if self.bench.fresh else self.store.cached(key)))
         if earlier is None:
             return Job(planned.index, key, planned.label, planned.board, row, (planned, compiled, firmware_dir))
+        prediction = {column: getattr(row, column) for column in PREDICTION_COLUMNS}  # today's cost model
         self.store.save(planned.index, key, dataclasses.replace(earlier, run_id=row.run_id, harness_sha=self.sha,
-                                                                firmware_rebuilt=False), listed=planned.listed)
+                                                                firmware_rebuilt=False, **prediction),
+                        listed=planned.listed)
         self.log.event("point_reused", point=planned.index + 1, key=key, label=planned.label)
         return None
 
