@@ -104,6 +104,10 @@ class PruneConfig:
     skip: tuple[Text, ...] = ()   # layers kept dense, e.g. ["conv1", "fc2"]
     layer_targets: dict[Text, Any] = dataclasses.field(default_factory=dict)  # layer -> its own sparsity at every point, e.g. {fc1 = 0.95}
     min_weights: Positive = 1     # weights every pruned layer keeps at least
+    max_layer_sparsity: Annotated[float, Strict(), _interval("(0, 1]")] = 1.0  # no layer pruned beyond this share of its weights (1: only min_weights holds)
+    # hardware-aware methods (docs/pruning.md, "Hardware-aware allocation"):
+    tradeoff: Annotated[float, Strict(), Field(ge=0)] = 1.0  # λ: weight of the saliency lost against the predicted latency saved (0: latency alone)
+    latency_budget: Annotated[float, Strict(), _interval("[0, 1)")] = 0.0  # prune until the prunable layers' predicted latency is at most this share of theirs dense, instead of to 'targets'; 0: off
     batch_size: Positive = 32
     learning_rate: Annotated[float, Strict(), Field(gt=0)] = 2e-3
 
@@ -126,6 +130,26 @@ class PruneConfig:
             if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 <= target < 1.0:
                 raise ValueError(f"target {target!r} of layer '{layer}' is outside [0, 1)")
         return targets
+
+    @model_validator(mode="after")
+    def _hardware_aware_keys_need_a_hardware_aware_method(self):
+        from harness.prune.method import parse_method
+
+        if any(parse_method(text).scope == "hardware" for text in self.methods):
+            return self
+        for key, default in (("tradeoff", 1.0), ("latency_budget", 0.0)):
+            if getattr(self, key) != default:
+                raise ValueError(f"'{key}' applies to the hardware-aware methods only, and 'methods' "
+                                 f"({', '.join(self.methods)}) has none")
+        return self
+
+    @model_validator(mode="after")
+    def _layer_targets_within_the_ceiling(self):
+        for layer, target in self.layer_targets.items():
+            if target > self.max_layer_sparsity:
+                raise ValueError(f"target {target} of layer '{layer}' is above 'max_layer_sparsity' "
+                                 f"{self.max_layer_sparsity}")
+        return self
 
     @model_validator(mode="after")
     def _rewind_within_dense_training(self):
@@ -166,6 +190,14 @@ class SweepConfig:
     prune: PruneConfig = dataclasses.field(default_factory=PruneConfig)
     device: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
     farm: FarmConfig = dataclasses.field(default_factory=FarmConfig)
+
+    @model_validator(mode="after")
+    def _targets_within_the_ceiling(self):
+        highest = max(self.targets)
+        if highest > self.prune.max_layer_sparsity:
+            raise ValueError(f"target {highest} is above [prune] 'max_layer_sparsity' {self.prune.max_layer_sparsity}: "
+                             "no layer may be pruned that far, so the model cannot be")
+        return self
 
     @model_validator(mode="after")
     def _flash_budget_for_auto(self):

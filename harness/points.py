@@ -22,6 +22,7 @@ from harness.device.measure import PointOnBoard, Samples
 from harness.plan import PlannedPoint, SweepContext
 from harness.prepare import ModelPoint
 from harness.pointstore import PointStore
+from harness.prune.predict import PREDICTION_COLUMNS, record_prediction
 from harness.quantize import QuantParams
 from harness.results import ResultRow, record_layer_flash, record_scores
 from harness.runlog import RunLog
@@ -59,6 +60,7 @@ def point_row(ctx: SweepContext, planned: PlannedPoint, compiled: CompiledModel 
     record_scores(row, "int8_host", point.int8_scores)
     if compiled is not None:
         _record_compiled(row, compiled)
+        record_prediction(row, compiled)
     return row
 
 
@@ -119,7 +121,8 @@ class PointKeys:
         """The point as a job; None if it was measured before, and then its row goes straight to the store."""
         row = point_row(self.ctx, planned, compiled)
         row.notes = notes
-        configuration = {k: v for k, v in dataclasses.asdict(row).items() if k not in ("run_id", "harness_sha")}
+        configuration = {k: v for k, v in dataclasses.asdict(row).items()
+                         if k not in ("run_id", "harness_sha", *PREDICTION_COLUMNS)}
         key = cache.content_hash(self._measuring, planned.board.name, compiled.out_dir.parent.name,
                                  cache.file_digest(planned.point.data_paths), json.dumps(configuration))
         self.key_of[planned.index] = key
@@ -129,8 +132,10 @@ class PointKeys:
         if earlier is None:
             work = Variant(planned, compiled, firmware_dir(compiled, planned.board.name, self.ctx.versions))
             return Job(planned.index, key, planned.label, planned.board, row, work)
+        prediction = {column: getattr(row, column) for column in PREDICTION_COLUMNS}  # today's cost model
         self.store.save(planned.index, key, dataclasses.replace(earlier, run_id=row.run_id, harness_sha=self.ctx.sha,
-                                                                firmware_rebuilt=False), listed=planned.listed)
+                                                                firmware_rebuilt=False, **prediction),
+                        listed=planned.listed)
         self.log.event("point_reused", point=planned.index + 1, key=key, label=planned.label)
         return None
 

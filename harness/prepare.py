@@ -18,6 +18,7 @@ import numpy as np
 from harness import cache
 from harness.config import SweepConfig
 from harness.model_source import TfliteModel, TrainableModel
+from harness.prune.cost_model import cost_board
 from harness.runlog import Say
 from harness.scoring import headline, score
 
@@ -72,12 +73,14 @@ def prepare_models(config: SweepConfig, source: TrainableModel | TfliteModel, pr
         return _cached_points(key, lambda out: _import_tflite(source, out, progress), progress)
     code = cache.source_digest(["harness/prune", "harness/quantize.py", "harness/scoring.py", "models"]) + record
     prune = {k: v for k, v in config.to_dict()["prune"].items() if k != "methods"}
+    boards = {method: cost_board(method, config.boards) for method in config.prune.methods}  # before any training
     points = []
     for method in config.prune.methods:
-        key = cache.content_hash(json.dumps({"model": source.digest, "seed": config.seed, "prune": prune,
-                                             "method": method, "targets": sorted(config.targets)}), code)
-        points += _cached_points(key, lambda out, m=method: _prune_and_convert(source, config, m, out, progress),
-                                 progress)
+        keyed = {"model": source.digest, "seed": config.seed, "prune": prune, "method": method,
+                 "targets": sorted(config.targets)} | ({"board": boards[method]} if boards[method] else {})
+        key = cache.content_hash(json.dumps(keyed), code)
+        points += _cached_points(key, lambda out, m=method: _prune_and_convert(source, config, m, boards[m], out,
+                                                                               progress), progress)
     return points
 
 
@@ -93,7 +96,7 @@ def _cached_points(key: str, make: Callable[[Path], list[ModelPoint]], progress:
     return [point_from_json(point_to_json(p), entry) for p in points]
 
 
-def _prune_and_convert(source: TrainableModel, config: SweepConfig, method_name: str, out: Path,
+def _prune_and_convert(source: TrainableModel, config: SweepConfig, method_name: str, board: str | None, out: Path,
                        progress: Say) -> list[ModelPoint]:
     progress(f"models: {method_name}: importing TensorFlow, training and pruning (the first run of a config only)")
     from harness import quantize
@@ -103,7 +106,7 @@ def _prune_and_convert(source: TrainableModel, config: SweepConfig, method_name:
     model = source.spec.build(config.seed)
     method = parse_method(method_name)
     points = []
-    for snapshot in prune_sweep(model, data, config.targets, config.prune, method, config.seed, progress):
+    for snapshot in prune_sweep(model, data, config.targets, config.prune, method, config.seed, progress, board):
         exported = export_model(model, snapshot)
         tflite = quantize.to_int8_tflite(exported, data.x_train)
         layers = int8_layer_sparsity(tflite, snapshot, exported)

@@ -50,6 +50,10 @@ class ResultRow:
     timing_source: str = ""
     clock_hz: int = 0
     layer_latency: str = ""                    # JSON list, one entry per layer, in latency_unit
+    # the cost model's latency (harness/prune/predict.py), in latency_unit: NaN / empty for a board without cost
+    # curves; the whole model's NaN too where a layer has no curve (its entry null)
+    predicted_latency: float = float("nan")
+    layer_predicted_latency: str = ""          # JSON: layer -> predicted, as layer_latency
     # work, from the compiler: multiply-accumulates of one inference
     macs: int = 0                              # of the dense computation, whatever the format
     nonzero_macs: int = 0                      # those with a nonzero weight: what a sparse kernel need compute

@@ -1,13 +1,18 @@
 """The hardware-aware allocator on synthetic cost models whose optimum is known, the cost model's fit, and
 the method names; no training (tests/test_prune_hardware_aware_sweep.py prunes a real model)."""
+import csv
 import itertools
+import json
 
 import numpy as np
 import pytest
 
 from harness.config import ConfigError, load_config
-from harness.prune.allocate import allocate, hardware_keep_counts, lower_hull
-from harness.prune.cost_model import CostModel, Curve, LayerGeometry, fit_cost_model, load_cost_model
+from harness.prune.allocate import allocate, budget_sparsity, hardware_keep_counts, lower_hull
+from harness.prune.cost_model import (CostModel, Curve, LayerGeometry, NoCostCurves, cost_board, fit_cost_model,
+                                      load_cost_model)
+from harness.prune.cost_model import main as cost_model_main
+from harness.prune.masks import PruningError, least_kept
 from harness.prune.method import MethodError, parse_method
 
 
@@ -75,10 +80,10 @@ def test_a_total_outside_the_layers_capacity_is_refused():
 # Instructions per MAC: dense 10; csr 12 + 20 per nonzero MAC on FULLY_CONNECTED (above dense at any
 # density: its zeros never pay), 1 + 9 per nonzero MAC on CONV_2D (below dense at any density under 1).
 SYNTHETIC = CostModel("synthetic", "instructions", "test", (
-    Curve("FULLY_CONNECTED", "dense", (0.0, 10.0, 0.0, 0.0), 0.0, 0),
-    Curve("FULLY_CONNECTED", "csr", (0.0, 12.0, 20.0, 0.0), 0.0, 0),
-    Curve("CONV_2D", "dense", (0.0, 10.0, 0.0, 0.0), 0.0, 0),
-    Curve("CONV_2D", "csr", (0.0, 1.0, 9.0, 0.0), 0.0, 0),
+    Curve("FULLY_CONNECTED", "dense", (0.0, 10.0, 0.0, 0.0, 0.0), 0.0, 0),
+    Curve("FULLY_CONNECTED", "csr", (0.0, 12.0, 20.0, 0.0, 0.0), 0.0, 0),
+    Curve("CONV_2D", "dense", (0.0, 10.0, 0.0, 0.0, 0.0), 0.0, 0),
+    Curve("CONV_2D", "csr", (0.0, 1.0, 9.0, 0.0, 0.0), 0.0, 0),
 ))
 FC = LayerGeometry("FULLY_CONNECTED", weights=400, macs=400, outputs=10)
 CONV = LayerGeometry("CONV_2D", weights=400, macs=400 * 64, outputs=64 * 8)
@@ -120,7 +125,7 @@ def test_the_total_is_exact_and_earlier_zeros_stay(seed):
     previous = [(rng.random(g.weights) > 0.3).astype(np.float32) for g in geometries]
     sizes = sum(g.weights for g in geometries)
     for sparsity in (0.5, 0.8, 0.9, 0.95):
-        counts = counts_for(geometries, sparsity, scores, previous, min_weights=4, model=load_cost_model())
+        counts = counts_for(geometries, sparsity, scores, previous, min_weights=4, model=load_cost_model("mps2_an386"))
         assert sum(counts) == round(sizes * (1 - sparsity))
         assert all(4 <= c <= int(p.sum()) for c, p in zip(counts, previous))
 
@@ -128,20 +133,26 @@ def test_the_total_is_exact_and_earlier_zeros_stay(seed):
 # --- the cost model ---
 
 def test_the_fit_recovers_the_coefficients_of_a_linear_kernel():
-    def row(shape, op, macs, sparsity, outputs, fmt, instructions):
-        return {"shape": shape, "op": op, "pattern": "unstructured", "layer_format": fmt, "macs": macs,
+    def row(shape, macs, sparsity, instructions):
+        return {"shape": shape, "op": "CONV_2D", "pattern": "unstructured", "layer_format": "csr", "macs": macs,
                 "nonzero_macs": macs * (1 - sparsity), "weights": 1, "instructions": instructions,
                 "status": "ok", "board": "mps2_an386", "unit": "instructions", "sparsity": sparsity}
 
-    shapes = [("fc-64x16", 1024, 16), ("fc-512x64", 32768, 64), ("fc-32x3", 96, 3)]
-    rows = [row(name, "FULLY_CONNECTED", macs, s, outputs, "csr", 300 + 0.5 * macs + 3 * macs * (1 - s) + 7 * outputs)
-            for name, macs, outputs in shapes for s in (0.0, 0.5, 0.9)]
+    def kernel(macs, nonzero_macs, outputs, inner):
+        return 300 + 0.5 * macs + 3 * nonzero_macs + 7 * outputs + 2 * macs / inner
+
+    # (name, MACs, outputs, input channels): the input channels set the inner loops apart from the MACs.
+    shapes = [("conv3x3-8x8x1-16", 9216, 1024, 1), ("conv3x3-4x4x16-32", 73728, 512, 16),
+              ("conv1x1-16x16x16-32", 131072, 8192, 16), ("conv3x3-16x16x3-16", 110592, 4096, 3),
+              ("conv3x3-16x16x16-16", 589824, 4096, 16)]
+    rows = [row(name, macs, s, kernel(macs, macs * (1 - s), outputs, inner))
+            for name, macs, outputs, inner in shapes for s in (0.0, 0.5, 0.9)]
     model = fit_cost_model(rows, "test")
     (curve,) = model.curves
-    assert curve.coefficients == pytest.approx((300, 0.5, 3, 7), rel=1e-6)
-    assert curve.max_error < 1e-9 and curve.rows == 9
-    geometry = LayerGeometry("FULLY_CONNECTED", weights=2048, macs=2048, outputs=32)
-    assert model.latency(geometry, 0.2) == pytest.approx(300 + 0.5 * 2048 + 3 * 2048 * 0.2 + 7 * 32)
+    assert curve.coefficients == pytest.approx((300, 0.5, 3, 7, 2), rel=1e-6)
+    assert curve.max_error < 1e-9 and curve.rows == 15
+    geometry = LayerGeometry("CONV_2D", weights=2304, macs=2304 * 64, outputs=1024, inner=8)
+    assert model.latency(geometry, 0.2) == pytest.approx(kernel(2304 * 64, 2304 * 64 * 0.2, 1024, 8))
 
 
 def test_the_fastest_format_is_taken_at_each_density():
@@ -151,7 +162,7 @@ def test_the_fastest_format_is_taken_at_each_density():
 
 
 def test_the_committed_curves_cover_every_prunable_op_and_predict_dense_within_their_error():
-    model = load_cost_model()
+    model = load_cost_model("mps2_an386")
     assert model.unit == "instructions" and model.board == "mps2_an386"
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         assert {"dense", "csr"} <= set(model.formats(op))
@@ -184,3 +195,118 @@ def test_a_config_names_the_new_methods(tmp_path):
     path.write_text('[prune]\nmethods = ["hardware-aware/gradual/filter"]\n')
     with pytest.raises(ConfigError, match="unstructured pruning only"):
         load_config(path)
+
+
+# --- λ, the ceiling and the latency budget, on synthetic costs with a known optimum ---
+
+# Two convolutions whose csr pays from the first zero (SYNTHETIC): each zero of A saves 9 * 64 = 576
+# instructions, each of B 9 * 16 = 144, of 128,000 dense; uniform scores, so each zero costs 1/100 of A's saliency
+# or 1/400 of B's. Marginal cost per zero (m = 2 layers): A -576/128000 + λ/200, B -144/128000 + λ/800:
+# A is the cheaper below λ = 0.9, B above.
+A = LayerGeometry("CONV_2D", weights=100, macs=100 * 64, outputs=64)
+B = LayerGeometry("CONV_2D", weights=400, macs=400 * 16, outputs=64)
+
+
+def uniform_counts(sparsity, tradeoff, min_weights=1):
+    return hardware_keep_counts([np.ones(100), np.ones(400)], [np.ones(100), np.ones(400)], [A, B], SYNTHETIC,
+                                sparsity, min_weights, tradeoff)
+
+
+@pytest.mark.parametrize("tradeoff, kept", [(0.0, [1, 399]), (0.5, [1, 399]), (0.85, [1, 399]),
+                                            (0.95, [100, 300]), (2.0, [100, 300])])
+def test_the_tradeoff_decides_which_layer_pays_for_the_zeros(tradeoff, kept):
+    # 100 zeros (20 % of 500): all in the cheaper layer, as far as its floor (1 weight) allows.
+    assert uniform_counts(0.2, tradeoff) == kept
+
+
+def test_a_ceiling_per_layer_sends_the_rest_to_the_next_cheapest_layer():
+    floors = [least_kept(100, 1, 0.5), least_kept(400, 1, 0.5)]
+    assert floors == [50, 200]
+    assert uniform_counts(0.2, 0.5, floors) == [50, 350]      # A stops at 50 % sparsity; B takes the other 50 zeros
+    assert uniform_counts(0.5, 0.5, floors) == [50, 200]      # both at the ceiling: 250 zeros is all there is
+
+
+def test_a_latency_budget_gives_the_least_sparsity_that_meets_it():
+    pool = ([np.ones(100), np.ones(400)], [np.ones(100), np.ones(400)], [A, B], SYNTHETIC)
+    dense = 10 * (A.macs + B.macs)
+    # At λ = 0.5 A loses 99 weights first (576 each), then B (144 each): 11 of B's meet this budget, 10 do not.
+    budget = dense - 99 * 576 - 11 * 144
+    assert budget_sparsity(*pool, budget, 1, 0.5) == pytest.approx(110 / 500)
+    assert budget_sparsity(*pool, budget + 1, 1, 0.5) == pytest.approx(110 / 500)
+    assert budget_sparsity(*pool, budget - 1, 1, 0.5) == pytest.approx(111 / 500)
+    assert budget_sparsity(*pool, dense, 1, 0.5) == 0.0
+    fewest = dense - 99 * 576 - 399 * 144                      # every weight pruned but one per layer
+    assert budget_sparsity(*pool, fewest, 1, 0.5) == pytest.approx(498 / 500)
+    assert budget_sparsity(*pool, fewest - 1, 1, 0.5) is None
+
+
+# --- per board ---
+
+def test_a_board_without_curves_has_no_cost_model_and_is_told_how_to_make_one():
+    with pytest.raises(NoCostCurves, match=r"no cost curves for board 'host'.*harness kernels --board host .*"
+                                           r"python -m harness.prune.cost_model"):
+        load_cost_model("host")
+    assert cost_board("global-magnitude/gradual", ["host", "mps2_an386"]) is None   # needs no cost model
+    assert cost_board("hardware-aware/gradual", ["mps2_an386", "mps2_an386"]) == "mps2_an386"
+    with pytest.raises(PruningError, match="hardware-aware/gradual: no cost curves for board 'host'"):
+        cost_board("hardware-aware/gradual", ["host"])
+    with pytest.raises(PruningError, match="one board's cost curves; the sweep has mps2_an386, host: run one sweep"):
+        cost_board("hardware-aware/gradual", ["mps2_an386", "host"])
+
+
+def test_curves_are_kept_per_board_and_a_refit_replaces_only_its_own(tmp_path):
+    curves = tmp_path / "curves.json"
+    other = CostModel("other_board", "cycles", "by hand", SYNTHETIC.curves)
+    committed = load_cost_model("mps2_an386")
+    curves.write_text(json.dumps({"other_board": other.to_json(), "mps2_an386": committed.to_json()}))
+    kernels = tmp_path / "kernels.csv"
+    fields = ["shape", "op", "pattern", "layer_format", "macs", "nonzero_macs", "instructions", "status", "board",
+              "unit", "pruning"]
+    with open(kernels, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        for s in (0.0, 0.5, 0.9):
+            for name, macs in (("fc-64x16", 1024), ("fc-512x64", 32768), ("fc-32x3", 96)):
+                writer.writerow({"shape": name, "op": "FULLY_CONNECTED", "pattern": "unstructured",
+                                 "layer_format": "dense", "macs": macs, "nonzero_macs": macs * (1 - s),
+                                 "instructions": 100 + 2 * macs, "status": "ok", "board": "mps2_an386",
+                                 "unit": "instructions", "pruning": s})
+    assert cost_model_main([str(kernels), "--out", str(curves)]) == 0
+    assert load_cost_model("other_board", curves) == other
+    refit = load_cost_model("mps2_an386", curves)
+    assert [(c.op, c.format) for c in refit.curves] == [("FULLY_CONNECTED", "dense")]
+    assert refit.ops == committed.ops   # the ops without weights are kept unless refitted from sweeps
+
+
+# --- the [prune] keys ---
+
+HW = 'methods = ["hardware-aware/gradual"]\n'
+
+@pytest.mark.parametrize("text, message", [
+    ("[prune]\ntradeoff = 2.0\n", (r"\[prune\]: 'tradeoff' applies to the hardware-aware methods only, and "
+                                   r"'methods' \(global-magnitude/gradual\) has none")),
+    ("[prune]\nlatency_budget = 0.5\n", "'latency_budget' applies to the hardware-aware methods only"),
+    (f"[prune]\n{HW}latency_budget = 1.5\n", r"\[prune\]: 'latency_budget' 1.5 is outside \[0, 1\)"),
+    (f"[prune]\n{HW}tradeoff = -1.0\n", r"\[prune\]: 'tradeoff' must be at least 0.0, got -1.0"),
+    (f"[prune]\n{HW}tradeoff = \"1\"\n", r"\[prune\]: 'tradeoff' must be float, got '1'"),
+    ("[prune]\nmax_layer_sparsity = 0.0\n", r"'max_layer_sparsity' 0.0 is outside \(0, 1\]"),
+    ("[sweep]\ntargets = [0.5, 0.9]\n[prune]\nmax_layer_sparsity = 0.8\n",
+     r"\[sweep\]: target 0.9 is above \[prune\] 'max_layer_sparsity' 0.8"),
+    ("[sweep]\ntargets = [0.5]\n[prune]\nmax_layer_sparsity = 0.8\nlayer_targets = { fc1 = 0.9 }\n",
+     r"\[prune\]: target 0.9 of layer 'fc1' is above 'max_layer_sparsity' 0.8"),
+    ("[prune]\nmax_layer_sparsty = 0.9\n", "unknown key 'max_layer_sparsty' \\(did you mean 'max_layer_sparsity'\\?\\)"),
+])
+def test_wrong_hardware_aware_keys_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_config(path)
+    assert "\n" not in str(raised.value) and str(raised.value).startswith(str(path))
+
+
+def test_hardware_aware_keys_are_read(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(f"[sweep]\ntargets = [0.9]\n[prune]\n{HW}tradeoff = 2\nlatency_budget = 0.4\n"
+                    "max_layer_sparsity = 0.95\n")
+    prune = load_config(path).prune
+    assert (prune.tradeoff, prune.latency_budget, prune.max_layer_sparsity) == (2.0, 0.4, 0.95)

@@ -20,10 +20,11 @@ def digits():
     return SPEC.load_data()
 
 
-def sweep(digits, method, targets=(0.5, 0.9), config=QUICK, seed=0):
+def sweep(digits, method, targets=(0.5, 0.9), config=QUICK, seed=0, board="mps2_an386"):
     """Prune, convert each snapshot to int8 and measure it: [(snapshot, tflite, layer table)]."""
     model = SPEC.build(seed)
-    snapshots = prune_sweep(model, digits, targets, config, parse_method(method), seed, progress=lambda _: None)
+    snapshots = prune_sweep(model, digits, targets, config, parse_method(method), seed, progress=lambda _: None,
+                            board=board)
     out = []
     for snapshot in snapshots:
         exported = export_model(model, snapshot)

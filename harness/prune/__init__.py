@@ -8,6 +8,7 @@ target costs a fine-tune, not a training run (see schedules.py).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from harness.config import PruneConfig
@@ -31,19 +32,31 @@ def _path_targets(targets, method: Method) -> list[float]:
     return sorted(chosen)
 
 
+def _budget_targets(pruner: Pruner, targets, budget: float, progress: Callable[[str], None]) -> list[float]:
+    """A latency budget in place of the sweep's targets: the least sparsity the allocation needs to meet it on
+    the dense model's saliency (rounded up to 1e-4), and the dense point if the sweep has it."""
+    share = math.ceil(pruner.budget_target(budget) * 1e4) / 1e4
+    progress(f"{pruner.method.name}: latency budget {budget:.0%} of the prunable layers' predicted dense latency: "
+             f"sparsity {share:.4f}")
+    return sorted({t for t in targets if t == 0.0} | {share})
+
+
 def prune_sweep(model, data, targets, config: PruneConfig, method: Method, seed: int,
-                progress: Callable[[str], None] = print) -> list[Snapshot]:
+                progress: Callable[[str], None] = print, board: str | None = None) -> list[Snapshot]:
+    """board: the one the sweep measures on, whose cost model a hardware-aware method allocates by."""
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
     targets = _path_targets(targets, method)
-    pruner = Pruner(model, data, config, method, seed)
+    pruner = Pruner(model, data, config, method, seed, board)
     early = pruner.weights()  # lottery ticket: survivors rewind to these
     pruner.train(config.rewind_epoch)
     if config.rewind_epoch:
         early = pruner.weights()
     loss = pruner.train(config.dense_epochs - config.rewind_epoch)
     progress(f"{method.name}: trained dense model, {config.dense_epochs} epochs, loss {loss:.3f}")
+    if config.latency_budget and method.scope == "hardware":
+        targets = _budget_targets(pruner, targets, config.latency_budget, progress)
     snapshots = []
     for snapshot in SCHEDULES[method.schedule](pruner, targets, config, early):
         progress(f"{method.name} sparsity {snapshot.target:.2f}: float {headline(snapshot.float_scores)} "

@@ -21,7 +21,7 @@ from itertools import pairwise
 import numpy as np
 
 from harness.prune.cost_model import CostModel, LayerGeometry
-from harness.prune.masks import check_target
+from harness.prune.masks import check_target, floors_of
 
 
 def lower_hull(costs: np.ndarray) -> list[int]:
@@ -69,21 +69,65 @@ def allocate(costs: Sequence[np.ndarray], total: int) -> list[int]:
 
 
 def hardware_keep_counts(scores: Sequence[np.ndarray], previous: Sequence[np.ndarray], geometries: Sequence[LayerGeometry],
-                         cost_model: CostModel, sparsity: float, min_weights: int, tradeoff: float = 1.0) -> list[int]:
+                         cost_model: CostModel, sparsity: float, min_weights: int | Sequence[int],
+                         tradeoff: float = 1.0) -> list[int]:
     """Per-layer survivor counts for a total of round(N * (1 - sparsity)) over the layers given, as global
-    ranking keeps exactly; weights pruned before (previous == 0) stay pruned, every layer keeps min_weights."""
+    ranking keeps exactly; weights pruned before (previous == 0) stay pruned, every layer keeps min_weights
+    (one count for all, or one per layer: masks.least_kept)."""
     check_target(sparsity)
-    sizes = [s.size for s in scores]
-    pruned_before = [int(np.sum(p == 0)) for p in previous]
-    most = [max(before, size - min(size, min_weights)) for size, before in zip(sizes, pruned_before)]
-    dense = sum(float(cost_model.latency(g, 1.0)) for g in geometries) or 1.0
-    costs = []
-    for s, p, g, size, before, last in zip(scores, previous, geometries, sizes, pruned_before, most):
-        saliency = np.sort(np.where(p.ravel() > 0, np.abs(s.ravel()).astype(np.float64), 0.0))
-        lost = np.concatenate([[0.0], np.cumsum(saliency)])[before:last + 1] / (saliency.sum() or 1.0)
-        density = (size - np.arange(before, last + 1)) / size
-        costs.append(cost_model.latency(g, density) / dense + tradeoff * lost / len(scores))
-    total = sum(sizes) - int(round(sum(sizes) * (1.0 - sparsity)))
-    total = min(max(total, sum(pruned_before)), sum(most))
-    extra = allocate(costs, total - sum(pruned_before))
-    return [size - before - more for size, before, more in zip(sizes, pruned_before, extra)]
+    pool = _Pool(scores, previous, geometries, cost_model, min_weights, tradeoff)
+    total = pool.size - round(pool.size * (1.0 - sparsity))
+    return pool.keep_counts(total)
+
+
+def budget_sparsity(scores: Sequence[np.ndarray], previous: Sequence[np.ndarray], geometries: Sequence[LayerGeometry],
+                    cost_model: CostModel, budget: float, min_weights: int | Sequence[int],
+                    tradeoff: float = 1.0) -> float | None:
+    """The least sparsity of these layers at which their allocation is predicted to take at most `budget`
+    (instructions); None when even the most pruning the floors allow is predicted above it.
+
+    Found by bisection on the number of zeros: the allocation's predicted latency falls as zeros are added
+    (each is taken only where it lowers the summed cost), up to the saliency's pull at the margin."""
+    pool = _Pool(scores, previous, geometries, cost_model, min_weights, tradeoff)
+    low, high = pool.before, pool.most
+    if pool.latency(pool.keep_counts(high)) > budget:
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if pool.latency(pool.keep_counts(middle)) <= budget:
+            high = middle
+        else:
+            low = middle + 1
+    return high / pool.size
+
+
+class _Pool:
+    """The layers sharing the zeros: each one's cost of pruning k more weights (the module's formula), from
+    the zeros it has to the most its floor allows."""
+
+    def __init__(self, scores, previous, geometries, cost_model: CostModel, min_weights, tradeoff: float):
+        self.sizes = [s.size for s in scores]
+        self.size = sum(self.sizes)
+        self.geometries, self.cost_model = geometries, cost_model
+        self.pruned_before = [int(np.sum(p == 0)) for p in previous]
+        self.most_each = [max(before, size - floor) for size, before, floor in
+                          zip(self.sizes, self.pruned_before, floors_of(self.sizes, min_weights))]
+        self.before, self.most = sum(self.pruned_before), sum(self.most_each)
+        dense = sum(float(cost_model.latency(g, 1.0)) for g in geometries) or 1.0
+        self.costs = []
+        for s, p, g, size, before, last in zip(scores, previous, geometries, self.sizes, self.pruned_before,
+                                               self.most_each):
+            saliency = np.sort(np.where(p.ravel() > 0, np.abs(s.ravel()).astype(np.float64), 0.0))
+            lost = np.concatenate([[0.0], np.cumsum(saliency)])[before:last + 1] / (saliency.sum() or 1.0)
+            density = (size - np.arange(before, last + 1)) / size
+            self.costs.append(cost_model.latency(g, density) / dense + tradeoff * lost / len(scores))
+
+    def keep_counts(self, total: int) -> list[int]:
+        """Survivors per layer with `total` zeros in all (clipped to what the pool can have)."""
+        total = min(max(total, self.before), self.most)
+        extra = allocate(self.costs, total - self.before)
+        return [size - before - more for size, before, more in zip(self.sizes, self.pruned_before, extra)]
+
+    def latency(self, counts: list[int]) -> float:
+        return sum(float(self.cost_model.latency(g, kept / size))
+                   for g, kept, size in zip(self.geometries, counts, self.sizes))

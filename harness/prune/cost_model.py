@@ -6,22 +6,30 @@
 The prediction is a small linear model per op and format, fitted to the
 kernel micro-benchmark (`harness kernels`, its kernels.csv):
 
-    instructions = a + b * MACs + c * nonzero MACs + d * outputs
+    instructions = a + b * MACs + c * nonzero MACs + d * outputs + e * MACs / inner
 
 A fitted model rather than the measured curves looked up by shape, because a
-model's layers are never the shapes measured: the four terms are what every
+model's layers are never the shapes measured: the five terms are what every
 kernel here does (a call, a dense inner loop per MAC, a sparse one per
-nonzero MAC, a requantization per output), so the fit carries over to other
-shapes of the same op. Its worst relative error on the rows it was fitted to
+nonzero MAC, a requantization per output, and the set-up of each inner loop
+over the input channels: a 3-channel convolution pays it 3x as often per MAC
+as a 9-channel one), so the fit carries over to other shapes of the same op. Its worst relative error on the rows it was fitted to
 is kept with it (`max_error`).
 
-The fitted coefficients live beside this file (cost_curves.json), so the
-sweep's model cache, keyed by the content of harness/prune, is keyed by them
-too: new curves prune anew.
+The ops without weights (pooling, ADD, softmax, ...) do not change with
+sparsity; a model's whole latency adds them, each predicted by its kernel
+from the elements it reads and writes (`ElementCurve`), fitted to the
+per-layer latencies of measured sweeps (their results.csv).
+
+The fitted coefficients live beside this file (cost_curves.json), one entry
+per board environment, so the sweep's model cache, keyed by the content of
+harness/prune, is keyed by them too: new curves prune anew. A board without
+an entry has no cost model (`NoCostCurves`), never another board's.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 from dataclasses import asdict, dataclass
@@ -42,6 +50,8 @@ class LayerGeometry:
     weights: int  # kernel weights
     macs: int     # multiply-accumulates of one inference, all weights nonzero
     outputs: int  # output values of one inference
+    inner: int = 1  # length of the innermost loop: input channels (CONV_2D), input features (FULLY_CONNECTED);
+                    # 1 for DEPTHWISE_CONV_2D, whose channels do not mix
 
     @property
     def macs_per_weight(self) -> float:
@@ -56,20 +66,35 @@ def layer_geometry(layer) -> LayerGeometry:
     weights, outputs = int(np.prod(kernel)), int(np.prod(output))
     # Each output value takes one MAC per weight feeding its channel: weights / output channels.
     macs = outputs * weights // output[-1]
-    return LayerGeometry(KERAS_OPS[type(layer).__name__], weights, macs, outputs)
+    op = KERAS_OPS[type(layer).__name__]
+    return LayerGeometry(op, weights, macs, outputs, 1 if op == "DEPTHWISE_CONV_2D" else kernel[-2])
 
 
 @dataclass(frozen=True)
 class Curve:
     op: str
     format: str
-    coefficients: tuple[float, float, float, float]  # a, b, c, d of the module's formula
-    max_error: float                                 # worst |predicted / measured - 1| over the fitted rows
-    rows: int                                        # how many measured variants it was fitted to
+    coefficients: tuple[float, ...]  # a, b, c, d, e of the module's formula
+    max_error: float                 # worst |predicted / measured - 1| over the fitted rows
+    rows: int                        # how many measured variants it was fitted to
 
-    def predict(self, macs, nonzero_macs, outputs):
-        a, b, c, d = self.coefficients
-        return a + b * np.asarray(macs, np.float64) + c * np.asarray(nonzero_macs, np.float64) + d * outputs
+    def predict(self, macs, nonzero_macs, outputs, inner=1):
+        a, b, c, d, e = self.coefficients
+        macs = np.asarray(macs, np.float64)
+        return a + b * macs + c * np.asarray(nonzero_macs, np.float64) + d * outputs + e * macs / inner
+
+
+@dataclass(frozen=True)
+class ElementCurve:
+    """An op without weights, by the kernel that runs it: instructions = a + b * input elements + c * output elements."""
+    kernel: str                                # e.g. "max_pool2d_s8"; "alias" for a RESHAPE that copies nothing
+    coefficients: tuple[float, float, float]
+    max_error: float
+    rows: int
+
+    def predict(self, inputs: int, outputs: int) -> float:
+        a, b, c = self.coefficients
+        return a + b * inputs + c * outputs
 
 
 @dataclass(frozen=True)
@@ -78,6 +103,11 @@ class CostModel:
     unit: str       # "instructions" on an emulated board: never cycles
     source: str     # what the curves were fitted from
     curves: tuple[Curve, ...]
+    ops: tuple[ElementCurve, ...] = ()  # the ops without weights
+    ops_source: str = ""
+
+    def element_curve(self, kernel: str) -> ElementCurve | None:
+        return next((curve for curve in self.ops if curve.kernel == kernel), None)
 
     def formats(self, op: str) -> list[str]:
         return [curve.format for curve in self.curves if curve.op == op]
@@ -92,18 +122,25 @@ class CostModel:
             if fmt is not None:
                 raise KeyError(f"cost model has no curve for {geometry.op} in format {fmt}")
             return np.zeros_like(density)
-        predictions = [c.predict(geometry.macs, geometry.macs * density, geometry.outputs) for c in curves]
+        predictions = [c.predict(geometry.macs, geometry.macs * density, geometry.outputs, geometry.inner)
+                       for c in curves]
         return np.min(predictions, axis=0)
 
     def to_json(self) -> dict:
-        return {"board": self.board, "unit": self.unit, "source": self.source,
-                "curves": [asdict(curve) for curve in self.curves]}
+        return {"unit": self.unit, "source": self.source, "curves": [asdict(curve) for curve in self.curves],
+                "ops_source": self.ops_source, "ops": [asdict(curve) for curve in self.ops]}
 
     @classmethod
-    def from_json(cls, values: dict) -> CostModel:
+    def from_json(cls, board: str, values: dict) -> CostModel:
         curves = tuple(Curve(c["op"], c["format"], tuple(c["coefficients"]), c["max_error"], c["rows"])
                        for c in values["curves"])
-        return cls(values["board"], values["unit"], values["source"], curves)
+        ops = tuple(ElementCurve(c["kernel"], tuple(c["coefficients"]), c["max_error"], c["rows"])
+                    for c in values.get("ops", ()))
+        return cls(board, values["unit"], values["source"], curves, ops, values.get("ops_source", ""))
+
+
+class NoCostCurves(LookupError):
+    """A board the committed cost curves do not cover."""
 
 
 def fit_cost_model(rows: list[dict], source: str) -> CostModel:
@@ -117,7 +154,7 @@ def fit_cost_model(rows: list[dict], source: str) -> CostModel:
     curves = []
     for op, fmt in sorted({(r["op"], r["layer_format"]) for r in rows}):
         chosen = [r for r in rows if (r["op"], r["layer_format"]) == (op, fmt)]
-        features = np.array([[1.0, float(r["macs"]), float(r["nonzero_macs"]), _outputs(r)]
+        features = np.array([[1.0, float(r["macs"]), float(r["nonzero_macs"]), *_outputs_and_loops(r)]
                              for r in chosen])
         measured = np.array([float(r["instructions"]) for r in chosen])
         coefficients = _nonnegative_fit(features / measured[:, None], np.ones(len(chosen)))
@@ -129,7 +166,7 @@ def fit_cost_model(rows: list[dict], source: str) -> CostModel:
 def _nonnegative_fit(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least squares with every coefficient >= 0: no kernel gets faster with more MACs or outputs, and
     a negative term fitted to a few large shapes predicts a small layer below zero. Exact, by trying
-    every subset of the four terms."""
+    every subset of the terms."""
     best, best_residual = np.zeros(features.shape[1]), float(np.sum(target ** 2))
     for subset in itertools.product((False, True), repeat=features.shape[1]):
         if not any(subset):
@@ -143,49 +180,139 @@ def _nonnegative_fit(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     return best
 
 
-def _outputs(row: dict) -> float:
-    """Output values of a micro-benchmark layer, from its shape's name (SAME padding, stride 1)."""
+def _outputs_and_loops(row: dict) -> tuple[float, float]:
+    """Output values and inner loops (MACs / inner) of a micro-benchmark layer, from its shape's name
+    (stride 1)."""
     from harness.kernel_bench.shapes import parse_shape
 
     shape = parse_shape(row["shape"])
+    macs = float(row["macs"])
     if shape.op == "FULLY_CONNECTED":
-        return float(shape.outputs)
+        return float(shape.outputs), macs / shape.input_shape[0]
     height, width, channels = shape.input_shape
     if shape.padding == "valid":
         height, width = height - shape.kernel[0] + 1, width - shape.kernel[1] + 1
-    return float(height * width * (shape.outputs or channels))
+    inner = 1 if shape.op == "DEPTHWISE_CONV_2D" else channels
+    return float(height * width * (shape.outputs or channels)), macs / inner
+
+
+def fit_element_curves(layers: list[tuple[str, int, int, float]]) -> tuple[ElementCurve, ...]:
+    """One curve per kernel of the ops without weights, from (kernel, input elements, output elements, measured)
+    per layer, by the same nonnegative least squares on the relative error as the layers with weights."""
+    curves = []
+    for kernel in sorted({layer[0] for layer in layers}):
+        chosen = [layer for layer in layers if layer[0] == kernel]
+        features = np.array([[1.0, float(inputs), float(outputs)] for _, inputs, outputs, _ in chosen])
+        measured = np.array([max(float(m), 1.0) for *_, m in chosen])
+        coefficients = _nonnegative_fit(features / measured[:, None], np.ones(len(chosen)))
+        error = float(np.max(np.abs(features @ coefficients / measured - 1.0)))
+        curves.append(ElementCurve(kernel, tuple(float(c) for c in coefficients), round(error, 4), len(chosen)))
+    return tuple(curves)
 
 
 def read_kernels_csv(path: Path) -> list[dict]:
+    """A CSV's rows as dicts: kernels.csv, or a sweep's results.csv."""
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def load_cost_model(path: Path = CURVES_PATH) -> CostModel:
-    return _load(path.read_text())
+def refit_command(board: str) -> str:
+    """What makes a board's curves (docs/pruning.md, "Refitting the cost curves")."""
+    return (f"harness kernels --board {board} --shapes {','.join(BENCH_SHAPES)} --sparsities {BENCH_SPARSITIES} "
+            f"--formats csr, then python -m harness.prune.cost_model results/kernels-<run>/kernels.csv")
+
+
+# The micro-benchmark shapes the committed curves are fitted to: each op's call, per-MAC, per-nonzero-MAC and
+# per-output terms need shapes that vary them apart, and no more.
+BENCH_SHAPES = ("fc-512x64", "fc-64x16", "conv3x3-8x8x1-16", "conv3x3-4x4x16-32", "conv3x3-16x16x16-16",
+                "conv1x1-16x16x16-32", "dw3x3-16x16x16", "dw3x3-8x8x32")
+BENCH_SPARSITIES = "0,0.5,0.8,0.9,0.95"
+
+
+def boards_with_curves(path: Path = CURVES_PATH) -> list[str]:
+    return sorted(json.loads(path.read_text()))
+
+
+def load_cost_model(board: str, path: Path = CURVES_PATH) -> CostModel:
+    """The board's cost model; NoCostCurves names the board and how to make its curves when it has none."""
+    model = _load(path.read_text()).get(board)
+    if model is None:
+        raise NoCostCurves(f"no cost curves for board '{board}' in {path.name} (boards with curves: "
+                           f"{', '.join(boards_with_curves(path))}); make them: {refit_command(board)}")
+    return model
+
+
+def cost_board(method: str, boards) -> str | None:
+    """The board whose cost model a pruning method allocates by: None for a method that needs none. A
+    hardware-aware method needs the sweep to have one board, with curves (a PruningError says what is missing)."""
+    from harness.prune.masks import PruningError
+    from harness.prune.method import parse_method
+
+    if parse_method(method).scope != "hardware":
+        return None
+    boards = list(dict.fromkeys(boards))
+    if len(boards) != 1:
+        raise PruningError(f"{method} allocates by one board's cost curves; the sweep has "
+                           f"{', '.join(boards) or 'no board'}: run one sweep per board")
+    try:
+        load_cost_model(boards[0])
+    except NoCostCurves as err:
+        raise PruningError(f"{method}: {err}") from None
+    return boards[0]
 
 
 @lru_cache(maxsize=4)
-def _load(text: str) -> CostModel:
-    return CostModel.from_json(json.loads(text))
+def _load(text: str) -> dict[str, CostModel]:
+    return {board: CostModel.from_json(board, values) for board, values in json.loads(text).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m harness.prune.cost_model",
-                                     description="fit the pruning cost model to a `harness kernels` run")
+                                     description="fit a board's pruning cost model to a `harness kernels` run "
+                                                 "(and its ops without weights to sweeps' per-layer latencies)")
     parser.add_argument("kernels_csv", type=Path, help="kernels.csv of a `harness kernels` run")
+    parser.add_argument("--ops", type=Path, nargs="+", default=(), metavar="RESULTS_CSV",
+                        help="results.csv of sweeps on the same board: refit the ops without weights from their "
+                             "per-layer latencies (default: keep the board's current ones)")
     parser.add_argument("--out", type=Path, default=CURVES_PATH)
     args = parser.parse_args(argv)
     rows = read_kernels_csv(args.kernels_csv)
     shapes = ", ".join(dict.fromkeys(r["shape"] for r in rows))
     sparsities = ", ".join(dict.fromkeys(r["pruning"] for r in rows))
     model = fit_cost_model(rows, source=f"harness kernels: {shapes} at {sparsities}")
-    args.out.write_text(json.dumps(model.to_json(), indent=1) + "\n")
+    boards = _load(args.out.read_text()) if args.out.exists() else {}
+    earlier = boards.get(model.board)
+    if args.ops:
+        model = dataclasses.replace(model, ops=fit_element_curves(_element_layers(args.ops, model.board)),
+                                    ops_source="per-layer latencies of " + ", ".join(str(p) for p in args.ops))
+    elif earlier is not None:
+        model = dataclasses.replace(model, ops=earlier.ops, ops_source=earlier.ops_source)
+    boards[model.board] = model
+    args.out.write_text(json.dumps({board: m.to_json() for board, m in sorted(boards.items())}, indent=1) + "\n")
     for curve in model.curves:
-        print(f"{curve.op} {curve.format}: {curve.rows} rows, worst error {curve.max_error:.1%}")
+        print(f"{model.board} {curve.op} {curve.format}: {curve.rows} rows, worst error {curve.max_error:.1%}")
+    for curve in model.ops:
+        print(f"{model.board} {curve.kernel}: {curve.rows} shapes, worst error {curve.max_error:.1%}")
     return 0
+
+
+def _element_layers(paths, board: str) -> list[tuple[str, int, int, float]]:
+    """(kernel, input elements, output elements, median measured) of every distinct op without weights in the
+    measured rows of `board`."""
+    from harness.prune.predict import layers_of_row
+
+    measured: dict[tuple[str, int, int], list[float]] = {}
+    for path in paths:
+        for row in read_kernels_csv(path):
+            if row["status"] != "ok" or row["board"] != board:
+                continue
+            latency = json.loads(row["layer_latency"])
+            for layer in layers_of_row(row):
+                if not layer.weights:
+                    measured.setdefault((layer.kernel, layer.inputs, layer.outputs), []).append(latency[layer.name])
+    return [(*key, float(np.median(values))) for key, values in measured.items()]
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ earlier on a path stay pruned: they rank below every survivor.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 PRUNABLE_LAYER_TYPES = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
@@ -52,16 +54,32 @@ def top_k_mask(scores: np.ndarray, keep: int, previous: np.ndarray | None = None
     return mask.reshape(scores.shape)
 
 
+def least_kept(size: int, min_weights: int, max_sparsity: float = 1.0) -> int:
+    """The fewest of a layer's `size` weights it may keep: min_weights, and enough that at most max_sparsity of
+    them are pruned.
+
+    >>> least_kept(144, 1, 0.95), least_kept(144, 20, 0.95), least_kept(10, 50)
+    (8, 20, 10)
+    """
+    return min(size, max(min_weights, size - int(np.floor(size * max_sparsity + 1e-9))))
+
+
+def floors_of(sizes: Sequence[int], min_weights: int | Sequence[int]) -> list[int]:
+    """Each layer's least kept count: one min_weights for all, or one per layer; never more than the layer has."""
+    each = [min_weights] * len(sizes) if isinstance(min_weights, int) else list(min_weights)
+    return [min(size, floor) for size, floor in zip(sizes, each)]
+
+
 def global_keep_counts(scores: list[np.ndarray], previous: list[np.ndarray | None], sparsity: float,
-                       min_weights: int) -> list[int]:
+                       min_weights: int | Sequence[int]) -> list[int]:
     """Per-layer survivor counts when all layers' scores are ranked together (global pruning).
 
-    Each layer first keeps its min_weights best; the rest of the budget goes to
-    the best scores of any layer. The total is exact: round(N * (1 - sparsity)).
+    Each layer first keeps its min_weights best (one count for all, or one per layer: least_kept); the rest
+    of the budget goes to the best scores of any layer. The total is exact: round(N * (1 - sparsity)).
     """
     check_target(sparsity)
     ranked = [np.sort(_ranked(s, p))[::-1] for s, p in zip(scores, previous)]
-    floors = [min(r.size, min_weights) for r in ranked]
+    floors = floors_of([r.size for r in ranked], min_weights)
     total = max(sum(floors), int(round(sum(r.size for r in ranked) * (1.0 - sparsity))))
     pool = np.concatenate([r[f:] for r, f in zip(ranked, floors)])
     owner = np.concatenate([np.full(r.size - f, i) for i, (r, f) in enumerate(zip(ranked, floors))])

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config import PruneConfig
-from harness.prune.allocate import hardware_keep_counts
-from harness.prune.cost_model import layer_geometry, load_cost_model
-from harness.prune.masks import (PruningError, global_keep_counts, kept_count, n_of_m_mask, prunable_layers,
-                                 top_k_mask)
+from harness.prune.allocate import budget_sparsity, hardware_keep_counts
+from harness.prune.cost_model import cost_board, layer_geometry, load_cost_model
+from harness.prune.masks import (PruningError, global_keep_counts, kept_count, least_kept, n_of_m_mask,
+                                 prunable_layers, top_k_mask)
 from harness.prune.method import Method
 from harness.prune.structured import filter_keep, filter_masks, trace_channels
 from harness.prune.train import MaskedTrainer
@@ -37,7 +37,8 @@ class Snapshot:
 
 
 class Pruner:
-    def __init__(self, model, data, config: PruneConfig, method: Method, seed: int):
+    def __init__(self, model, data, config: PruneConfig, method: Method, seed: int, board: str | None = None):
+        """board: whose cost model a hardware-aware method allocates by (the sweep's board)."""
         self.model, self.data, self.config, self.method = model, data, config, method
         self.layers = prunable_layers(model)
         self._check_layer_names()
@@ -46,6 +47,8 @@ class Pruner:
         self.graph = trace_channels(model) if method.pattern == "filter" else None
         by_cost = method.scope == "hardware" or method.criterion == "mac-weighted"
         self.geometries = [layer_geometry(layer) for layer in self.layers] if by_cost else None
+        self.cost_model = load_cost_model(cost_board(method.name, [board] if board else [])) \
+            if method.scope == "hardware" else None
         self.reset_masks()
         self._epochs, self._since = 0, time.perf_counter()
 
@@ -57,6 +60,10 @@ class Pruner:
         if self.method.n_of_m is not None:
             return self.method.fixed_target()
         return self.config.layer_targets.get(layer.name, sparsity)
+
+    def floor(self, layer) -> int:
+        """The fewest weights the layer keeps: min_weights, and no more pruned than max_layer_sparsity."""
+        return least_kept(int(np.prod(layer.kernel.shape)), self.config.min_weights, self.config.max_layer_sparsity)
 
     def _fits_pattern(self, layer) -> bool:
         n_of_m = self.method.n_of_m
@@ -97,21 +104,45 @@ class Pruner:
         self.trainer.set_masks(masks)
 
     def _unstructured_masks(self, scores: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
-        min_weights = self.config.min_weights
-        counts = [kept_count(s.size, self.layer_target(layer, sparsity), min_weights)
-                  for layer, s in zip(self.layers, scores)]
+        counts = [self._kept(layer, sparsity) for layer in self.layers]
         if self.method.scope != "layer":
-            pooled = [i for i, layer in enumerate(self.layers)
-                      if layer.name not in self.config.skip and layer.name not in self.config.layer_targets]
+            pooled = self._pooled()
             ranked, previous = [scores[i] for i in pooled], [self.masks[i] for i in pooled]
+            floors = [self.floor(self.layers[i]) for i in pooled]
             if self.method.scope == "global":
-                pooled_counts = global_keep_counts(ranked, previous, sparsity, min_weights)
+                pooled_counts = global_keep_counts(ranked, previous, sparsity, floors)
             else:
                 pooled_counts = hardware_keep_counts(ranked, previous, [self.geometries[i] for i in pooled],
-                                                     load_cost_model(), sparsity, min_weights)
+                                                     self.cost_model, sparsity, floors, self.config.tradeoff)
             for i, count in zip(pooled, pooled_counts):
                 counts[i] = count
         return [top_k_mask(s, count, mask) for s, count, mask in zip(scores, counts, self.masks)]
+
+    def _kept(self, layer, sparsity: float) -> int:
+        """Survivors of a layer pruned to its own target at `sparsity`."""
+        return kept_count(int(np.prod(layer.kernel.shape)), self.layer_target(layer, sparsity), self.floor(layer))
+
+    def _pooled(self) -> list[int]:
+        """The layers a global ranking or the allocator shares the zeros among: not skipped, no own target."""
+        return [i for i, layer in enumerate(self.layers)
+                if layer.name not in self.config.skip and layer.name not in self.config.layer_targets]
+
+    def budget_target(self, budget: float) -> float:
+        """latency_budget: the least sparsity of the pooled layers at which the allocation of the current
+        weights is predicted to take at most `budget` of all prunable layers' dense latency; the layers outside
+        the allocation (skipped, own targets) count at their own targets."""
+        pooled = self._pooled()
+        dense = sum(float(self.cost_model.latency(g, 1.0)) for g in self.geometries)
+        fixed = sum(float(self.cost_model.latency(g, self._kept(layer, 0.0) / g.weights))
+                    for i, (layer, g) in enumerate(zip(self.layers, self.geometries)) if i not in pooled)
+        scores = self._scores()
+        share = budget_sparsity([scores[i] for i in pooled], [self.masks[i] for i in pooled],
+                                [self.geometries[i] for i in pooled], self.cost_model, budget * dense - fixed,
+                                [self.floor(self.layers[i]) for i in pooled], self.config.tradeoff)
+        if share is None:
+            raise PruningError(f"{self.method.name}: 'latency_budget' {budget} is out of reach: the most pruning "
+                               "'max_layer_sparsity' and 'min_weights' allow is predicted above it")
+        return share
 
     def _filter_masks(self, scores: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
         for layer, s in zip(self.layers, scores):

@@ -7,7 +7,7 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
-from harness.report import compare, figures
+from harness.report import compare, figures, prediction
 from harness.report.choices import ChoiceTable, choice_tables
 from harness.report.metrics import KeyTable, key_figures, quality_bound
 from harness.report.quality import Quality
@@ -43,6 +43,7 @@ class Report:
     variants: list[VariantTable]  # one per series: the first thing the report shows
     layers: list[LayerTables]     # one per series with per-layer latencies
     provenance: list[dict[str, str]]   # one row per series
+    predictions: list[prediction.PredictionTable] = field(default_factory=list)  # one per series with predictions
 
     @property
     def plots(self) -> list[Plot]:
@@ -95,12 +96,22 @@ def build_report(run_dirs: list[Path], floor: float | None = None) -> Report:
     sections.append(_quality_section(series, floor, notes))
     sections += [_series_section(spec, series, notes) for spec in PARETO_SECTIONS]
     notes += _ignored_floor(series, floor)
+    sections += _allocation_section(series, notes)
     if len(series) > 1:
         notes += compare.comparison_notes(series)
         jobs = [(name, f"all series, {what}", draw, (series,)) for name, what, draw in COMPARISONS]
         sections.append(Section("compare", "Comparison", COMPARE_INTRO, _drawn(jobs, notes)))
     return Report(loaded.runs, series, floor, key_figures(series, floor), choice_tables(series, notes), sections,
-                  notes, variant_tables(series, floor), layer_tables(series, floor, notes), provenance(series))
+                  notes, variant_tables(series, floor), layer_tables(series, floor, notes), provenance(series),
+                  prediction.prediction_tables(series))
+
+
+def _allocation_section(series: list[Series], notes: list[str]) -> list[Section]:
+    """Accuracy against latency by allocation, where a run compares uniform, global or hardware-aware pruning."""
+    jobs = [(f"allocation-{panel[0].panel_slug}", f"{panel[0].board}, {', '.join(s.method for s in panel)}",
+             prediction.allocation_figure, (panel,)) for panel in prediction.allocation_panels(series)]
+    return [Section("allocation", "Accuracy vs latency by allocation", prediction.ALLOCATION_INTRO,
+                    _drawn(jobs, notes))] if jobs else []
 
 
 def _series_section(spec, series: list[Series], notes: list[str]) -> Section:

@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib
 
 from harness.report.build import Plot, Report, Section
+from harness.report.prediction import PREDICTION_INTRO, PREDICTION_TITLE
 from harness.report.runs import Run
 from harness.report.tables import VariantTable
 
@@ -140,10 +141,18 @@ def _html_summary(report: Report) -> str:
                      f'{html.escape(s.kind.badge)}, {html.escape(s.unit)}</span> ' for s in report.series)
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in report.notes)
     return (f'<section id="summary"><h2>Summary</h2><p>{badges}</p>'
-            f'{_html_variants(report)}'
+            f'{_html_variants(report)}{_html_predictions(report)}'
             f'<h3>Key figures</h3>{_html_key_figures(report)}'
             f'{_html_choices(report)}'
             + (f'<h3>Notes</h3><ul class="notes">{notes}</ul>' if notes else "") + "</section>\n")
+
+
+def _html_predictions(report: Report) -> str:
+    if not report.predictions:
+        return ""
+    tables = "".join(f"<h4>{html.escape(t.series.label)}: worst error {html.escape(t.worst)}</h4>"
+                     f"{_html_table(t.rows, sortable=True)}" for t in report.predictions)
+    return f'<h3 id="predicted">{PREDICTION_TITLE}</h3><p>{html.escape(PREDICTION_INTRO)}</p>{tables}'
 
 
 def _html_key_figures(report: Report) -> str:
@@ -243,6 +252,7 @@ def _markdown(report: Report) -> str:
                       for number, row in enumerate(table.rows)]
             lines += ["", f"{table.series.label}:", ""] + _markdown_table(marked)
             lines += ["", FLOORS_INTRO, ""] + _markdown_table(table.floors)
+    lines += _markdown_predictions(report)
     lines += ["", "## Key figures"]
     for table in report.key_figures:
         lines += ["", f"{table.quality.bound_title}: {report.bound_text(table.quality)}.", ""]
@@ -267,6 +277,15 @@ def _markdown(report: Report) -> str:
     lines += [f"- [{section.title}: {plot.caption}]({plot.name}.png)" for section in report.sections
               for plot in section.plots]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_predictions(report: Report) -> list[str]:
+    if not report.predictions:
+        return []
+    lines = ["", f"## {PREDICTION_TITLE}", "", PREDICTION_INTRO]
+    for t in report.predictions:
+        lines += ["", f"{t.series.label}: worst error {t.worst}", ""] + _markdown_table(t.rows)
+    return lines
 
 
 def _markdown_table(rows: list[dict[str, str]]) -> list[str]:
