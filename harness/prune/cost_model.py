@@ -222,10 +222,11 @@ def refit_command(board: str) -> str:
             f"--formats csr, then python -m harness.prune.cost_model results/kernels-<run>/kernels.csv")
 
 
-# The micro-benchmark shapes the committed curves are fitted to: each op's call, per-MAC, per-nonzero-MAC and
-# per-output terms need shapes that vary them apart, and no more.
+# The micro-benchmark shapes the committed curves are fitted to: each op's call, per-MAC, per-nonzero-MAC,
+# per-output and per-inner-loop terms need shapes that vary them apart (CONV_2D: 1, 3 and 16 input channels),
+# and no more.
 BENCH_SHAPES = ("fc-512x64", "fc-64x16", "conv3x3-8x8x1-16", "conv3x3-4x4x16-32", "conv3x3-16x16x16-16",
-                "conv1x1-16x16x16-32", "dw3x3-16x16x16", "dw3x3-8x8x32")
+                "conv1x1-16x16x16-32", "conv3x3-16x16x3-16", "dw3x3-16x16x16", "dw3x3-8x8x32")
 BENCH_SPARSITIES = "0,0.5,0.8,0.9,0.95"
 
 
