@@ -116,6 +116,37 @@ static inline int32_t nn_requantize_precomputed(int32_t acc, const nn_requant_ch
 }
 
 /*
+ * nn_requantize_precomputed with the output offset added by the same
+ * shift: (high + offset * 2^(e-1)) >> (e-1) = (high >> (e-1)) + offset,
+ * exact while the sum stays within int32. With the offset in [-128, 127]
+ * that holds for e - 1 <= NN_REQUANT_FOLD_MAX_SHIFT: |high| <= 2^30 +
+ * 2^(e-2) + 1 before the offset (|acc * m| < 2^62), and 2^30 + 2^21 + 1 +
+ * 128 * 2^22 < 2^31 after (usual layers' e - 1 is about 5 to 12). For
+ * kernels that keep one channel's constants in registers over many
+ * outputs: an output then costs the 5 instructions of the start and SMLAL
+ * and the shift, with no ADD for the offset.
+ * nn_requantize_fold returns the start's high word (for
+ * nn_requantize_folded), or 0 in *ok when the channel is outside that range.
+ */
+#define NN_REQUANT_FOLD_MAX_SHIFT 22
+
+static inline int32_t nn_requantize_fold(const nn_requant_channel *channel, int32_t output_offset, int *ok)
+{
+    *ok = channel->shift_minus_1 <= NN_REQUANT_FOLD_MAX_SHIFT && output_offset >= -128 &&
+          output_offset <= 127;
+    return channel->half + (int32_t)((uint32_t)output_offset << channel->shift_minus_1);
+}
+
+static inline int32_t nn_requantize_folded(int32_t acc, int32_t multiplier, int32_t start_high,
+                                           int32_t shift_minus_1)
+{
+    const uint32_t sign = (uint32_t)(acc >> 31);
+    const uint64_t start = (uint64_t)(sign + (uint32_t)start_high) << 32 | (sign << 31 | (1u << 30));
+    const int32_t high = (int32_t)(((int64_t)acc * multiplier + (int64_t)start) >> 32);
+    return high >> shift_minus_1;
+}
+
+/*
  * Kernels that requantize several accumulators of one channel may test the
  * shift once and call nn_requantize_right_shift() directly, so that the
  * compiler shares its per-channel work.
