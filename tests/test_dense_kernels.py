@@ -64,6 +64,10 @@ GEOMETRIES = {
     # C_IN 3: kernel rows of 15 bytes copied whole (3 words and 3 bytes), and dilated rows, which are not.
     "conv_gather_rows": ((8, 9, 3), dict(filters=6, kernel_size=(2, 5))),
     "conv_gather_dilated": ((9, 9, 3), dict(filters=4, kernel_size=3, dilation_rate=2, padding="same")),
+    # 1x1 over 8 input channels (conv_short_1x1): 90 pixels, a band of 64 and one of 26, 13 channels;
+    # and a clamped activation range.
+    "conv_1x1_short": ((10, 9, 8), dict(filters=13, kernel_size=1)),
+    "conv_1x1_short_relu6": ((5, 7, 8), dict(filters=16, kernel_size=1, activation="relu6")),
     # 270 > 256 with C_IN not a multiple of 4 (bytewise gather in the buffer), odd pixels and channels.
     "conv_wide_gather": ((7, 7, 30), dict(filters=5, kernel_size=3, padding="same", activation="relu")),
 }
@@ -72,7 +76,7 @@ PER_TENSOR = {"fc_odd", "conv_stride2_rgb"}  # one weight scale for every channe
 # the multipliers shift left or right by at most 1 bit (outside nn_requantize_right_shift's
 # domain), run on inputs near the zero point.
 STRONG_SCALE = {"fc_strong_scale": ("fc_odd", 3.0), "fc_short_strong_scale": ("fc_short", 3.0),
-                "conv_strong_scale": ("conv_3x3_same", 0.5)}
+                "conv_strong_scale": ("conv_3x3_same", 0.5), "conv_1x1_short_strong_scale": ("conv_1x1_short", 0.5)}
 MODELS = (*GEOMETRIES, *STRONG_SCALE)
 
 
@@ -393,6 +397,55 @@ def test_requantize_with_per_channel_constants_matches_tflm(tmp_path, variant):
     wrong = np.flatnonzero((fits == 1) & (got != expected))
     assert wrong.size == 0, (f"{wrong.size} wrong, first: acc, multiplier, shift = {cases[wrong[0]].tolist()} "
                              f"gave {got[wrong[0]]}, TFLM {expected[wrong[0]]}")
+
+
+FOLDED_DRIVER = r"""
+#include <stdio.h>
+#include "requantize.h"
+/* Reads (acc, multiplier, shift, offset) int32 quadruples; writes whether the offset folds into the channel's
+   start, and if so nn_requantize_folded() (else 0). */
+int main(void)
+{
+    int32_t in[4];
+    while (fread(in, sizeof in[0], 4, stdin) == 4) {
+        nn_requant_channel channel;
+        int32_t out[2] = {0, 0};
+        if (nn_requantize_channel_of(in[1], (int)in[2], &channel)) {
+            int folds;
+            const int32_t start = nn_requantize_fold(&channel, in[3], &folds);
+            out[0] = folds;
+            if (folds) {
+                out[1] = nn_requantize_folded(in[0], channel.multiplier, start, channel.shift_minus_1);
+            }
+        }
+        fwrite(out, sizeof out[0], 2, stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_requantize_with_the_offset_folded_matches_tflm(tmp_path, variant):
+    # The column and 1x1 paths (depthwise_conv2d_s8.c, conv2d_s8.c): the output offset added by the shift.
+    source = tmp_path / "folded_driver.c"
+    source.write_text(FOLDED_DRIVER)
+    exe = tmp_path / "folded_driver"
+    _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
+    rng = np.random.default_rng(13)
+    cases = _requantize_cases(rng, 500_000)
+    cases[::7, 1:] = 0  # multiplier 0 (a pruned channel)
+    offsets = rng.integers(-128, 128, (len(cases), 1), dtype=np.int32)
+    offsets[::5] = rng.choice([-128, 127], (len(offsets[::5]), 1))
+    quads = np.concatenate([cases, offsets], axis=1)
+    result = subprocess.run([str(exe)], input=quads.tobytes(), capture_output=True, check=True)
+    folds, got = np.frombuffer(result.stdout, dtype=np.int32).reshape(-1, 2).T
+    e = np.where(cases[:, 1] == 0, 2, -cases[:, 2].astype(np.int64))
+    assert np.array_equal(folds == 1, (e >= 2) & (e - 1 <= 22))
+    expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2]) + offsets[:, 0]
+    wrong = np.flatnonzero((folds == 1) & (got != expected))
+    assert wrong.size == 0, (f"{wrong.size} wrong, first: acc, multiplier, shift, offset = {quads[wrong[0]].tolist()} "
+                             f"gave {got[wrong[0]]}, TFLM + offset {expected[wrong[0]]}")
 
 
 # ---- the instruction emulations ----------------------------------------------------------------

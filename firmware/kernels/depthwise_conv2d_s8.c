@@ -404,7 +404,7 @@ static void run_inside(const dw_layer *layer, const int8_t *input, const dw_run 
  * (no clamp after SSAT; also what ReLU gives when the output's zero point
  * is -128), and the output offset is folded into the start value:
  * nn_requantize_folded (a channel outside its range, or with a shift of
- * less than 2 bits right, goes through column_plain's per-output code).
+ * less than 2 bits right, goes through group_lanes, the general code).
  * Channels are written one after the other down the column, not in raster
  * order: see run_column for an output that overlaps the input.
  */
@@ -467,24 +467,22 @@ static inline int32_t column_requantize(int32_t acc, const dw_column *col)
 #endif
 }
 
-/*
- * One channel's rows outputs (taps taps, step bytes from row to row) in C:
- * the portable and host builds' loop, and the channels whose offset does
- * not fold (col NULL: the per-output requantization).
- */
+#if !defined(__ARM_FEATURE_DSP)
+/* One channel's rows outputs in C: the loop of the portable and host builds. */
 static void column_plain(const dw_layer *layer, const int8_t *input, int8_t *output, int32_t rows,
                          int32_t c, const dw_column *col)
 {
     const int32_t taps = layer->kernel_h, step = layer->row_step;
     const int32_t *pairs = layer->weights + (c / 4) * taps * 2;
     for (int32_t y = 0; y < rows; ++y, input += step, output += step) {
-        int32_t acc = layer->out.bias[c];
+        int32_t acc = col->bias;
         for (int32_t j = 0; j < taps; ++j) {
             acc += input[j * step] * lane_weight(pairs + 2 * j, c % 4);
         }
-        *output = col ? (int8_t)column_requantize(acc, col) : nn_dw_requantize(&layer->out, acc, c);
+        *output = (int8_t)column_requantize(acc, col);
     }
 }
+#endif
 
 #if defined(__ARM_FEATURE_DSP)
 /*
@@ -615,19 +613,14 @@ NN_INLINE void column_dsp(const int8_t *input, int8_t *output, int32_t rows, int
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void column3_dsp(const int8_t *input, int8_t *output, int32_t rows, int32_t step,
-                        const dw_column *col, int32_t entry)
+static void column_dsp_call(const int8_t *input, int8_t *output, int32_t rows, int32_t step,
+                            const dw_column *col, int32_t taps, int32_t entry)
 {
-    column_dsp(input, output, rows, step, *col, 3, entry);
-}
-
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void column5_dsp(const int8_t *input, int8_t *output, int32_t rows, int32_t step,
-                        const dw_column *col, int32_t entry)
-{
-    column_dsp(input, output, rows, step, *col, 5, entry);
+    if (taps == 3) {
+        column_dsp(input, output, rows, step, *col, 3, entry);
+    } else {
+        column_dsp(input, output, rows, step, *col, 5, entry);
+    }
 }
 #endif
 
@@ -655,18 +648,17 @@ static void column_rows(const dw_layer *layer, const int8_t *input, int32_t rows
 #if defined(__ARM_FEATURE_DSP)
     const int32_t entry = (taps - rows % taps) % taps;
 #endif
+    const dw_inside all = {0, taps, 0, 1};
     for (int32_t c = 0; c < layer->channels; ++c) {
         dw_column col;
-        if (!column_of(layer, c, taps, &col)) {
-            column_plain(layer, input + c, output + c, rows, c, 0);
+        if (!column_of(layer, c, taps, &col)) { /* rare: a pixel at a time, the general code */
+            for (int32_t y = 0; y < rows; ++y) {
+                group_lanes(layer, input + y * layer->row_step, 0, c, 1, &all, output + y * layer->row_step);
+            }
             continue;
         }
 #if defined(__ARM_FEATURE_DSP)
-        if (taps == 3) {
-            column3_dsp(input + c, output + c, rows, layer->row_step, &col, entry);
-        } else {
-            column5_dsp(input + c, output + c, rows, layer->row_step, &col, entry);
-        }
+        column_dsp_call(input + c, output + c, rows, layer->row_step, &col, taps, entry);
 #else
         column_plain(layer, input + c, output + c, rows, c, &col);
 #endif
