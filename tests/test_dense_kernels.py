@@ -379,24 +379,36 @@ int main(void)
 """
 
 
+def _run_channel_driver(tmp_path, variant: str, driver: str, cases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A per-channel requantization driver's (flag, result) for each row of cases."""
+    source = tmp_path / "channel_driver.c"
+    source.write_text(driver)
+    exe = tmp_path / "channel_driver"
+    _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
+    result = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True)
+    return np.frombuffer(result.stdout, dtype=np.int32).reshape(-1, 2).T
+
+
+def _channel_cases(seed: int) -> np.ndarray:
+    cases = _requantize_cases(np.random.default_rng(seed), 500_000)
+    # TFLM's channel whose scale is too small to represent (a pruned, all-zero channel): multiplier 0, shift 0.
+    cases[::7, 1:] = 0
+    return cases
+
+
+def _assert_matches(flags: np.ndarray, got: np.ndarray, expected: np.ndarray, cases: np.ndarray) -> None:
+    wrong = np.flatnonzero((flags == 1) & (got != expected))
+    assert wrong.size == 0, (f"{wrong.size} wrong, first: {cases[wrong[0]].tolist()} gave {got[wrong[0]]}, "
+                             f"expected {expected[wrong[0]]}")
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_requantize_with_per_channel_constants_matches_tflm(tmp_path, variant):
     # The depthwise kernels' table (depthwise_util.h): constants per channel, computed once per call.
-    source = tmp_path / "precomputed_driver.c"
-    source.write_text(PRECOMPUTED_DRIVER)
-    exe = tmp_path / "precomputed_driver"
-    _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
-    rng = np.random.default_rng(12)
-    cases = _requantize_cases(rng, 500_000)
-    # TFLM's channel whose scale is too small to represent (a pruned, all-zero channel): multiplier 0, shift 0.
-    cases[::7, 1:] = 0
-    result = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True)
-    fits, got = np.frombuffer(result.stdout, dtype=np.int32).reshape(-1, 2).T
+    cases = _channel_cases(12)
+    fits, got = _run_channel_driver(tmp_path, variant, PRECOMPUTED_DRIVER, cases)
     assert np.array_equal(fits == 1, (cases[:, 2] <= -2) | (cases[:, 1] == 0))
-    expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2])
-    wrong = np.flatnonzero((fits == 1) & (got != expected))
-    assert wrong.size == 0, (f"{wrong.size} wrong, first: acc, multiplier, shift = {cases[wrong[0]].tolist()} "
-                             f"gave {got[wrong[0]]}, TFLM {expected[wrong[0]]}")
+    _assert_matches(fits, got, tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2]), cases)
 
 
 FOLDED_DRIVER = r"""
@@ -428,24 +440,16 @@ int main(void)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_requantize_with_the_offset_folded_matches_tflm(tmp_path, variant):
     # The column and 1x1 paths (depthwise_conv2d_s8.c, conv2d_s8.c): the output offset added by the shift.
-    source = tmp_path / "folded_driver.c"
-    source.write_text(FOLDED_DRIVER)
-    exe = tmp_path / "folded_driver"
-    _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
-    rng = np.random.default_rng(13)
-    cases = _requantize_cases(rng, 500_000)
-    cases[::7, 1:] = 0  # multiplier 0 (a pruned channel)
+    cases = _channel_cases(13)
+    rng = np.random.default_rng(14)
     offsets = rng.integers(-128, 128, (len(cases), 1), dtype=np.int32)
     offsets[::5] = rng.choice([-128, 127], (len(offsets[::5]), 1))
     quads = np.concatenate([cases, offsets], axis=1)
-    result = subprocess.run([str(exe)], input=quads.tobytes(), capture_output=True, check=True)
-    folds, got = np.frombuffer(result.stdout, dtype=np.int32).reshape(-1, 2).T
+    folds, got = _run_channel_driver(tmp_path, variant, FOLDED_DRIVER, quads)
     e = np.where(cases[:, 1] == 0, 2, -cases[:, 2].astype(np.int64))
     assert np.array_equal(folds == 1, (e >= 2) & (e - 1 <= 22))
     expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2]) + offsets[:, 0]
-    wrong = np.flatnonzero((folds == 1) & (got != expected))
-    assert wrong.size == 0, (f"{wrong.size} wrong, first: acc, multiplier, shift, offset = {quads[wrong[0]].tolist()} "
-                             f"gave {got[wrong[0]]}, TFLM + offset {expected[wrong[0]]}")
+    _assert_matches(folds, got, expected, quads)
 
 
 # ---- the instruction emulations ----------------------------------------------------------------
