@@ -68,6 +68,8 @@ GEOMETRIES = {
     # and a clamped activation range.
     "conv_1x1_short": ((10, 9, 8), dict(filters=13, kernel_size=1)),
     "conv_1x1_short_relu6": ((5, 7, 8), dict(filters=16, kernel_size=1, activation="relu6")),
+    # A first layer, 3x3x3 SAME with ReLU (conv_small_window): 132 pixels, bands of 32 and one of 4.
+    "conv_first_layer": ((12, 11, 3), dict(filters=16, kernel_size=3, padding="same", activation="relu")),
     # 270 > 256 with C_IN not a multiple of 4 (bytewise gather in the buffer), odd pixels and channels.
     "conv_wide_gather": ((7, 7, 30), dict(filters=5, kernel_size=3, padding="same", activation="relu")),
 }
@@ -379,14 +381,14 @@ int main(void)
 """
 
 
-def _run_channel_driver(tmp_path, variant: str, driver: str, cases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A per-channel requantization driver's (flag, result) for each row of cases."""
+def _run_channel_driver(tmp_path, variant: str, driver: str, cases: np.ndarray) -> np.ndarray:
+    """A per-channel requantization driver's outputs (flags, then the result) for each row of cases, by column."""
     source = tmp_path / "channel_driver.c"
     source.write_text(driver)
     exe = tmp_path / "channel_driver"
     _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
     result = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True)
-    return np.frombuffer(result.stdout, dtype=np.int32).reshape(-1, 2).T
+    return np.frombuffer(result.stdout, dtype=np.int32).reshape(len(cases), -1).T
 
 
 def _channel_cases(seed: int) -> np.ndarray:
@@ -414,23 +416,23 @@ def test_requantize_with_per_channel_constants_matches_tflm(tmp_path, variant):
 FOLDED_DRIVER = r"""
 #include <stdio.h>
 #include "requantize.h"
-/* Reads (acc, multiplier, shift, offset) int32 quadruples; writes whether the offset folds into the channel's
-   start, and if so nn_requantize_folded() (else 0). */
+/* Reads (acc, multiplier, shift, offset) int32 quadruples; writes whether the channel's constants can be
+   precomputed, whether the offset folds into its start, and nn_requantize_folded() with the offset added when
+   it does not fold (0s when the constants cannot be precomputed). */
 int main(void)
 {
     int32_t in[4];
     while (fread(in, sizeof in[0], 4, stdin) == 4) {
         nn_requant_channel channel;
-        int32_t out[2] = {0, 0};
-        if (nn_requantize_channel_of(in[1], (int)in[2], &channel)) {
+        int32_t out[3] = {nn_requantize_channel_of(in[1], (int)in[2], &channel), 0, 0};
+        if (out[0]) {
             int folds;
             const int32_t start = nn_requantize_fold(&channel, in[3], &folds);
-            out[0] = folds;
-            if (folds) {
-                out[1] = nn_requantize_folded(in[0], channel.multiplier, start, channel.shift_minus_1);
-            }
+            out[1] = folds;
+            out[2] = nn_requantize_folded(in[0], channel.multiplier, start, channel.shift_minus_1) +
+                     (folds ? 0 : in[3]);
         }
-        fwrite(out, sizeof out[0], 2, stdout);
+        fwrite(out, sizeof out[0], 3, stdout);
     }
     return 0;
 }
@@ -444,12 +446,16 @@ def test_requantize_with_the_offset_folded_matches_tflm(tmp_path, variant):
     rng = np.random.default_rng(14)
     offsets = rng.integers(-128, 128, (len(cases), 1), dtype=np.int32)
     offsets[::5] = rng.choice([-128, 127], (len(offsets[::5]), 1))
+    offsets[1::5] = rng.integers(-40, 40, (len(offsets[1::5]), 1))  # small enough to fold at e - 1 of 24 or 25
     quads = np.concatenate([cases, offsets], axis=1)
-    folds, got = _run_channel_driver(tmp_path, variant, FOLDED_DRIVER, quads)
+    fits, folds, got = _run_channel_driver(tmp_path, variant, FOLDED_DRIVER, quads)
     e = np.where(cases[:, 1] == 0, 2, -cases[:, 2].astype(np.int64))
-    assert np.array_equal(folds == 1, (e >= 2) & (e - 1 <= 22))
+    assert np.array_equal(fits == 1, e >= 2)
+    bound = (np.abs(offsets[:, 0].astype(np.int64)) << np.maximum(e - 1, 0)) + (1 << np.maximum(e - 2, 0)) + 2**30 + 1
+    assert np.array_equal(folds == 1, (e >= 2) & (bound <= 2**31 - 1))
+    assert np.any((folds == 1) & (e - 1 >= 24)) and np.any((fits == 1) & (folds == 0))
     expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2]) + offsets[:, 0]
-    _assert_matches(folds, got, expected, quads)
+    _assert_matches(fits, got, expected, quads)
 
 
 # ---- the instruction emulations ----------------------------------------------------------------

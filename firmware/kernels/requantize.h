@@ -118,23 +118,22 @@ static inline int32_t nn_requantize_precomputed(int32_t acc, const nn_requant_ch
 /*
  * nn_requantize_precomputed with the output offset added by the same
  * shift: (high + offset * 2^(e-1)) >> (e-1) = (high >> (e-1)) + offset,
- * exact while the sum stays within int32. With the offset in [-128, 127]
- * that holds for e - 1 <= NN_REQUANT_FOLD_MAX_SHIFT: |high| <= 2^30 +
- * 2^(e-2) + 1 before the offset (|acc * m| < 2^62), and 2^30 + 2^21 + 1 +
- * 128 * 2^22 < 2^31 after (usual layers' e - 1 is about 5 to 12). For
- * kernels that keep one channel's constants in registers over many
- * outputs: an output then costs the 5 instructions of the start and SMLAL
- * and the shift, with no ADD for the offset.
- * nn_requantize_fold returns the start's high word (for
- * nn_requantize_folded), or 0 in *ok when the channel is outside that range.
+ * exact while the sum stays within int32: |high| <= 2^30 + 2^(e-2) + 1
+ * before the offset (|acc * m| < 2^62), so the offset folds when
+ * |offset| * 2^(e-1) + 2^(e-2) + 2^30 + 1 < 2^31 (any int8 offset up to
+ * e - 1 = 22; a channel of tiny scale, e - 1 of 24 or more as pruning
+ * leaves some, only with a small offset). For kernels that keep one
+ * channel's constants in registers over many outputs: an output then
+ * costs the 5 instructions of the start, SMLAL and the shift, and no ADD
+ * for the offset. nn_requantize_fold returns the start's high word for
+ * nn_requantize_folded, with the offset folded when *ok is 1, without it
+ * when 0 (the offset is then to be added to the result).
  */
-#define NN_REQUANT_FOLD_MAX_SHIFT 22
-
 static inline int32_t nn_requantize_fold(const nn_requant_channel *channel, int32_t output_offset, int *ok)
 {
-    *ok = channel->shift_minus_1 <= NN_REQUANT_FOLD_MAX_SHIFT && output_offset >= -128 &&
-          output_offset <= 127;
-    return channel->half + (int32_t)((uint32_t)output_offset << channel->shift_minus_1);
+    const int64_t magnitude = output_offset < 0 ? -(int64_t)output_offset : output_offset;
+    *ok = (magnitude << channel->shift_minus_1) + channel->half + (1 << 30) + 1 <= INT32_MAX;
+    return *ok ? channel->half + (int32_t)((uint32_t)output_offset << channel->shift_minus_1) : channel->half;
 }
 
 static inline int32_t nn_requantize_folded(int32_t acc, int32_t multiplier, int32_t start_high,
