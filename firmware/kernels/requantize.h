@@ -131,8 +131,9 @@ static inline int32_t nn_requantize_precomputed(int32_t acc, const nn_requant_ch
  */
 static inline int32_t nn_requantize_fold(const nn_requant_channel *channel, int32_t output_offset, int *ok)
 {
-    const int64_t magnitude = output_offset < 0 ? -(int64_t)output_offset : output_offset;
-    *ok = (magnitude << channel->shift_minus_1) + channel->half + (1 << 30) + 1 <= INT32_MAX;
+    /* The bound as (2 |offset| + 1) * 2^(e-2) <= 2^30 - 2, in 32 bits (e - 2 <= 29; offset within int8). */
+    const uint32_t magnitude = (uint32_t)(output_offset < 0 ? -output_offset : output_offset);
+    *ok = 2 * magnitude + 1 <= ((1u << 30) - 2) >> (channel->shift_minus_1 - 1);
     return *ok ? channel->half + (int32_t)((uint32_t)output_offset << channel->shift_minus_1) : channel->half;
 }
 
