@@ -339,14 +339,15 @@ static void conv_dsp_on_stack(const nn_window *win, const nn_requant *requant, c
  * one output channel at a time runs down the band with its 4 weight words
  * and its requantization constants in registers: per output 4 loads, 4
  * SMLAD, the 5 instructions of the requantization, SSAT and one store
- * (22 with the loop, about 3 instructions/MAC in all). The offset is
- * folded into the requantization (nn_requantize_folded) and no clamp
- * follows SSAT, so the layer must have every channel in the fold's range
- * and the whole int8 range as activation range (no activation, or ReLU
- * with the output zero point at -128, as calibrated models have); others
- * take the 2x2 tile. A band reads all its input before writing, and a 1x1
- * window is its own pixel, so writing over the input (kernels.h) stays
- * safe.
+ * (20 with the loop; 2.8 instructions/MAC on a 16x16 map). The offset is
+ * folded into the requantization (nn_requantize_folded; a channel outside
+ * the fold's range adds it after the shift, in a second copy of the loop)
+ * and no clamp follows SSAT, so the layer must shift every channel right
+ * by 2 bits or more and have the whole int8 range as activation range (no
+ * activation, or ReLU with the output zero point at -128, as calibrated
+ * models have); others take the 2x2 tile. A band reads all its input
+ * before writing, and a 1x1 window is its own pixel, so writing over the
+ * input (kernels.h) stays safe.
  */
 #define SHORT_IN 8
 #define SHORT_BAND 64
@@ -461,14 +462,14 @@ static void conv_short_1x1(const nn_requant *requant, int32_t pixels, int32_t ou
 
 /*
  * Windows of up to SMALL_GROUPS groups of 4 values (first layers: 3x3x3
- * is 27, 7 groups), every channel's offset foldable, activation range all
- * of int8: the 2x2 tile spends about 29 instructions per output outside
- * its MACs, more than the 27 MACs of a 3x3x3 window cost. Here the
- * columns of a band of SMALL_BAND pixel pairs are built once (as conv_dsp
- * builds a pair's), then one output channel at a time runs down the band
- * with its widened weights on the stack and its requantization constants
- * in registers: per pair and group 4 SMLAD and the loads of 2 column and 2
- * weight words; per pair 2 requantizations, SSAT and stores. A band reads
+ * is 27, 7 groups), with the same conditions on the requantization and
+ * activation as the 1x1 path: the 2x2 tile spends about 29 instructions
+ * per output outside its MACs, more than the 27 MACs of a 3x3x3 window
+ * cost. Here the columns of a band of SMALL_BAND pixel pairs are built
+ * once (as conv_dsp builds a pair's), then one output channel at a time
+ * runs down the band with its widened weights on the stack and its
+ * requantization constants in registers: per pair and group 3 LDRD and 4
+ * SMLAD; per pair 2 requantizations, SSAT and stores. A band reads
  * all its windows before writing, and later bands read only windows of
  * later pixels, so writing over the input (kernels.h) stays safe.
  */
