@@ -398,7 +398,7 @@ static void run_inside(const dw_layer *layer, const int8_t *input, const dw_run 
  * output paid 3 table loads and a share of the packed clamp and store on
  * top of its 5-instruction requantization, and 11 instructions/MAC in all
  * (30x1x40); down the column its loop takes 12 per output, 4 per MAC, and
- * the layer 5.7.
+ * the layer 5.9.
  * Two conditions keep the per-output work at the requantization's 5
  * instructions, SSAT and the store: the activation range is all of int8
  * (no clamp after SSAT; also what ReLU gives when the output's zero point
