@@ -64,6 +64,12 @@ GEOMETRIES = {
     # C_IN 3: kernel rows of 15 bytes copied whole (3 words and 3 bytes), and dilated rows, which are not.
     "conv_gather_rows": ((8, 9, 3), dict(filters=6, kernel_size=(2, 5))),
     "conv_gather_dilated": ((9, 9, 3), dict(filters=4, kernel_size=3, dilation_rate=2, padding="same")),
+    # 1x1 over 8 input channels (conv_short_1x1): 90 pixels, a band of 64 and one of 26, 13 channels;
+    # and a clamped activation range.
+    "conv_1x1_short": ((10, 9, 8), dict(filters=13, kernel_size=1)),
+    "conv_1x1_short_relu6": ((5, 7, 8), dict(filters=16, kernel_size=1, activation="relu6")),
+    # A first layer, 3x3x3 SAME with ReLU (conv_small_window): 132 pixels, bands of 32 and one of 4.
+    "conv_first_layer": ((12, 11, 3), dict(filters=16, kernel_size=3, padding="same", activation="relu")),
     # 270 > 256 with C_IN not a multiple of 4 (bytewise gather in the buffer), odd pixels and channels.
     "conv_wide_gather": ((7, 7, 30), dict(filters=5, kernel_size=3, padding="same", activation="relu")),
 }
@@ -72,7 +78,7 @@ PER_TENSOR = {"fc_odd", "conv_stride2_rgb"}  # one weight scale for every channe
 # the multipliers shift left or right by at most 1 bit (outside nn_requantize_right_shift's
 # domain), run on inputs near the zero point.
 STRONG_SCALE = {"fc_strong_scale": ("fc_odd", 3.0), "fc_short_strong_scale": ("fc_short", 3.0),
-                "conv_strong_scale": ("conv_3x3_same", 0.5)}
+                "conv_strong_scale": ("conv_3x3_same", 0.5), "conv_1x1_short_strong_scale": ("conv_1x1_short", 0.5)}
 MODELS = (*GEOMETRIES, *STRONG_SCALE)
 
 
@@ -375,24 +381,81 @@ int main(void)
 """
 
 
+def _run_channel_driver(tmp_path, variant: str, driver: str, cases: np.ndarray) -> np.ndarray:
+    """A per-channel requantization driver's outputs (flags, then the result) for each row of cases, by column."""
+    source = tmp_path / "channel_driver.c"
+    source.write_text(driver)
+    exe = tmp_path / "channel_driver"
+    _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
+    result = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True)
+    return np.frombuffer(result.stdout, dtype=np.int32).reshape(len(cases), -1).T
+
+
+def _channel_cases(seed: int) -> np.ndarray:
+    cases = _requantize_cases(np.random.default_rng(seed), 500_000)
+    # TFLM's channel whose scale is too small to represent (a pruned, all-zero channel): multiplier 0, shift 0.
+    cases[::7, 1:] = 0
+    return cases
+
+
+def _assert_matches(flags: np.ndarray, got: np.ndarray, expected: np.ndarray, cases: np.ndarray) -> None:
+    wrong = np.flatnonzero((flags == 1) & (got != expected))
+    assert wrong.size == 0, (f"{wrong.size} wrong, first: {cases[wrong[0]].tolist()} gave {got[wrong[0]]}, "
+                             f"expected {expected[wrong[0]]}")
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_requantize_with_per_channel_constants_matches_tflm(tmp_path, variant):
     # The depthwise kernels' table (depthwise_util.h): constants per channel, computed once per call.
-    source = tmp_path / "precomputed_driver.c"
-    source.write_text(PRECOMPUTED_DRIVER)
-    exe = tmp_path / "precomputed_driver"
-    _gcc([*VARIANTS[variant], f"-I{KERNEL_DIR}", str(source), "-o", str(exe)])
-    rng = np.random.default_rng(12)
-    cases = _requantize_cases(rng, 500_000)
-    # TFLM's channel whose scale is too small to represent (a pruned, all-zero channel): multiplier 0, shift 0.
-    cases[::7, 1:] = 0
-    result = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True)
-    fits, got = np.frombuffer(result.stdout, dtype=np.int32).reshape(-1, 2).T
+    cases = _channel_cases(12)
+    fits, got = _run_channel_driver(tmp_path, variant, PRECOMPUTED_DRIVER, cases)
     assert np.array_equal(fits == 1, (cases[:, 2] <= -2) | (cases[:, 1] == 0))
-    expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2])
-    wrong = np.flatnonzero((fits == 1) & (got != expected))
-    assert wrong.size == 0, (f"{wrong.size} wrong, first: acc, multiplier, shift = {cases[wrong[0]].tolist()} "
-                             f"gave {got[wrong[0]]}, TFLM {expected[wrong[0]]}")
+    _assert_matches(fits, got, tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2]), cases)
+
+
+FOLDED_DRIVER = r"""
+#include <stdio.h>
+#include "requantize.h"
+/* Reads (acc, multiplier, shift, offset) int32 quadruples; writes whether the channel's constants can be
+   precomputed, whether the offset folds into its start, and nn_requantize_folded() with the offset added when
+   it does not fold (0s when the constants cannot be precomputed). */
+int main(void)
+{
+    int32_t in[4];
+    while (fread(in, sizeof in[0], 4, stdin) == 4) {
+        nn_requant_channel channel;
+        int32_t out[3] = {nn_requantize_channel_of(in[1], (int)in[2], &channel), 0, 0};
+        if (out[0]) {
+            int folds;
+            const int32_t start = nn_requantize_fold(&channel, in[3], &folds);
+            out[1] = folds;
+            out[2] = nn_requantize_folded(in[0], channel.multiplier, start, channel.shift_minus_1) +
+                     (folds ? 0 : in[3]);
+        }
+        fwrite(out, sizeof out[0], 3, stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_requantize_with_the_offset_folded_matches_tflm(tmp_path, variant):
+    # The column and 1x1 paths (depthwise_conv2d_s8.c, conv2d_s8.c): the output offset added by the shift.
+    cases = _channel_cases(13)
+    rng = np.random.default_rng(14)
+    offsets = rng.integers(-128, 128, (len(cases), 1), dtype=np.int32)
+    offsets[::5] = rng.choice([-128, 127], (len(offsets[::5]), 1))
+    offsets[1::5] = rng.integers(-40, 40, (len(offsets[1::5]), 1))  # small enough to fold at e - 1 of 24 or 25
+    quads = np.concatenate([cases, offsets], axis=1)
+    fits, folds, got = _run_channel_driver(tmp_path, variant, FOLDED_DRIVER, quads)
+    e = np.where(cases[:, 1] == 0, 2, -cases[:, 2].astype(np.int64))
+    assert np.array_equal(fits == 1, e >= 2)
+    bound = (np.abs(offsets[:, 0].astype(np.int64)) << np.maximum(e - 1, 0)) + (1 << np.maximum(e - 2, 0)) + 2**30 + 1
+    assert np.array_equal(folds == 1, (e >= 2) & (bound <= 2**31 - 1))
+    assert np.any((folds == 1) & (e - 1 >= 24)) and np.any((fits == 1) & (folds == 0))
+    expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2]) + offsets[:, 0]
+    _assert_matches(fits, got, expected, quads)
 
 
 # ---- the instruction emulations ----------------------------------------------------------------

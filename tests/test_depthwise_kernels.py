@@ -4,8 +4,9 @@ Small int8 models of chained depthwise layers cover the geometries the
 reference handles: strides, dilation, SAME and VALID padding (with windows
 cut on every side, or only at the bottom and right), depth multipliers above
 1, windows other than 3x3, channel counts that are not multiples of 4,
-1-pixel-wide maps with (k x 1) windows of 3 to 15 taps (streaming models),
-per-tensor and per-channel scales, fused activations, and sparsities from 0
+1-pixel-wide maps with (k x 1) windows of 3 to 15 taps (streaming models;
+the 3x1 and 5x1 column path with every row count modulo 3 and 5, and in
+bands), per-tensor and per-channel scales, fused activations, and sparsities from 0
 to 90 % with an empty output channel; 32-bit CSR row starts too. Each model is compiled with dense and CSR weights and built
 with the host gcc under ASan and UBSan twice: portable C, and the DSP path
 with its instructions emulated in C (-DNN_EMULATE_DSP, simd.h). The models
@@ -63,6 +64,16 @@ MODELS = {
     "column_odd": ((23, 1, 6), [dict(kernel_size=(4, 1), strides=(2, 1), padding="valid"),
                                 dict(kernel_size=(3, 1), dilation_rate=(2, 1), padding="valid"),
                                 dict(kernel_size=(7, 1), padding="same")], 0.0, False),
+    # The 3x1 and 5x1 column path (run_column): each row count modulo 3 and 5 (the unrolled loops'
+    # entries), 7 channels, fused ReLU and ReLU6 (full int8 range or not), an empty channel; and
+    # 132 channels, whose outputs go through the stack in two bands (23 rows, then 5 or 1).
+    "column_taps": ((45, 1, 7), [dict(kernel_size=(3, 1), padding="valid"),
+                                 dict(kernel_size=(3, 1), padding="valid", activation="relu"),
+                                 dict(kernel_size=(3, 1), padding="valid"),
+                                 *[dict(kernel_size=(5, 1), padding="valid", activation=activation)
+                                   for activation in (None, "relu", None, "relu6", None)]], 0.5, True),
+    "column_bands": ((30, 1, 132), [dict(kernel_size=(3, 1), padding="valid"),
+                                    dict(kernel_size=(5, 1), padding="valid")], 0.0, True),
     "row": ((2, 19, 8), [dict(kernel_size=(1, 7), padding="valid"),
                          dict(kernel_size=(2, 5), padding="valid", activation="relu")], 0.9, True),
     # 81 taps: dense only. Two layers: a one-op model meets a memory-plan bug (its input is marked

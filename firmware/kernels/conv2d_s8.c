@@ -329,6 +329,262 @@ static void conv_dsp_on_stack(const nn_window *win, const nn_requant *requant, c
     conv_dsp(win, requant, input, weights, bias, output, (int8_t *)(void *)stack);
 }
 
+/*
+ * 1x1 convolutions over 8 input channels, stride 1 (MobileNet v1-0.25's
+ * 8 -> 16 layer on its 48x48 map): 8 MACs per output, against which the
+ * 2x2 tile's per-output work (about 29 instructions: its set-up, the
+ * per-channel shift work, 4 requantizations and 2 packed clamps per tile)
+ * cost 5.5 instructions/MAC. Here a band of SHORT_BAND pixels is widened
+ * once (4 words of int16 pairs per pixel, as SXTB16 splits a word), then
+ * one output channel at a time runs down the band with its 4 weight words
+ * and its requantization constants in registers: per output 4 loads, 4
+ * SMLAD, the 5 instructions of the requantization, SSAT and one store
+ * (20 with the loop; 2.8 instructions/MAC on a 16x16 map). The offset is
+ * folded into the requantization (nn_requantize_folded; a channel outside
+ * the fold's range adds it after the shift, in a second copy of the loop)
+ * and no clamp follows SSAT, so the layer must shift every channel right
+ * by 2 bits or more and have the whole int8 range as activation range (no
+ * activation, or ReLU with the output zero point at -128, as calibrated
+ * models have); others take the 2x2 tile. A band reads all its input
+ * before writing, and a 1x1 window is its own pixel, so writing over the
+ * input (kernels.h) stays safe.
+ */
+#define SHORT_IN 8
+#define SHORT_BAND 64
+
+/*
+ * One output channel's constants over a band: its 8 weights widened as the
+ * inputs are (the 1x1 path), then its requantization: the offset folded
+ * into start_high, or, for a channel outside the fold's range, in offset.
+ */
+typedef struct {
+    int32_t w[4];
+    int32_t bias, multiplier, start_high, shift_minus_1, offset;
+} short_channel;
+
+/* Channel c's requantization constants, or 0 when its shift is not 2 bits right or more. */
+static int short_requant_of(const nn_requant *rq, int32_t c, short_channel *ch)
+{
+    nn_requant_channel t;
+    if (!nn_requantize_channel_of(rq->multiplier[c], rq->shift[c], &t)) {
+        return 0;
+    }
+    int folds;
+    ch->start_high = nn_requantize_fold(&t, rq->output_offset, &folds);
+    ch->offset = folds ? 0 : rq->output_offset;
+    ch->multiplier = t.multiplier;
+    ch->shift_minus_1 = t.shift_minus_1;
+    return 1;
+}
+
+/* Whether the activation range is all of int8 and every channel shifts right by 2 bits or more. */
+static int short_layer_fits(const nn_window *win, const nn_requant *rq)
+{
+    if (rq->act_min != -128 || rq->act_max != 127) {
+        return 0;
+    }
+    short_channel ch;
+    for (int32_t c = 0; c < win->output.c; ++c) {
+        if (!short_requant_of(rq, c, &ch)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A channel's output from its sum: requantized, offset added if not folded, saturated (SSAT). */
+static inline int8_t short_output(int32_t acc, const short_channel *ch)
+{
+    const int32_t v = nn_requantize_folded(acc, ch->multiplier, ch->start_high, ch->shift_minus_1);
+    return (int8_t)nn_ssat8(v + ch->offset);
+}
+
+static int takes_short_1x1(const nn_window *win, const nn_requant *rq)
+{
+    return win->kernel_h == 1 && win->kernel_w == 1 && win->input.c == SHORT_IN && win->stride_h == 1 &&
+           win->stride_w == 1 && win->input.h == win->output.h && win->input.w == win->output.w &&
+           short_layer_fits(win, rq);
+}
+
+/* Words 0, 2 and 1, 3 of 8 bytes, each an int16 pair: the order SMLAD pairs them in. */
+static inline void short_widen(const int8_t *bytes, int32_t *words)
+{
+    const int32_t lo = nn_read_s8x4(bytes), hi = nn_read_s8x4(bytes + 4);
+    words[0] = nn_sxtb16(lo);
+    words[1] = nn_sxtb16_ror8(lo);
+    words[2] = nn_sxtb16(hi);
+    words[3] = nn_sxtb16_ror8(hi);
+}
+
+/*
+ * The outputs of one channel over a band of `pixels` widened inputs x,
+ * out_c bytes apart; folded: the channel's offset is folded (ch->offset
+ * 0), a constant where inlined, so that the usual loop has no ADD.
+ */
+NN_INLINE void short_outputs(const int32_t *x, int32_t pixels, const short_channel *ch, int folded,
+                             int8_t *out, int32_t out_c)
+{
+    const int32_t w0 = ch->w[0], w1 = ch->w[1], w2 = ch->w[2], w3 = ch->w[3];
+    const int32_t bias = ch->bias, m = ch->multiplier, start = ch->start_high, shift = ch->shift_minus_1;
+    const int32_t offset = folded ? 0 : ch->offset;
+    for (const int32_t *const end = x + 4 * pixels; x != end; x += 4, out += out_c) {
+        int32_t acc = nn_smlad(x[0], w0, bias);
+        acc = nn_smlad(x[1], w1, acc);
+        acc = nn_smlad(x[2], w2, acc);
+        acc = nn_smlad(x[3], w3, acc);
+        *out = (int8_t)nn_ssat8(nn_requantize_folded(acc, m, start, shift) + offset);
+    }
+}
+
+static void conv_short_1x1(const nn_requant *requant, int32_t pixels, int32_t out_c, const int8_t *input,
+                           const int8_t *weights, const int32_t *bias, int8_t *output)
+{
+    const nn_requant rq = *requant; /* output bytes may alias *requant */
+    int32_t x[SHORT_BAND * 4];
+    for (int32_t p = 0; p < pixels; p += SHORT_BAND) {
+        const int32_t band = pixels - p < SHORT_BAND ? pixels - p : SHORT_BAND;
+        for (int32_t k = 0; k < band; ++k) {
+            short_widen(input + (p + k) * SHORT_IN, x + 4 * k);
+        }
+        for (int32_t c = 0; c < out_c; ++c) {
+            short_channel ch;
+            short_requant_of(&rq, c, &ch); /* takes_short_1x1 checked that it can */
+            short_widen(weights + c * SHORT_IN, ch.w);
+            ch.bias = bias[c];
+            if (ch.offset == 0) {
+                short_outputs(x, band, &ch, 1, output + p * out_c + c, out_c);
+            } else {
+                short_outputs(x, band, &ch, 0, output + p * out_c + c, out_c);
+            }
+        }
+    }
+}
+
+/*
+ * Windows of up to SMALL_GROUPS groups of 4 values (first layers: 3x3x3
+ * is 27, 7 groups), with the same conditions on the requantization and
+ * activation as the 1x1 path: the 2x2 tile spends about 29 instructions
+ * per output outside its MACs, more than the 27 MACs of a 3x3x3 window
+ * cost. Here the columns of a band of SMALL_BAND pixel pairs are built
+ * once (as conv_dsp builds a pair's), then one output channel at a time
+ * runs down the band with its widened weights on the stack and its
+ * requantization constants in registers: per pair and group 3 LDRD and 4
+ * SMLAD; per pair 2 requantizations, SSAT and stores. A band reads
+ * all its windows before writing, and later bands read only windows of
+ * later pixels, so writing over the input (kernels.h) stays safe.
+ */
+#define SMALL_GROUPS 8
+#define SMALL_BAND 16
+
+static int takes_small_window(const nn_window *win, const nn_requant *rq)
+{
+    return win->kernel_h * win->kernel_w * win->input.c <= 4 * SMALL_GROUPS && short_layer_fits(win, rq);
+}
+
+#if defined(__ARM_FEATURE_DSP)
+/* One group of small_sums' loop: 3 LDRD, 4 SMLAD. */
+#define SMALL_GROUP_ASM \
+    "ldrd %[c0], %[c1], [%[col]], #8\n\t" \
+    "ldrd %[c2], %[c3], [%[col]], #8\n\t" \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+    "smlad %[a], %[c0], %[w0], %[a]\n\t" \
+    "smlad %[a], %[c1], %[w1], %[a]\n\t" \
+    "smlad %[b], %[c2], %[w0], %[b]\n\t" \
+    "smlad %[b], %[c3], %[w1], %[b]\n\t"
+#endif
+
+/*
+ * A pair's sums, a and b, over `groups` groups (at least 1) of its columns
+ * col and the channel's widened weights w; returns the next pair's columns.
+ */
+static inline const int32_t *small_sums(const int32_t *col, const int32_t *w, int32_t groups, int32_t *a,
+                                        int32_t *b)
+{
+#if defined(__ARM_FEATURE_DSP)
+    /*
+     * GCC loads the words one by one and steps three pointers: 14
+     * instructions per group where this loop takes 8 (two groups per turn,
+     * an odd count entering at the second, as line_x4 in
+     * depthwise_conv2d_s8.c). Host builds take the C loop, which computes
+     * the same; the board runs check this one against TFLite Micro.
+     */
+    int32_t sa = *a, sb = *b, n = groups, c0, c1, c2, c3, w0, w1;
+    __asm__("lsrs %[n], %[n], #1\n\t"
+            "bcc 1f\n\t"
+            "adds %[n], %[n], #1\n\t"
+            "b 2f\n\t"
+            "1:\n\t"
+            SMALL_GROUP_ASM
+            "2:\n\t"
+            SMALL_GROUP_ASM
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b"
+            : [a] "+r"(sa), [b] "+r"(sb), [col] "+r"(col), [w] "+r"(w), [n] "+r"(n), [c0] "=&r"(c0),
+              [c1] "=&r"(c1), [c2] "=&r"(c2), [c3] "=&r"(c3), [w0] "=&r"(w0), [w1] "=&r"(w1)
+            :
+            : "cc", "memory");
+    *a = sa;
+    *b = sb;
+#else
+    for (int32_t g = 0; g < groups; ++g, col += 4, w += 2) {
+        *a = nn_smlad(col[0], w[0], *a);
+        *a = nn_smlad(col[1], w[1], *a);
+        *b = nn_smlad(col[2], w[0], *b);
+        *b = nn_smlad(col[3], w[1], *b);
+    }
+#endif
+    return col;
+}
+
+/* Channel c's sums over the band's pairs and their outputs; wt: its weights widened, 2 words per group. */
+static void small_outputs(const int32_t *col, int32_t pairs, int32_t groups, const int32_t *wt,
+                          const short_channel *ch, int8_t *out, int32_t out_c, int odd_last)
+{
+    for (int32_t k = 0; k < pairs; ++k, out += 2 * out_c) {
+        int32_t a = ch->bias, b = ch->bias;
+        col = small_sums(col, wt, groups, &a, &b);
+        out[0] = short_output(a, ch);
+        if (k + 1 < pairs || !odd_last) {
+            out[out_c] = short_output(b, ch);
+        }
+    }
+}
+
+static void conv_small_window(const nn_window *win, const nn_requant *requant, const int8_t *input,
+                              const int8_t *weights, const int32_t *bias, int8_t *output)
+{
+    const nn_requant rq = *requant; /* output bytes may alias *requant */
+    const int32_t size = win->kernel_h * win->kernel_w * win->input.c, groups = (size + 3) / 4;
+    const int32_t out_c = win->output.c, pixels = win->output.h * win->output.w;
+    int32_t columns[SMALL_BAND * SMALL_GROUPS * 4];
+    int8_t gather[SMALL_GROUPS * 4];
+    int32_t wt[SMALL_GROUPS * 2];
+    for (int32_t p = 0; p < pixels; p += 2 * SMALL_BAND) {
+        const int32_t band = pixels - p < 2 * SMALL_BAND ? pixels - p : 2 * SMALL_BAND;
+        const int32_t pairs = (band + 1) / 2;
+        for (int32_t k = 0; k < pairs; ++k) {
+            int32_t *const col = columns + 4 * groups * k;
+            window_to_columns(win, input, p + 2 * k, -rq.input_offset, col, gather);
+            window_to_columns(win, input, p + 2 * k + 1 < p + band ? p + 2 * k + 1 : p + 2 * k,
+                              -rq.input_offset, col + 2, gather);
+        }
+        for (int32_t c = 0; c < out_c; ++c) {
+            short_channel ch;
+            short_requant_of(&rq, c, &ch); /* takes_small_window checked that it can */
+            ch.bias = bias[c];
+            /* The weights as the columns hold the window: whole groups, past `size` zero. */
+            memset(gather, 0, sizeof gather);
+            memcpy(gather, weights + c * size, (size_t)size);
+            for (int32_t g = 0; g < groups; ++g) {
+                const int32_t v = nn_read_s8x4(gather + 4 * g);
+                wt[2 * g] = nn_sxtb16(v);
+                wt[2 * g + 1] = nn_sxtb16_ror8(v);
+            }
+            small_outputs(columns, pairs, groups, wt, &ch, output + p * out_c + c, out_c, band & 1);
+        }
+    }
+}
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
@@ -403,6 +659,15 @@ nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, cons
         return NN_ERROR_ARGUMENT;
     }
 #if NN_DSP
+    if (takes_short_1x1(win, &params->requant)) {
+        conv_short_1x1(&params->requant, win->output.h * win->output.w, win->output.c, input, weights,
+                       bias, output);
+        return NN_OK;
+    }
+    if (takes_small_window(win, &params->requant)) {
+        conv_small_window(win, &params->requant, input, weights, bias, output);
+        return NN_OK;
+    }
     if (buffer != 0) {
         conv_dsp(win, &params->requant, input, weights, bias, output, buffer);
         return NN_OK;

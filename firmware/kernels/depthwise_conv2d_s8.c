@@ -388,6 +388,308 @@ static void run_inside(const dw_layer *layer, const int8_t *input, const dw_run 
     }
 }
 
+/*
+ * 3 x 1 and 5 x 1 windows down a 1-pixel-wide map ([T, 1, C], the time
+ * axis of streaming models), stride and dilation 1, every window inside:
+ * one channel at a time down the column, so that its weights and
+ * requantization constants stay in registers for all T outputs and each
+ * input byte is loaded once for the k outputs that read it (a window of
+ * k registers slides down the column). By groups of 4 channels a 3-tap
+ * output paid 3 table loads and a share of the packed clamp and store on
+ * top of its 5-instruction requantization, and 11 instructions/MAC in all
+ * (30x1x40); down the column its loop takes 12 per output, 4 per MAC, and
+ * the layer 5.9.
+ * Two conditions keep the per-output work at the requantization's 5
+ * instructions, SSAT and the store: the activation range is all of int8
+ * (no clamp after SSAT; also what ReLU gives when the output's zero point
+ * is -128), and the output offset is folded into the start value:
+ * nn_requantize_folded (a channel outside its range, or with a shift of
+ * less than 2 bits right, goes through group_lanes, the general code).
+ * Channels are written one after the other down the column, not in raster
+ * order: see run_column for an output that overlaps the input.
+ */
+#define DW_COLUMN_MAX_TAPS 5
+
+/*
+ * One channel's constants. Its k weights as int16 halves, tap j in word
+ * j / 2's bottom half if j is even, top if odd, except the last tap (k is
+ * odd): the top of the last word, whose bottom holds e - 1, so that one
+ * register serves SMLABT and ASR (which reads its shift's bottom byte).
+ */
+typedef struct {
+    int32_t bias, multiplier, start_high; /* start_high: nn_requantize_fold's */
+    int32_t shift;                        /* e - 1 */
+    int32_t words[(DW_COLUMN_MAX_TAPS + 1) / 2];
+} dw_column;
+
+/* Two int16 weights in one word, lo in the bottom half. */
+static inline int32_t column_pack(int32_t lo, int32_t hi)
+{
+    return (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)hi << 16);
+}
+
+/*
+ * Channel c's constants, or 0 when its requantization is not the fast
+ * path's (a shift of less than 2 bits right) or its offset does not fold.
+ */
+static int column_of(const dw_layer *layer, int32_t c, int32_t taps, dw_column *col)
+{
+    nn_requant_channel t;
+    int folds = 0;
+    if (nn_requantize_channel_of(layer->out.multiplier[c], layer->out.shift[c], &t)) {
+        col->start_high = nn_requantize_fold(&t, layer->out.output_offset, &folds);
+    }
+    if (!folds) {
+        return 0;
+    }
+    col->bias = layer->out.bias[c];
+    col->multiplier = t.multiplier;
+    col->shift = t.shift_minus_1;
+    /* Channel c's weight is in word c & 1 of each tap's pair, in its top half when c & 2. */
+    const int32_t *w = layer->weights + (c / 4) * taps * 2 + (c & 1);
+    const int top = c & 2;
+    int32_t j = 0;
+    for (; j + 1 < taps; j += 2, w += 4) {
+        col->words[j / 2] = top ? column_pack(w[0] >> 16, w[2] >> 16) : column_pack(w[0], (int16_t)w[2]);
+    }
+    col->words[j / 2] = column_pack(t.shift_minus_1, top ? w[0] >> 16 : (int16_t)w[0]);
+    return 1;
+}
+
+/* acc requantized with the folded offset and saturated to int8 (SSAT on DSP cores). */
+static inline int32_t column_requantize(int32_t acc, const dw_column *col)
+{
+    const int32_t value = nn_requantize_folded(acc, col->multiplier, col->start_high, col->shift);
+#if NN_DSP
+    return nn_ssat8(value);
+#else
+    return value < -128 ? -128 : value > 127 ? 127 : value;
+#endif
+}
+
+#if !defined(__ARM_FEATURE_DSP)
+/* One channel's rows outputs in C: the loop of the portable and host builds. */
+static void column_plain(const dw_layer *layer, const int8_t *input, int8_t *output, int32_t rows,
+                         int32_t c, const dw_column *col)
+{
+    const int32_t taps = layer->kernel_h, step = layer->row_step;
+    const int32_t *pairs = layer->weights + (c / 4) * taps * 2;
+    for (int32_t y = 0; y < rows; ++y, input += step, output += step) {
+        int32_t acc = col->bias;
+        for (int32_t j = 0; j < taps; ++j) {
+            acc += input[j * step] * lane_weight(pairs + 2 * j, c % 4);
+        }
+        *output = (int8_t)column_requantize(acc, col);
+    }
+}
+#endif
+
+#if defined(__ARM_FEATURE_DSP)
+/*
+ * acc, hi (the start's high word) requantized and stored: lo, the window
+ * register that is free by then, takes the start's low word; then
+ * load_shift, and sh holds e - 1.
+ */
+#define DW_COLUMN_REQUANTIZE(lo, load_shift, sh) \
+    "and %[" lo "], %[acc], #0x80000000\n\t" \
+    "orr %[" lo "], %[" lo "], #0x40000000\n\t" \
+    "smlal %[" lo "], %[hi], %[acc], %[m]\n\t" \
+    load_shift \
+    "asr %[hi], %[hi], %[" sh "]\n\t" \
+    "ssat %[hi], #8, %[hi]\n\t" \
+    "strb %[hi], [%[out], %[i]]\n\t"
+
+/* One output of the 3-tap loop (12 instructions): window registers a, b, c, oldest first; c is loaded. */
+#define DW_COLUMN3_OUT(a, b, c, add) \
+    "ldrsb %[" c "], [%[in], %[i]]\n\t" \
+    "smlabb %[acc], %[" a "], %[w01], %[bias]\n\t" \
+    "smlabt %[acc], %[" b "], %[w01], %[acc]\n\t" \
+    "smlabt %[acc], %[" c "], %[w2sh], %[acc]\n\t" \
+    "add %[hi], %[start], %[acc], asr #31\n\t" \
+    DW_COLUMN_REQUANTIZE(a, "", "w2sh") \
+    add " %[i], %[i], %[step]\n\t"
+
+/*
+ * One output of the 5-tap loop (18 instructions): 14 registers hold the
+ * pointers, the window, the multiplier and 4 weights, so the bias, the
+ * start and the last word (last weight and shift) are loaded each time.
+ */
+#define DW_COLUMN5_OUT(a, b, c, d, e, add) \
+    "ldrsb %[" e "], [%[in], %[i]]\n\t" \
+    "ldr %[hi], %[bias]\n\t" \
+    "smlabb %[acc], %[" a "], %[w01], %[hi]\n\t" \
+    "smlabt %[acc], %[" b "], %[w01], %[acc]\n\t" \
+    "smlabb %[acc], %[" c "], %[w23], %[acc]\n\t" \
+    "smlabt %[acc], %[" d "], %[w23], %[acc]\n\t" \
+    "ldr %[" a "], %[w4sh]\n\t" \
+    "smlabt %[acc], %[" e "], %[" a "], %[acc]\n\t" \
+    "ldr %[hi], %[start]\n\t" \
+    "add %[hi], %[hi], %[acc], asr #31\n\t" \
+    DW_COLUMN_REQUANTIZE(a, "ldr %[" a "], %[w4sh]\n\t", a) \
+    add " %[i], %[i], %[step]\n\t"
+
+/* The first window's taps into the registers where output `entry` of the unrolled loop expects them. */
+NN_INLINE void column_preload(int32_t *x, int32_t entry, int32_t taps, const int8_t *input, int32_t step)
+{
+    for (int32_t j = 0; j < taps - 1; ++j) {
+        x[(entry + j) % taps] = input[j * step];
+    }
+}
+
+/*
+ * One channel's rows outputs by the loops above, unrolled by the window's
+ * length so that the window's registers rotate instead of moving; a row
+ * count that is not a multiple enters the loop part-way (entry: the output
+ * of the unrolled body to start at, its window x[entry...] preloaded).
+ * The index runs from -rows * step up to 0, so both pointers need no
+ * step of their own and the last ADDS ends the loop. Host builds take
+ * column_plain, which computes the same; the board runs check this one
+ * against TFLite Micro.
+ */
+NN_INLINE void column_dsp(const int8_t *input, int8_t *output, int32_t rows, int32_t step,
+                          dw_column col, int32_t taps, int32_t entry)
+{
+    int32_t x[DW_COLUMN_MAX_TAPS] = {0};
+#pragma GCC unroll 5
+    for (int32_t e = 0; e < taps; ++e) {
+        if (entry == e) {
+            column_preload(x, e, taps, input, step);
+        }
+    }
+    const int8_t *const in = input + (rows + taps - 1) * step;
+    int8_t *const out = output + rows * step;
+    int32_t i = -rows * step, hi;
+    if (taps == 3) {
+        __asm__ volatile("cmp %[acc], #1\n\t"
+                "beq 2f\n\t"
+                "cmp %[acc], #2\n\t"
+                "beq 3f\n\t"
+                "1:\n\t"
+                DW_COLUMN3_OUT("x0", "x1", "x2", "add")
+                "2:\n\t"
+                DW_COLUMN3_OUT("x1", "x2", "x0", "add")
+                "3:\n\t"
+                DW_COLUMN3_OUT("x2", "x0", "x1", "adds")
+                "bne 1b"
+                : [i] "+r"(i), [x0] "+r"(x[0]), [x1] "+r"(x[1]), [x2] "+r"(x[2]), [acc] "+r"(entry),
+                  [hi] "=&r"(hi)
+                : [in] "r"(in), [out] "r"(out), [step] "r"(step), [w01] "r"(col.words[0]),
+                  [w2sh] "r"(col.words[1]), [m] "r"(col.multiplier), [start] "r"(col.start_high),
+                  [bias] "r"(col.bias)
+                : "cc", "memory");
+    } else {
+        __asm__ volatile("cmp %[acc], #1\n\t"
+                "beq 2f\n\t"
+                "cmp %[acc], #2\n\t"
+                "beq 3f\n\t"
+                "cmp %[acc], #3\n\t"
+                "beq 4f\n\t"
+                "cmp %[acc], #4\n\t"
+                "beq 5f\n\t"
+                "1:\n\t"
+                DW_COLUMN5_OUT("x0", "x1", "x2", "x3", "x4", "add")
+                "2:\n\t"
+                DW_COLUMN5_OUT("x1", "x2", "x3", "x4", "x0", "add")
+                "3:\n\t"
+                DW_COLUMN5_OUT("x2", "x3", "x4", "x0", "x1", "add")
+                "4:\n\t"
+                DW_COLUMN5_OUT("x3", "x4", "x0", "x1", "x2", "add")
+                "5:\n\t"
+                DW_COLUMN5_OUT("x4", "x0", "x1", "x2", "x3", "adds")
+                "bne 1b"
+                : [i] "+r"(i), [x0] "+r"(x[0]), [x1] "+r"(x[1]), [x2] "+r"(x[2]), [x3] "+r"(x[3]),
+                  [x4] "+r"(x[4]), [acc] "+r"(entry), [hi] "=&r"(hi)
+                : [in] "r"(in), [out] "r"(out), [step] "r"(step), [w01] "r"(col.words[0]),
+                  [w23] "r"(col.words[1]), [m] "r"(col.multiplier), [bias] "m"(col.bias),
+                  [start] "m"(col.start_high), [w4sh] "m"(col.words[2])
+                : "cc", "memory");
+    }
+}
+
+/*
+ * Out of line: the asm needs all 14 registers, which GCC could not find
+ * for it inlined into run_column's loop (on the hard-float ABI).
+ */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void column_dsp_call(const int8_t *input, int8_t *output, int32_t rows, int32_t step,
+                            const dw_column *col, int32_t taps, int32_t entry)
+{
+    if (taps == 3) {
+        column_dsp(input, output, rows, step, *col, 3, entry);
+    } else {
+        column_dsp(input, output, rows, step, *col, 5, entry);
+    }
+}
+#endif
+
+/*
+ * Output bytes run_column keeps on the stack when the output overlaps the
+ * input: as much as the other paths' requantization table, which this path
+ * does without, so the stack does not grow.
+ */
+#define DW_COLUMN_BAND (NN_DW_TABLE_CHANNELS * (int32_t)sizeof(nn_requant_channel))
+
+/* Whether a layer takes run_column (see above). */
+static int takes_column(const nn_window *win, const nn_depthwise_conv2d_params *params)
+{
+    return params->depth_multiplier == 1 && win->input.w == 1 && win->output.w == 1 &&
+           win->kernel_w == 1 && (win->kernel_h == 3 || win->kernel_h == 5) && win->stride_h == 1 &&
+           win->dilation_h == 1 && win->pad_top == 0 && win->pad_left == 0 &&
+           win->output.h + win->kernel_h - 1 <= win->input.h && win->output.c * 4 <= DW_COLUMN_BAND &&
+           params->requant.act_min == -128 && params->requant.act_max == 127;
+}
+
+/* rows x C_OUT outputs, channel by channel, into output (C_OUT bytes a row). */
+static void column_rows(const dw_layer *layer, const int8_t *input, int32_t rows, int8_t *output)
+{
+    const int32_t taps = layer->kernel_h;
+#if defined(__ARM_FEATURE_DSP)
+    const int32_t entry = (taps - rows % taps) % taps;
+#endif
+    const dw_inside all = {0, taps, 0, 1};
+    for (int32_t c = 0; c < layer->channels; ++c) {
+        dw_column col;
+        if (!column_of(layer, c, taps, &col)) { /* rare: a pixel at a time, the general code */
+            for (int32_t y = 0; y < rows; ++y) {
+                group_lanes(layer, input + y * layer->row_step, 0, c, 1, &all, output + y * layer->row_step);
+            }
+            continue;
+        }
+#if defined(__ARM_FEATURE_DSP)
+        column_dsp_call(input + c, output + c, rows, layer->row_step, &col, taps, entry);
+#else
+        column_plain(layer, input + c, output + c, rows, c, &col);
+#endif
+    }
+}
+
+/*
+ * A layer that takes_column. Channel by channel is not raster order, so
+ * an output that overlaps the input (kernels.h, "Writing over the
+ * input") goes through the stack in bands of rows: a band's outputs are
+ * copied out once all of its inputs have been read, and later bands read
+ * only rows below it, which the raster-order contract keeps intact.
+ */
+static void run_column(const dw_layer *layer, const int8_t *input, int32_t in_rows, int32_t rows,
+                       int8_t *output)
+{
+    const int32_t c_out = layer->channels;
+    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+    if (out + (uintptr_t)(rows * c_out) <= in || in + (uintptr_t)(in_rows * c_out) <= out) {
+        column_rows(layer, input, rows, output);
+        return;
+    }
+    int8_t band[DW_COLUMN_BAND];
+    const int32_t band_rows = DW_COLUMN_BAND / c_out;
+    for (int32_t y = 0; y < rows; y += band_rows) {
+        const int32_t n = rows - y < band_rows ? rows - y : band_rows;
+        column_rows(layer, input + y * c_out, n, band);
+        memcpy(output + y * c_out, band, (size_t)(n * c_out));
+    }
+}
+
 /* Whether the layer's pixels take pixel_3x3 (with depth multiplier 1). */
 static int takes_3x3(const dw_layer *layer)
 {
@@ -452,29 +754,40 @@ static void inside_range(int32_t start, int32_t kernel, int32_t dilation, int32_
     *last = k;
 }
 
-nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const int8_t *input,
-                                 const int32_t *weights, const int32_t *bias, int8_t *output)
+/* What every pixel of the call shares; table: room for the requantization table, or 0 for none. */
+static dw_layer layer_of(const nn_depthwise_conv2d_params *params, const int32_t *weights,
+                         const int32_t *bias, nn_requant_channel *table)
 {
     const nn_window *win = &params->window;
-    const int32_t multiplier = params->depth_multiplier;
-    if (!nn_window_is_valid(win) || multiplier <= 0 ||
-        win->output.c != win->input.c * multiplier) {
-        return NN_ERROR_ARGUMENT;
-    }
     const int32_t in_c = win->input.c;
-    const nn_requant *requant = &params->requant;
     const int32_t row_step = win->dilation_h * win->input.w * in_c;
     const int32_t col_step = win->dilation_w * in_c;
     const int column = win->kernel_w == 1;
-    nn_requant_channel table[NN_DW_TABLE_CHANNELS];
-    const dw_layer layer = {nn_dw_output_stage(requant, bias, win->output.c,
+    const dw_layer layer = {nn_dw_output_stage(&params->requant, bias, win->output.c,
                                                win->output.h * win->output.w, table),
                             weights,
                             win->kernel_h, win->kernel_w, row_step, col_step,
                             column ? 1 : win->kernel_h, column ? win->kernel_h : win->kernel_w,
                             row_step, column ? row_step : col_step,
-                            win->output.c, multiplier, -requant->input_offset};
+                            win->output.c, params->depth_multiplier, -params->requant.input_offset};
+    return layer;
+}
 
+/*
+ * Every layer but those that take_column. Out of line, so that its table
+ * and run_column's band are never on the stack together.
+ */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void run_pixels(const nn_depthwise_conv2d_params *params, const int8_t *input,
+                       const int32_t *weights, const int32_t *bias, int8_t *output)
+{
+    const nn_window *win = &params->window;
+    const int32_t multiplier = params->depth_multiplier;
+    const int32_t in_c = win->input.c;
+    nn_requant_channel table[NN_DW_TABLE_CHANNELS];
+    const dw_layer layer = layer_of(params, weights, bias, table);
     if (multiplier == 1 && !takes_3x3(&layer) &&
         axis_inside(win->pad_top, win->output.h, win->stride_h, win->kernel_h, win->dilation_h,
                     win->input.h) &&
@@ -484,7 +797,7 @@ nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const
                             win->output.w, win->stride_h * win->input.w * in_c,
                             win->stride_w * in_c};
         run_inside(&layer, input, &all, output);
-        return NN_OK;
+        return;
     }
     /* The output columns [x_first, x_last) whose windows lie inside the image's width. */
     const int32_t x_first = (win->pad_left + win->stride_w - 1) / win->stride_w;
@@ -517,6 +830,23 @@ nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const
             pixel(&layer, input, corner, &inside, output);
             output += win->output.c;
         }
+    }
+}
+
+nn_status nn_depthwise_conv2d_s8(const nn_depthwise_conv2d_params *params, const int8_t *input,
+                                 const int32_t *weights, const int32_t *bias, int8_t *output)
+{
+    const nn_window *win = &params->window;
+    const int32_t multiplier = params->depth_multiplier;
+    if (!nn_window_is_valid(win) || multiplier <= 0 ||
+        win->output.c != win->input.c * multiplier) {
+        return NN_ERROR_ARGUMENT;
+    }
+    if (takes_column(win, params)) {
+        const dw_layer layer = layer_of(params, weights, bias, 0);
+        run_column(&layer, input, win->input.h, win->output.h, output);
+    } else {
+        run_pixels(params, input, weights, bias, output);
     }
     return NN_OK;
 }

@@ -38,8 +38,8 @@ typedef struct {
 
 /*
  * The output stage of `channels` channels over `pixels` output pixels;
- * table has room for NN_DW_TABLE_CHANNELS. One pixel goes without the
- * table: it would requantize each channel once, and building the table
+ * table has room for NN_DW_TABLE_CHANNELS, or is 0 (no table). One pixel
+ * goes without the table: it would requantize each channel once, and building the table
  * costs about 10 instructions per channel where the per-output code costs
  * about 5 more (a streaming model's last 15x1 layer: 640 of its 6,200).
  */
@@ -47,7 +47,7 @@ static inline nn_dw_output nn_dw_output_stage(const nn_requant *requant, const i
                                               int32_t channels, int32_t pixels,
                                               nn_requant_channel *table)
 {
-    int fast = channels <= NN_DW_TABLE_CHANNELS && pixels > 1;
+    int fast = table != 0 && channels <= NN_DW_TABLE_CHANNELS && pixels > 1;
     for (int32_t c = 0; fast && c < channels; ++c) {
         fast = nn_requantize_channel_of(requant->multiplier[c], requant->shift[c], &table[c]);
     }

@@ -116,6 +116,37 @@ static inline int32_t nn_requantize_precomputed(int32_t acc, const nn_requant_ch
 }
 
 /*
+ * nn_requantize_precomputed with the output offset added by the same
+ * shift: (high + offset * 2^(e-1)) >> (e-1) = (high >> (e-1)) + offset,
+ * exact while the sum stays within int32: |high| <= 2^30 + 2^(e-2) + 1
+ * before the offset (|acc * m| < 2^62), so the offset folds when
+ * |offset| * 2^(e-1) + 2^(e-2) + 2^30 + 1 < 2^31 (any int8 offset up to
+ * e - 1 = 22; a channel of tiny scale, e - 1 of 24 or more as pruning
+ * leaves some, only with a small offset). For kernels that keep one
+ * channel's constants in registers over many outputs: an output then
+ * costs the 5 instructions of the start, SMLAL and the shift, and no ADD
+ * for the offset. nn_requantize_fold returns the start's high word for
+ * nn_requantize_folded, with the offset folded when *ok is 1, without it
+ * when 0 (the offset is then to be added to the result).
+ */
+static inline int32_t nn_requantize_fold(const nn_requant_channel *channel, int32_t output_offset, int *ok)
+{
+    /* The bound as (2 |offset| + 1) * 2^(e-2) <= 2^30 - 2, in 32 bits (e - 2 <= 29; offset within int8). */
+    const uint32_t magnitude = (uint32_t)(output_offset < 0 ? -output_offset : output_offset);
+    *ok = 2 * magnitude + 1 <= ((1u << 30) - 2) >> (channel->shift_minus_1 - 1);
+    return *ok ? channel->half + (int32_t)((uint32_t)output_offset << channel->shift_minus_1) : channel->half;
+}
+
+static inline int32_t nn_requantize_folded(int32_t acc, int32_t multiplier, int32_t start_high,
+                                           int32_t shift_minus_1)
+{
+    const uint32_t sign = (uint32_t)(acc >> 31);
+    const uint64_t start = (uint64_t)(sign + (uint32_t)start_high) << 32 | (sign << 31 | (1u << 30));
+    const int32_t high = (int32_t)(((int64_t)acc * multiplier + (int64_t)start) >> 32);
+    return high >> shift_minus_1;
+}
+
+/*
  * Kernels that requantize several accumulators of one channel may test the
  * shift once and call nn_requantize_right_shift() directly, so that the
  * compiler shares its per-channel work.
