@@ -162,13 +162,14 @@ static void dot8(int32_t start, const int8_t *v, const uint8_t *index, uint32_t 
 
 /*
  * 4 sums of one channel (bias included) requantized, offset, clamped to
- * [lo, hi] (given in every byte of lo4 and hi4) and packed in one word.
+ * [lo, hi] (given in every byte of lo4 and hi4) and packed in one word;
+ * saturating to int8 is all the clamp there is to do unless `clamps`.
  * The shift is tested once for the 4, so they share the fast path's
  * per-channel work (nn_requantize_right_shift); on DSP cores the 4
  * results are saturated, packed and clamped together.
  */
 NN_INLINE int32_t requantize4(const int32_t sum[NN_CONV_TILE], int32_t multiplier, int shift, int32_t offset,
-                              int32_t lo4, int32_t hi4)
+                              int clamps, int32_t lo4, int32_t hi4)
 {
     int32_t q0, q1, q2, q3;
     if (shift <= -2) {
@@ -183,8 +184,12 @@ NN_INLINE int32_t requantize4(const int32_t sum[NN_CONV_TILE], int32_t multiplie
         q3 = nn_requantize_reference(sum[3], multiplier, shift);
     }
 #if NN_DSP
+    if (!clamps) {
+        return nn_pack_s8x4(q0 + offset, q1 + offset, q2 + offset, q3 + offset);
+    }
     return nn_pack_clamp_s8x4(q0 + offset, q1 + offset, q2 + offset, q3 + offset, lo4, hi4);
 #else
+    (void)clamps;
     const int32_t lo = (int8_t)lo4, hi = (int8_t)hi4;
     return (int32_t)((uint32_t)(uint8_t)nn_clamp_s8(q0 + offset, lo, hi)
                      | (uint32_t)(uint8_t)nn_clamp_s8(q1 + offset, lo, hi) << 8
@@ -212,13 +217,13 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
 /*
  * Every channel's sums in assembly, for row starts of `step` bytes loaded
  * by `load`. Per channel: its end from the next row start, 8
- * accumulators from its bias, 2 nonzeros a turn (an odd count enters
- * halfway), one STM of the 8 sums. The accumulators are r0-r7, so that
+ * accumulators from its bias, 4 nonzeros a turn (a count of 4k + r
+ * enters at the last r), one STM of the 8 sums. The accumulators are r0-r7, so that
  * the STM stores them in slot order; the loop's other registers take the
  * rest, and the channel's pointers wait on the stack.
  */
 #define CHANNELS_ASM(load, step)                                                                   \
-    __asm__("3:\n\t"                                                                             \
+    __asm__ volatile("3:\n\t"                                                                    \
             "ldr %[j], %[start]\n\t"                                                             \
             load " %[t], [%[j], #" #step "]!\n\t"                                                \
             "str %[j], %[start]\n\t"                                                             \
@@ -238,10 +243,16 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
             "mov %[a7], %[w]\n\t"                                                                \
             "subs %[t], %[t], %[v]\n\t"                                                          \
             "beq 4f\n\t"                                                                         \
-            "tst %[t], #1\n\t"                                                                   \
-            "bne 2f\n"                                                                           \
+            "ands %[t], %[t], #3\n\t"                                                            \
+            "beq 1f\n\t"                                                                         \
+            "cmp %[t], #2\n\t"                                                                   \
+            "beq 6f\n\t"                                                                         \
+            "bhi 5f\n\t"                                                                         \
+            "b 7f\n"                                                                             \
             "1:\n\t" TAP8_ASM                                                                    \
-            "2:\n\t" TAP8_ASM                                                                    \
+            "5:\n\t" TAP8_ASM                                                                    \
+            "6:\n\t" TAP8_ASM                                                                    \
+            "7:\n\t" TAP8_ASM                                                                    \
             "ldr %[j], %[end]\n\t"                                                               \
             "cmp %[v], %[j]\n\t"                                                                 \
             "bne 1b\n"                                                                           \
@@ -300,16 +311,122 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
 #endif
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/*
+ * The output stage of `count` channels of full tiles in assembly, for
+ * layers whose every channel shifts right by 2 or more bits: per channel
+ * the shift's work (nn_requantize_right_shift: 2^(e-2) and e - 1) once,
+ * then per output 6 instructions: the rounding start (AND, ORR, ADD), SMLAL,
+ * the shift, SSAT to 16 bits. Per 4 outputs 10 more: paired (PKHBT), the
+ * output offset added to both halves at once (QADD16: a result saturated
+ * to 16 bits lies past the int8 range whenever the true one does),
+ * saturated to int8 (SSAT16), packed in a word; the fused activation's
+ * clamp (2 SSUB8 + SEL) when there is one; 4 byte stores. The 4 sums of a
+ * half come in one LDM, so they live in r0-r3.
+ */
+#define REQUANTIZE_ASM(r)                                \
+    "and %[lo], " r ", #0x80000000\n\t"                  \
+    "orr %[lo], %[lo], #0x40000000\n\t"                  \
+    "add %[hi], %[h], " r ", asr #31\n\t"                \
+    "smlal %[lo], %[hi], " r ", %[m]\n\t"                \
+    "asr " r ", %[hi], %[e]\n\t"                         \
+    "ssat " r ", #16, " r "\n\t"
+
+#define HALF_ASM(clamp)                                  \
+    "ldmia %[s]!, {r0-r3}\n\t"                           \
+    REQUANTIZE_ASM("r0") REQUANTIZE_ASM("r1")            \
+    REQUANTIZE_ASM("r2") REQUANTIZE_ASM("r3")            \
+    "pkhbt r0, r0, r2, lsl #16\n\t"                      \
+    "pkhbt r1, r1, r3, lsl #16\n\t"                      \
+    "ldr %[lo], %[offset2]\n\t"                          \
+    "qadd16 r0, r0, %[lo]\n\t"                           \
+    "qadd16 r1, r1, %[lo]\n\t"                           \
+    "ssat16 r0, #8, r0\n\t"                              \
+    "ssat16 r1, #8, r1\n\t"                              \
+    "uxtb16 r0, r0\n\t"                                  \
+    "uxtb16 r1, r1\n\t"                                  \
+    "orr r0, r0, r1, lsl #8\n\t" clamp
+
+#define CLAMP_ASM                                        \
+    "ldr %[lo], %[lo4]\n\t"                              \
+    "ssub8 %[hi], r0, %[lo]\n\t"                         \
+    "sel r0, r0, %[lo]\n\t"                              \
+    "ldr %[lo], %[hi4]\n\t"                              \
+    "ssub8 %[hi], r0, %[lo]\n\t"                         \
+    "sel r0, %[lo], r0\n\t"
+
+/* The 4 bytes of r0 at base, base + out_c, ... (r1 and r2 are free by then). */
+#define STORE4_ASM(base)                                 \
+    "strb r0, [" base "]\n\t"                            \
+    "lsr r1, r0, #8\n\t"                                 \
+    "strb r1, [" base ", %[oc]]\n\t"                     \
+    "add r2, " base ", %[oc], lsl #1\n\t"                \
+    "lsr r1, r0, #16\n\t"                                \
+    "strb r1, [r2]\n\t"                                  \
+    "lsr r1, r0, #24\n\t"                                \
+    "strb r1, [r2, %[oc]]\n\t"
+
+#define OUTPUTS_ASM(clamp)                                                                         \
+    __asm__ volatile("1:\n\t"                                                                    \
+            "ldr %[m], [%[mp]], #4\n\t"                                                          \
+            "ldrsb %[e], [%[shp]], #1\n\t"                                                       \
+            "add %[h], %[e], #32\n\t"                                                            \
+            "mov %[lo], #0x40000000\n\t"                                                         \
+            "lsr %[h], %[lo], %[h]\n\t"                                                          \
+            "mvn %[e], %[e]\n\t"                                                                 \
+            HALF_ASM(clamp) STORE4_ASM("%[o]")                                                   \
+            HALF_ASM(clamp)                                                                      \
+            "ldr %[lo], %[second_at]\n\t"                                                        \
+            "add %[lo], %[o], %[lo]\n\t"                                                         \
+            STORE4_ASM("%[lo]")                                                                  \
+            "add %[o], %[o], #1\n\t"                                                             \
+            "ldr %[lo], %[stop]\n\t"                                                             \
+            "cmp %[s], %[lo]\n\t"                                                                \
+            "bne 1b"                                                                             \
+            : [s] "+r"(s), [mp] "+r"(multiplier), [shp] "+r"(shift), [o] "+r"(output),            \
+              "=&r"(r0), "=&r"(r1), "=&r"(r2), "=&r"(r3), [m] "=&r"(m_), [h] "=&r"(h_),          \
+              [e] "=&r"(e_), [lo] "=&r"(lo_), [hi] "=&r"(hi_)                                    \
+            : [oc] "r"(out_c), [offset2] "m"(offset2), [lo4] "m"(lo4), [hi4] "m"(hi4),           \
+              [second_at] "m"(second_at), [stop] "m"(stop)                                       \
+            : "cc", "memory")
+
+/*
+ * Outputs of `count` channels from their sums, both halves of the tile
+ * full (NN_CONV_TILE pixels each, the second second_at bytes after the
+ * first), every channel in nn_requantize_right_shift's domain. Not
+ * inlined: the assembly reaches its stack variables from SP.
+ */
+__attribute__((noinline)) static void channel_outputs(int clamps, int32_t count, const int32_t sums[][TILE_PIXELS],
+                                                      const int32_t *multiplier, const int8_t *shift,
+                                                      int32_t offset, int32_t lo4, int32_t hi4, int8_t *output,
+                                                      int32_t out_c, int32_t second_at)
+{
+    register int32_t r0 __asm__("r0"), r1 __asm__("r1"), r2 __asm__("r2"), r3 __asm__("r3");
+    int32_t m_, h_, e_, lo_, hi_; /* scratch registers */
+    const int32_t *s = sums[0];
+    const int32_t *const stop = sums[count];
+    const int32_t offset2 = (int32_t)(((uint32_t)offset & 0xFFFFu) | (uint32_t)offset << 16);
+    if (clamps) {
+        OUTPUTS_ASM(CLAMP_ASM);
+    } else {
+        OUTPUTS_ASM("");
+    }
+}
+#endif
+
 /*
  * Every channel of a gathered tile, CHANNELS_PER_PASS at a time: first
  * their 8 sums each into sums, then their outputs, the tile's first
  * `first` pixels from slot 0 on and `second` from slot NN_CONV_TILE on
- * (none past the last pixel). Two passes, because the dot products need
- * every register and the output stage needs most of them.
+ * (none past the last pixel), through the assembly when the tile is full
+ * and every channel shifts right by 2 bits or more (right_shifts). Two
+ * passes, because the dot products need every register and the output
+ * stage most of them. clamps: whether a fused activation narrows the
+ * int8 range.
  */
-static void buffered_channels(const nn_requant *requant, int32_t out_c, const nn_csr_s8 *weights,
-                              const int32_t *bias, const uint32_t *tile, int32_t first, int32_t second,
-                              int8_t *output)
+static void buffered_channels(const nn_requant *requant, int clamps, int right_shifts, int32_t out_c,
+                              const nn_csr_s8 *weights, const int32_t *bias, const uint32_t *tile, int32_t first,
+                              int32_t second, int8_t *output)
 {
     /* Local copies: an int8 store may alias anything, so they would be read again every channel. */
     const int32_t lo4 = nn_s8x4_splat(requant->act_min), hi4 = nn_s8x4_splat(requant->act_max);
@@ -323,12 +440,21 @@ static void buffered_channels(const nn_requant *requant, int32_t out_c, const nn
         const int32_t count = out_c - ch0 < CHANNELS_PER_PASS ? out_c - ch0 : CHANNELS_PER_PASS;
         channel_sums(count, w.values, w.index_u8, w.row_start_u16 ? w.row_start_u16 + ch0 : 0,
                      w.row_start_u32 ? w.row_start_u32 + ch0 : 0, bias + ch0, tile, sums);
+#if defined(__ARM_FEATURE_DSP)
+        if (right_shifts && first == NN_CONV_TILE && second == NN_CONV_TILE) {
+            channel_outputs(clamps, count, sums, multiplier + ch0, shift + ch0, offset, lo4, hi4, output + ch0,
+                            out_c, second_at);
+            continue;
+        }
+#else
+        (void)right_shifts;
+#endif
         for (int32_t k = 0; k < count; ++k) {
             const int32_t ch = ch0 + k;
-            store_pixels(requantize4(sums[k], multiplier[ch], shift[ch], offset, lo4, hi4), first, output + ch,
-                         out_c);
-            store_pixels(requantize4(sums[k] + NN_CONV_TILE, multiplier[ch], shift[ch], offset, lo4, hi4), second,
-                         output + second_at + ch, out_c);
+            store_pixels(requantize4(sums[k], multiplier[ch], shift[ch], offset, clamps, lo4, hi4), first,
+                         output + ch, out_c);
+            store_pixels(requantize4(sums[k] + NN_CONV_TILE, multiplier[ch], shift[ch], offset, clamps, lo4, hi4),
+                         second, output + second_at + ch, out_c);
         }
     }
 }
@@ -345,13 +471,18 @@ static void buffered(const nn_window *win, const nn_requant *requant, const int8
     uint32_t tile[NN_CSR_TILE_WINDOW_MAX * TILE_WORDS];
     const int32_t row_step = nn_sparse_conv_row_step(win);
     const int32_t out_c = win->output.c;
+    const int clamps = requant->act_min > -128 || requant->act_max < 127; /* a fused activation */
+    int right_shifts = 1;
+    for (int32_t ch = 0; ch < out_c; ++ch) {
+        right_shifts &= requant->shift[ch] <= -2;
+    }
     nn_sparse_conv_walk walk = nn_sparse_conv_begin(win, input, (int8_t)(-requant->input_offset), buffer);
     const int8_t *corner[NN_CONV_TILE];
     for (int32_t first; (first = nn_sparse_conv_next(&walk, corner)) != 0;) {
         gather(tile, 0, corner, win, row_step);
         const int32_t second = nn_sparse_conv_next(&walk, corner);
         gather(tile, NN_CONV_TILE, corner, win, row_step);
-        buffered_channels(requant, out_c, weights, bias, tile, first, second, output);
+        buffered_channels(requant, clamps, right_shifts, out_c, weights, bias, tile, first, second, output);
         output += (first + second) * out_c;
     }
 }
