@@ -198,16 +198,9 @@ NN_INLINE int32_t requantize4(const int32_t sum[NN_CONV_TILE], int32_t multiplie
 #endif
 }
 
-/* The first `pixels` bytes of packed, out_c bytes apart from output on. */
+/* The first `pixels` bytes of packed, out_c bytes apart from output on (full tiles take STORE4_ASM). */
 NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int32_t out_c)
 {
-    if (pixels == NN_CONV_TILE) { /* every half but the last of a band row or of the image */
-        output[0] = (int8_t)packed;
-        output[out_c] = (int8_t)(packed >> 8);
-        output[2 * out_c] = (int8_t)(packed >> 16);
-        output[3 * out_c] = (int8_t)(packed >> 24);
-        return;
-    }
     for (int32_t k = 0; k < pixels; ++k) {
         output[k * out_c] = (int8_t)(packed >> (8 * k));
     }
