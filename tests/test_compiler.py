@@ -31,7 +31,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 import tflite_models
 from harness.compiler import KERNEL_FORMATS, CompileError, compile_tflite, emit_c, overlap, quant
-from harness.compiler.encode import encode_csr, encode_dense
+from harness.compiler.encode import CSR_TILE_WINDOW_MAX, encode_csr, encode_dense
 from harness.compiler.lower import LOWERINGS, lower
 from harness.compiler.memory_plan import Buffer, Overlap, place, plan_memory
 from harness.compiler.overlap import window_distance
@@ -366,12 +366,18 @@ def test_csr_round_trip(shape, density, index_type, start_type):
     assert encode_dense(matrix, "w").bytes.values == matrix.size
 
 
-def test_csr_stores_the_given_column_index():
-    matrix = np.array([[0, 3, 0], [4, 0, 5]], dtype=np.int8)
-    offsets = np.array([0, 40, 900])
-    encoded = encode_csr(matrix, "w", offsets)
-    assert encoded.index.values.tolist() == [40, 0, 900]
-    assert np.array_equal(_decode_csr(encoded, matrix.shape, offsets), matrix)
+def test_csr_stores_window_positions_up_to_the_tile_window_and_offsets_beyond():
+    """Windows the CONV_2D kernel gathers into its tile buffer (kernels.h, NN_CSR_TILE_WINDOW_MAX) are
+    indexed by position; longer rows keep the input offsets the compiler passes."""
+    short = np.zeros((2, 3), dtype=np.int8)
+    short[0, 1], short[1, [0, 2]] = 3, (4, 5)
+    assert encode_csr(short, "w", np.array([0, 40, 900])).index.values.tolist() == [1, 0, 2]
+    long = np.zeros((1, CSR_TILE_WINDOW_MAX + 1), dtype=np.int8)
+    long[0, [1, CSR_TILE_WINDOW_MAX]] = (6, 7)
+    offsets = np.arange(long.shape[1]) * 3
+    encoded = encode_csr(long, "w", offsets)
+    assert encoded.index.values.tolist() == [3, 3 * CSR_TILE_WINDOW_MAX]
+    assert np.array_equal(_decode_csr(encoded, long.shape, offsets), long)
 
 
 # ---- error messages --------------------------------------------------------------------------

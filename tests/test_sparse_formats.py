@@ -11,8 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from harness.compiler.encode import (FORMATS, encode_bitmask, encode_block4, encode_csr, encode_delta4,
-                                     encode_dense)
+from harness.compiler.encode import (CSR_TILE_WINDOW_MAX, FORMATS, encode_bitmask, encode_block4, encode_csr,
+                                     encode_delta4, encode_dense)
 from harness.compiler.lower import _conv_offsets, _sparse_conv_layout
 
 SPARSE = tuple(fmt for fmt in FORMATS if fmt != "dense")
@@ -38,6 +38,8 @@ def _layout(shape, column_index, row_step):
 def decode(encoded, shape, column_index=None, row_step=None) -> np.ndarray:
     column_index = np.arange(shape[1]) if column_index is None else np.asarray(column_index)
     kernel_rows, step = _layout(shape, column_index, row_step)
+    if encoded.format == "csr" and shape[1] <= CSR_TILE_WINDOW_MAX:
+        column_index = np.arange(shape[1])  # a window the CONV_2D kernel gathers: indexed by position
     entries = []
     if encoded.format in ("csr", "block4"):
         width = 1 if encoded.format == "csr" else 4
@@ -98,6 +100,7 @@ CASES = [  # (shape, density, conv window or None)
     ((8, 27), 0.6, conv_window(9, 9, 3, 8, 3, pad=0)),          # in place, C_IN < 4
     ((6, 45), 0.4, conv_window(11, 11, 5, 6, 3, dilation=2)),   # dilation: gaps inside kernel rows
     ((4, 9), 0.5, conv_window(3, 3, 1, 4, 3)),
+    ((4, 288), 0.1, conv_window(8, 8, 32, 4, 3)),             # csr: past the tile window, offsets
 ]
 
 

@@ -13,6 +13,9 @@
 #include "kernel_util.h"
 #include "simd.h"
 
+/* Rows whose sums wait on the stack (4 bytes each) for the output stage. */
+#define ROWS_PER_PASS 64
+
 /*
  * Index k of the one non-NULL index array: index_u16 when wide. wide is
  * fixed before any pointer moves (the assembly loop's pointer outputs
@@ -153,33 +156,45 @@ NN_INLINE int32_t sparse_dot(int32_t acc, const int8_t **vp, int wide, const uin
 }
 
 /*
- * value clamped to [lo, hi], a range within int8. On DSP cores: SSAT to
- * int8, then the bytewise maximum and minimum (SSUB8 + SEL) against lo and
- * hi in every byte, branch-free.
+ * Outputs row0 .. row0 + count - 1 from their sums (bias included). On
+ * DSP cores 4 at a time: requantized, saturated, packed and clamped
+ * together (nn_pack_clamp_s8x4) and stored in one word, where one output
+ * at a time took SSAT, 2 SSUB8 + SEL and a byte store each, with the
+ * clamp's range spilled from the registers the dot products needed.
  */
-static inline int8_t clamp(int32_t value, int32_t lo, int32_t hi)
+static void output_stage(const int32_t *sum, int32_t count, int32_t row0, const nn_requant *requant,
+                         int8_t *output)
 {
+    const int32_t *multiplier = requant->multiplier + row0;
+    const int8_t *shift = requant->shift + row0;
+    const int32_t offset = requant->output_offset, lo = requant->act_min, hi = requant->act_max;
+    int32_t r = 0;
 #if NN_DSP
-    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
-    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
-    return (int8_t)nn_min_s8x4(nn_max_s8x4(nn_ssat8(value), lo4), hi4);
-#else
-    return nn_clamp_s8(value, lo, hi);
+    const int32_t lo4 = nn_s8x4_splat(lo), hi4 = nn_s8x4_splat(hi);
+    for (; r + 4 <= count; r += 4) {
+        const int32_t q0 = nn_requantize(sum[r], multiplier[r], shift[r]);
+        const int32_t q1 = nn_requantize(sum[r + 1], multiplier[r + 1], shift[r + 1]);
+        const int32_t q2 = nn_requantize(sum[r + 2], multiplier[r + 2], shift[r + 2]);
+        const int32_t q3 = nn_requantize(sum[r + 3], multiplier[r + 3], shift[r + 3]);
+        nn_write_s8x4(output + r, nn_pack_clamp_s8x4(q0 + offset, q1 + offset, q2 + offset, q3 + offset, lo4, hi4));
+    }
 #endif
+    for (; r < count; ++r) {
+        output[r] = nn_clamp_s8(nn_requantize(sum[r], multiplier[r], shift[r]) + offset, lo, hi);
+    }
 }
 
 /*
- * Every output of one batch row. Exactly one of index_u8 / index_u16 and
- * one of start_u16 / start_u32 is non-NULL; each of the 4 combinations is
- * inlined on its own, so no width test is left in the row loop. Rows are
- * consecutive, so the value and index pointers run on from one row into
- * the next and a row costs one row-start load (its end). The
- * requantization parameters come in a local copy: an int8 store may alias
- * anything, and the compiler would otherwise read them again every row.
+ * The sums (bias included) of `count` consecutive rows, whose row starts
+ * begin at start_u16 / start_u32, into sum. Exactly one of index_u8 /
+ * index_u16 and one of start_u16 / start_u32 is non-NULL; each of the 4
+ * combinations is inlined on its own, so no width test is left in the
+ * row loop. Rows are consecutive, so the value and index pointers run on
+ * from one row into the next and a row costs one row-start load (its end).
  */
-NN_INLINE void rows(int32_t depth, const nn_requant requant, const int8_t *x, const int8_t *values,
-                    const uint8_t *index_u8, const uint16_t *index_u16, const uint16_t *start_u16,
-                    const uint32_t *start_u32, const int32_t *bias, int8_t *output)
+NN_INLINE void row_sums(int32_t count, const int8_t *x, const int8_t *values, const uint8_t *index_u8,
+                        const uint16_t *index_u16, const uint16_t *start_u16, const uint32_t *start_u32,
+                        const int32_t *bias, int32_t *sum)
 {
     const int wide = index_u16 != 0;
     const uint32_t first = start_u16 ? start_u16[0] : start_u32[0];
@@ -189,11 +204,9 @@ NN_INLINE void rows(int32_t depth, const nn_requant requant, const int8_t *x, co
     } else {
         index_u16 += first;
     }
-    for (int32_t out_c = 0; out_c < depth; ++out_c) {
-        const int8_t *const end = values + (start_u16 ? start_u16[out_c + 1] : start_u32[out_c + 1]);
-        const int32_t acc = sparse_dot(bias[out_c], &v, wide, &index_u8, &index_u16, end, x);
-        const int32_t scaled = nn_requantize(acc, requant.multiplier[out_c], requant.shift[out_c]);
-        output[out_c] = clamp(scaled + requant.output_offset, requant.act_min, requant.act_max);
+    for (int32_t r = 0; r < count; ++r) {
+        const int8_t *const end = values + (start_u16 ? start_u16[r + 1] : start_u32[r + 1]);
+        sum[r] = sparse_dot(bias[r], &v, wide, &index_u8, &index_u16, end, x);
     }
 }
 
@@ -205,17 +218,24 @@ nn_status nn_fully_connected_csr_s8(const nn_fully_connected_params *params, con
     }
     const int32_t depth = params->output_depth;
     const nn_csr_s8 w = *weights;
+    int32_t sum[ROWS_PER_PASS];
     for (int32_t b = 0; b < params->batches; ++b) {
         const int8_t *x = input + b * params->input_depth;
         int8_t *out = output + b * depth;
-        if (w.index_u8 != 0 && w.row_start_u16 != 0) {
-            rows(depth, params->requant, x, w.values, w.index_u8, 0, w.row_start_u16, 0, bias, out);
-        } else if (w.index_u8 != 0) {
-            rows(depth, params->requant, x, w.values, w.index_u8, 0, 0, w.row_start_u32, bias, out);
-        } else if (w.row_start_u16 != 0) {
-            rows(depth, params->requant, x, w.values, 0, w.index_u16, w.row_start_u16, 0, bias, out);
-        } else {
-            rows(depth, params->requant, x, w.values, 0, w.index_u16, 0, w.row_start_u32, bias, out);
+        for (int32_t row0 = 0; row0 < depth; row0 += ROWS_PER_PASS) {
+            const int32_t count = depth - row0 < ROWS_PER_PASS ? depth - row0 : ROWS_PER_PASS;
+            const uint16_t *start_u16 = w.row_start_u16 ? w.row_start_u16 + row0 : 0;
+            const uint32_t *start_u32 = w.row_start_u32 ? w.row_start_u32 + row0 : 0;
+            if (w.index_u8 != 0 && start_u16 != 0) {
+                row_sums(count, x, w.values, w.index_u8, 0, start_u16, 0, bias + row0, sum);
+            } else if (w.index_u8 != 0) {
+                row_sums(count, x, w.values, w.index_u8, 0, 0, start_u32, bias + row0, sum);
+            } else if (start_u16 != 0) {
+                row_sums(count, x, w.values, 0, w.index_u16, start_u16, 0, bias + row0, sum);
+            } else {
+                row_sums(count, x, w.values, 0, w.index_u16, 0, start_u32, bias + row0, sum);
+            }
+            output_stage(sum, count, row0, &params->requant, out + row0);
         }
     }
     return NN_OK;

@@ -196,6 +196,15 @@ nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, cons
  * pixel q + 4 they read no input that only windows 0..q cover (the
  * compiler moves overlapping outputs 3 pixels further away for them).
  */
+/*
+ * csr with windows of up to NN_CSR_TILE_WINDOW_MAX values (KH * KW * C_IN)
+ * stores each nonzero's position in the window instead of its offset:
+ *   index_u8[k] = (ky * KW + kx) * C_IN + c_in
+ * and gathers the windows of 8 output pixels into a 4 KiB stack buffer
+ * before computing them (conv2d_csr_s8.c); larger windows store the
+ * offsets above. harness/compiler/encode.py keeps the same limit.
+ */
+#define NN_CSR_TILE_WINDOW_MAX 256
 nn_hwc nn_conv2d_csr_s8_padded_size(const nn_window *window);
 int32_t nn_conv2d_csr_s8_get_buffer_size(const nn_conv2d_params *params);
 nn_status nn_conv2d_csr_s8(const nn_conv2d_params *params, const int8_t *input,

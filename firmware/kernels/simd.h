@@ -333,18 +333,25 @@ static inline int32_t nn_min_s8x4(int32_t a, int32_t b)
 
 #if NN_DSP
 /*
- * Four int32 results as 4 int8 lanes (y0 lowest), clamped to [lo, hi]
- * given in every byte of lo4 and hi4: saturated to int8 (SSAT), packed
- * (2 PKHBT, 2 UXTB16, an ORR), then clamped all 4 at once (2 SSUB8 + SEL).
- * clamp(ssat8(v), lo, hi) = clamp(v, lo, hi), as the range lies within int8.
+ * Four int32 results as 4 int8 lanes (y0 lowest), saturated to int8
+ * (SSAT) and packed (2 PKHBT, 2 UXTB16, an ORR).
+ */
+static inline int32_t nn_pack_s8x4(int32_t y0, int32_t y1, int32_t y2, int32_t y3)
+{
+    const int32_t even = nn_pkhbt16(nn_ssat8(y0), nn_ssat8(y2));
+    const int32_t odd = nn_pkhbt16(nn_ssat8(y1), nn_ssat8(y3));
+    return (int32_t)((uint32_t)nn_uxtb16(even) | (uint32_t)nn_uxtb16(odd) << 8);
+}
+
+/*
+ * nn_pack_s8x4, then clamped to [lo, hi] given in every byte of lo4 and
+ * hi4, all 4 at once (2 SSUB8 + SEL). clamp(ssat8(v), lo, hi) =
+ * clamp(v, lo, hi), as the range lies within int8.
  */
 static inline int32_t nn_pack_clamp_s8x4(int32_t y0, int32_t y1, int32_t y2, int32_t y3,
                                          int32_t lo4, int32_t hi4)
 {
-    const int32_t even = nn_pkhbt16(nn_ssat8(y0), nn_ssat8(y2));
-    const int32_t odd = nn_pkhbt16(nn_ssat8(y1), nn_ssat8(y3));
-    const int32_t bytes = (int32_t)((uint32_t)nn_uxtb16(even) | (uint32_t)nn_uxtb16(odd) << 8);
-    return nn_min_s8x4(nn_max_s8x4(bytes, lo4), hi4);
+    return nn_min_s8x4(nn_max_s8x4(nn_pack_s8x4(y0, y1, y2, y3), lo4), hi4);
 }
 #endif
 

@@ -124,6 +124,7 @@ class CsrWeights(_SparseWeights):
 
 
 DELTA4_MAX = 15  # the longest gap one delta4 entry spans
+CSR_TILE_WINDOW_MAX = 256  # NN_CSR_TILE_WINDOW_MAX in kernels.h: rows csr indexes by column
 BLOCK = 4        # inputs per block4 block
 
 
@@ -138,14 +139,17 @@ def encode_csr(matrix: np.ndarray, name: str, column_index: np.ndarray | None = 
                row_step: int | None = None) -> CsrWeights:
     """Encode a 2-D int8 matrix row by row, keeping only nonzeros.
 
-    column_index[j] is what is stored for a nonzero in column j (the column
-    itself by default; CONV_2D stores an input offset instead). Indices are
-    uint8 when every stored index fits, else uint16; row starts are uint16
-    when the nonzero count fits, else uint32. row_step does not matter:
-    the index says where the input is.
+    A nonzero in column j stores j when a row has at most
+    CSR_TILE_WINDOW_MAX columns: CONV_2D kernels gather such windows into a
+    buffer in column order (kernels.h), FULLY_CONNECTED and depthwise rows
+    are indexed by column anyway. Longer rows store column_index[j] (the
+    column by default; CONV_2D passes the input's offset from the window's
+    corner). Indices are uint8 when every stored index fits, else uint16;
+    row starts are uint16 when the nonzero count fits, else uint32.
+    row_step does not matter: the index says where the input is.
     """
     matrix = _matrix(matrix)
-    column_index = _column_index(matrix, column_index)
+    column_index = _column_index(matrix, column_index if matrix.shape[1] > CSR_TILE_WINDOW_MAX else None)
     rows, cols = np.nonzero(matrix)  # row-major order, as CSR needs
     return CsrWeights(values=CArray(f"{name}_values", matrix[rows, cols]),
                       index=_index_array(f"{name}_index", column_index[cols]),

@@ -1,0 +1,43 @@
+"""The csr kernels' assembly paths on the emulated Cortex-M4, bit-exact with TFLite Micro on odd shapes.
+
+Host builds (tests/test_compiler.py) run the C loops the assembly replaces; only the board runs the
+assembly itself. Each shape reaches a different part of it: CONV_2D tiles of 8 pixels that end part way
+(band rows of 5 pixels, images of 15 and 35), input channels that are not a multiple of 4 (the tile
+gather's bytewise tail), odd channel counts, a window past the tile buffer (the in-place path),
+FULLY_CONNECTED rows past one pass of sums (64) and 16-bit indices.
+"""
+import pandas as pd
+import pytest
+from conftest import run_harness
+
+# 20 firmware builds and runs: over the default 900 s on a busy machine.
+pytestmark = pytest.mark.timeout(1800)
+
+SHAPES = ("conv3x3-7x5x6-5", "conv1x1-5x3x8-3-valid", "conv3x3-9x7x3-7-valid", "conv3x3-6x6x32-4",
+          "fc-300x70")
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    out = tmp_path_factory.mktemp("csr-kernels")
+    proc = run_harness("kernels", "--shapes", ",".join(SHAPES), "--sparsities", "0,0.9", "--formats", "csr",
+                       "--board", "mps2_an386", "--out", out, "--fresh", timeout=1700)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return pd.read_csv(out / "kernels.csv")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_csr_matches_tflite_micro_on_the_board(table, shape):
+    rows = table[(table["shape"] == shape) & (table["format"] == "csr")]
+    assert len(rows) == 2 and set(rows.status) == {"ok"}, rows[["target_sparsity", "status", "error"]].to_string()
+    assert (rows.output_mismatches == 0).all() and (rows.test_inputs > 0).all()
+    assert set(rows.kernel) == {"fully_connected_csr_s8" if shape.startswith("fc") else "conv2d_csr_s8"}
+
+
+def test_the_shapes_reach_both_conv_paths_and_both_index_widths(table):
+    dense_weights = table[(table["format"] == "csr") & (table.target_sparsity == 0)].set_index("shape")
+    # conv3x3-6x6x32: 288-value windows, past the tile buffer: offsets into the band, 16-bit.
+    assert dense_weights.index_bytes["conv3x3-6x6x32-4"] == 2 * 288 * 4
+    # conv3x3-7x5x6: 54-value windows in the buffer, one byte per position.
+    assert dense_weights.index_bytes["conv3x3-7x5x6-5"] == 54 * 5
+    assert dense_weights.index_bytes["fc-300x70"] == 2 * 300 * 70
