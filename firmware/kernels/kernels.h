@@ -246,9 +246,10 @@ nn_status nn_conv2d_block4_s8(const nn_conv2d_params *params, const int8_t *inpu
  * N:M weights over the window's (ky, kx, c_in) order; every group of 4
  * inputs lies inside one kernel row (4 | KW * C_IN when dilation_w is 1
  * or KW is 1, else 4 | C_IN). Windows as the sparse layout above, in tiles
- * of NN_CONV_TILE pixels; `buffer` holds the band (when windows pad), then,
- * on DSP cores, the tile's slot table: every unit's input pairs of the 4
- * windows (nn_conv2d_nm_s8_get_buffer_size() bytes, 4-byte aligned).
+ * of NN_CONV_TILE pixels. `buffer` (never NULL, 4-byte aligned,
+ * nn_conv2d_nm_s8_get_buffer_size() bytes) holds the band (when windows
+ * pad), the tile's slot table (every unit's input pairs of the 4 windows;
+ * used on DSP cores) and where each group of a window starts.
  */
 int32_t nn_conv2d_nm_s8_get_buffer_size(const nn_conv2d_params *params, const nn_nm_s8 *weights);
 nn_status nn_conv2d_nm_s8(const nn_conv2d_params *params, const int8_t *input, const nn_nm_s8 *weights,

@@ -66,6 +66,16 @@ static inline const int8_t *nn_nm_unit_values(const int8_t *row_values, int32_t 
 }
 
 #if NN_DSP
+/* The pairs of x0..x3 with one input yq of a unit's second group (n = 1): slots 4q .. 4q + 3. */
+static inline void nn_nm_write_four(int32_t x0, int32_t x1, int32_t x2, int32_t x3, int32_t yq, int32_t *table,
+                                    int32_t stride)
+{
+    table[0] = nn_pkhbt16(x0, yq);
+    table[stride] = nn_pkhbt16(x1, yq);
+    table[2 * stride] = nn_pkhbt16(x2, yq);
+    table[3 * stride] = nn_pkhbt16(x3, yq);
+}
+
 /*
  * One unit's table entries: slot s's input pair goes to table[s * stride]
  * (stride 1: one input vector; NN_CONV_TILE: a tile's pixels interleaved).
@@ -84,13 +94,10 @@ static inline void nn_nm_write_pairs(const int8_t *x, const int8_t *y, int32_t n
         table[5 * stride] = nn_pkhbt16(x2, x3);
         return;
     }
-    for (int32_t q = 0; q < NN_NM_GROUP; ++q, table += NN_NM_GROUP * stride) {
-        const int32_t yq = y[q];
-        table[0] = nn_pkhbt16(x0, yq);
-        table[stride] = nn_pkhbt16(x1, yq);
-        table[2 * stride] = nn_pkhbt16(x2, yq);
-        table[3 * stride] = nn_pkhbt16(x3, yq);
-    }
+    nn_nm_write_four(x0, x1, x2, x3, y[0], table, stride);
+    nn_nm_write_four(x0, x1, x2, x3, y[1], table + 4 * stride, stride);
+    nn_nm_write_four(x0, x1, x2, x3, y[2], table + 8 * stride, stride);
+    nn_nm_write_four(x0, x1, x2, x3, y[3], table + 12 * stride, stride);
 }
 #endif
 

@@ -17,10 +17,10 @@ N and M are recorded in the struct. A layer that is not N:M along the input chan
 groups of 4 are not 4 consecutive input bytes, is refused with the reason (FormatRefused), and the
 compiler runs it dense unless it was asked for N:M by name.
 
-The kernels gather nothing at run time: per batch row (FULLY_CONNECTED) or per tile of 4 output
-pixels (CONV_2D) they first write, for every unit, the input pairs of all its slots as packed
-halfwords into a table in the scratch buffer (nn_*_nm_s8_get_buffer_size), then each unit is a slot
-load, a table load and an SMLAD per pixel (docs/kernels.md, "N:M format").
+On DSP cores the kernels gather nothing in their inner loops: per batch row (FULLY_CONNECTED) or per
+tile of 4 output pixels (CONV_2D) they first write, for every unit, the input pairs of all its slots as
+packed halfwords into a table in the scratch buffer (nn_*_nm_s8_get_buffer_size), then a unit is a slot
+extraction, a table load and an SMLAD per pixel (docs/kernels.md, "N:M format").
 """
 from __future__ import annotations
 
@@ -64,8 +64,10 @@ class NmWeights(_SparseWeights):
         return CStruct(name, "nn_nm_s8", {"values": self.values.ref, "slots": self.slots.ref, "n": self.n, "m": M})
 
     def table_bytes(self, pixels: int) -> int:
-        """The kernels' slot table: one packed input pair per slot, unit and pixel (a word each)."""
-        return self.units * len(PAIRS[self.n]) * 4 * pixels
+        """The kernels' scratch: the slot table, a packed input pair (a word) per slot, unit and pixel; a
+        CONV_2D kernel (pixels > 1) also keeps where each group of its windows starts, a word per group."""
+        offsets = self.units * GROUPS_PER_UNIT[self.n] if pixels > 1 else 0
+        return (self.units * len(PAIRS[self.n]) * pixels + offsets) * 4
 
 
 def row_units(inputs: int, n: int) -> int:

@@ -187,6 +187,14 @@ def _sparse_conv_layout(window: dict) -> tuple[bool, int, int]:
     return True, padded_w * in_c, window["kernel_h"] * padded_w * in_c
 
 
+def sparse_conv_scratch_bytes(window: dict, encoded: Encoded) -> int:
+    """Scratch of a sparse CONV_2D kernel: the band (nn_conv2d_csr_s8_get_buffer_size), then, word-aligned,
+    what the format's kernel keeps for a tile (nn_conv2d_nm_s8_get_buffer_size: nm's slot table)."""
+    band = _sparse_conv_layout(window)[2]
+    table = encoded.table_bytes(SPARSE_CONV_TILE)
+    return -(-band // 4) * 4 + table if table else band
+
+
 DENSE_CONV_STACK_WINDOW_MAX = 256  # STACK_WINDOW_MAX in conv2d_s8.c
 
 
@@ -260,12 +268,10 @@ def lower_conv2d(op: Op, fmt: str) -> KernelCall:
         encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
         buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     else:
-        _, row_step, scratch_bytes = _sparse_conv_layout(window)
+        _, row_step, _ = _sparse_conv_layout(window)
         encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt, _conv_offsets(window, row_step),
                                                          row_step)
-        table = encoded.table_bytes(SPARSE_CONV_TILE)  # nm's slot table, after the band (word-aligned)
-        if table:
-            scratch_bytes = -(-scratch_bytes // 4) * 4 + table
+        scratch_bytes = sparse_conv_scratch_bytes(window, encoded)
         buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     # Sparse kernels write a tile of SPARSE_CONV_TILE pixels while still reading its first pixel's window.
     distance = window_distance(window) + (0 if fmt == "dense" else (SPARSE_CONV_TILE - 1) * out_c)
