@@ -12,23 +12,24 @@ instructions emulated (-DNN_EMULATE_DSP).
 from __future__ import annotations
 
 import doctest
-import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tflite_models
-from test_compiler import CFLAGS, DRIVER_DIR, KERNEL_SOURCES, REPO, run_host_executable
+from test_compiler import CFLAGS, DRIVER_DIR, REPO, run_host_executable
+from test_depthwise_kernels import DSP_FLAGS, kernel_objects  # noqa: F401  (kernel_objects: a fixture)
+from test_sparse_formats import conv_window
 
-from harness.compiler import CompileError, compile_tflite, encode_nm
+from harness.chooser import choose, layer_options
+from harness.compiler import KERNEL_FORMATS, CompileError, compile_tflite, encode_nm
 from harness.compiler.encode import FORMATS, FormatRefused
+from harness.compiler.lower import _conv_offsets, _sparse_conv_layout, sparse_conv_scratch_bytes
 from harness.prune.masks import n_of_m_mask
 from harness.quantize import run_tflite_micro
 
 SAMPLES = 30
-DSP_FLAGS = {"portable": [], "dsp": ["-DNN_EMULATE_DSP"]}
 PATTERNS = {"2:4": (2, 4), "1:4": (1, 4)}
 
 
@@ -94,27 +95,6 @@ def models() -> dict[str, bytes]:
     return tflite_models.convert_cached("nm", Path(__file__), specs, _prune)
 
 
-@pytest.fixture(scope="session")
-def kernel_objects(tmp_path_factory) -> dict[str, list[Path]]:
-    """firmware/kernels/*.c compiled once per flavour (portable, emulated DSP)."""
-    out = tmp_path_factory.mktemp("kernels")
-
-    def compile_one(job):
-        flavour, source = job
-        obj = out / f"{flavour}-{source.stem}.o"
-        command = ["gcc", *CFLAGS, *DSP_FLAGS[flavour], f"-I{REPO / 'firmware' / 'kernels'}", "-c", str(source),
-                   "-o", str(obj)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
-        return flavour, obj
-
-    objects = {flavour: [] for flavour in DSP_FLAGS}
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
-        for flavour, obj in pool.map(compile_one, [(f, s) for f in DSP_FLAGS for s in KERNEL_SOURCES]):
-            objects[flavour].append(obj)
-    return objects
-
-
 def _inputs(compiled) -> np.ndarray:
     size = int(np.prod(compiled.input.shape))
     return np.random.default_rng(11).integers(-128, 128, (SAMPLES, size), dtype=np.int8)
@@ -153,12 +133,80 @@ def test_a_layer_that_is_not_n_of_m_runs_dense_and_naming_nm_for_it_is_an_error(
         compile_tflite(models["conv-50%"], tmp_path / "named", layer_kernels={0: "nm"})
 
 
+@pytest.mark.parametrize("name", ["conv-2:4", "conv-50%"])
+def test_auto_has_nm_as_a_candidate_for_n_of_m_layers_only(models, tmp_path, name):
+    variants = {fmt: compile_tflite(models[name], tmp_path / fmt, kernel=fmt) for fmt in KERNEL_FORMATS}
+    # Latencies as a board might measure them: nm fastest wherever it runs.
+    latencies = {fmt: {layer: 100.0 if fmt == "nm" else 200.0 for layer in compiled.layer_names}
+                 for fmt, compiled in variants.items()}
+    options = layer_options(variants, latencies)
+    with_nm = [layer.name for layer in options if "nm" in {option.format for option in layer.options}]
+    chosen = choose(options).formats
+    if name == "conv-2:4":
+        assert len(with_nm) == len(options) == 5 and set(chosen.values()) == {"nm"}
+    else:
+        assert with_nm == [] and "nm" not in chosen.values()
+
+
 def test_a_layer_whose_groups_are_not_input_channels_is_refused(models, tmp_path):
     # A 2x1 window on 2 input channels: a group of 4 weights spans two kernel rows, however sparse.
     with pytest.raises(FormatRefused, match="do not read 4 consecutive input channels"):
         FORMATS["nm"](np.zeros((2, 4), np.int8), "w", np.array([0, 1, 20, 21]), 20)
     with pytest.raises(FormatRefused, match="18 inputs per output are not a multiple of 4"):
         FORMATS["nm"](np.zeros((2, 18), np.int8), "w")
+
+
+BUFFER_SIZE_DRIVER = r"""
+#include <stdio.h>
+#include "kernels.h"
+/* Reads a window (input h w c, output h w c, kernel, stride, dilation, padding) and n; prints the nm
+   FULLY_CONNECTED buffer size for input_depth = KH * KW * C_IN, then the CONV_2D one. */
+int main(void)
+{
+    nn_conv2d_params conv = {0};
+    nn_window *w = &conv.window;
+    nn_nm_s8 weights = {0, 0, 0, 4};
+    while (scanf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d", &w->input.h, &w->input.w, &w->input.c,
+                 &w->output.h, &w->output.w, &w->output.c, &w->kernel_h, &w->kernel_w, &w->stride_h,
+                 &w->stride_w, &w->dilation_h, &w->dilation_w, &w->pad_top, &w->pad_left, &weights.n) == 15) {
+        nn_fully_connected_params fc = {1, w->kernel_h * w->kernel_w * w->input.c, w->output.c, {0}};
+        printf("%d %d\n", (int)nn_fully_connected_nm_s8_get_buffer_size(&fc, &weights),
+               (int)nn_conv2d_nm_s8_get_buffer_size(&conv, &weights));
+    }
+    return 0;
+}
+"""
+
+
+def test_buffer_sizes_are_the_compilers(tmp_path):
+    windows = [conv_window(16, 16, 16, 32, 3), conv_window(9, 9, 12, 8, 3, pad=0),
+               conv_window(8, 8, 20, 6, 3, dilation=2), conv_window(16, 16, 64, 64, 1, pad=0),
+               conv_window(5, 5, 4, 3, 3, stride=2)]
+    source, exe = tmp_path / "size.c", tmp_path / "size"
+    source.write_text(BUFFER_SIZE_DRIVER)
+    kernels = REPO / "firmware" / "kernels"
+    build = subprocess.run(["gcc", *CFLAGS, f"-I{kernels}", str(source), str(kernels / "fully_connected_nm_s8.c"),
+                            str(kernels / "conv2d_nm_s8.c"), str(kernels / "conv2d_csr_s8.c"), "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    lines, expected = [], []
+    for window in windows:
+        for n in (1, 2):
+            inputs = window["kernel_h"] * window["kernel_w"] * window["input"]["c"]
+            matrix = np.zeros((window["output"]["c"], inputs), np.int8)
+            matrix[:, ::4] = 1   # N:M with one nonzero per group; the encoder picks n = 1
+            if n == 2:
+                matrix[:, 1::4] = 1
+            row_step = _sparse_conv_layout(window)[1]
+            conv = FORMATS["nm"](matrix, "w", _conv_offsets(window, row_step), row_step)
+            assert conv.n == n
+            expected.append((FORMATS["nm"](matrix, "w").table_bytes(1), sparse_conv_scratch_bytes(window, conv)))
+            lines.append(" ".join(str(v) for v in [*window["input"].values(), *window["output"].values(),
+                                                  *(window[k] for k in ("kernel_h", "kernel_w", "stride_h",
+                                                    "stride_w", "dilation_h", "dilation_w", "pad_top",
+                                                    "pad_left")), n]))
+    out = subprocess.run([str(exe)], input="\n".join(lines), capture_output=True, text=True, check=True)
+    assert [tuple(map(int, line.split())) for line in out.stdout.split("\n") if line] == expected
 
 
 def _decode(encoded, shape) -> np.ndarray:

@@ -68,6 +68,22 @@ def make_plan(shapes: list[str], prunings: list[str], formats: list[str] | None,
                      tuple(dict.fromkeys(["dense", *formats])), board, parallel, fresh)
 
 
+def _served(cases: list, formats: tuple[str, ...], variants: dict) -> set:
+    """The (model, format) variants to measure. A format that takes a shape's layer at some prunings and refuses it
+    at others (nm takes N:M layers only: elsewhere the layer would run dense) is measured where it takes it; a
+    format with no kernel for the op at all is measured as it runs (dense), as the tables show it."""
+    def takes(point, fmt) -> bool:
+        return any(layer.format == fmt for layer in variants[point.tflite_path, fmt].layers)
+
+    served = set()
+    for shape in dict.fromkeys(shape for shape, _, _ in cases):
+        points = [point for s, _, point in cases if s is shape]
+        for fmt in formats:
+            sometimes = any(takes(point, fmt) for point in points)
+            served |= {(point.tflite_path, fmt) for point in points if takes(point, fmt) or not sometimes}
+    return served
+
+
 def run_kernel_bench(plan: BenchPlan, out: Path, progress: Callable[[str], None] = print) -> BenchFiles:
     board = get_board(plan.board)
     for tool, package in board.needs:
@@ -82,7 +98,8 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Callable[[str], None]
              for shape in plan.shapes for pruning in plan.prunings]
     points = [point for _, _, point in cases]
     variants = {(point.tflite_path, fmt): compile_point(point, fmt) for point in points for fmt in plan.formats}
-    planned = plan_sweep(plan.formats, points, [board])
+    served = _served(cases, plan.formats, variants)
+    planned = [p for p in plan_sweep(plan.formats, points, [board]) if (p.point.tflite_path, p.kernel) in served]
     progress(f"kernels: {len(plan.shapes)} shapes x {len(plan.prunings)} prunings x {len(plan.formats)} formats "
              f"= {len(planned)} variants on {board.name} -> {out}")
 
