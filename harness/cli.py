@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--board", required=True, help="a board from `harness boards`")
     measure.add_argument("--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)")
     measure.add_argument("--data", help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)")
-    measure.add_argument("--kernel", default="csr", help="a weight format (dense, csr, delta4, bitmask, block4) or auto")
+    measure.add_argument("--kernel", default="csr", help="a weight format (dense, csr, delta4, bitmask, block4, nm) or auto")
     measure.add_argument("--target", type=_number, default=0.0, help="sparsity to prune to (not for a .tflite)")
     measure.add_argument("--config", help="sweep TOML file for the other settings")
     _add_bench_options(measure)

@@ -126,7 +126,8 @@ def test_options_come_from_every_format_of_a_real_model():
             assert option.bytes == compiled_layers[fmt].weight_bytes.total
             assert option.latency == latencies[fmt][name]
         assert found["dense"].bytes == compiled_layers["dense"].weight_bytes.values
-    assert any(len(layer_options_.options) == len(KERNEL_FORMATS) for layer_options_ in options)
+    # Some layer has every format but nm, which takes N:M layers only (this model is pruned unstructured).
+    assert any({o.format for o in layer_options_.options} == set(KERNEL_FORMATS) - {"nm"} for layer_options_ in options)
 
 
 def test_options_need_the_dense_variant_and_every_latency():

@@ -9,7 +9,7 @@ from conftest import run_harness
 from harness.kernel_bench import shapes
 from harness.kernel_bench.run import make_plan
 from harness.kernel_bench.shapes import ShapeError
-from harness.kernel_bench.table import break_even_table
+from harness.kernel_bench.table import break_even_table, patterns_beside_unstructured
 
 COLUMNS = ["shape", "op", "pattern", "pruning", "target_sparsity", "sparsity", "weights", "nonzero_weights", "macs",
            "nonzero_macs", "format", "layer_format", "kernel", "kernel_family", "instructions", "instructions_per_mac",
@@ -97,6 +97,40 @@ def test_break_even_is_interpolated_where_the_ratio_crosses_one():
     # a format with no kernel for the op ran dense: equal to dense, which is no break-even at 0%
     assert np.isnan(crossings.break_even_latency["fallback"])
     assert crossings.break_even_latency_text["fallback"] == "n/a: runs dense"
+
+
+def test_n_of_m_patterns_sit_beside_unstructured_pruning_of_their_sparsity():
+    rows = [{**row, "pruning": row["sparsity"], "target_sparsity": row["sparsity"], "instructions": 100 / row[
+        "speedup_vs_dense"]} for row in (
+        _synthetic("fc", "csr", [0.5, 0.75], [1.1, 1.6], [1.0, 0.5])
+        + _synthetic("fc", "bitmask", [0.5, 0.75], [0.7, 1.2], [0.6, 0.4])
+        + _synthetic("fc", "nm", [0.5], [1.0], [1.0], ran="dense")      # refused there: not a figure
+        + _synthetic("fc", "csr", [0.5, 0.75], [1.1, 1.6], [1.0, 0.5], pattern="N:M")
+        + _synthetic("fc", "nm", [0.5, 0.75], [1.3, 2.2], [0.62, 0.31], pattern="N:M"))]
+    for row, label in zip(rows[-4:], ["2:4", "1:4", "2:4", "1:4"]):
+        row["pruning"] = label
+    beside = patterns_beside_unstructured(pd.DataFrame(rows)).set_index("pattern")
+    assert beside.loc["2:4", "pattern_format"] == "nm" and beside.loc["2:4", "pattern_speedup"] == 1.3
+    assert beside.loc["2:4", "unstructured_format"] == "csr" and beside.loc["2:4", "unstructured_speedup"] == 1.1
+    assert beside.loc["1:4", "pattern_bytes_vs_dense"] == 0.31 and beside.loc["1:4", "target_sparsity"] == 0.75
+    assert beside.loc["1:4", "unstructured_bytes_vs_dense"] == 0.5
+
+
+def test_n_of_m_format_is_measured_on_n_of_m_prunings_only(tmp_path):
+    proc = run_harness("kernels", "--shapes", "fc-32x64", "--sparsities", "0.5,2:4,1:4", "--formats", "nm",
+                       "--board", "mps2_an386", "--out", tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "kernels.csv")
+    assert set(zip(table.pruning, table.format)) == {("0.5", "dense"), ("2:4", "dense"), ("1:4", "dense"),
+                                                     ("2:4", "nm"), ("1:4", "nm")}
+    nm = table[table.format == "nm"].set_index("pruning")
+    assert (nm.status == "ok").all() and (nm.output_mismatches == 0).all() and (nm.layer_format == "nm").all()
+    assert set(nm.kernel) == {"fully_connected_nm_s8"} and (nm.code_bytes > 0).all()
+    assert nm.bytes_vs_dense["2:4"] == 0.625 and nm.bytes_vs_dense["1:4"] == 0.3125
+    # Half the units; on so small a layer (2,048 MACs) the table and each row's end weigh: 2:4 only ties dense.
+    assert nm.instructions["1:4"] < nm.instructions["2:4"] and nm.speedup_vs_dense["1:4"] > 1.0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| fc-32x64 | 2:4 (50%) | nm " in summary and "| fc-32x64 | 1:4 (75%) | nm " in summary
 
 
 @pytest.mark.parametrize("shapes, prunings, formats, message", [

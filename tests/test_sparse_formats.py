@@ -15,7 +15,7 @@ from harness.compiler.encode import (CSR_TILE_WINDOW_MAX, FORMATS, encode_bitmas
                                      encode_delta4, encode_dense)
 from harness.compiler.lower import _conv_offsets, _sparse_conv_layout
 
-SPARSE = tuple(fmt for fmt in FORMATS if fmt != "dense")
+SPARSE = tuple(fmt for fmt in FORMATS if fmt not in ("dense", "nm"))  # nm takes N:M layers only: test_nm_kernels.py
 
 
 def _place(shape, column_index, entries) -> np.ndarray:

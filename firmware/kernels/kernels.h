@@ -128,6 +128,25 @@ typedef struct {
  */
 typedef nn_csr_s8 nn_block4_s8;
 
+/*
+ * N:M weights: at most n nonzeros in every group of m = 4 consecutive
+ * inputs (input channels), n = 1 or 2 (harness/compiler/encode_nm.py).
+ * Rows are cut into units holding 2 stored weights and a 4-bit slot
+ * naming the 2 inputs they multiply: n = 2, a unit is one group and the
+ * slot one of its 6 pairs of positions (0,1) (0,2) (0,3) (1,2) (1,3)
+ * (2,3); n = 1, a unit is two groups (8 inputs) and the slot p + 4q, the
+ * kept position p of the first and q of the second. A row has an even
+ * number of units (ceil(inputs / unit inputs), rounded up; past the last
+ * input, weights are 0); units u and u + 1 store values a_u, a_u+1, b_u,
+ * b_u+1 in one word (b multiplies the pair's second input) and their
+ * slots in one byte, u in the low nibble.
+ */
+typedef struct {
+    const int8_t *values;
+    const uint8_t *slots;
+    int32_t n, m;
+} nn_nm_s8;
+
 /* ---- FULLY_CONNECTED ------------------------------------------------------
  * input [batches, input_depth], weights [output_depth, input_depth],
  * bias [output_depth], output [batches, output_depth].
@@ -149,6 +168,18 @@ nn_status nn_fully_connected_bitmask_s8(const nn_fully_connected_params *params,
                                         const nn_bitmask_s8 *weights, const int32_t *bias, int8_t *output);
 nn_status nn_fully_connected_block4_s8(const nn_fully_connected_params *params, const int8_t *input,
                                        const nn_block4_s8 *weights, const int32_t *bias, int8_t *output);
+
+/*
+ * input_depth a multiple of 4. On DSP cores the kernel first writes, per
+ * batch row, every unit's input pairs (one packed halfword pair per slot)
+ * into `buffer` (4-byte aligned, nn_fully_connected_nm_s8_get_buffer_size()
+ * bytes); the portable loops ignore it.
+ */
+int32_t nn_fully_connected_nm_s8_get_buffer_size(const nn_fully_connected_params *params,
+                                                 const nn_nm_s8 *weights);
+nn_status nn_fully_connected_nm_s8(const nn_fully_connected_params *params, const int8_t *input,
+                                   const nn_nm_s8 *weights, const int32_t *bias, int8_t *output,
+                                   int8_t *buffer);
 
 /* ---- CONV_2D ---------------------------------------------------------------
  * input [1, H, W, C_IN], weights [C_OUT, KH, KW, C_IN], bias [C_OUT],
@@ -219,6 +250,19 @@ nn_status nn_conv2d_bitmask_s8(const nn_conv2d_params *params, const int8_t *inp
 nn_status nn_conv2d_block4_s8(const nn_conv2d_params *params, const int8_t *input,
                               const nn_block4_s8 *weights, const int32_t *bias, int8_t *output,
                               int8_t *buffer);
+
+/*
+ * N:M weights over the window's (ky, kx, c_in) order; every group of 4
+ * inputs lies inside one kernel row (4 | KW * C_IN when dilation_w is 1
+ * or KW is 1, else 4 | C_IN). Windows as the sparse layout above, in tiles
+ * of NN_CONV_TILE pixels. `buffer` (never NULL, 4-byte aligned,
+ * nn_conv2d_nm_s8_get_buffer_size() bytes) holds the band (when windows
+ * pad), the tile's slot table (every unit's input pairs of the 4 windows;
+ * used on DSP cores) and where each group of a window starts.
+ */
+int32_t nn_conv2d_nm_s8_get_buffer_size(const nn_conv2d_params *params, const nn_nm_s8 *weights);
+nn_status nn_conv2d_nm_s8(const nn_conv2d_params *params, const int8_t *input, const nn_nm_s8 *weights,
+                          const int32_t *bias, int8_t *output, int8_t *buffer);
 
 /* ---- DEPTHWISE_CONV_2D -----------------------------------------------------
  * input [1, H, W, C_IN], weights [1, KH, KW, C_OUT] (the .tflite's), bias

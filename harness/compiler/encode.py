@@ -84,6 +84,14 @@ class DenseWeights:
     def bytes(self) -> WeightBytes:
         return WeightBytes(values=self.values.nbytes)
 
+    def table_bytes(self, pixels: int) -> int:
+        return 0
+
+
+class FormatRefused(CompileError):
+    """A format that has no encoding for this layer's weights (e.g. nm for a layer that is not N:M): the
+    compiler runs such a layer dense unless the format was asked for that layer by name."""
+
 
 class _SparseWeights:
     """What a sparse format derives from its arrays: its dataclass fields, in the order values, the index
@@ -102,6 +110,10 @@ class _SparseWeights:
     def bytes(self) -> WeightBytes:
         values, indices, *pointers = self.arrays
         return WeightBytes(values=values.nbytes, indices=indices.nbytes, pointers=sum(p.nbytes for p in pointers))
+
+    def table_bytes(self, pixels: int) -> int:
+        """Scratch the kernels need beside a CONV_2D's band, for `pixels` pixels at a time: none here."""
+        return 0
 
 
 def _indexed_fields(values: CArray, index: CArray, row_start: CArray) -> dict:
@@ -333,6 +345,9 @@ def _kernel_rows(matrix: np.ndarray, column_index: np.ndarray | None,
     return rows[order], position[order], matrix[np.nonzero(matrix)][order], matrix.shape[0] * kernel_rows, length
 
 
-Encoded = DenseWeights | CsrWeights | Delta4Weights | BitmaskWeights | Block4Weights
+# At the end: encode_nm builds on the classes above.
+from harness.compiler.encode_nm import NmWeights, encode_nm
+
+Encoded = DenseWeights | CsrWeights | Delta4Weights | BitmaskWeights | Block4Weights | NmWeights
 FORMATS = {"dense": encode_dense, "csr": encode_csr, "delta4": encode_delta4, "bitmask": encode_bitmask,
-           "block4": encode_block4}
+           "block4": encode_block4, "nm": encode_nm}

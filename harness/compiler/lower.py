@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.compiler import encode_depthwise, lower_tensor_ops
 from harness.compiler.calls import SCRATCH, KernelCall, activation_input, fail
-from harness.compiler.encode import FORMATS, CArray, CStruct, Encoded
+from harness.compiler.encode import FORMATS, CArray, CStruct, Encoded, FormatRefused
 from harness.compiler.ir import CompileError, Graph, Op, Tensor
 from harness.compiler.overlap import window_distance
 from harness.compiler.quant import activation_range, channel_multipliers, softmax_params
@@ -40,7 +40,18 @@ def lower(graph: Graph, kernel: str = "dense", layer_kernels: Mapping[int, str] 
     unknown = sorted(set(layer_kernels) - {op.index for op in graph.ops})
     if unknown:
         raise CompileError(f"layer kernels name ops {unknown}, but the model has ops 0..{len(graph.ops) - 1}")
-    return [LOWERINGS[op.kind](op, _layer_format(op, kernel, layer_kernels)) for op in graph.ops]
+    return [_lower_op(op, _layer_format(op, kernel, layer_kernels), op.index in layer_kernels) for op in graph.ops]
+
+
+def _lower_op(op: Op, fmt: str, named: bool) -> KernelCall:
+    """The op in its format; a format that refuses the layer's weights (FormatRefused) leaves it dense,
+    unless the format was named for this layer."""
+    try:
+        return LOWERINGS[op.kind](op, fmt)
+    except FormatRefused as refused:
+        if named:
+            raise fail(op, str(refused)) from refused
+        return LOWERINGS[op.kind](op, "dense")
 
 
 def _layer_format(op: Op, kernel: str, layer_kernels: dict[int, str]) -> str:
@@ -176,6 +187,14 @@ def _sparse_conv_layout(window: dict) -> tuple[bool, int, int]:
     return True, padded_w * in_c, window["kernel_h"] * padded_w * in_c
 
 
+def sparse_conv_scratch_bytes(window: dict, encoded: Encoded) -> int:
+    """Scratch of a sparse CONV_2D kernel: the band (nn_conv2d_csr_s8_get_buffer_size), then, word-aligned,
+    what the format's kernel keeps for a tile (nn_conv2d_nm_s8_get_buffer_size: nm's slot table)."""
+    band = _sparse_conv_layout(window)[2]
+    table = encoded.table_bytes(SPARSE_CONV_TILE)
+    return -(-band // 4) * 4 + table if table else band
+
+
 DENSE_CONV_STACK_WINDOW_MAX = 256  # STACK_WINDOW_MAX in conv2d_s8.c
 
 
@@ -220,11 +239,13 @@ def lower_fully_connected(op: Op, fmt: str) -> KernelCall:
     encoded, weights_ref, weight_constants = _encode(weights.data, prefix, fmt)
     params = CStruct(f"{prefix}_params", "nn_fully_connected_params",
                      {"batches": batches, "input_depth": in_depth, "output_depth": out_depth, "requant": requant})
+    table = encoded.table_bytes(1)  # nm's slot table, one input vector at a time
     return KernelCall(op=op, kernel=kernel_name("fully_connected", fmt),
-                      params=params, args=[inp, weights_ref, bias, out],
+                      params=params, args=[inp, weights_ref, bias, out, *([SCRATCH] if table else [])],
                       constants=[*weight_constants, *stage_arrays, params], weights=encoded,
                       bias_and_quant_bytes=_nbytes(stage_arrays),
-                      macs=batches * out_depth * in_depth, nonzero_macs=batches * encoded.nonzeros)
+                      macs=batches * out_depth * in_depth, nonzero_macs=batches * encoded.nonzeros,
+                      scratch_bytes=table)
 
 
 def lower_conv2d(op: Op, fmt: str) -> KernelCall:
@@ -247,10 +268,11 @@ def lower_conv2d(op: Op, fmt: str) -> KernelCall:
         encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
         buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     else:
-        padded, row_step, scratch_bytes = _sparse_conv_layout(window)
+        _, row_step, _ = _sparse_conv_layout(window)
         encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt, _conv_offsets(window, row_step),
                                                          row_step)
-        buffer_args = [SCRATCH if padded else "NULL"]
+        scratch_bytes = sparse_conv_scratch_bytes(window, encoded)
+        buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     # Sparse kernels write a tile of SPARSE_CONV_TILE pixels while still reading its first pixel's window.
     distance = window_distance(window) + (0 if fmt == "dense" else (SPARSE_CONV_TILE - 1) * out_c)
     return KernelCall(op=op, kernel=kernel_name("conv2d", fmt),
@@ -283,10 +305,12 @@ def _conv_as_fully_connected(op: Op, fmt: str, inp: Tensor, out: Tensor, weights
     encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
     params = CStruct(f"{prefix}_params", "nn_fully_connected_params",
                      {"batches": 1, "input_depth": depth, "output_depth": out_c, "requant": requant})
+    table = encoded.table_bytes(1)
     return KernelCall(op=op, kernel=kernel_name("fully_connected", fmt), params=params,
-                      args=[inp, weights_ref, bias, out], constants=[*weight_constants, *stage_arrays, params],
+                      args=[inp, weights_ref, bias, out, *([SCRATCH] if table else [])],
+                      constants=[*weight_constants, *stage_arrays, params],
                       weights=encoded, bias_and_quant_bytes=_nbytes(stage_arrays), macs=matrix.size,
-                      nonzero_macs=encoded.nonzeros)
+                      nonzero_macs=encoded.nonzeros, scratch_bytes=table)
 
 
 def lower_depthwise_conv2d(op: Op, fmt: str) -> KernelCall:

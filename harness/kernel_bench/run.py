@@ -68,6 +68,22 @@ def make_plan(shapes: list[str], prunings: list[str], formats: list[str] | None,
                      tuple(dict.fromkeys(["dense", *formats])), board, parallel, fresh)
 
 
+def _served(cases: list, formats: tuple[str, ...], variants: dict) -> set:
+    """The (model, format) variants to measure. A format that takes a shape's layer at some prunings and refuses it
+    at others (nm takes N:M layers only: elsewhere the layer would run dense) is measured where it takes it; a
+    format with no kernel for the op at all is measured as it runs (dense), as the tables show it."""
+    def takes(point, fmt) -> bool:
+        return any(layer.format == fmt for layer in variants[point.tflite_path, fmt].layers)
+
+    served = set()
+    for shape in dict.fromkeys(shape for shape, _, _ in cases):
+        points = [point for s, _, point in cases if s is shape]
+        for fmt in formats:
+            sometimes = any(takes(point, fmt) for point in points)
+            served |= {(point.tflite_path, fmt) for point in points if takes(point, fmt) or not sometimes}
+    return served
+
+
 def run_kernel_bench(plan: BenchPlan, out: Path, progress: Say = print) -> BenchFiles:
     board = get_board(plan.board)
     require_board_tools([board])
@@ -78,8 +94,10 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Say = print) -> Bench
     kernels_before = cache.source_digest(KERNEL_SOURCES)
     cases = [(shape, pruning, bench_point(shape, pruning, plan.seed, progress))
              for shape in plan.shapes for pruning in plan.prunings]
-    planned = plan_sweep(plan.formats, [point for _, _, point in cases], [board])
-    variants = compile_variants(planned)
+    points = [point for _, _, point in cases]
+    variants = compile_variants(plan_sweep(plan.formats, points, [board]))
+    served = _served(cases, plan.formats, variants)
+    planned = [p for p in plan_sweep(plan.formats, points, [board]) if (p.point.tflite_path, p.kernel) in served]
     progress(f"kernels: {len(plan.shapes)} shapes x {len(plan.prunings)} prunings x {len(plan.formats)} formats "
              f"= {len(planned)} variants on {board.name} -> {out}")
 

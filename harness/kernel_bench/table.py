@@ -79,10 +79,14 @@ def break_even_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per shape and sparse format, over the unstructured points measured: the sparsity (achieved on the int8 weights)
     from which the format is faster than dense, has fewer weight bytes, and has less flash with its code;
     interpolated linearly between the measured points around the crossing of 1.0. A format the compiler
-    has no kernel for at that op (the layer ran in another format) has none."""
+    has no kernel for at that op (the layer ran in another format) has none. No such points (nm measured on
+    N:M prunings only): no rows, the same columns."""
     unstructured = table[(table.pattern == "unstructured") & (table.format != "dense") & (table.status == "ok")]
+    columns = ["shape", "format", *(f"break_even_{what}{text}" for text in ("", "_text") for what in _RATIOS),
+               "best_speedup"]
     return pd.DataFrame([{"shape": shape, "format": fmt, **_crossings(fmt, group.sort_values("sparsity"))}
-                         for (shape, fmt), group in unstructured.groupby(["shape", "format"], sort=False)])
+                         for (shape, fmt), group in unstructured.groupby(["shape", "format"], sort=False)],
+                        columns=columns)
 
 
 def _crossings(fmt: str, group: pd.DataFrame) -> dict:
@@ -98,9 +102,29 @@ def _crossings(fmt: str, group: pd.DataFrame) -> dict:
     return {**row, "best_speedup": group.speedup_vs_dense.max()}
 
 
+def patterns_beside_unstructured(table: pd.DataFrame) -> pd.DataFrame:
+    """Per shape and N:M pattern, the fastest format at that pattern beside the fastest at the unstructured
+    pruning of the same target sparsity (1 - N/M), each with its speedup and weight bytes over dense: what
+    pruning to the pattern buys on this board. Only variants whose layer ran in their own format count."""
+    ok = table[(table.status == "ok") & (table.format != "dense") & (table.layer_format == table.format)]
+    rows = []
+    for (shape, label), group in ok[ok.pattern != "unstructured"].groupby(["shape", "pruning"], sort=False):
+        target = group.target_sparsity.iloc[0]
+        same = ok[(ok["shape"] == shape) & (ok.pattern == "unstructured") & np.isclose(ok.target_sparsity, target)]
+        row = {"shape": shape, "pattern": label, "target_sparsity": target}
+        for kind, rows_ in (("pattern", group), ("unstructured", same)):
+            best = rows_.loc[rows_.instructions.idxmin()] if len(rows_) else None
+            row |= {f"{kind}_format": best.format if best is not None else "",
+                    f"{kind}_speedup": best.speedup_vs_dense if best is not None else np.nan,
+                    f"{kind}_bytes_vs_dense": best.bytes_vs_dense if best is not None else np.nan}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def markdown_summary(table: pd.DataFrame, crossings: pd.DataFrame) -> str:
     """Per shape, the layer's instructions (speedup over dense) and weight bytes (over dense) per format and
-    pruning; then the break-even sparsities. For docs/kernels.md."""
+    pruning; then the break-even sparsities; then each N:M pattern beside unstructured pruning at its sparsity
+    (patterns_beside_unstructured). For docs/kernels.md."""
     parts = []
     for shape, rows in table.groupby("shape", sort=False):
         first = rows.iloc[0]
@@ -121,7 +145,22 @@ def markdown_summary(table: pd.DataFrame, crossings: pd.DataFrame) -> str:
         best = "" if np.isnan(row.best_speedup) else f"{row.best_speedup:.2f}×"
         lines.append(_row([row.shape, row.format, row.break_even_latency_text, row.break_even_weights_text,
                            row.break_even_flash_text, best]))
-    return "\n\n".join(parts + ["\n".join(lines)]) + "\n"
+    parts.append("\n".join(lines))
+    beside = patterns_beside_unstructured(table)
+    if len(beside):
+        lines = [_row(["shape", "N:M pattern", "fastest at the pattern", "fastest unstructured, same sparsity"]),
+                 _row(["---"] * 4)]
+        for row in beside.itertuples():
+            lines.append(_row([row.shape, f"{row.pattern} ({row.target_sparsity:.0%})",
+                               _best(row.pattern_format, row.pattern_speedup, row.pattern_bytes_vs_dense),
+                               _best(row.unstructured_format, row.unstructured_speedup,
+                                     row.unstructured_bytes_vs_dense)]))
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _best(fmt: str, speedup: float, bytes_vs_dense: float) -> str:
+    return f"{fmt} {speedup:.2f}×, {bytes_vs_dense:.2f} of dense bytes" if fmt else "not measured"
 
 
 def _pruning_label(pruning) -> str:
