@@ -10,9 +10,11 @@
  * 3 loads of its 8 inputs and 8 SMLAxB: 14 instructions for 8 pixels,
  * where gathering each pixel's input from the image took 2.5 per pixel.
  * The gather costs about 2 instructions per window value and pixel,
- * shared by every output channel. A tile reads no input once gathered, so
- * it writes its pixels after reading their windows, as the raster-order
- * contract of kernels.h asks.
+ * shared by every output channel. The channels' sums, then their outputs,
+ * are two passes of inline assembly on DSP cores (channel_sums,
+ * channel_outputs). A tile reads no input once gathered, so it writes its
+ * pixels after reading their windows, as the raster-order contract of
+ * kernels.h asks.
  *
  * Larger windows read their inputs in place: each nonzero stores the
  * offset of its input relative to the window's top-left corner, and a
@@ -272,9 +274,10 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
  * sums. Not inlined: the assembly reaches its stack variables from SP,
  * which a caller's 5 KiB frame could put out of reach.
  */
-__attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *values, const uint8_t *index, const uint16_t *start_u16,
-                         const uint32_t *start_u32, const int32_t *bias, const uint32_t *tile,
-                         int32_t sums[][TILE_PIXELS])
+__attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *values, const uint8_t *index,
+                                                   const uint16_t *start_u16, const uint32_t *start_u32,
+                                                   const int32_t *bias, const uint32_t *tile,
+                                                   int32_t sums[][TILE_PIXELS])
 {
     const uint32_t first = start_u16 ? start_u16[0] : start_u32[0];
     const int8_t *v = values + first;
