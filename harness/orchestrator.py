@@ -30,7 +30,8 @@ from harness.device.farm import Farm, holder_name
 from harness.device.faults import FaultInjector
 from harness.device.measure import Bench, measure_point
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
-from harness.plan import BenchOptions, PlannedPoint, SweepContext, Variants, compile_variants, plan_sweep, sweep_key
+from harness.plan import (BenchOptions, PlannedPoint, SweepContext, Variants, compile_variants, plan_sweep, sweep_key,
+                          without_dense_copies)
 from harness.pointstore import PointStore, RunLock, mark_finished, open_run
 from harness.prepare import prepare_models
 from harness.points import PointKeys, Variant, on_board, summary
@@ -92,6 +93,7 @@ def _run_stages(ctx: SweepContext, source: TrainableModel | TfliteModel, boards:
     points = prepare_models(ctx.config, source, ctx.progress)
     plan = plan_sweep(ctx.config.kernels, points, boards)
     variants = compile_variants(plan)  # an op the compiler lacks fails the sweep here, before any board
+    plan = without_dense_copies(plan, variants)
     ctx.progress(f"compiled {len(variants)} variants")
     failures = measure_points(ctx, plan, variants, units)
     writer = ResultsWriter(ctx.run_dir)

@@ -23,7 +23,7 @@ from harness.prepare import ModelPoint
 from harness.runlog import Say
 
 __all__ = ["BenchOptions", "PlannedPoint", "SweepContext", "Variants", "compile_point", "compile_variants",
-           "plan_sweep", "sweep_key"]
+           "plan_sweep", "sweep_key", "without_dense_copies"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,16 @@ def compile_variants(plan: list[PlannedPoint]) -> Variants:
     """Every single-format variant the plan measures, each compiled once for all boards."""
     wanted = {(p.point.tflite_path, p.kernel): p.point for p in plan if p.kernel != AUTO}
     return {(tflite, kernel): compile_point(point, kernel) for (tflite, kernel), point in wanted.items()}
+
+
+def without_dense_copies(plan: list[PlannedPoint], variants: Variants) -> list[PlannedPoint]:
+    """The plan less the formats only auto needs that took no layer of a point (nm on an unstructured model runs
+    every layer dense): their firmware would be the dense variant's, measured again, and auto would have one more
+    candidate equal to dense."""
+    def takes_a_layer(p: PlannedPoint) -> bool:
+        return any(layer.format == p.kernel for layer in variants[p.point.tflite_path, p.kernel].layers)
+
+    return [p for p in plan if p.listed or p.kernel in (AUTO, DENSE) or takes_a_layer(p)]
 
 
 def sweep_key(config: SweepConfig) -> str:

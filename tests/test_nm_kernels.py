@@ -256,3 +256,23 @@ def test_two_of_four_stores_at_most_0_625_of_the_dense_bytes():
 
 def test_doctests():
     assert doctest.testmod(encode_nm).failed == 0
+
+
+def test_a_sweep_with_auto_leaves_out_nm_variants_that_run_every_layer_dense(models, tmp_path):
+    from types import SimpleNamespace
+
+    from harness.device.boards import get_board
+    from harness.plan import plan_sweep, without_dense_copies
+
+    points = []
+    for name in ("conv-2:4", "conv-50%"):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(models[name])
+        points.append(SimpleNamespace(tflite_path=path))  # the plan only needs where the model is
+    plan = plan_sweep(("dense", "auto"), points, [get_board("host")])
+    variants = {(p.point.tflite_path, p.kernel): compile_tflite(p.point.tflite_path.read_bytes(),
+                                                                tmp_path / f"{i}", kernel=p.kernel)
+                for i, p in enumerate(plan) if p.kernel != "auto"}
+    kept = {(p.point.tflite_path.stem, p.kernel) for p in without_dense_copies(plan, variants)}
+    assert ("conv-2:4", "nm") in kept and ("conv-50%", "nm") not in kept
+    assert {("conv-50%", "dense"), ("conv-50%", "auto"), ("conv-50%", "csr")} <= kept
