@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -351,7 +352,7 @@ MAX_POINT_ATTEMPTS = 5  # sessions per point: a board that reset or dropped off 
 FARM_RETRY_PAUSE_S = 2.0  # after a farm place was lost, before the point is queued again
 # Code whose change invalidates firmware, or measured results, of earlier runs (the harness version).
 FIRMWARE_CODE = ["firmware/src", "firmware/boards", "firmware/platform", "firmware/build_info.py",
-                 "firmware/model_sources.py", "platformio.ini"]
+                 "firmware/model_sources.py", "firmware/kernel_sources.py", "platformio.ini"]
 MEASURING_CODE = FIRMWARE_CODE + ["harness/device", "harness/build.py", "harness/sweep.py", "harness/results.py"]
 _RETRIED = (BoardReset, LinkLost, SerialTimeout, WrongFirmware, BuildError, FlashError)  # failures a new session may cure
 
@@ -593,6 +594,9 @@ def toolchain_versions(boards: list[Board]) -> dict[str, str]:
             if tool not in versions:
                 out = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout
                 versions[tool] = out.splitlines()[0].strip() if out else "unknown"
+    # Flags such as -DNN_REFERENCE_KERNELS make other firmware: recorded, and part of every cache key.
+    if flags := os.environ.get("PLATFORMIO_BUILD_FLAGS"):
+        versions["PLATFORMIO_BUILD_FLAGS"] = flags
     return versions
 
 
