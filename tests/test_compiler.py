@@ -195,10 +195,10 @@ def test_portable_kernels_are_bit_exact_too(runs, name, kernel):
     assert np.array_equal(got, expected), _first_difference(got, expected)
 
 
+@pytest.mark.parametrize("kernel", ["dense", "csr"])  # the formats with reference twins (firmware/kernels/reference/)
 @pytest.mark.parametrize("name", tflite_models.RUNNABLE_MODELS)
-def test_reference_kernels_are_bit_exact_too(runs, name):
-    # Dense weights: the reference build swaps only the dense kernels (firmware/kernels/reference/).
-    exe = build_host_executable(runs.compiled(name, "dense").out_dir, reference=True)
+def test_reference_kernels_are_bit_exact_too(runs, name, kernel):
+    exe = build_host_executable(runs.compiled(name, kernel).out_dir, reference=True)
     got = run_host_executable(exe, runs.inputs(name))
     expected = runs.tflm(name).reshape(len(runs.inputs(name)), -1)
     assert np.array_equal(got, expected), _first_difference(got, expected)

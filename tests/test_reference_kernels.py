@@ -7,8 +7,8 @@ the files), run under QEMU through the harness's own board session, and its
 outputs compared with TFLite Micro's; the same model built with the
 optimized kernels runs beside it, and the two must differ in the code they
 run, not in their bytes. Two small models between them reach every kernel
-with a reference twin: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD and
-MUL.
+with a reference twin: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (dense
+and CSR weights), ADD and MUL.
 """
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ from test_compiler import REFERENCE_KERNELS
 M4 = "mps2_an386"
 SAMPLES = 8
 TWINS = {path.stem for path in (Path(__file__).resolve().parents[1] / "firmware" / "kernels" / "reference").glob("*.c")}
-MODELS = ("tensor_ops", "dynamic_batch")  # ADD, MUL, CONV_2D, FULLY_CONNECTED; DEPTHWISE_CONV_2D, CONV_2D, ...
+# model -> the format of its FULLY_CONNECTED layers; the other layers are dense. ADD, MUL, CONV_2D,
+# FULLY_CONNECTED; DEPTHWISE_CONV_2D, CONV_2D, FULLY_CONNECTED with CSR weights.
+MODELS = {"tensor_ops": "dense", "dynamic_batch": "csr"}
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_boards"),
@@ -57,7 +59,9 @@ def _on_the_board(compiled, inputs: np.ndarray, build_dir: Path, monkeypatch, re
 @pytest.mark.parametrize("name", MODELS)
 def test_reference_firmware_is_bit_exact_with_tflite_micro(name, tmp_path, monkeypatch):
     tflite = tflite_models.load_models()[name]
-    compiled = compile_tflite(tflite, tmp_path / "model", kernel="dense")
+    dense = compile_tflite(tflite, tmp_path / "dense", kernel="dense")
+    fc_layers = {layer.index: MODELS[name] for layer in dense.layers if layer.op == "FULLY_CONNECTED"}
+    compiled = compile_tflite(tflite, tmp_path / "model", kernel="dense", layer_kernels=fc_layers)
     kernels = [layer.kernel for layer in compiled.layers]
     info = compiled.input
     inputs = tflite_models.sample_inputs(name, info.shape, info.scale, info.zero_point)[:SAMPLES]
