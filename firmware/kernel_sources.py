@@ -1,14 +1,14 @@
 """PlatformIO pre-script: build the optimized kernels (the default) or the reference ones.
 
-Each firmware/kernels/reference/<op>_s8.c is the plain reference kernel of
-firmware/kernels/<op>_s8.c, with the same symbols (docs/kernels.md,
+Each firmware/kernels/reference/<kernel>.c is the plain reference kernel of
+firmware/kernels/<kernel>.c, with the same symbols (docs/kernels.md,
 "Reference and optimized kernels"). platformio.ini's source filter leaves
 reference/ out; with NN_REFERENCE_KERNELS defined in the build flags, e.g.
 
     PLATFORMIO_BUILD_FLAGS=-DNN_REFERENCE_KERNELS pio run -e mps2_an386
 
 this script swaps each optimized file that has a reference twin for it.
-Files without one (ops whose kernel is the plain loop already, the sparse
+Files without one (kernels that are the plain loop already, most sparse
 formats) are in both builds. Only PlatformIO's generic build API is used
 here, so this works with any platform.
 """
