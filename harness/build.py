@@ -269,7 +269,9 @@ def kernel_code(link_map: Path) -> KernelCode:
 def _kernel_family(object_file: str) -> str | None:
     """ "…/kernels/conv2d_csr_s8.o" (or conv2d_csr_s8.c.o, as Arduino builds name it) -> "conv2d_csr_s8"."""
     path = Path(object_file.strip())
-    if path.parent.name != "kernels" or path.suffix != ".o":
+    # A reference kernel (kernels/reference/, built with -DNN_REFERENCE_KERNELS) counts for the family it replaces.
+    folder = path.parent.parent if path.parent.name == "reference" else path.parent
+    if folder.name != "kernels" or path.suffix != ".o":
         return None
     return path.name.removesuffix(".o").removesuffix(".cpp").removesuffix(".c")
 

@@ -97,6 +97,9 @@ def toolchain_versions(boards: list[Board]) -> dict[str, str]:
             if tool not in versions:
                 out = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout
                 versions[tool] = out.splitlines()[0].strip() if out else "unknown"
+    # Flags such as -DNN_REFERENCE_KERNELS make other firmware: recorded, and part of every cache key.
+    if flags := os.environ.get("PLATFORMIO_BUILD_FLAGS"):
+        versions["PLATFORMIO_BUILD_FLAGS"] = flags
     return versions
 
 

@@ -34,7 +34,7 @@ __all__ = ["FIRMWARE_CODE", "MEASURING_CODE", "PointKeys", "Variant", "built_row
 
 # Code whose change invalidates firmware, or measured results, of earlier runs (the harness version).
 FIRMWARE_CODE = ["firmware/src", "firmware/boards", "firmware/platform", "firmware/build_info.py",
-                 "firmware/model_sources.py", "platformio.ini"]
+                 "firmware/model_sources.py", "firmware/kernel_sources.py", "platformio.ini"]
 MEASURING_CODE = FIRMWARE_CODE + ["harness/device", "harness/build.py", "harness/orchestrator.py", "harness/points.py",
                                   "harness/results.py"]
 

@@ -45,6 +45,11 @@ DRIVER_DIR = REPO / "tests" / "c"
 CFLAGS = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
           "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 EMULATE_DSP = "-DNN_EMULATE_DSP"  # the kernels' packed paths in portable C (firmware/kernels/simd.h)
+REFERENCE_KERNELS = "-DNN_REFERENCE_KERNELS"  # each kernel with a reference twin built from it (kernel_sources)
+# The kernel builds each kernel suite runs against (docs/kernels.md, "Reference and optimized kernels"): the
+# optimized kernels' DSP path and portable path, and the reference kernels beside the other files' DSP path,
+# as the Cortex-M4 firmware built with -DNN_REFERENCE_KERNELS has them.
+KERNEL_BUILDS = {"emulated_dsp": (EMULATE_DSP,), "portable": (), "reference": (REFERENCE_KERNELS, EMULATE_DSP)}
 # Models whose layers reach every portable (NN_DSP 0) path: conv and FC edge geometry, tiny rows, batches.
 PORTABLE_MODELS = ("conv_geometry", "mlp_wide", "dense_on_rows", "one_conv", "one_dense")
 KERNELS = KERNEL_FORMATS  # every format, each bit-exact with TFLM
@@ -97,33 +102,45 @@ def runs(models, tmp_path_factory) -> HostRuns:
     return HostRuns(models, tmp_path_factory.mktemp("compiled"))
 
 
-_KERNEL_OBJECTS: dict[bool, list[Path]] = {}
+def kernel_sources(flags) -> list[Path]:
+    """firmware/kernels/*.c as a build with these gcc flags takes them: with REFERENCE_KERNELS each file that
+    has a twin in firmware/kernels/reference/ gives way to it, as firmware/kernel_sources.py does for
+    PlatformIO."""
+    if REFERENCE_KERNELS not in flags:
+        return KERNEL_SOURCES
+    twins = {source.name: source for source in (REPO / "firmware" / "kernels" / "reference").glob("*.c")}
+    return [twins.get(source.name, source) for source in KERNEL_SOURCES]
 
 
-def _kernel_objects(dsp: bool) -> list[Path]:
-    """firmware/kernels/*.c compiled once per session and flavour; every model links against them."""
-    if dsp not in _KERNEL_OBJECTS:
-        out_dir = Path(tempfile.mkdtemp(prefix="kernels-dsp-" if dsp else "kernels-portable-"))
+_KERNEL_OBJECTS: dict[tuple[str, ...], list[Path]] = {}
+
+
+def _kernel_objects(flags: tuple[str, ...]) -> list[Path]:
+    """firmware/kernels/*.c compiled once per session and build; every model links against them."""
+    if flags not in _KERNEL_OBJECTS:
+        out_dir = Path(tempfile.mkdtemp(prefix="kernels-"))
         atexit.register(shutil.rmtree, out_dir, True)
 
         def compile_one(source: Path) -> Path:
             obj = out_dir / f"{source.stem}.o"
-            command = ["gcc", *CFLAGS, *([EMULATE_DSP] if dsp else []), f"-I{REPO / 'firmware' / 'kernels'}",
-                       "-c", str(source), "-o", str(obj)]
+            command = ["gcc", *CFLAGS, *flags, f"-I{REPO / 'firmware' / 'kernels'}", "-c", str(source), "-o",
+                       str(obj)]
             result = subprocess.run(command, capture_output=True, text=True)
             assert result.returncode == 0, f"gcc failed on {source.name}:\n{result.stderr}"
             return obj
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            _KERNEL_OBJECTS[dsp] = list(pool.map(compile_one, KERNEL_SOURCES))
-    return _KERNEL_OBJECTS[dsp]
+            _KERNEL_OBJECTS[flags] = list(pool.map(compile_one, kernel_sources(flags)))
+    return _KERNEL_OBJECTS[flags]
 
 
-def build_host_executable(model_dir: Path, dsp: bool = True) -> Path:
-    exe = model_dir / ("model_test" if dsp else "model_test_portable")
-    command = ["gcc", *CFLAGS, *([EMULATE_DSP] if dsp else []), f"-I{model_dir}",
+def build_host_executable(model_dir: Path, dsp: bool = True, reference: bool = False) -> Path:
+    """The model with the kernels' DSP path (emulated) or portable path, or with the reference kernels."""
+    flags = KERNEL_BUILDS["reference" if reference else "emulated_dsp" if dsp else "portable"]
+    exe = model_dir / ("model_test_reference" if reference else "model_test" if dsp else "model_test_portable")
+    command = ["gcc", *CFLAGS, *flags, f"-I{model_dir}",
                f"-I{REPO / 'firmware' / 'kernels'}", f"-I{DRIVER_DIR}", str(model_dir / "model.c"),
-               str(DRIVER_DIR / "model_driver.c"), *map(str, _kernel_objects(dsp)), "-o", str(exe)]
+               str(DRIVER_DIR / "model_driver.c"), *map(str, _kernel_objects(flags)), "-o", str(exe)]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
     return exe
@@ -173,6 +190,15 @@ def test_litert_reference_difference_is_reported(runs, models, name, record_prop
 @pytest.mark.parametrize("name", PORTABLE_MODELS)
 def test_portable_kernels_are_bit_exact_too(runs, name, kernel):
     exe = build_host_executable(runs.compiled(name, kernel).out_dir, dsp=False)
+    got = run_host_executable(exe, runs.inputs(name))
+    expected = runs.tflm(name).reshape(len(runs.inputs(name)), -1)
+    assert np.array_equal(got, expected), _first_difference(got, expected)
+
+
+@pytest.mark.parametrize("kernel", ["dense", "csr"])  # the formats with reference twins (firmware/kernels/reference/)
+@pytest.mark.parametrize("name", tflite_models.RUNNABLE_MODELS)
+def test_reference_kernels_are_bit_exact_too(runs, name, kernel):
+    exe = build_host_executable(runs.compiled(name, kernel).out_dir, reference=True)
     got = run_host_executable(exe, runs.inputs(name))
     expected = runs.tflm(name).reshape(len(runs.inputs(name)), -1)
     assert np.array_equal(got, expected), _first_difference(got, expected)

@@ -29,10 +29,11 @@ import pytest
 import tflite_models
 from harness.compiler import compile_tflite
 from harness.quantize import run_tflite_micro
-from test_compiler import CFLAGS, DRIVER_DIR, KERNEL_SOURCES, REPO, _edited, run_host_executable
+from test_compiler import CFLAGS, DRIVER_DIR, KERNEL_BUILDS, REPO, _edited, kernel_sources, run_host_executable
 
 KERNEL_DIR = REPO / "firmware" / "kernels"
-VARIANTS = {"portable": [], "emulated_dsp": ["-DNN_EMULATE_DSP"]}
+VARIANTS = {name: list(flags) for name, flags in KERNEL_BUILDS.items()}
+OPTIMIZED = {name: VARIANTS[name] for name in ("portable", "emulated_dsp")}  # the reference has no scratch, no table
 SAMPLES = 40
 
 # name: (input shape, layer arguments); Dense layers for 1- or 2-D inputs, Conv2D otherwise.
@@ -145,7 +146,7 @@ def kernel_objects(tmp_path_factory) -> dict[str, list[Path]]:
     workdir = tmp_path_factory.mktemp("kernels")
     jobs = []
     for variant, flags in VARIANTS.items():
-        for source in KERNEL_SOURCES:
+        for source in kernel_sources(flags):
             obj = workdir / f"{variant}-{source.stem}.o"
             jobs.append((variant, obj, [*flags, f"-I{KERNEL_DIR}", "-c", str(source), "-o", str(obj)]))
     with ThreadPoolExecutor(os.cpu_count()) as pool:
@@ -242,7 +243,7 @@ int main(void)
 """
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", OPTIMIZED)
 def test_conv2d_buffer_size_matches_the_compiler(kernel_objects, tmp_path, variant):
     from harness.compiler.lower import dense_conv_scratch_bytes
 
@@ -278,12 +279,17 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 REQUANTIZE_DRIVER = r"""
 #include <stdio.h>
 #include "requantize.h"
-/* Reads (acc, multiplier, shift) int32 triples from stdin, writes nn_requantize() of each. */
+#ifdef NN_REFERENCE_KERNELS
+#define REQUANTIZE nn_requantize_reference /* what the reference kernels call, for every shift */
+#else
+#define REQUANTIZE nn_requantize
+#endif
+/* Reads (acc, multiplier, shift) int32 triples from stdin, writes REQUANTIZE() of each. */
 int main(void)
 {
     int32_t in[3];
     while (fread(in, sizeof in[0], 3, stdin) == 3) {
-        const int32_t out = nn_requantize(in[0], in[1], (int)in[2]);
+        const int32_t out = REQUANTIZE(in[0], in[1], (int)in[2]);
         fwrite(&out, sizeof out, 1, stdout);
     }
     return 0;
@@ -404,7 +410,7 @@ def _assert_matches(flags: np.ndarray, got: np.ndarray, expected: np.ndarray, ca
                              f"expected {expected[wrong[0]]}")
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", OPTIMIZED)
 def test_requantize_with_per_channel_constants_matches_tflm(tmp_path, variant):
     # The depthwise kernels' table (depthwise_util.h): constants per channel, computed once per call.
     cases = _channel_cases(12)
@@ -439,7 +445,7 @@ int main(void)
 """
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", OPTIMIZED)
 def test_requantize_with_the_offset_folded_matches_tflm(tmp_path, variant):
     # The column and 1x1 paths (depthwise_conv2d_s8.c, conv2d_s8.c): the output offset added by the shift.
     cases = _channel_cases(13)

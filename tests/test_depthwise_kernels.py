@@ -28,10 +28,10 @@ import pytest
 import tflite_models
 from harness.compiler import CompileError, compile_tflite, encode_depthwise
 from harness.quantize import run_tflite_micro
-from test_compiler import CFLAGS, DRIVER_DIR, KERNEL_SOURCES, REPO, run_host_executable
+from test_compiler import CFLAGS, DRIVER_DIR, KERNEL_BUILDS, REPO, kernel_sources, run_host_executable
 
 SAMPLES = 30
-DSP_FLAGS = {"portable": [], "dsp": ["-DNN_EMULATE_DSP"]}
+DSP_FLAGS = {"portable": [], "dsp": list(KERNEL_BUILDS["emulated_dsp"]), "reference": list(KERNEL_BUILDS["reference"])}
 
 
 def _layers(keras, input_shape, *layers):
@@ -115,7 +115,7 @@ def _prune_and_empty(model, spec: tflite_models.ModelSpec) -> None:
 
 @pytest.fixture(scope="session")
 def kernel_objects(tmp_path_factory) -> dict[str, list[Path]]:
-    """firmware/kernels/*.c compiled once per flavour (portable, emulated DSP)."""
+    """firmware/kernels/*.c compiled once per flavour (portable, emulated DSP, reference)."""
     out = tmp_path_factory.mktemp("kernels")
 
     def compile_one(job):
@@ -129,7 +129,7 @@ def kernel_objects(tmp_path_factory) -> dict[str, list[Path]]:
 
     objects = {flavour: [] for flavour in DSP_FLAGS}
     with ThreadPoolExecutor(os.cpu_count()) as pool:
-        for flavour, obj in pool.map(compile_one, [(f, s) for f in DSP_FLAGS for s in KERNEL_SOURCES]):
+        for flavour, obj in pool.map(compile_one, [(f, s) for f in DSP_FLAGS for s in kernel_sources(DSP_FLAGS[f])]):
             objects[flavour].append(obj)
     return objects
 

@@ -25,11 +25,11 @@ import tflite_models
 from harness.compiler import compile_tflite
 from harness.compiler.quant import activation_range, add_params, logistic_params, mul_multiplier
 from harness.quantize import run_tflite_micro
-from test_compiler import CFLAGS, REPO, build_host_executable, run_host_executable
+from test_compiler import CFLAGS, KERNEL_BUILDS, REPO, build_host_executable, kernel_sources, run_host_executable
 from test_dense_kernels import tflm_multiply_by_quantized_multiplier
 
 KERNEL_DIR = REPO / "firmware" / "kernels"
-VARIANTS = {"portable": [], "emulated_dsp": ["-DNN_EMULATE_DSP"]}
+VARIANTS = {name: list(flags) for name, flags in KERNEL_BUILDS.items()}
 ADD, MUL = 0, 1
 ADD_FIELDS, MUL_FIELDS = 24, 19  # int32 fields of nn_add_params, nn_mul_params
 
@@ -79,8 +79,8 @@ def drivers(tmp_path_factory) -> dict[str, str]:
     built = {}
     for variant, flags in VARIANTS.items():
         exe = out / f"driver-{variant}"
-        command = ["gcc", *CFLAGS, *flags, f"-I{KERNEL_DIR}", str(source), str(KERNEL_DIR / "add_s8.c"),
-                   str(KERNEL_DIR / "mul_s8.c"), "-o", str(exe)]
+        elementwise = [str(path) for path in kernel_sources(flags) if path.name in ("add_s8.c", "mul_s8.c")]
+        command = ["gcc", *CFLAGS, *flags, f"-I{KERNEL_DIR}", str(source), *elementwise, "-o", str(exe)]
         result = subprocess.run(command, capture_output=True, text=True)
         assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
         built[variant] = str(exe)
@@ -290,15 +290,16 @@ def models() -> dict[str, bytes]:
                                         {name: tflite_models.ModelSpec(name, build) for name, build in MODELS.items()})
 
 
-@pytest.mark.parametrize("dsp", [True, False], ids=["emulated_dsp", "portable"])
+@pytest.mark.parametrize("dsp, reference", [(True, False), (False, False), (True, True)],
+                         ids=["emulated_dsp", "portable", "reference"])
 @pytest.mark.parametrize("name", MODELS)
-def test_models_match_tflite_micro(models, tmp_path, name, dsp):
+def test_models_match_tflite_micro(models, tmp_path, name, dsp, reference):
     compiled = compile_tflite(models[name], tmp_path / name, kernel="dense")
     kernels = [layer.kernel for layer in compiled.layers]
     assert {"add_s8", "mul_s8", "logistic_s8"} & set(kernels), kernels
     inputs = np.random.default_rng(4).integers(-128, 128, (200, int(np.prod(compiled.input.shape))),
                                                dtype=np.int8)
-    got = run_host_executable(build_host_executable(compiled.out_dir, dsp=dsp), inputs)
+    got = run_host_executable(build_host_executable(compiled.out_dir, dsp=dsp, reference=reference), inputs)
     expected = run_tflite_micro(models[name], inputs.reshape(-1, *compiled.input.shape[1:]))
     assert np.array_equal(got, expected.reshape(got.shape)), f"{np.any(got != expected.reshape(got.shape), 1).sum()} differ"
 
@@ -366,7 +367,7 @@ int main(void)
 """
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ["portable", "emulated_dsp"])  # logistic_s8.c is in the reference build too
 def test_logistic_table_gives_the_element_by_element_bytes(tmp_path, variant):
     # Past 256 elements nn_logistic_s8 looks each byte up in a table of the 256 it computes first;
     # the element-by-element path is the one the models above check against TFLite Micro.

@@ -1,11 +1,25 @@
 /*
  * int8 kernels called by the generated model.c.
  *
- * Every op family has a plain reference kernel (`nn_<op>_s8`: loops,
- * requantization, clamp) that is bit-exact with TensorFlow Lite Micro's
- * reference kernels and is the oracle for its siblings. A sibling that
- * stores weights differently (`nn_<op>_csr_s8`) takes the same parameter
- * struct and must produce the same bytes.
+ * Every op has a kernel for dense weights (`nn_<op>_s8`) and may have
+ * siblings that store the weights differently (`nn_<op>_csr_s8`, ...),
+ * taking the same parameter struct; all are bit-exact with TensorFlow Lite
+ * Micro's reference kernels.
+ *
+ * Reference and optimized kernels: firmware/kernels/<op>_s8.c is the
+ * optimized kernel (DSP-extension paths behind NN_DSP, tiles, tables).
+ * Where it is more than the plain loop, firmware/kernels/reference/<op>_s8.c
+ * is its reference twin, with the same symbols: a readable loop over the
+ * output written from TFLM's reference kernel, the general requantization
+ * (nn_requantize_reference), a clamp; the oracle. The build chooses:
+ * NN_REFERENCE_KERNELS defined in the build flags (e.g.
+ * PLATFORMIO_BUILD_FLAGS=-DNN_REFERENCE_KERNELS; firmware/kernel_sources.py)
+ * swaps every twin in. FULLY_CONNECTED's CSR kernel has a twin too; the
+ * other sparse kernels, and those that are the plain loop already (SOFTMAX,
+ * pooling, MEAN, PAD, CONCATENATION; LOGISTIC, whose table past 256
+ * elements holds its per-byte function's 256 results), have one file, in
+ * both builds. One test suite runs against each build (docs/kernels.md,
+ * "Reference and optimized kernels").
  *
  * Conventions:
  * - Activation tensors are int8 in NHWC layout with batch 1: element
@@ -200,7 +214,8 @@ typedef struct {
  * nn_conv2d_s8_get_buffer_size() bytes, or take the portable loops when it
  * is NULL. The size does not depend on the core, so the compiler plans it
  * for every target; the portable loops (no DSP extension) ignore the buffer
- * (docs/kernels.md, "Dense kernels").
+ * (docs/kernels.md, "Dense kernels"), and so does the reference kernel, whose
+ * nn_conv2d_s8_get_buffer_size() is 0.
  */
 int32_t nn_conv2d_s8_get_buffer_size(const nn_conv2d_params *params);
 nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, const int8_t *weights,
