@@ -24,7 +24,7 @@ from harness.compiler import compile_tflite
 from harness.device.boards import get_board
 from harness.device.session import board_session
 from harness.quantize import run_tflite_micro
-from harness.sweep import toolchain_versions
+from harness.cache import toolchain_versions
 from test_compiler import REFERENCE_KERNELS
 
 M4 = "mps2_an386"
