@@ -76,10 +76,10 @@ def allocation_figure(panel: list[Series]) -> Figure:
     sparsity, labelled with the sparsity."""
     quality = panel[0].quality
     fig, (ax,) = figure((9, 4.6))
-    divisor, unit = latency_scale(panel[0].unit, max(s.rows.latency_median.max() for s in panel))
-    for number, series in enumerate(panel):
-        fastest = series.rows.loc[series.rows.groupby("target_sparsity").latency_median.idxmin()]
-        fastest = fastest.sort_values("target_sparsity")
+    fastest_of = [_fastest(series) for series in panel]
+    peak = max(fastest.latency_median.max() for fastest in fastest_of)
+    divisor, unit = latency_scale(panel[0].unit, peak)
+    for number, (series, fastest) in enumerate(zip(panel, fastest_of)):
         ax.plot(fastest.latency_median / divisor, fastest[quality.device], marker="osD^v<>"[number % 7],
                 linestyle=series.kind.linestyle, color=f"C{number}", label=f"{_allocation(series)}: {series.method}")
         for row in fastest.itertuples():
@@ -87,9 +87,15 @@ def allocation_figure(panel: list[Series]) -> Figure:
                         getattr(row, quality.device)), textcoords="offset points", xytext=(4, 4), fontsize=7,
                         color=f"C{number}")
     ax.set(xlabel=f"measured latency per inference ({unit})", ylabel=quality.device_label)
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, peak / divisor * 1.15)  # room for the rightmost point's label
     if quality.percent:
         percent_axis(ax, "y")
     legend_outside(ax, fontsize=8)
     comparison_header(fig, ax, f"{quality.title} vs latency by allocation", panel)
     return fig
+
+
+def _fastest(series: Series) -> pd.DataFrame:
+    """The series' fastest variant at each sparsity."""
+    rows = series.rows
+    return rows.loc[rows.groupby("target_sparsity").latency_median.idxmin()].sort_values("target_sparsity")
