@@ -12,6 +12,7 @@ Files without one (kernels that are the plain loop already, most sparse
 formats) are in both builds. Only PlatformIO's generic build API is used
 here, so this works with any platform.
 """
+
 import os
 
 Import("env")  # SCons provides Import() and the build environment

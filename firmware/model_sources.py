@@ -5,6 +5,7 @@ The harness compiles each model to a directory holding model.h and model.c
 Only PlatformIO's generic build API is used here, so this works with any
 platform, the local one in firmware/platform or an official one.
 """
+
 import os
 import sys
 

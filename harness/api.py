@@ -84,7 +84,6 @@ def sweep(
     return frame
 
 
-
 def measure(
     model: str | Path,
     board: str = "mps2_an386",

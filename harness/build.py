@@ -8,6 +8,7 @@ run in parallel. Boards on PlatformIO's official platforms need those
 platforms installed; when one is missing and cannot be downloaded, the
 error says so in one line instead of after PlatformIO's minute of retries.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from harness.paths import platformio_project
 from harness.toolchain import ToolchainError, pio_command, pio_env, require_tool
+
 REGISTRY = ("api.registry.platformio.org", 443)
 MAP_FILE = "firmware.map"  # the linker's map, beside firmware.elf
 
@@ -36,13 +38,13 @@ class BuildError(RuntimeError):
 class Firmware:
     env: str
     elf: Path
-    build_dir: Path      # PLATFORMIO_BUILD_DIR; PlatformIO writes to build_dir/env
+    build_dir: Path  # PLATFORMIO_BUILD_DIR; PlatformIO writes to build_dir/env
     model_dir: Path
-    build_id: str        # the board reports it in its handshake
+    build_id: str  # the board reports it in its handshake
     rebuilt: bool
     seconds: float
     sections: dict[str, int]  # section name -> bytes, from the ELF
-    kernel_code: KernelCode   # from the linker's map
+    kernel_code: KernelCode  # from the linker's map
 
     @property
     def flash_bytes(self) -> int:
@@ -66,28 +68,48 @@ def build_firmware(env: str, model_dir: Path, build_dir: Path, build_id: str) ->
         if rebuilt:
             require_platform(env)
             done.unlink(missing_ok=True)
-            _run_pio(["run", "-e", env], _variables(env, model_dir, build_dir, build_id),
-                     build_dir / env / "build.log", f"PlatformIO build of '{env}'")
+            _run_pio(
+                ["run", "-e", env],
+                _variables(env, model_dir, build_dir, build_id),
+                build_dir / env / "build.log",
+                f"PlatformIO build of '{env}'",
+            )
             if not elf.exists() or not link_map.exists():
                 raise BuildError(f"PlatformIO build of '{env}' produced no {elf if not elf.exists() else link_map}")
             done.write_text(build_id)
-    return Firmware(env=env, elf=elf, build_dir=build_dir, model_dir=model_dir, build_id=build_id, rebuilt=rebuilt,
-                    seconds=time.perf_counter() - started, sections=elf_sections(elf),
-                    kernel_code=kernel_code(link_map))
+    return Firmware(
+        env=env,
+        elf=elf,
+        build_dir=build_dir,
+        model_dir=model_dir,
+        build_id=build_id,
+        rebuilt=rebuilt,
+        seconds=time.perf_counter() - started,
+        sections=elf_sections(elf),
+        kernel_code=kernel_code(link_map),
+    )
 
 
-def upload_firmware(firmware: Firmware, port: str, board_dir: Path, extra_variables: dict[str, str] | None = None
-                    ) -> Path:
+def upload_firmware(
+    firmware: Firmware, port: str, board_dir: Path, extra_variables: dict[str, str] | None = None
+) -> Path:
     """Flash through PlatformIO's upload target; returns the pid file of an emulated board's process.
 
     board_dir is the session's own: an emulated board's pid file and log go there, not into the build folder
     that another sweep may be uploading the same firmware from.
     """
-    variables = {**_variables(firmware.env, firmware.model_dir, firmware.build_dir, firmware.build_id),
-                 "HARNESS_BOARD_DIR": str(board_dir), **(extra_variables or {})}
+    variables = {
+        **_variables(firmware.env, firmware.model_dir, firmware.build_dir, firmware.build_id),
+        "HARNESS_BOARD_DIR": str(board_dir),
+        **(extra_variables or {}),
+    }
     with _build_folder_lock(firmware.build_dir):
-        _run_pio(["run", "-e", firmware.env, "-t", "upload", "--upload-port", port], variables,
-                 board_dir / "upload.log", f"upload of '{firmware.env}' to {port}")
+        _run_pio(
+            ["run", "-e", firmware.env, "-t", "upload", "--upload-port", port],
+            variables,
+            board_dir / "upload.log",
+            f"upload of '{firmware.env}' to {port}",
+        )
     return board_dir / "board.pid"
 
 
@@ -107,15 +129,24 @@ def _variables(env: str, model_dir: Path, build_dir: Path, build_id: str) -> dic
     linker map beside the ELF. Build and upload must pass the same flags, or the upload would build again."""
     link_map = shlex.quote(str(build_dir / env / MAP_FILE))
     flags = " ".join(filter(None, (os.environ.get("PLATFORMIO_BUILD_FLAGS", ""), f"-Wl,-Map,{link_map}")))
-    return {"HARNESS_MODEL_DIR": str(model_dir), "PLATFORMIO_BUILD_DIR": str(build_dir),
-            "HARNESS_BUILD_ID": build_id, "PLATFORMIO_BUILD_FLAGS": flags}
+    return {
+        "HARNESS_MODEL_DIR": str(model_dir),
+        "PLATFORMIO_BUILD_DIR": str(build_dir),
+        "HARNESS_BUILD_ID": build_id,
+        "PLATFORMIO_BUILD_FLAGS": flags,
+    }
 
 
 def _run_pio(args: list[str], variables: dict[str, str], log: Path, what: str) -> None:
     # The log is written when PlatformIO is done: on a first build it empties the build directory (its
     # project.checksum is new), and a log open in there would be gone, with the error it explains.
-    proc = subprocess.run(pio_command() + args + ["-d", str(platformio_project())], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, env={**pio_env(), **variables}, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        pio_command() + args + ["-d", str(platformio_project())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**pio_env(), **variables},
+        stdin=subprocess.DEVNULL,
+    )
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(proc.stdout)
     if proc.returncode != 0:
@@ -132,6 +163,7 @@ def _first_error(log: Path) -> str:
 
 
 # --- PlatformIO platforms ------------------------------------------------------------------------
+
 
 def env_option(env: str, option: str, default=None):
     """An option of an environment in platformio.ini, as PlatformIO resolves it (with [env] and ${...})."""
@@ -179,14 +211,21 @@ def _platform_installed(spec: str) -> bool:
 
 
 def _missing_message(package: str, env: str) -> str:
-    return (f"PlatformIO platform '{package}' is not installed and cannot be downloaded here: run "
-            f"`pio pkg install -p {package}` (or `pio pkg install -e {env}` for its toolchain too) in this project "
-            f"on a machine with internet, then copy its .pio/core here")
+    return (
+        f"PlatformIO platform '{package}' is not installed and cannot be downloaded here: run "
+        f"`pio pkg install -p {package}` (or `pio pkg install -e {env}` for its toolchain too) in this project "
+        f"on a machine with internet, then copy its .pio/core here"
+    )
 
 
 _INSTALLING = re.compile(r"(Platform|Tool|Library) Manager: Installing (\S+)")
-_DOWNLOAD_FAILED = ("HTTPClientError", "InternetConnectionError", "UnknownPackageError", "Could not find the package",
-                    "UnknownPlatform")
+_DOWNLOAD_FAILED = (
+    "HTTPClientError",
+    "InternetConnectionError",
+    "UnknownPackageError",
+    "Could not find the package",
+    "UnknownPlatform",
+)
 
 
 def _missing_package(log: Path) -> str | None:
@@ -199,12 +238,15 @@ def _missing_package(log: Path) -> str | None:
     env = re.search(r"Processing (\S+)", text)
     if kind == "Platform":
         return _missing_message(package, env.group(1) if env else "ENV")
-    return (f"PlatformIO {kind.lower()} package '{package}' is not installed and cannot be downloaded here: run "
-            f"`pio pkg install -e {env.group(1) if env else 'ENV'}` in this project on a machine with internet, "
-            f"then copy its .pio/core here (log: {log})")
+    return (
+        f"PlatformIO {kind.lower()} package '{package}' is not installed and cannot be downloaded here: run "
+        f"`pio pkg install -e {env.group(1) if env else 'ENV'}` in this project on a machine with internet, "
+        f"then copy its .pio/core here (log: {log})"
+    )
 
 
 # --- sizes ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class KernelCode:
@@ -217,8 +259,9 @@ class KernelCode:
     here is not in the firmware: --gc-sections dropped it, or nothing calls
     it. Code a kernel calls in another C file counts for that file.
     """
+
     family_bytes: dict[str, int]  # family -> bytes
-    family_of: dict[str, str]     # kernel, as LayerInfo.kernel names it (C function without "nn_") -> family
+    family_of: dict[str, str]  # kernel, as LayerInfo.kernel names it (C function without "nn_") -> family
 
     def family(self, kernel: str) -> str | None:
         return self.family_of.get(kernel)
@@ -247,7 +290,7 @@ def kernel_code(link_map: Path) -> KernelCode:
     family_of: dict[str, str] = {}
     current = None  # the family of the input section the last lines described
     pending = None  # a section name waiting for its address line
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if pending is not None and (match := _MAP_CONTINUED.match(line)):
             section, size, origin = pending, int(match.group(2), 16), match.group(3)
         elif match := _MAP_INPUT_SECTION.match(line):
@@ -282,8 +325,10 @@ def elf_sections(elf: Path) -> dict[str, int]:
     try:
         out = subprocess.run([tool, "-A", str(elf)], capture_output=True, text=True, check=True).stdout
     except FileNotFoundError:
-        raise ToolchainError(f"{tool} not found: install it with `apt-get install "
-                             f"{'binutils-arm-none-eabi' if tool.startswith('arm') else 'binutils'}`") from None
+        raise ToolchainError(
+            f"{tool} not found: install it with `apt-get install "
+            f"{'binutils-arm-none-eabi' if tool.startswith('arm') else 'binutils'}`"
+        ) from None
     sections = {}
     for line in out.splitlines():
         parts = line.split()
@@ -300,8 +345,17 @@ def _is_arm(elf: Path) -> bool:
 
 # ESP32 names its sections by memory: code and constants run from flash
 # (.flash.*) or are copied to IRAM/DRAM at boot (.iram0.*, .dram0.data).
-_FLASH_SECTIONS = (".text", ".rodata", ".data", ".isr_vector", ".vectors", ".ARM.exidx", ".init_array", ".fini_array",
-                   ".dram0.data")
+_FLASH_SECTIONS = (
+    ".text",
+    ".rodata",
+    ".data",
+    ".isr_vector",
+    ".vectors",
+    ".ARM.exidx",
+    ".init_array",
+    ".fini_array",
+    ".dram0.data",
+)
 _STATIC_RAM_SECTIONS = (".data", ".bss", ".dram0.data", ".dram0.bss")
 
 

@@ -6,6 +6,7 @@ written beside its place and renamed onto it, so a process killed at any
 moment leaves a whole artifact or none. Provenance (toolchain versions, the
 harness's git SHA) goes into every result row and every run's manifest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,17 @@ from typing import TYPE_CHECKING
 
 from harness.paths import cache_dir, in_checkout, project_file
 
-__all__ = ["CACHE_DIR", "atomic_folder", "content_hash", "file_digest", "folder", "harness_git_sha", "source_digest",
-           "toolchain_versions", "write_atomically"]
+__all__ = [
+    "CACHE_DIR",
+    "atomic_folder",
+    "content_hash",
+    "file_digest",
+    "folder",
+    "harness_git_sha",
+    "source_digest",
+    "toolchain_versions",
+    "write_atomically",
+]
 
 if TYPE_CHECKING:
     from harness.device.boards import Board
@@ -110,5 +120,6 @@ def harness_git_sha() -> str:
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=project_file("."), capture_output=True, text=True).stdout.strip()
+
     sha = git("rev-parse", "--short=12", "HEAD") or "unknown"
     return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")

@@ -8,7 +8,8 @@ model's weights (values + indices + pointers of every layer) must stay no
 larger than its dense int8 weights: that is the flash budget unless the user
 sets another. So one small layer may take a format larger than its dense
 weights (a first convolution pruned less than the rest: 206 B of csr for
-144 B dense) when the other layers save more than that. This is sound where per-layer latencies add up and a layer's latency
+144 B dense) when the other layers save more than that. This is sound where
+per-layer latencies add up and a layer's latency
 depends only on its own kernel and data: so on QEMU with -icount, where the
 data are the same in every format because every format's outputs are
 bit-exact. (Nearly: a model that reuses its input's bytes runs its later
@@ -26,6 +27,7 @@ the choice never slower than all-dense by construction: when the shrunk
 choice's predicted latency is above dense's and dense fits the budget, every
 layer goes dense.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from harness.compiler import CompiledModel
 
-AUTO = "auto"      # the kernel name users give; every other kernel name is a weight format
+AUTO = "auto"  # the kernel name users give; every other kernel name is a weight format
 DENSE = "dense"
 
 
@@ -46,16 +48,17 @@ class ChooserError(ValueError):
 @dataclass(frozen=True)
 class Option:
     """One layer in one weight format."""
+
     format: str
-    latency: float   # measured, in the board's latency unit
-    bytes: int       # weights in flash: values + indices + pointers
+    latency: float  # measured, in the board's latency unit
+    bytes: int  # weights in flash: values + indices + pointers
 
 
 @dataclass(frozen=True)
 class LayerOptions:
-    name: str                     # "0:CONV_2D", as in ResultRow.layer_latency
-    index: int                    # op index, as compile_tflite's layer_kernels takes it
-    options: tuple[Option, ...]   # dense among them
+    name: str  # "0:CONV_2D", as in ResultRow.layer_latency
+    index: int  # op index, as compile_tflite's layer_kernels takes it
+    options: tuple[Option, ...]  # dense among them
 
     @property
     def dense(self) -> Option:
@@ -83,7 +86,7 @@ class LayerChoice:
 @dataclass(frozen=True)
 class Choice:
     layers: tuple[LayerChoice, ...]
-    flash_budget: int             # bytes of weights: the user's, or the dense model's
+    flash_budget: int  # bytes of weights: the user's, or the dense model's
 
     @property
     def formats(self) -> dict[int, str]:
@@ -114,15 +117,22 @@ class Choice:
         '0:CONV_2D csr; layers with weights: 60 (dense 100), 40 B of weights (dense 90 B, budget 90 B)'
         """
         formats = ", ".join(f"{layer.name} {layer.chosen.format}" for layer in self.layers)
-        return (f"{formats}; layers with weights: {self.latency:,.0f} (dense {self.dense_latency:,.0f}), "
-                f"{self.bytes:,} B of weights (dense {self.dense_bytes:,} B, budget {self.flash_budget:,} B)")
+        return (
+            f"{formats}; layers with weights: {self.latency:,.0f} (dense {self.dense_latency:,.0f}), "
+            f"{self.bytes:,} B of weights (dense {self.dense_bytes:,} B, budget {self.flash_budget:,} B)"
+        )
 
     def to_json(self) -> dict:
         """Per layer the chosen format and every option's latency and bytes, as the run's log records it."""
-        return {layer.name: {"chosen": layer.chosen.format,
-                             "options": {option.format: {"latency": option.latency, "bytes": option.bytes}
-                                         for option in layer.layer.options}}
-                for layer in self.layers}
+        return {
+            layer.name: {
+                "chosen": layer.chosen.format,
+                "options": {
+                    option.format: {"latency": option.latency, "bytes": option.bytes} for option in layer.layer.options
+                },
+            }
+            for layer in self.layers
+        }
 
 
 def choose(layers: Sequence[LayerOptions], flash_budget: int | None = None) -> Choice:
@@ -151,15 +161,20 @@ def _preference(option: Option) -> tuple:
 def _shrink(layers: Sequence[LayerOptions], chosen: list[Option], budget: int) -> list[Option]:
     smallest = [min(layer.options, key=lambda option: (option.bytes, _preference(option))) for layer in layers]
     if sum(option.bytes for option in smallest) > budget:
-        formats = ", ".join(f"{layer.name} {option.format} {option.bytes:,} B" for layer, option in zip(layers, smallest))
-        raise ChooserError(f"flash budget of {budget:,} B of weights cannot be met: the smallest choice takes "
-                           f"{sum(option.bytes for option in smallest):,} B ({formats})")
+        formats = ", ".join(
+            f"{layer.name} {option.format} {option.bytes:,} B" for layer, option in zip(layers, smallest)
+        )
+        raise ChooserError(
+            f"flash budget of {budget:,} B of weights cannot be met: the smallest choice takes "
+            f"{sum(option.bytes for option in smallest):,} B ({formats})"
+        )
     chosen = list(chosen)
     while sum(option.bytes for option in chosen) > budget:
         # Every smaller option is slower than the current one: the fastest choice prefers fewer bytes among
         # equals, and a move to an option that a smaller, no slower one dominates never has the best ratio.
-        switches = [(i, option) for i, layer in enumerate(layers) for option in layer.options
-                    if option.bytes < chosen[i].bytes]
+        switches = [
+            (i, option) for i, layer in enumerate(layers) for option in layer.options if option.bytes < chosen[i].bytes
+        ]
         i, option = max(switches, key=lambda switch: _bytes_per_latency(chosen[switch[0]], switch[1]))
         chosen[i] = option
     return chosen
@@ -169,7 +184,9 @@ def _bytes_per_latency(current: Option, smaller: Option) -> float:
     return (current.bytes - smaller.bytes) / (smaller.latency - current.latency)
 
 
-def layer_options(variants: Mapping[str, CompiledModel], latencies: Mapping[str, Mapping[str, float]]) -> list[LayerOptions]:
+def layer_options(
+    variants: Mapping[str, CompiledModel], latencies: Mapping[str, Mapping[str, float]]
+) -> list[LayerOptions]:
     """Every layer with weights, with one option per format it runs in.
 
     variants: format -> the model compiled in that format; latencies: format

@@ -4,6 +4,7 @@ Every command exits 0 when all went well, 1 when some points failed to measure
 (their rows say why), 2 for bad input or usage (one line on stderr, before
 any work starts) and 130 when interrupted (README: Exit codes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,17 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from harness.quantize import ConversionError
     from harness.toolchain import ToolchainError
 
-    return (BuildError, CompileError, ConfigError, ConversionError, DeviceError, PruningError, RunBusy, ToolchainError,
-            KeyError)
+    return (
+        BuildError,
+        CompileError,
+        ConfigError,
+        ConversionError,
+        DeviceError,
+        PruningError,
+        RunBusy,
+        ToolchainError,
+        KeyError,
+    )
 
 
 def _csv(kind):
@@ -89,8 +99,16 @@ def _config(args, flags: dict[str, str] | None = None, manifest: Path | None = N
 
 
 def _sweep(args) -> int:
-    config = _config(args, targets=args.targets, kernels=args.kernels, boards=args.boards, model=args.model,
-                     data=args.data, task=args.task, name=args.name or (run_name(args.model) if args.model else None))
+    config = _config(
+        args,
+        targets=args.targets,
+        kernels=args.kernels,
+        boards=args.boards,
+        model=args.model,
+        data=args.data,
+        task=args.task,
+        name=args.name or (run_name(args.model) if args.model else None),
+    )
     _run(config, args)
     return 0
 
@@ -128,12 +146,15 @@ def _fault_plan(spec: str, config):
     plan = FaultPlan.parse(spec)
     check_flag("--inject-faults", FaultLimits, dataclasses.asdict(plan))
     if config.farm.address:
-        raise ConfigError("--inject-faults: the fault proxy runs in front of local emulated boards, not a farm's: "
-                          "leave out --farm")
+        raise ConfigError(
+            "--inject-faults: the fault proxy runs in front of local emulated boards, not a farm's: leave out --farm"
+        )
     for name in config.boards:
         if get_board(name).transport != "qemu-tcp":
-            raise ConfigError(f"--inject-faults: board '{name}' is not emulated over TCP, and the fault proxy "
-                              "sits in front of QEMU's UART only: measure on mps2_an386 or another QEMU board")
+            raise ConfigError(
+                f"--inject-faults: board '{name}' is not emulated over TCP, and the fault proxy "
+                "sits in front of QEMU's UART only: measure on mps2_an386 or another QEMU board"
+            )
     return plan
 
 
@@ -148,21 +169,31 @@ def _check_writable(path: Path, flag: str) -> None:
         # Root may write where the permission bits say no, and nobody on a read-only mount: only trying tells.
         tempfile.TemporaryDirectory(dir=existing, prefix=".harness-probe-").cleanup()
     except OSError as err:
-        raise ConfigError(f"{flag} {path}: cannot write in {existing} ({err.strerror}): name a folder you may "
-                          "write in") from None
+        raise ConfigError(
+            f"{flag} {path}: cannot write in {existing} ({err.strerror}): name a folder you may write in"
+        ) from None
 
 
 def _measure(args) -> int:
     from harness.results import load_results
 
-    config = _config(args, flags={"targets": "--target", "kernels": "--kernel", "boards": "--board"},
-                     targets=(args.target,), kernels=(args.kernel,), boards=(args.board,), model=args.model,
-                     data=args.data, name=f"measure-{args.board}")
+    config = _config(
+        args,
+        flags={"targets": "--target", "kernels": "--kernel", "boards": "--board"},
+        targets=(args.target,),
+        kernels=(args.kernel,),
+        boards=(args.board,),
+        model=args.model,
+        data=args.data,
+        name=f"measure-{args.board}",
+    )
     run_dir = _run(config, args)
     row = load_results(run_dir / "results.csv").iloc[0]
-    print(f"{row.board}: {row.kernel} at sparsity {row.achieved_sparsity:.3f}: median {row.latency_median:.0f} "
-          f"{row.latency_unit} ({row.timing_source}), flash {row.flash_total} B, static RAM {row.sram_static} B, "
-          f"stack {row.stack_used} B, accuracy on the board {row.accuracy_device:.3f}")
+    print(
+        f"{row.board}: {row.kernel} at sparsity {row.achieved_sparsity:.3f}: median {row.latency_median:.0f} "
+        f"{row.latency_unit} ({row.timing_source}), flash {row.flash_total} B, static RAM {row.sram_static} B, "
+        f"stack {row.stack_used} B, accuracy on the board {row.accuracy_device:.3f}"
+    )
     return 0
 
 
@@ -236,13 +267,18 @@ def _kernels(args) -> int:
     _check_writable(out, "--out")
     started = time.perf_counter()
     files = run_kernel_bench(plan, out)
-    print(f"done in {time.perf_counter() - started:.0f} s: table {files.csv}, break-even sparsities "
-          f"{files.break_even}, summary {files.summary}, plot {files.plots[0]}")
+    print(
+        f"done in {time.perf_counter() - started:.0f} s: table {files.csv}, break-even sparsities "
+        f"{files.break_even}, summary {files.summary}, plot {files.plots[0]}"
+    )
     for failure in files.failures:
         print(f"failed: {failure}", file=sys.stderr)
     if files.kernels_changed:
-        print("warning: firmware/kernels changed during the run, so its rows may mix kernel versions: run the same "
-              "command again once they are settled", file=sys.stderr)
+        print(
+            "warning: firmware/kernels changed during the run, so its rows may mix kernel versions: run the same "
+            "command again once they are settled",
+            file=sys.stderr,
+        )
     return EXIT_POINTS_FAILED if files.failures or files.kernels_changed else 0
 
 
@@ -283,8 +319,11 @@ def _farm_list(args) -> int:
         places = farm.places()
         for place in places:
             tags = " ".join(f"{k}={v}" for k, v in sorted(place.tags.items())) or "-"
-            state = "down" if not place.live else (f"held by {place.holder}" if place.holder else
-                                                   "reserved" if place.reserved else "free")
+            state = (
+                "down"
+                if not place.live
+                else (f"held by {place.holder}" if place.holder else "reserved" if place.reserved else "free")
+            )
             print(f"{place.name:20s} {tags:28s} {state:40s} {', '.join(place.exporters) or 'no resources'}")
         if not places:
             print(f"no places on {farm.address}")
@@ -326,44 +365,73 @@ _FROM_ENVIRONMENT = "LG_COORDINATOR"
 
 
 def _add_bench_options(parser) -> None:
-    parser.add_argument("--port", help="serial port or URL (emulated boards: a TCP port number); "
-                        "several real boards: name=port,name=port")
-    parser.add_argument("--parallel", type=_positive, default=1, help="instances of each emulated board measuring "
-                        "at once")
+    parser.add_argument(
+        "--port",
+        help="serial port or URL (emulated boards: a TCP port number); several real boards: name=port,name=port",
+    )
+    parser.add_argument(
+        "--parallel", type=_positive, default=1, help="instances of each emulated board measuring at once"
+    )
     parser.add_argument("--fresh", action="store_true", help="measure again what the results cache already holds")
-    parser.add_argument("--inject-faults", default="", metavar="PLAN", help="for testing: a proxy in front of each "
-                        "emulated board drops, duplicates, corrupts and delays bytes and resets the board, e.g. "
-                        "rate=0.05,reset=0.005,delay=5,seed=1")
-    parser.add_argument("--farm", nargs="?", const=_FROM_ENVIRONMENT, metavar="ADDRESS", help="measure on the "
-                        "places of a labgrid farm (coordinator HOST[:PORT]; alone: LG_COORDINATOR's) tagged "
-                        "board=<board> instead of local boards (docs/farm.md)")
+    parser.add_argument(
+        "--inject-faults",
+        default="",
+        metavar="PLAN",
+        help="for testing: a proxy in front of each "
+        "emulated board drops, duplicates, corrupts and delays bytes and resets the board, e.g. "
+        "rate=0.05,reset=0.005,delay=5,seed=1",
+    )
+    parser.add_argument(
+        "--farm",
+        nargs="?",
+        const=_FROM_ENVIRONMENT,
+        metavar="ADDRESS",
+        help="measure on the "
+        "places of a labgrid farm (coordinator HOST[:PORT]; alone: LG_COORDINATOR's) tagged "
+        "board=<board> instead of local boards (docs/farm.md)",
+    )
     parser.add_argument("--results", default=str(results_dir()), help="where run folders go")
 
 
 # Over 60 lines: the whole command line is declared here, in --help's order, so each command reads as it prints.
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (the reason is above)
     parser = _Parser(prog="harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and its converter's output")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sweep = commands.add_parser("sweep", help="prune, compile, build and measure a sweep on boards")
     sweep.add_argument("--config", default=str(project_file("configs/digits.toml")), help="sweep TOML file")
-    sweep.add_argument("--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)")
-    sweep.add_argument("--data", help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)")
+    sweep.add_argument(
+        "--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)"
+    )
+    sweep.add_argument(
+        "--data",
+        help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)",
+    )
     sweep.add_argument("--targets", type=_csv(_number), help="sparsity targets, e.g. 0,0.5,0.9")
     sweep.add_argument("--kernels", type=_csv(str), help="weight formats and auto, e.g. dense,csr,delta4,auto")
     sweep.add_argument("--boards", type=_csv(str), help="boards, e.g. mps2_an386,host")
-    sweep.add_argument("--task", choices=("auto", "classification", "reconstruction"), help="what the model does "
-                       "(default: from the data set's y_test: class numbers or a reconstruction target)")
+    sweep.add_argument(
+        "--task",
+        choices=("auto", "classification", "reconstruction"),
+        help="what the model does (default: from the data set's y_test: class numbers or a reconstruction target)",
+    )
     sweep.add_argument("--name", help="run name (default: the model's, from --model, or the config's)")
     _add_bench_options(sweep)
     sweep.set_defaults(run=_sweep)
 
     measure = commands.add_parser("measure", help="measure one model on one board")
     measure.add_argument("--board", required=True, help="a board from `harness boards`")
-    measure.add_argument("--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)")
-    measure.add_argument("--data", help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)")
-    measure.add_argument("--kernel", default="csr", help="a weight format (dense, csr, delta4, bitmask, block4, nm) or auto")
+    measure.add_argument(
+        "--model", help="reference model name, a Keras file (.keras, .h5), or an int8 .tflite (no pruning)"
+    )
+    measure.add_argument(
+        "--data",
+        help=".npz with x_test, y_test (and x_train, y_train for a Keras model; README: Your own model and data)",
+    )
+    measure.add_argument(
+        "--kernel", default="csr", help="a weight format (dense, csr, delta4, bitmask, block4, nm) or auto"
+    )
     measure.add_argument("--target", type=_number, default=0.0, help="sparsity to prune to (not for a .tflite)")
     measure.add_argument("--config", help="sweep TOML file for the other settings")
     _add_bench_options(measure)
@@ -378,27 +446,48 @@ def main(argv: list[str] | None = None) -> int:
 
     report = commands.add_parser("report", help="plots, an HTML page and a Markdown summary of one or more runs")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (results/<run>/)")
-    report.add_argument("--out", help="where the report goes (default: the run directory; for several runs, a "
-                        "new report-<time> directory beside the first)")
-    report.add_argument("--accuracy-floor", type=_fraction, help="accuracy (or anomaly AUC) on the device that counts "
-                        "as good enough, as a fraction, for the flash saved in the key figures (default: the dense "
-                        "model's less 0.01; ignored by an MSE-scored run, whose ceiling is dense's MSE x 1.05)")
+    report.add_argument(
+        "--out",
+        help="where the report goes (default: the run directory; for several runs, a "
+        "new report-<time> directory beside the first)",
+    )
+    report.add_argument(
+        "--accuracy-floor",
+        type=_fraction,
+        help="accuracy (or anomaly AUC) on the device that counts "
+        "as good enough, as a fraction, for the flash saved in the key figures (default: the dense "
+        "model's less 0.01; ignored by an MSE-scored run, whose ceiling is dense's MSE x 1.05)",
+    )
     report.set_defaults(run=_report)
 
     from harness.kernel_bench.shapes import DEFAULT_PRUNINGS, DEFAULT_SHAPES
 
-    kernels = commands.add_parser("kernels", help="micro-benchmark the kernels: single layers x sparsity x weight "
-                                  "format on a board (docs/kernels.md)")
-    kernels.add_argument("--shapes", type=_csv(str), default=DEFAULT_SHAPES, help="layer shapes, e.g. fc-256x256,"
-                         "conv3x3-16x16x16-32,conv1x1-16x16x64-64,dw3x3-16x16x64 (the default)")
-    kernels.add_argument("--sparsities", type=_csv(str), default=DEFAULT_PRUNINGS, help="fractions pruned by "
-                         f"magnitude and N:M patterns (default {','.join(DEFAULT_PRUNINGS)})")
-    kernels.add_argument("--formats", type=_csv(str), help="weight formats (default: all the compiler has); dense "
-                         "is always measured, as the reference")
+    kernels = commands.add_parser(
+        "kernels",
+        help="micro-benchmark the kernels: single layers x sparsity x weight format on a board (docs/kernels.md)",
+    )
+    kernels.add_argument(
+        "--shapes",
+        type=_csv(str),
+        default=DEFAULT_SHAPES,
+        help="layer shapes, e.g. fc-256x256,conv3x3-16x16x16-32,conv1x1-16x16x64-64,dw3x3-16x16x64 (the default)",
+    )
+    kernels.add_argument(
+        "--sparsities",
+        type=_csv(str),
+        default=DEFAULT_PRUNINGS,
+        help=f"fractions pruned by magnitude and N:M patterns (default {','.join(DEFAULT_PRUNINGS)})",
+    )
+    kernels.add_argument(
+        "--formats",
+        type=_csv(str),
+        help="weight formats (default: all the compiler has); dense is always measured, as the reference",
+    )
     kernels.add_argument("--board", default="mps2_an386", help="a board from `harness boards`")
     kernels.add_argument("--out", help="output directory (default results/kernels-<date>)")
-    kernels.add_argument("--parallel", type=_positive, default=2, help="instances of an emulated board measuring "
-                         "at once")
+    kernels.add_argument(
+        "--parallel", type=_positive, default=2, help="instances of an emulated board measuring at once"
+    )
     kernels.add_argument("--fresh", action="store_true", help="measure again what the results cache already holds")
     kernels.set_defaults(run=_kernels)
 
@@ -408,20 +497,33 @@ def main(argv: list[str] | None = None) -> int:
     ports = commands.add_parser("ports", help="list attached serial ports and the boards they look like")
     ports.set_defaults(run=_ports)
 
-    farm = commands.add_parser("farm", help="a labgrid board farm: its places, and emulated boards for it "
-                               "(docs/farm.md)")
+    farm = commands.add_parser(
+        "farm", help="a labgrid board farm: its places, and emulated boards for it (docs/farm.md)"
+    )
     farm_commands = farm.add_subparsers(dest="farm_command", required=True)
     places = farm_commands.add_parser("list", help="places with their tags, who holds them, and their exporters")
-    places.add_argument("--farm", default="", metavar="ADDRESS", help="coordinator HOST[:PORT] (default: "
-                        "LG_COORDINATOR)")
+    places.add_argument(
+        "--farm", default="", metavar="ADDRESS", help="coordinator HOST[:PORT] (default: LG_COORDINATOR)"
+    )
     places.set_defaults(run=_farm_list)
-    emulate = farm_commands.add_parser("emulate", help="on an exporter host: run an emulated board for a place "
-                                       "(QEMU, its UART and gdb stub on TCP ports), until stopped")
+    emulate = farm_commands.add_parser(
+        "emulate",
+        help="on an exporter host: run an emulated board for a place "
+        "(QEMU, its UART and gdb stub on TCP ports), until stopped",
+    )
     emulate.add_argument("board", help="an emulated board from `harness boards`, e.g. mps2_an386")
-    emulate.add_argument("--uart", required=True, metavar="HOST:PORT", help="where its UART listens "
-                         "(the place's NetworkSerialPort, protocol raw)")
-    emulate.add_argument("--gdb", required=True, metavar="HOST:PORT", help="where its gdb stub listens, through "
-                         "which it is flashed (the place's NetworkGDBServer)")
+    emulate.add_argument(
+        "--uart",
+        required=True,
+        metavar="HOST:PORT",
+        help="where its UART listens (the place's NetworkSerialPort, protocol raw)",
+    )
+    emulate.add_argument(
+        "--gdb",
+        required=True,
+        metavar="HOST:PORT",
+        help="where its gdb stub listens, through which it is flashed (the place's NetworkGDBServer)",
+    )
     emulate.add_argument("--log", default="emulator.log", help="QEMU's output")
     emulate.set_defaults(run=_farm_emulate)
 
@@ -429,8 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     monitor.add_argument("--port", required=True, help="serial device or pyserial URL")
     monitor.add_argument("--baud", type=_positive, default=DEFAULT_BAUD, help="baud rate (the board's monitor_speed)")
     monitor.add_argument("--seconds", type=_seconds, default=0, help="stop after this long (default: at Ctrl-C)")
-    monitor.add_argument("--hello", action="store_true", help="send a hello first (the benchmark firmware "
-                         "speaks only when spoken to)")
+    monitor.add_argument(
+        "--hello", action="store_true", help="send a hello first (the benchmark firmware speaks only when spoken to)"
+    )
     monitor.add_argument("--log", default="serial.log", help="file that records every byte received")
     monitor.set_defaults(run=_monitor)
 

@@ -8,6 +8,7 @@ the key is one. Every error is one ConfigError naming the file and table
 (or the flag), the key, and the nearest known key for a typo, so a sweep
 never runs with a silently ignored or impossible setting.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,6 +52,7 @@ def _interval(text: str) -> AfterValidator:
         if value < low or value > high or (text[0] == "(" and value == low) or (text[-1] == ")" and value == high):
             raise _Continues(f"{value!r} is outside {text}")
         return value
+
     return AfterValidator(check)
 
 
@@ -59,6 +61,7 @@ def _one_of(noun: str, choices: Mapping | tuple) -> AfterValidator:
         if value not in choices:
             raise ValueError(f"unknown {noun} '{value}'{did_you_mean(value, choices)}; known: {', '.join(choices)}")
         return value
+
     return AfterValidator(check)
 
 
@@ -67,11 +70,12 @@ def _unique(what: str) -> AfterValidator:
         if len(set(values)) != len(values):
             raise _Continues(f"repeats a {what}: {list(values)}")
         return values
+
     return AfterValidator(check)
 
 
 def _port_spec(spec: str) -> str:
-    """"" (the harness picks), a port for every board, or name=port,... per board; a TCP port is 1..65535."""
+    """ "" (the harness picks), a port for every board, or name=port,... per board; a TCP port is 1..65535."""
     items = [item.strip() for item in spec.split(",") if item.strip()] if "=" in spec else [spec] if spec else []
     for item in items:
         name, _, port = item.rpartition("=")
@@ -96,18 +100,28 @@ class PruneConfig:
     # "criterion/schedule[/pattern]", see harness/prune/method.py; several methods are compared in one sweep
     methods: Annotated[tuple[Text, ...], Field(min_length=1), _unique("method")] = ("global-magnitude/gradual",)
     dense_epochs: Count = 40
-    finetune_epochs: Count = 30   # per target (one-shot, gradual, iterative); per round (lottery ticket)
-    round_fraction: Annotated[float, Strict(), _interval("(0, 1)")] = 0.2  # iterative, lottery ticket: share of the remaining weights pruned per round
-    round_epochs: Count = 2       # iterative: fine-tuning after a round that reaches no target
-    rewind_epoch: Count = 0       # lottery ticket: survivors rewind to their weights after this many dense epochs
+    finetune_epochs: Count = 30  # per target (one-shot, gradual, iterative); per round (lottery ticket)
+    round_fraction: Annotated[float, Strict(), _interval("(0, 1)")] = (
+        0.2  # iterative, lottery ticket: share of the remaining weights pruned per round
+    )
+    round_epochs: Count = 2  # iterative: fine-tuning after a round that reaches no target
+    rewind_epoch: Count = 0  # lottery ticket: survivors rewind to their weights after this many dense epochs
     saliency_batches: Positive = 16  # taylor: training batches whose |w * dL/dw| is summed
-    skip: tuple[Text, ...] = ()   # layers kept dense, e.g. ["conv1", "fc2"]
-    layer_targets: dict[Text, Any] = dataclasses.field(default_factory=dict)  # layer -> its own sparsity at every point, e.g. {fc1 = 0.95}
-    min_weights: Positive = 1     # weights every pruned layer keeps at least
-    max_layer_sparsity: Annotated[float, Strict(), _interval("(0, 1]")] = 1.0  # no layer pruned beyond this share of its weights (1: only min_weights holds)
+    skip: tuple[Text, ...] = ()  # layers kept dense, e.g. ["conv1", "fc2"]
+    layer_targets: dict[Text, Any] = dataclasses.field(
+        default_factory=dict
+    )  # layer -> its own sparsity at every point, e.g. {fc1 = 0.95}
+    min_weights: Positive = 1  # weights every pruned layer keeps at least
+    max_layer_sparsity: Annotated[float, Strict(), _interval("(0, 1]")] = (
+        1.0  # no layer pruned beyond this share of its weights (1: only min_weights holds)
+    )
     # hardware-aware methods (docs/pruning.md, "Hardware-aware allocation"):
-    tradeoff: Annotated[float, Strict(), Field(ge=0)] = 1.0  # λ: weight of the saliency lost against the predicted latency saved (0: latency alone)
-    latency_budget: Annotated[float, Strict(), _interval("[0, 1)")] = 0.0  # prune until the prunable layers' predicted latency is at most this share of theirs dense, instead of to 'targets'; 0: off
+    tradeoff: Annotated[float, Strict(), Field(ge=0)] = (
+        1.0  # λ: weight of the saliency lost against the predicted latency saved (0: latency alone)
+    )
+    # Prune until the prunable layers' predicted latency is at most this share of theirs dense, instead of to
+    # 'targets'; 0: off.
+    latency_budget: Annotated[float, Strict(), _interval("[0, 1)")] = 0.0
     batch_size: Positive = 32
     learning_rate: Annotated[float, Strict(), Field(gt=0)] = 2e-3
 
@@ -139,16 +153,19 @@ class PruneConfig:
             return self
         for key, default in (("tradeoff", 1.0), ("latency_budget", 0.0)):
             if getattr(self, key) != default:
-                raise ValueError(f"'{key}' applies to the hardware-aware methods only, and 'methods' "
-                                 f"({', '.join(self.methods)}) has none")
+                raise ValueError(
+                    f"'{key}' applies to the hardware-aware methods only, and 'methods' "
+                    f"({', '.join(self.methods)}) has none"
+                )
         return self
 
     @model_validator(mode="after")
     def _layer_targets_within_the_ceiling(self):
         for layer, target in self.layer_targets.items():
             if target > self.max_layer_sparsity:
-                raise ValueError(f"target {target} of layer '{layer}' is above 'max_layer_sparsity' "
-                                 f"{self.max_layer_sparsity}")
+                raise ValueError(
+                    f"target {target} of layer '{layer}' is above 'max_layer_sparsity' {self.max_layer_sparsity}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -164,13 +181,16 @@ class DeviceConfig:
     runs: Annotated[int, Strict(), _interval(f"[1, {MAX_RUNS}]")] = 5
     accuracy_samples: Count = 360  # held-out samples streamed to the board; 0 means all
     timeout_s: Annotated[float, Strict(), _interval("(0, 3600]")] = 20.0
-    port: Annotated[str, Strict(), AfterValidator(_port_spec)] = ""  # serial URL or device; empty: the board's default (emulators pick a free TCP port)
+    port: Annotated[str, Strict(), AfterValidator(_port_spec)] = (
+        ""  # serial URL or device; empty: the board's default (emulators pick a free TCP port)
+    )
 
 
 @dataclass(frozen=True, config=_SCHEMA)
 class FarmConfig:
     """A labgrid board farm to measure on instead of local boards (docs/farm.md)."""
-    address: Text = ""         # the coordinator, HOST[:PORT]; empty: local boards (or LG_COORDINATOR with --farm)
+
+    address: Text = ""  # the coordinator, HOST[:PORT]; empty: local boards (or LG_COORDINATOR with --farm)
     points_per_turn: Positive = 8  # points measured on a place before it is given back so others get a turn
 
 
@@ -182,11 +202,14 @@ class SweepConfig:
     data: Text = ""
     task: Annotated[str, Strict(), _one_of("task", (*TASKS, AUTO_TASK))] = "auto"  # or "auto": from the targets' shape
     targets: Annotated[tuple[Fraction, ...], Field(min_length=1), _unique("value")] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
-    kernels: Annotated[tuple[Annotated[str, Strict(), _one_of("kernel", KERNELS)], ...], Field(min_length=1),
-                       _unique("kernel")] = KERNELS
-    boards: Annotated[tuple[Annotated[str, Strict(), _one_of("board", BOARDS)], ...], Field(min_length=1)] = ("mps2_an386",)
+    kernels: Annotated[
+        tuple[Annotated[str, Strict(), _one_of("kernel", KERNELS)], ...], Field(min_length=1), _unique("kernel")
+    ] = KERNELS
+    boards: Annotated[tuple[Annotated[str, Strict(), _one_of("board", BOARDS)], ...], Field(min_length=1)] = (
+        "mps2_an386",
+    )
     seed: Count = 0
-    flash_budget: Count = 0       # auto kernel: bytes of weights (values + indices + pointers) a model may take; 0: dense's
+    flash_budget: Count = 0  # auto kernel: bytes of weights (values + indices + pointers) a model may take; 0: dense's
     prune: PruneConfig = dataclasses.field(default_factory=PruneConfig)
     device: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
     farm: FarmConfig = dataclasses.field(default_factory=FarmConfig)
@@ -195,15 +218,19 @@ class SweepConfig:
     def _targets_within_the_ceiling(self):
         highest = max(self.targets)
         if highest > self.prune.max_layer_sparsity:
-            raise ValueError(f"target {highest} is above [prune] 'max_layer_sparsity' {self.prune.max_layer_sparsity}: "
-                             "no layer may be pruned that far, so the model cannot be")
+            raise ValueError(
+                f"target {highest} is above [prune] 'max_layer_sparsity' {self.prune.max_layer_sparsity}: "
+                "no layer may be pruned that far, so the model cannot be"
+            )
         return self
 
     @model_validator(mode="after")
     def _flash_budget_for_auto(self):
         if self.flash_budget and AUTO not in self.kernels:
-            raise ValueError(f"'flash_budget' applies to the auto kernel only, and 'kernels' "
-                             f"({', '.join(self.kernels)}) has no '{AUTO}'")
+            raise ValueError(
+                f"'flash_budget' applies to the auto kernel only, and 'kernels' "
+                f"({', '.join(self.kernels)}) has no '{AUTO}'"
+            )
         return self
 
     def to_dict(self) -> dict:
@@ -213,8 +240,9 @@ class SweepConfig:
 @dataclass(frozen=True, config=_SCHEMA)
 class FaultLimits:
     """What `--inject-faults` may ask of the fault proxy (harness/device/faults.py, FaultPlan)."""
-    rate: Annotated[float, _interval("[0, 1]")]    # chance per exchange of a link fault
-    reset: Annotated[float, _interval("[0, 1]")]   # chance per exchange of a board reset
+
+    rate: Annotated[float, _interval("[0, 1]")]  # chance per exchange of a link fault
+    reset: Annotated[float, _interval("[0, 1]")]  # chance per exchange of a board reset
     delay: Annotated[float, _interval("(0, 60]")]  # seconds a delayed reply is held back
     seed: Count
 
@@ -227,8 +255,9 @@ def check_flag(flag: str, schema: type, values: Mapping[str, Any]) -> None:
         error = err.errors(include_url=False)[0]
         key = error["loc"][0] if error["loc"] else None
         problem = _problem(error, schema, key, tuple(error["loc"][1:]))
-        raise ConfigError(f"{flag}: {problem}" if key is None or error["type"] in _UNKNOWN_KEY
-                          else f"{flag}: {key} {problem}") from None
+        raise ConfigError(
+            f"{flag}: {problem}" if key is None or error["type"] in _UNKNOWN_KEY else f"{flag}: {key} {problem}"
+        ) from None
 
 
 _TABLES = {"sweep": SweepConfig, "prune": PruneConfig, "device": DeviceConfig, "farm": FarmConfig}
@@ -266,13 +295,16 @@ def load_config(path: str | Path | None, flags: Mapping[str, str] | None = None,
     return _build(tables, where, flags, overrides)
 
 
-def config_from_dict(values: Mapping[str, Any], where: str, flags: Mapping[str, str] | None = None,
-                     **overrides) -> SweepConfig:
+def config_from_dict(
+    values: Mapping[str, Any], where: str, flags: Mapping[str, str] | None = None, **overrides
+) -> SweepConfig:
     """A config as SweepConfig.to_dict() wrote it (a run's manifest), with overrides as load_config takes them."""
     if not isinstance(values, Mapping) or not all(isinstance(values.get(t, {}), Mapping) for t in _SUBTABLES):
         raise ConfigError(f"{where}: holds no sweep config (tables of keys and values)")
-    tables = {"sweep": {k: v for k, v in values.items() if k not in _SUBTABLES},
-              **{table: values.get(table, {}) for table in _SUBTABLES}}  # runs made before the farm have none
+    tables = {
+        "sweep": {k: v for k, v in values.items() if k not in _SUBTABLES},
+        **{table: values.get(table, {}) for table in _SUBTABLES},
+    }  # runs made before the farm have none
     return _build(tables, where, flags, overrides)
 
 
@@ -314,10 +346,18 @@ def explain(err: ValidationError, where: str, given: Mapping[tuple[str, str], st
 _UNKNOWN_KEY = ("unexpected_keyword_argument", "extra_forbidden")
 
 
-_TYPE_NAMES = {"int_type": "int", "int_parsing": "int", "float_type": "float", "float_parsing": "float",
-               "string_type": "str", "bool_type": "bool", "tuple_type": "tuple (a list, e.g. [1, 2])",
-               "dict_type": "a table, e.g. { fc1 = 0.9 }", "dataclass_type": "a table",
-               "dataclass_exact_type": "a table"}
+_TYPE_NAMES = {
+    "int_type": "int",
+    "int_parsing": "int",
+    "float_type": "float",
+    "float_parsing": "float",
+    "string_type": "str",
+    "bool_type": "bool",
+    "tuple_type": "tuple (a list, e.g. [1, 2])",
+    "dict_type": "a table, e.g. { fc1 = 0.9 }",
+    "dataclass_type": "a table",
+    "dataclass_exact_type": "a table",
+}
 
 
 def _problem(error: dict, schema: type, key: str | None, item: tuple) -> str:
@@ -334,8 +374,12 @@ def _problem(error: dict, schema: type, key: str | None, item: tuple) -> str:
         return "is empty: give at least one value"
     if kind == "string_pattern_mismatch":
         return f"{value!r} cannot name a folder: use letters, digits, '.', '_' and '-', not starting with '.' or '-'"
-    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
-              "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("more than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
     if kind in bounds:
         words, name = bounds[kind]
         return f"{holds}must be {words} {context[name]}, got {value!r}"

@@ -17,6 +17,7 @@ The data set is an `.npz` (README, "Your own model and data"):
 Every mismatch is one ConfigError naming the file and the key, raised
 before anything is trained or built.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.config import ConfigError, PruneConfig, SweepConfig, did_you_mean
-from harness.scoring import AUTO, CLASSIFICATION, RECONSTRUCTION, TaskError, infer_task
 from harness.models import REFERENCE_MODELS, Dataset, ReferenceModel
+from harness.scoring import AUTO, CLASSIFICATION, RECONSTRUCTION, TaskError, infer_task
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 TEST_KEYS = ("x_test", "y_test")
@@ -39,6 +40,7 @@ OPTIONAL_KEYS = ("anomaly_test",)
 @dataclass(frozen=True)
 class TrainableModel:
     """A Keras model to train and prune: a reference model or a user's Keras file with an .npz data set."""
+
     spec: ReferenceModel
     digest: str  # identifies the model and data for caching
 
@@ -62,8 +64,10 @@ def resolve_model(config: SweepConfig) -> TrainableModel | TfliteModel:
         return _reference(spec, config.task)
     path = Path(name)
     if path.suffix not in (*KERAS_SUFFIXES, ".tflite"):
-        raise ConfigError(f"unknown model '{name}': give a reference model ({', '.join(REFERENCE_MODELS)}), "
-                          f"a Keras file ({', '.join(KERAS_SUFFIXES)}) or an int8 .tflite file")
+        raise ConfigError(
+            f"unknown model '{name}': give a reference model ({', '.join(REFERENCE_MODELS)}), "
+            f"a Keras file ({', '.join(KERAS_SUFFIXES)}) or an int8 .tflite file"
+        )
     if not path.is_file():
         raise ConfigError(f"model file {path} does not exist")
     if not config.data:
@@ -73,15 +77,22 @@ def resolve_model(config: SweepConfig) -> TrainableModel | TfliteModel:
     if path.suffix == ".tflite":
         graph = _read_tflite(path)
         arrays = load_npz(data_path, TEST_KEYS)
-        data = check_data(arrays, data_path, f"model {path}", graph.input.shape[1:], graph.output.shape[1:],
-                          config.task, int8_inputs=True)
+        data = check_data(
+            arrays,
+            data_path,
+            f"model {path}",
+            graph.input.shape[1:],
+            graph.output.shape[1:],
+            config.task,
+            int8_inputs=True,
+        )
         return TfliteModel(path, data, _digest(path, data_path, config.task))
     model = load_keras_model(path)
     _check_layer_names(model, config.prune, f"model {path}")
-    data = check_keras_data(model, load_npz(data_path, TRAIN_KEYS + TEST_KEYS), data_path, f"model {path}",
-                            config.task)
-    spec = ReferenceModel(name=path.stem, description=str(path), build=lambda seed: load_keras_model(path),
-                          load_data=lambda: data)
+    data = check_keras_data(model, load_npz(data_path, TRAIN_KEYS + TEST_KEYS), data_path, f"model {path}", config.task)
+    spec = ReferenceModel(
+        name=path.stem, description=str(path), build=lambda seed: load_keras_model(path), load_data=lambda: data
+    )
     return TrainableModel(spec, digest=_digest(path, data_path, config.task))
 
 
@@ -102,8 +113,10 @@ def _check_layer_names(model, prune: PruneConfig, model_name: str) -> None:
     for key, chosen in (("skip", prune.skip), ("layer_targets", prune.layer_targets)):
         for name in chosen:
             if name not in names:
-                raise ConfigError(f"[prune] {key}: {model_name} has no prunable layer '{name}'"
-                                  f"{did_you_mean(name, names)}; its prunable layers: {', '.join(names)}")
+                raise ConfigError(
+                    f"[prune] {key}: {model_name} has no prunable layer '{name}'"
+                    f"{did_you_mean(name, names)}; its prunable layers: {', '.join(names)}"
+                )
     if both := sorted(set(prune.skip) & set(prune.layer_targets)):
         raise ConfigError(f"[prune]: layer '{both[0]}' is both in 'skip' and in 'layer_targets': keep one")
 
@@ -114,6 +127,7 @@ def _reference(spec: ReferenceModel, task: str) -> TrainableModel:
         if task not in (AUTO, data.task):
             raise ConfigError(f"reference model '{spec.name}' is a {data.task} model: remove 'task = \"{task}\"'")
         return data
+
     return TrainableModel(replace(spec, load_data=load_data), digest=spec.name)
 
 
@@ -136,11 +150,15 @@ def load_keras_model(path: Path):
     # Keras names a file that is no zip archive "not found", and an HDF5 library error for the rest: the
     # file's first bytes say plainly what it is not.
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise ConfigError(f"model {path} cannot be loaded by Keras: it is not a .keras file (a zip archive, as "
-                          "model.save('m.keras') writes)")
-    if path.suffix != ".keras" and path.read_bytes()[:len(HDF5_SIGNATURE)] != HDF5_SIGNATURE:
-        raise ConfigError(f"model {path} cannot be loaded by Keras: it is not an HDF5 file (as "
-                          "model.save('m.h5') writes); a Keras 3 model is saved as .keras")
+        raise ConfigError(
+            f"model {path} cannot be loaded by Keras: it is not a .keras file (a zip archive, as "
+            "model.save('m.keras') writes)"
+        )
+    if path.suffix != ".keras" and path.read_bytes()[: len(HDF5_SIGNATURE)] != HDF5_SIGNATURE:
+        raise ConfigError(
+            f"model {path} cannot be loaded by Keras: it is not an HDF5 file (as "
+            "model.save('m.h5') writes); a Keras 3 model is saved as .keras"
+        )
     import keras
 
     from harness.prune.masks import prunable_layers
@@ -178,72 +196,106 @@ def keras2_compat() -> dict:
 def check_keras_data(model, arrays: dict[str, np.ndarray], data_path: Path, model_name: str, task: str) -> Dataset:
     """The data set checked against a Keras model with one input and one output."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ConfigError(f"{model_name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-                          "one of each is supported")
-    return check_data(arrays, data_path, model_name, tuple(model.inputs[0].shape[1:]),
-                      tuple(model.outputs[0].shape[1:]), task, int8_inputs=False)
+        raise ConfigError(
+            f"{model_name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; one of each is supported"
+        )
+    return check_data(
+        arrays,
+        data_path,
+        model_name,
+        tuple(model.inputs[0].shape[1:]),
+        tuple(model.outputs[0].shape[1:]),
+        task,
+        int8_inputs=False,
+    )
 
 
 # --- the data set -------------------------------------------------------------------------------
+
 
 def load_npz(path: Path, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The needed arrays (and the optional ones present) of an .npz, or one error naming what is wrong."""
     if not path.is_file():
         raise ConfigError(f"data set {path} does not exist")
     if not zipfile.is_zipfile(path):  # np.load would take an .npy as one array, and a text file for a pickle
-        raise ConfigError(f"data set {path} is not an .npz (numpy's zip archive of named arrays); write it with "
-                          "numpy.savez(path, x_test=..., y_test=...)")
+        raise ConfigError(
+            f"data set {path} is not an .npz (numpy's zip archive of named arrays); write it with "
+            "numpy.savez(path, x_test=..., y_test=...)"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in needed if key not in npz]
             if missing:
-                raise ConfigError(f"data set {path} lacks {', '.join(missing)} (needs {', '.join(needed)}; "
-                                  "README: 'Your own model and data')")
+                raise ConfigError(
+                    f"data set {path} lacks {', '.join(missing)} (needs {', '.join(needed)}; "
+                    "README: 'Your own model and data')"
+                )
             return {key: npz[key] for key in (*needed, *OPTIONAL_KEYS) if key in npz}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         if isinstance(err, ConfigError):
             raise
-        raise ConfigError(f"data set {path} is not a readable .npz ({str(err).splitlines()[0]}); write it with "
-                          "numpy.savez(path, x_test=..., y_test=...)") from None
+        raise ConfigError(
+            f"data set {path} is not a readable .npz ({str(err).splitlines()[0]}); write it with "
+            "numpy.savez(path, x_test=..., y_test=...)"
+        ) from None
 
 
-def check_data(arrays: dict[str, np.ndarray], path: Path, model_name: str, input_shape: tuple[int, ...],
-               output_shape: tuple[int, ...], task: str, int8_inputs: bool) -> Dataset:
+def check_data(  # noqa: PLR0913 (the data and everything its checks compare it with, each named in the errors)
+    arrays: dict[str, np.ndarray],
+    path: Path,
+    model_name: str,
+    input_shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    task: str,
+    int8_inputs: bool,
+) -> Dataset:
     """The arrays as a Dataset for a model of these input and output shapes (one sample, no batch)."""
     where = f"data set {path}"
     splits = [split for split in ("train", "test") if f"x_{split}" in arrays]
     for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim == 0 or y.ndim == 0:
-            raise ConfigError(f"{where}: x_{split} and y_{split} must hold one row per sample; got shapes "
-                              f"{x.shape} and {y.shape}")
+            raise ConfigError(
+                f"{where}: x_{split} and y_{split} must hold one row per sample; got shapes {x.shape} and {y.shape}"
+            )
         if len(x) == 0:
             raise ConfigError(f"{where}: x_{split} holds no samples")
         if len(x) != len(y):
             raise ConfigError(f"{where}: x_{split} has {len(x)} samples but y_{split} has {len(y)}")
         if tuple(x.shape[1:]) != tuple(input_shape):
-            raise ConfigError(f"{where}: x_{split} samples of shape {tuple(x.shape[1:])} do not fit {model_name}, "
-                              f"whose input is {tuple(input_shape)}")
+            raise ConfigError(
+                f"{where}: x_{split} samples of shape {tuple(x.shape[1:])} do not fit {model_name}, "
+                f"whose input is {tuple(input_shape)}"
+            )
         _check_numbers(x, f"{where}: x_{split}", int8_ok=int8_inputs and split == "test")
     try:
         task = infer_task(arrays["y_test"], output_shape, task)
     except TaskError as err:
-        raise ConfigError(f"{where}: y_test: {err}; set task = \"classification\" or \"reconstruction\"") from None
+        raise ConfigError(f'{where}: y_test: {err}; set task = "classification" or "reconstruction"') from None
     for split in splits:
-        arrays[f"y_{split}"] = _check_targets(arrays[f"y_{split}"], task, output_shape, f"{where}: y_{split}",
-                                              model_name)
+        arrays[f"y_{split}"] = _check_targets(
+            arrays[f"y_{split}"], task, output_shape, f"{where}: y_{split}", model_name
+        )
     anomaly = arrays.get("anomaly_test")
     if anomaly is not None:
         if task != RECONSTRUCTION:
             raise ConfigError(f"{where}: anomaly_test scores a reconstruction task, but this is {task}: remove it")
         if anomaly.shape != (len(arrays["x_test"]),) or not np.isin(anomaly, (0, 1)).all():
-            raise ConfigError(f"{where}: anomaly_test must hold 0 or 1 per test sample, shape "
-                              f"({len(arrays['x_test'])},); got shape {anomaly.shape}")
+            raise ConfigError(
+                f"{where}: anomaly_test must hold 0 or 1 per test sample, shape "
+                f"({len(arrays['x_test'])},); got shape {anomaly.shape}"
+            )
     empty = np.zeros((0, *input_shape), np.float32)
     x_test = arrays["x_test"]
-    return Dataset(arrays.get("x_train", empty).astype(np.float32), arrays.get("y_train", np.zeros(0, np.int64)),
-                   x_test if x_test.dtype == np.int8 else x_test.astype(np.float32), arrays["y_test"],
-                   source=str(path), anomaly_test=None if anomaly is None else anomaly.astype(np.int64), task=task)
+    return Dataset(
+        arrays.get("x_train", empty).astype(np.float32),
+        arrays.get("y_train", np.zeros(0, np.int64)),
+        x_test if x_test.dtype == np.int8 else x_test.astype(np.float32),
+        arrays["y_test"],
+        source=str(path),
+        anomaly_test=None if anomaly is None else anomaly.astype(np.int64),
+        task=task,
+    )
 
 
 def _check_numbers(x: np.ndarray, what: str, int8_ok: bool) -> None:
@@ -260,21 +312,37 @@ def _check_numbers(x: np.ndarray, what: str, int8_ok: bool) -> None:
 def _check_targets(y: np.ndarray, task: str, output_shape: tuple[int, ...], what: str, model_name: str) -> np.ndarray:
     if task == RECONSTRUCTION:
         if tuple(y.shape[1:]) != tuple(output_shape):
-            raise ConfigError(f"{what}: reconstruction targets of shape {tuple(y.shape[1:])} do not fit "
-                              f"{model_name}, whose output is {tuple(output_shape)}")
+            raise ConfigError(
+                f"{what}: reconstruction targets of shape {tuple(y.shape[1:])} do not fit "
+                f"{model_name}, whose output is {tuple(output_shape)}"
+            )
         _check_numbers(y, what, int8_ok=False)
         return y.astype(np.float32)
     classes = int(np.prod(output_shape))
     if y.ndim == 2 and y.shape[1] == classes and infer_task(y, output_shape) == CLASSIFICATION:
         y = y.argmax(axis=1)  # one-hot rows
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.number) or not np.array_equal(y, np.round(y)):
-        raise ConfigError(f"{what} must hold one class number per sample, shape (n,) (or one-hot rows); "
-                          f"got shape {y.shape}" + ("" if y.ndim != 1 else " with fractional values"))
+        raise ConfigError(
+            f"{what} must hold one class number per sample, shape (n,) (or one-hot rows); "
+            f"got shape {y.shape}" + ("" if y.ndim != 1 else " with fractional values")
+        )
     if y.min() < 0 or y.max() >= classes:
-        raise ConfigError(f"{what} holds labels {int(y.min())}..{int(y.max())}, but {model_name} has {classes} "
-                          f"outputs (classes 0..{classes - 1})")
+        raise ConfigError(
+            f"{what} holds labels {int(y.min())}..{int(y.max())}, but {model_name} has {classes} "
+            f"outputs (classes 0..{classes - 1})"
+        )
     return y.astype(np.int64)
 
 
-__all__ = ["TrainableModel", "TfliteModel", "resolve_model", "load_keras_model", "keras2_compat", "check_data",
-           "check_keras_data", "load_npz", "CLASSIFICATION", "RECONSTRUCTION"]
+__all__ = [
+    "TrainableModel",
+    "TfliteModel",
+    "resolve_model",
+    "load_keras_model",
+    "keras2_compat",
+    "check_data",
+    "check_keras_data",
+    "load_npz",
+    "CLASSIFICATION",
+    "RECONSTRUCTION",
+]

@@ -10,13 +10,14 @@ point that fails on the board becomes a result row with its stage
 config typo, a missing toolchain, an op the compiler lacks) stop the sweep
 before any board is touched.
 """
+
 from __future__ import annotations
 
 import json
 import threading
 import time
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import cache, reaper
@@ -30,11 +31,19 @@ from harness.device.farm import Farm, holder_name
 from harness.device.faults import FaultInjector
 from harness.device.measure import Bench, measure_point
 from harness.model_source import TfliteModel, TrainableModel, resolve_model
-from harness.plan import (BenchOptions, PlannedPoint, SweepContext, Variants, compile_variants, plan_sweep, sweep_key,
-                          without_dense_copies)
+from harness.plan import (
+    BenchOptions,
+    PlannedPoint,
+    SweepContext,
+    Variants,
+    compile_variants,
+    plan_sweep,
+    sweep_key,
+    without_dense_copies,
+)
+from harness.points import PointKeys, Variant, on_board, summary
 from harness.pointstore import PointStore, RunLock, mark_finished, open_run
 from harness.prepare import prepare_models
-from harness.points import PointKeys, Variant, on_board, summary
 from harness.results import ResultRow, ResultsWriter
 from harness.runlog import Progress, RunLog, Say
 from harness.runner import BoardUnit, Job, board_units, farm_units, run_jobs
@@ -49,8 +58,9 @@ class SweepFailed(RuntimeError):
         self.run_dir = run_dir
 
 
-def run_sweep(config: SweepConfig, results_root: Path, progress: Say = print,
-              bench: BenchOptions = BenchOptions()) -> Path:
+def run_sweep(
+    config: SweepConfig, results_root: Path, progress: Say = print, bench: BenchOptions = BenchOptions()
+) -> Path:
     """Run a whole sweep, or resume it if an earlier run of the same sweep was cut short; return its run directory.
 
     A board named twice in config.boards is measured on by two instances, not twice.
@@ -59,8 +69,9 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Say = print,
     source = resolve_model(config)
     require_board_tools(boards)
     on_farm = bool(config.farm.address)
-    units = [] if on_farm else board_units([get_board(name) for name in config.boards], config.device.port,
-                                           bench.parallel)
+    units = (
+        [] if on_farm else board_units([get_board(name) for name in config.boards], config.device.port, bench.parallel)
+    )
     reaper.start()  # the inputs are good: from here on processes start, and they end with this one
     ensure_platformio_offline()
 
@@ -76,19 +87,24 @@ def run_sweep(config: SweepConfig, results_root: Path, progress: Say = print,
                 progress(f"farm: released {', '.join(released)}, left held by an earlier run of this sweep")
             units = farm_units(farm, boards, config.farm.points_per_turn)
             progress(f"farm {farm.address}: {len(units)} places to measure on, as {farm.holder}")
-        ctx = SweepContext(config, run_dir, cache.toolchain_versions(boards), cache.harness_git_sha(), bench,
-                           progress)
+        ctx = SweepContext(config, run_dir, cache.toolchain_versions(boards), cache.harness_git_sha(), bench, progress)
         if not resumed:
             _write_manifest(ctx)
         return _run_stages(ctx, source, boards, units, resumed)
 
 
-def _run_stages(ctx: SweepContext, source: TrainableModel | TfliteModel, boards: list[Board],
-                units: list[BoardUnit], resumed: bool) -> Path:
-    models = ("the given int8 model as it is (no pruning: 'targets' do not apply)" if isinstance(source, TfliteModel)
-              else f"{len(ctx.config.prune.methods)} pruning methods x {len(ctx.config.targets)} sparsity targets")
-    ctx.progress(f"run {ctx.run_id}{' (resumed)' if resumed else ''}: {ctx.config.model}: {models} x "
-                 f"{len(ctx.config.kernels)} kernels x {len(boards)} boards -> {ctx.run_dir}")
+def _run_stages(
+    ctx: SweepContext, source: TrainableModel | TfliteModel, boards: list[Board], units: list[BoardUnit], resumed: bool
+) -> Path:
+    models = (
+        "the given int8 model as it is (no pruning: 'targets' do not apply)"
+        if isinstance(source, TfliteModel)
+        else f"{len(ctx.config.prune.methods)} pruning methods x {len(ctx.config.targets)} sparsity targets"
+    )
+    ctx.progress(
+        f"run {ctx.run_id}{' (resumed)' if resumed else ''}: {ctx.config.model}: {models} x "
+        f"{len(ctx.config.kernels)} kernels x {len(boards)} boards -> {ctx.run_dir}"
+    )
 
     points = prepare_models(ctx.config, source, ctx.progress)
     plan = plan_sweep(ctx.config.kernels, points, boards)
@@ -100,6 +116,7 @@ def _run_stages(ctx: SweepContext, source: TrainableModel | TfliteModel, boards:
     frame = writer.finish()
 
     from harness.report import report_runs
+
     ctx.progress(f"report: {report_runs([ctx.run_dir], ctx.run_dir).html}")
     # Only now: a run killed while its table or report was written is unfinished, and running it again
     # (every point reused) writes them.
@@ -111,14 +128,20 @@ def _run_stages(ctx: SweepContext, source: TrainableModel | TfliteModel, boards:
 
 
 def _write_manifest(ctx: SweepContext) -> None:
-    manifest = {"run_id": ctx.run_id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "harness_sha": ctx.sha, "versions": ctx.versions, "config": ctx.config.to_dict(),
-                "sweep_key": sweep_key(ctx.config)}
+    manifest = {
+        "run_id": ctx.run_id,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "harness_sha": ctx.sha,
+        "versions": ctx.versions,
+        "config": ctx.config.to_dict(),
+        "sweep_key": sweep_key(ctx.config),
+    }
     cache.write_atomically(ctx.run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
-def measure_points(ctx: SweepContext, plan: list[PlannedPoint], variants: Variants,
-                   units: list[BoardUnit]) -> list[str]:
+def measure_points(
+    ctx: SweepContext, plan: list[PlannedPoint], variants: Variants, units: list[BoardUnit]
+) -> list[str]:
     """Build and measure every planned point this run does not have yet; returns the failures.
 
     Two phases: every single format, then the auto kernel, whose choice per
@@ -139,9 +162,12 @@ def measure_points(ctx: SweepContext, plan: list[PlannedPoint], variants: Varian
     finally:
         log.event("stopped" if measuring.stop.is_set() else "all_measured", counts=dict(log.counts))
         log.close()
-    return [f"[{number}] {row.prune_method} sparsity {row.target_sparsity:.2f} {row.kernel} on {row.board}: "
-            f"{row.failed_stage}: {row.error}"
-            for number, row in enumerate(store.rows(), start=1) if row.status != "ok"]
+    return [
+        f"[{number}] {row.prune_method} sparsity {row.target_sparsity:.2f} {row.kernel} on {row.board}: "
+        f"{row.failed_stage}: {row.error}"
+        for number, row in enumerate(store.rows(), start=1)
+        if row.status != "ok"
+    ]
 
 
 class _Measuring:
@@ -163,8 +189,10 @@ class _Measuring:
         reused = jobs.count(None)
         named = "" if name == "formats" else f"{name}: "
         boards = ", ".join(unit.name for unit in self.units)
-        self.ctx.progress(f"{named}{len(todo)} points to measure on {len(self.units)} boards ({boards})"
-                          + (f", {reused} measured before" if reused else ""))
+        self.ctx.progress(
+            f"{named}{len(todo)} points to measure on {len(self.units)} boards ({boards})"
+            + (f", {reused} measured before" if reused else "")
+        )
         self.log.event("measuring", phase=name, points=len(todo), reused=reused, boards=[u.name for u in self.units])
         self._bar = Progress(len(todo), self.ctx.progress)
         run_jobs(todo, self.units, self, self.stop)
@@ -172,18 +200,25 @@ class _Measuring:
     def build(self, job: Job) -> Firmware:
         variant: Variant = job.work
         check_fits(variant.compiled, job.board.name)  # too big for the board: fails by how much, before building
-        firmware = build_firmware(job.board.name, variant.compiled.out_dir, variant.firmware_dir,
-                                  build_id=variant.firmware_dir.name[:16])
+        firmware = build_firmware(
+            job.board.name, variant.compiled.out_dir, variant.firmware_dir, build_id=variant.firmware_dir.name[:16]
+        )
         self.log.event("built", point=job.index + 1, seconds=round(firmware.seconds, 2), rebuilt=firmware.rebuilt)
         return firmware
 
     def measure(self, job: Job, unit: BoardUnit, firmware: Firmware) -> ResultRow:
         started = time.monotonic()
-        bench = Bench(self.ctx.config.device, self.log.bound(point=job.index + 1, board=unit.name), self.stop,
-                      self.faults)
+        bench = Bench(
+            self.ctx.config.device, self.log.bound(point=job.index + 1, board=unit.name), self.stop, self.faults
+        )
         row = measure_point(on_board(job, firmware, self.ctx.run_dir), unit, bench)
-        self.log.event("measured", point=job.index + 1, board=unit.name, place=row.place,
-                       seconds=round(time.monotonic() - started, 2))
+        self.log.event(
+            "measured",
+            point=job.index + 1,
+            board=unit.name,
+            place=row.place,
+            seconds=round(time.monotonic() - started, 2),
+        )
         return row
 
     def finish(self, job: Job, row: ResultRow) -> None:

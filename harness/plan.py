@@ -6,6 +6,7 @@ single-format variant is compiled before any board is touched, so an op the
 compiler lacks fails the sweep at once; the auto kernel's variants are
 compiled once their candidates are measured (harness/auto.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,27 +23,38 @@ from harness.device.faults import FaultPlan
 from harness.prepare import ModelPoint
 from harness.runlog import Say
 
-__all__ = ["BenchOptions", "PlannedPoint", "SweepContext", "Variants", "compile_point", "compile_variants",
-           "plan_sweep", "sweep_key", "without_dense_copies"]
+__all__ = [
+    "BenchOptions",
+    "PlannedPoint",
+    "SweepContext",
+    "Variants",
+    "compile_point",
+    "compile_variants",
+    "plan_sweep",
+    "sweep_key",
+    "without_dense_copies",
+]
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     """How a sweep uses the bench (none of it changes a result)."""
-    parallel: int = 1              # instances of each emulated board measuring at once
+
+    parallel: int = 1  # instances of each emulated board measuring at once
     faults: FaultPlan | None = None  # for testing: a fault-injecting proxy in front of every emulated board
-    fresh: bool = False            # measure again what the results cache holds
-    run_dir: Path | None = None    # re-run points of this run instead of starting or resuming one
+    fresh: bool = False  # measure again what the results cache holds
+    run_dir: Path | None = None  # re-run points of this run instead of starting or resuming one
     remeasure: frozenset[int] = frozenset()  # with run_dir: point numbers (1-based) to measure again
 
 
 @dataclass(frozen=True)
 class SweepContext:
     """What every stage of one run needs to know about the run, passed as one."""
+
     config: SweepConfig
     run_dir: Path
-    versions: dict[str, str]       # cache.toolchain_versions: part of every point's key and row
-    sha: str                       # cache.harness_git_sha
+    versions: dict[str, str]  # cache.toolchain_versions: part of every point's key and row
+    sha: str  # cache.harness_git_sha
     bench: BenchOptions
     progress: Say
 
@@ -54,11 +66,12 @@ class SweepContext:
 @dataclass(frozen=True)
 class PlannedPoint:
     """One (model point, kernel, board) the sweep measures."""
-    index: int          # position in the sweep: the rows of results.csv are in this order
+
+    index: int  # position in the sweep: the rows of results.csv are in this order
     point: ModelPoint
-    kernel: str         # a weight format, or AUTO
+    kernel: str  # a weight format, or AUTO
     board: Board
-    listed: bool        # a row of results.csv: the config asks for this kernel, not only the auto kernel
+    listed: bool  # a row of results.csv: the config asks for this kernel, not only the auto kernel
 
     @property
     def label(self) -> str:
@@ -78,10 +91,17 @@ def plan_sweep(kernels: tuple[str, ...], points: list[ModelPoint], boards: list[
     cache, but are not rows of results.csv: the results hold what was asked.
     """
     asked = [(point, kernel, board) for point in points for kernel in kernels for board in boards]
-    needed = [(point, fmt, board) for point in points for fmt in (KERNEL_FORMATS if AUTO in kernels else ())
-              if fmt not in kernels for board in boards]
-    return [PlannedPoint(index, point, kernel, board, listed=index < len(asked))
-            for index, (point, kernel, board) in enumerate(asked + needed)]
+    needed = [
+        (point, fmt, board)
+        for point in points
+        for fmt in (KERNEL_FORMATS if AUTO in kernels else ())
+        if fmt not in kernels
+        for board in boards
+    ]
+    return [
+        PlannedPoint(index, point, kernel, board, listed=index < len(asked))
+        for index, (point, kernel, board) in enumerate(asked + needed)
+    ]
 
 
 def compile_point(point: ModelPoint, kernel: str, layer_kernels: Mapping[int, str] | None = None) -> CompiledModel:
@@ -90,8 +110,9 @@ def compile_point(point: ModelPoint, kernel: str, layer_kernels: Mapping[int, st
     choice = kernel if layer_kernels is None else f"{kernel}:{json.dumps(sorted(layer_kernels.items()))}"
     key = cache.content_hash(tflite.hex(), choice, cache.source_digest(["harness/compiler", "firmware/kernels"]))
     default = kernel if layer_kernels is None else DENSE  # with layer_kernels every layer with weights is named
-    return compile_tflite(tflite, cache.folder("variants") / key / "model", kernel=default, model_id=key[:16],
-                          layer_kernels=layer_kernels)
+    return compile_tflite(
+        tflite, cache.folder("variants") / key / "model", kernel=default, model_id=key[:16], layer_kernels=layer_kernels
+    )
 
 
 def compile_variants(plan: list[PlannedPoint]) -> Variants:
@@ -104,6 +125,7 @@ def without_dense_copies(plan: list[PlannedPoint], variants: Variants) -> list[P
     """The plan less the formats only auto needs that took no layer of a point (nm on an unstructured model runs
     every layer dense): their firmware would be the dense variant's, measured again, and auto would have one more
     candidate equal to dense."""
+
     def takes_a_layer(p: PlannedPoint) -> bool:
         return any(layer.format == p.kernel for layer in variants[p.point.tflite_path, p.kernel].layers)
 

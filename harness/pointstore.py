@@ -9,6 +9,7 @@ measures only what is missing. A point's key hashes everything its result
 depends on (model, pruning, kernel, board environment, toolchain, harness
 version), so measured rows are also kept in a results cache shared by runs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,10 @@ class RunLock:
             raise RunBusy(f"run {run_dir} is being measured by {owner}: wait for it to end, or stop it") from None
         self._file.seek(0)
         self._file.truncate()
-        self._file.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-                         f"{datetime.now().astimezone().isoformat(timespec='seconds')}\n")
+        self._file.write(
+            f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{datetime.now().astimezone().isoformat(timespec='seconds')}\n"
+        )
         self._file.flush()
 
     def release(self) -> None:

@@ -10,6 +10,7 @@ against sparsity, one line per method) and summary.md. --independent also
 runs every target on its own, to measure what the shared path saves;
 --overhead times an epoch with and without masks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,22 @@ def study(config: SweepConfig, progress=print) -> pd.DataFrame:
     if not isinstance(source, TrainableModel):
         raise ConfigError(f"{config.model} is an int8 .tflite: there is nothing to prune")
     points = prepare_models(config, source, progress)
-    return pd.DataFrame([{
-        "model": config.model, "prune_method": p.method, "target_sparsity": p.target,
-        "achieved_sparsity": p.achieved_sparsity, "accuracy_float": p.float_scores.get("accuracy", float("nan")),
-        "accuracy_int8_host": p.int8_scores.get("accuracy", float("nan")), "train_epochs": p.train_epochs, "train_seconds": p.train_seconds,
-        "layer_sparsity": json.dumps(p.layer_sparsity)} for p in points])
+    return pd.DataFrame(
+        [
+            {
+                "model": config.model,
+                "prune_method": p.method,
+                "target_sparsity": p.target,
+                "achieved_sparsity": p.achieved_sparsity,
+                "accuracy_float": p.float_scores.get("accuracy", float("nan")),
+                "accuracy_int8_host": p.int8_scores.get("accuracy", float("nan")),
+                "train_epochs": p.train_epochs,
+                "train_seconds": p.train_seconds,
+                "layer_sparsity": json.dumps(p.layer_sparsity),
+            }
+            for p in points
+        ]
+    )
 
 
 def independent_cost(config: SweepConfig, progress=print) -> pd.DataFrame:
@@ -46,12 +58,25 @@ def independent_cost(config: SweepConfig, progress=print) -> pd.DataFrame:
     path = study(config, progress)
     rows = []
     for method, points in path.groupby("prune_method", sort=False):
-        alone = [study(dataclasses.replace(config, targets=(target,), prune=dataclasses.replace(
-                     config.prune, methods=(method,))), progress) for target in points.target_sparsity]
-        rows.append({"prune_method": method, "targets": len(points),
-                     "path_epochs": int(points.train_epochs.sum()), "path_seconds": points.train_seconds.sum(),
-                     "independent_epochs": int(sum(a.train_epochs.sum() for a in alone)),
-                     "independent_seconds": sum(a.train_seconds.sum() for a in alone)})
+        alone = [
+            study(
+                dataclasses.replace(
+                    config, targets=(target,), prune=dataclasses.replace(config.prune, methods=(method,))
+                ),
+                progress,
+            )
+            for target in points.target_sparsity
+        ]
+        rows.append(
+            {
+                "prune_method": method,
+                "targets": len(points),
+                "path_epochs": int(points.train_epochs.sum()),
+                "path_seconds": points.train_seconds.sum(),
+                "independent_epochs": int(sum(a.train_epochs.sum() for a in alone)),
+                "independent_seconds": sum(a.train_seconds.sum() for a in alone),
+            }
+        )
     frame = pd.DataFrame(rows)
     frame["saving"] = frame.independent_seconds / frame.path_seconds
     return frame
@@ -90,8 +115,11 @@ def plot_accuracy_by_method(frame: pd.DataFrame, path: Path, title: str) -> Path
     for method, rows in frame.groupby("prune_method", sort=False):
         rows = rows.sort_values("achieved_sparsity")
         ax.plot(rows.achieved_sparsity * 100, rows.accuracy_int8_host, marker="o", label=method)
-    ax.set(xlabel="achieved sparsity of the int8 weights (%)", ylabel="accuracy, int8 on the host (TFLite Micro)",
-           title=title)
+    ax.set(
+        xlabel="achieved sparsity of the int8 weights (%)",
+        ylabel="accuracy, int8 on the host (TFLite Micro)",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     legend_outside(ax, fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -99,25 +127,40 @@ def plot_accuracy_by_method(frame: pd.DataFrame, path: Path, title: str) -> Path
     return path
 
 
-def _summary(config: SweepConfig, frame: pd.DataFrame, cost: pd.DataFrame | None,
-             overhead: dict | None, seconds: float) -> str:
-    table = frame.pivot_table(index="prune_method", columns="target_sparsity", values="accuracy_int8_host",
-                              sort=False).sort_index(axis=1)
-    lines = [f"# Pruning study: {config.model}, seed {config.seed}", "",
-             f"int8 accuracy on the host (TFLite Micro), {seconds:.0f} s in all:", "",
-             table.to_markdown(floatfmt=".3f")]
+def _summary(
+    config: SweepConfig, frame: pd.DataFrame, cost: pd.DataFrame | None, overhead: dict | None, seconds: float
+) -> str:
+    table = frame.pivot_table(
+        index="prune_method", columns="target_sparsity", values="accuracy_int8_host", sort=False
+    ).sort_index(axis=1)
+    lines = [
+        f"# Pruning study: {config.model}, seed {config.seed}",
+        "",
+        f"int8 accuracy on the host (TFLite Micro), {seconds:.0f} s in all:",
+        "",
+        table.to_markdown(floatfmt=".3f"),
+    ]
     if cost is not None:
-        lines += ["", "Training along one path against one run per target:", "",
-                  cost.to_markdown(index=False, floatfmt=".1f")]
+        lines += [
+            "",
+            "Training along one path against one run per target:",
+            "",
+            cost.to_markdown(index=False, floatfmt=".1f"),
+        ]
     if overhead is not None:
-        lines += ["", "Seconds per epoch: " + ", ".join(f"{k} {v:.3f}" for k, v in overhead.items())
-                  + f" (masked / plain = {overhead['masked'] / overhead['plain']:.2f})"]
+        lines += [
+            "",
+            "Seconds per epoch: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in overhead.items())
+            + f" (masked / plain = {overhead['masked'] / overhead['plain']:.2f})",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.prune_report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.prune_report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="sweep TOML; its [prune] methods are compared")
     parser.add_argument("--model", help="another reference model (or .keras file) than the config's")
     parser.add_argument("--out", help="output directory (default: results/pruning-<config name>-<model>)")

@@ -4,6 +4,7 @@ TFLite Micro's interpreter is the reference the generated C must match bit
 for bit; LiteRT's reference kernels are a second opinion (they round
 FULLY_CONNECTED differently on a few percent of samples).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,12 @@ def to_int8_tflite(model, x_representative: np.ndarray) -> bytes:
     (model_input,) = model.inputs
     with converter_output_hidden(), tempfile.TemporaryDirectory() as exported:
         if model_input.shape[0] is None:
-            model.export(exported, format="tf_saved_model", verbose=False,
-                         input_signature=[tf.TensorSpec((1, *model_input.shape[1:]), tf.float32)])
+            model.export(
+                exported,
+                format="tf_saved_model",
+                verbose=False,
+                input_signature=[tf.TensorSpec((1, *model_input.shape[1:]), tf.float32)],
+            )
             converter = tf.lite.TFLiteConverter.from_saved_model(exported)
         else:
             converter = tf.lite.TFLiteConverter.from_keras_model(model)

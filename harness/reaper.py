@@ -12,6 +12,7 @@ was killed too).
 
     python -m harness.reaper OWNER_PID
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -33,9 +34,15 @@ def start() -> None:
         return  # started already (the command line run in-process twice)
     os.environ[MARK] = str(os.getpid())
     reap(lambda owner: not _alive(owner))
-    subprocess.Popen([sys.executable, "-m", "harness.reaper", str(os.getpid())], stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                     env={k: v for k, v in os.environ.items() if k != MARK}, preexec_fn=die_with_parent)
+    subprocess.Popen(
+        [sys.executable, "-m", "harness.reaper", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={k: v for k, v in os.environ.items() if k != MARK},
+        preexec_fn=die_with_parent,
+    )
 
 
 def die_with_parent() -> None:
@@ -70,8 +77,8 @@ def _marked() -> list[tuple[int, int]]:
         except OSError:
             continue
         for item in environ:
-            if item.startswith(prefix) and item[len(prefix):].isdigit():
-                found.append((int(entry.name), int(item[len(prefix):])))
+            if item.startswith(prefix) and item[len(prefix) :].isdigit():
+                found.append((int(entry.name), int(item[len(prefix) :])))
     return found
 
 

@@ -4,6 +4,7 @@ results.csv is written whole, atomically, as soon as each point is
 measured (harness/pointstore.py), so a crash loses at most the points in
 flight; the parquet copy is written from the CSV at the end.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,57 +35,57 @@ class ResultRow:
     kernel: str
     board: str
     core: str
-    prune_method: str = ""                     # "criterion/schedule[/pattern]", e.g. "magnitude/gradual"
-    task: str = "classification"               # or "reconstruction" (an autoencoder: scored by mse and auc, not
-                                               # accuracy); harness/scoring.py
-    achieved_sparsity: float = float("nan")   # on the int8 weights: zero (or filter-pruned away) share of the
-                                               # unpruned model's weights in prunable layers
-    layer_sparsity: str = ""                   # JSON: layer -> {"target", "achieved", "weights"}, achieved on int8
-    layer_formats: str = ""                    # JSON: layer -> chosen format (auto) or the single format
+    prune_method: str = ""  # "criterion/schedule[/pattern]", e.g. "magnitude/gradual"
+    task: str = "classification"  # or "reconstruction" (an autoencoder: scored by mse and auc, not
+    # accuracy); harness/scoring.py
+    achieved_sparsity: float = float("nan")  # on the int8 weights: zero (or filter-pruned away) share of the
+    # unpruned model's weights in prunable layers
+    layer_sparsity: str = ""  # JSON: layer -> {"target", "achieved", "weights"}, achieved on int8
+    layer_formats: str = ""  # JSON: layer -> chosen format (auto) or the single format
     # latency
     latency_median: float = float("nan")
     latency_min: float = float("nan")
     latency_max: float = float("nan")
     latency_runs: int = 0
-    latency_unit: str = ""                     # "instructions" on QEMU (-icount), never called cycles there
+    latency_unit: str = ""  # "instructions" on QEMU (-icount), never called cycles there
     timing_source: str = ""
     clock_hz: int = 0
-    layer_latency: str = ""                    # JSON list, one entry per layer, in latency_unit
+    layer_latency: str = ""  # JSON list, one entry per layer, in latency_unit
     # the cost model's latency (harness/prune/predict.py), in latency_unit: NaN / empty for a board without cost
     # curves; the whole model's NaN too where a layer has no curve (its entry null)
     predicted_latency: float = float("nan")
-    layer_predicted_latency: str = ""          # JSON: layer -> predicted, as layer_latency
+    layer_predicted_latency: str = ""  # JSON: layer -> predicted, as layer_latency
     # work, from the compiler: multiply-accumulates of one inference
-    macs: int = 0                              # of the dense computation, whatever the format
-    nonzero_macs: int = 0                      # those with a nonzero weight: what a sparse kernel need compute
-    layer_macs: str = ""                       # JSON list, one entry per layer: {layer, op, inputs, output, weights
-                                               # (shapes), macs, nonzero_macs}
+    macs: int = 0  # of the dense computation, whatever the format
+    nonzero_macs: int = 0  # those with a nonzero weight: what a sparse kernel need compute
+    layer_macs: str = ""  # JSON list, one entry per layer: {layer, op, inputs, output, weights
+    # (shapes), macs, nonzero_macs}
     # latency_median / macs, in the column of the row's latency_unit; NaN in the others
     instructions_per_mac: float = float("nan")
     cycles_per_mac: float = float("nan")
     ns_per_mac: float = float("nan")
     # flash, bytes
     flash_total: int = 0
-    flash_code: int = 0                        # everything in flash that is not a model table
+    flash_code: int = 0  # everything in flash that is not a model table
     flash_weights_dense: int = 0
     flash_sparse_values: int = 0
     flash_sparse_indices: int = 0
     flash_sparse_pointers: int = 0
     flash_bias_quant: int = 0
-    flash_kernel_code: int = 0                 # code of the kernel families the layers use, each family counted
-                                               # once; part of flash_code
-    layer_flash: str = ""                      # JSON list, one entry per layer: {layer, format, kernel, family,
-                                               # values, indices, pointers, code}. code is the layer's kernel
-                                               # family's, shared by every layer of that family: sum it per
-                                               # family, not per layer (flash_kernel_code does)
+    flash_kernel_code: int = 0  # code of the kernel families the layers use, each family counted
+    # once; part of flash_code
+    layer_flash: str = ""  # JSON list, one entry per layer: {layer, format, kernel, family,
+    # values, indices, pointers, code}. code is the layer's kernel
+    # family's, shared by every layer of that family: sum it per
+    # family, not per layer (flash_kernel_code does)
     # SRAM, bytes
-    sram_static: int = 0                       # .data + .bss, the arena included
+    sram_static: int = 0  # .data + .bss, the arena included
     sram_arena: int = 0
-    stack_used: int = -1                       # stack an inference needs (painted before, read after; the least
-                                               # over the inferences, so no interrupt counts); -1 where unknown
+    stack_used: int = -1  # stack an inference needs (painted before, read after; the least
+    # over the inferences, so no interrupt counts); -1 where unknown
     # accuracy
     accuracy_float: float = float("nan")
-    accuracy_int8_host: float = float("nan")   # TFLite Micro's interpreter on the host
+    accuracy_int8_host: float = float("nan")  # TFLite Micro's interpreter on the host
     accuracy_device: float = float("nan")
     device_samples: int = 0
     # reconstruction: mean squared error of the dequantized output against the target, per value
@@ -95,20 +96,20 @@ class ResultRow:
     auc_float: float = float("nan")
     auc_int8_host: float = float("nan")
     auc_device: float = float("nan")
-    output_mismatches: int = -1                # samples whose device output differs from the reference in any byte
+    output_mismatches: int = -1  # samples whose device output differs from the reference in any byte
     reference_interpreter: str = ""
     # provenance
     harness_sha: str = ""
-    versions: str = ""                         # JSON: toolchain, emulator, PlatformIO, TensorFlow, ...
+    versions: str = ""  # JSON: toolchain, emulator, PlatformIO, TensorFlow, ...
     firmware_rebuilt: bool = False
-    place: str = ""                            # what measured it: a farm place, or a local unit ("mps2_an386#1")
+    place: str = ""  # what measured it: a farm place, or a local unit ("mps2_an386#1")
     # status
     status: str = "ok"
     failed_stage: str = ""
     error: str = ""
-    notes: str = ""                            # what a reader should know of an ok row (auto: formats left out)
+    notes: str = ""  # what a reader should know of an ok row (auto: formats left out)
 
-    def fail(self, stage: Stage, error: Exception) -> "ResultRow":
+    def fail(self, stage: Stage, error: Exception) -> ResultRow:
         self.status, self.failed_stage, self.error = "error", Stage(stage), str(error)
         return self
 
@@ -124,10 +125,19 @@ def record_scores(row: ResultRow, where: str, scores: dict[str, float]) -> None:
 
 def layer_flash(compiled: CompiledModel, code: KernelCode) -> list[dict]:
     """Flash per layer: its weights by part (LayerInfo.weight_bytes) and its kernel family's code."""
-    return [{"layer": name, "format": layer.format, "kernel": layer.kernel, "family": code.family(layer.kernel) or "",
-             "values": layer.weight_bytes.values, "indices": layer.weight_bytes.indices,
-             "pointers": layer.weight_bytes.pointers, "code": code.bytes_of(layer.kernel)}
-            for name, layer in zip(compiled.layer_names, compiled.layers)]
+    return [
+        {
+            "layer": name,
+            "format": layer.format,
+            "kernel": layer.kernel,
+            "family": code.family(layer.kernel) or "",
+            "values": layer.weight_bytes.values,
+            "indices": layer.weight_bytes.indices,
+            "pointers": layer.weight_bytes.pointers,
+            "code": code.bytes_of(layer.kernel),
+        }
+        for name, layer in zip(compiled.layer_names, compiled.layers)
+    ]
 
 
 def record_layer_flash(row: ResultRow, compiled: CompiledModel, code: KernelCode) -> None:
@@ -143,10 +153,18 @@ def record_layer_flash(row: ResultRow, compiled: CompiledModel, code: KernelCode
 
 def layer_macs(compiled: CompiledModel) -> list[dict]:
     """Per layer: its shapes and the multiply-accumulates they make, all of them and those with a nonzero weight."""
-    return [{"layer": name, "op": layer.op, "inputs": [list(shape) for shape in layer.input_shapes],
-             "output": list(layer.output_shape), "weights": list(layer.weight_shape), "macs": layer.macs,
-             "nonzero_macs": layer.nonzero_macs}
-            for name, layer in zip(compiled.layer_names, compiled.layers)]
+    return [
+        {
+            "layer": name,
+            "op": layer.op,
+            "inputs": [list(shape) for shape in layer.input_shapes],
+            "output": list(layer.output_shape),
+            "weights": list(layer.weight_shape),
+            "macs": layer.macs,
+            "nonzero_macs": layer.nonzero_macs,
+        }
+        for name, layer in zip(compiled.layer_names, compiled.layers)
+    ]
 
 
 PER_MAC_COLUMNS = {"instructions": "instructions_per_mac", "cycles": "cycles_per_mac", "ns": "ns_per_mac"}

@@ -4,15 +4,16 @@ Every event of a run, from "point_done" to a single retried frame, is one
 JSON object per line in <run>/run.jsonl, written as it happens, so a killed
 run leaves a readable log behind and a test can count faults by kind.
 """
+
 from __future__ import annotations
 
 import json
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 BAR_WIDTH = 20
 
@@ -27,7 +28,7 @@ class RunLog:
         self._lock = threading.Lock()  # boards measured in parallel log concurrently
 
     def event(self, kind: str, **fields) -> None:
-        record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": kind, **fields}
+        record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": kind, **fields}
         with self._lock:
             self.counts[kind] += 1
             self._file.write(json.dumps(record, default=str) + "\n")
@@ -62,8 +63,10 @@ class Progress:
             self._worked += worked
             left = self.total - self._finished
             filled = BAR_WIDTH * self._finished // max(self.total, 1)
-            line = (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self._finished}/{self.total} "
-                    f"{100 * self._finished // max(self.total, 1)}%{self._eta(left)} {message}")
+            line = (
+                f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self._finished}/{self.total} "
+                f"{100 * self._finished // max(self.total, 1)}%{self._eta(left)} {message}"
+            )
         self._say(line)
 
     def _eta(self, left: int) -> str:

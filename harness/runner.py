@@ -5,10 +5,12 @@ queue of its board kind, and every board unit of that kind (an emulator
 instance, a real board on its own serial port, or a farm worker holding a
 place in turn) takes the next point from it, so several boards measure
 concurrently and a slow board never holds up a fast one. A point whose
-board went away under it (a farm exporter died) goes back into the queue. Ctrl-C stops everything in order: a stop event ends every
+board went away under it (a farm exporter died) goes back into the queue.
+Ctrl-C stops everything in order: a stop event ends every
 serial read, sessions stop their emulators, and nothing half-measured is
 recorded.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,6 +38,7 @@ _JOIN_POLL_S = 0.2  # the main thread wakes this often, so Ctrl-C is seen while 
 @dataclass(frozen=True)
 class BoardUnit:
     """One board that measures points: an emulator instance, a real board on one serial port, or a farm worker."""
+
     board: Board
     port: str  # "" where the harness picks one (emulators)
     name: str  # "mps2_an386#2"
@@ -49,12 +52,13 @@ class Requeue(Exception):
 @dataclass
 class Job:
     """One point of the sweep: a firmware to build and measure on a kind of board."""
-    index: int         # position in the sweep; rows are written in this order
-    key: str           # hash of everything the result depends on
+
+    index: int  # position in the sweep; rows are written in this order
+    key: str  # hash of everything the result depends on
     label: str
     board: Board
-    row: ResultRow     # the configuration columns; measuring fills a copy
-    work: Variant      # what build and measure need: the planned point, its compiled variant, its firmware folder
+    row: ResultRow  # the configuration columns; measuring fills a copy
+    work: Variant  # what build and measure need: the planned point, its compiled variant, its firmware folder
 
 
 class Steps(Protocol):
@@ -89,17 +93,20 @@ def board_units(boards: list[Board], port_spec: str, parallel: int) -> list[Boar
         ports = assigned.get(board.name) or ([port_spec] if port_spec and "=" not in port_spec else [])
         if board.emulated:
             if ports and parallel * copies > 1:
-                raise DeviceError(f"board '{board.name}': several instances need ports the harness picks, "
-                                  f"not --port {ports[0]}")
+                raise DeviceError(
+                    f"board '{board.name}': several instances need ports the harness picks, not --port {ports[0]}"
+                )
             for port in ports:
                 check_port(board, port)
             ports = ports or [""] * (parallel * copies)
         elif not ports:
             ports = [port.device for port, matches in find_ports() if board in matches]
             if not ports:
-                raise DeviceError(f"no attached serial port looks like a '{board.name}' (USB "
-                                  f"{', '.join(board.usb) or 'IDs unknown'}): connect it, or pass "
-                                  f"--port {board.name}=/dev/ttyACM0")
+                raise DeviceError(
+                    f"no attached serial port looks like a '{board.name}' (USB "
+                    f"{', '.join(board.usb) or 'IDs unknown'}): connect it, or pass "
+                    f"--port {board.name}=/dev/ttyACM0"
+                )
         units += [BoardUnit(board, port, f"{board.name}#{number}") for number, port in enumerate(ports, start=1)]
     return units
 
@@ -116,16 +123,21 @@ def farm_units(farm, boards: list[Board], points_per_turn: int) -> list[BoardUni
     for board in dict.fromkeys(boards):
         places = farm.places({"board": board.name})
         if not places:
-            raise DeviceError(f"farm {farm.address} has no place tagged board={board.name} (add one: "
-                              f"labgrid-client -p PLACE set-tags board={board.name}; docs/farm.md)")
+            raise DeviceError(
+                f"farm {farm.address} has no place tagged board={board.name} (add one: "
+                f"labgrid-client -p PLACE set-tags board={board.name}; docs/farm.md)"
+            )
         workers = max(1, sum(place.live for place in places))
-        units += [BoardUnit(board, "", f"{board.name}@farm#{number}", PlaceLease(farm, board.name, points_per_turn))
-                  for number in range(1, workers + 1)]
+        units += [
+            BoardUnit(board, "", f"{board.name}@farm#{number}", PlaceLease(farm, board.name, points_per_turn))
+            for number in range(1, workers + 1)
+        ]
     return units
 
 
-def run_jobs(jobs: list[Job], units: list[BoardUnit], steps: Steps, stop: threading.Event,
-             build_workers: int | None = None) -> None:
+def run_jobs(
+    jobs: list[Job], units: list[BoardUnit], steps: Steps, stop: threading.Event, build_workers: int | None = None
+) -> None:
     """Build and measure every job; `steps.finish` receives each row as soon as it exists (from any thread)."""
     kinds = Counter(job.board.name for job in jobs)
     queues = {unit.board.name: _PointQueue(kinds[unit.board.name]) for unit in units}
@@ -134,8 +146,9 @@ def run_jobs(jobs: list[Job], units: list[BoardUnit], steps: Steps, stop: thread
     ended = [threading.Event() for _ in units]
     broken: list[Exception] = []  # what stopped a worker outside a point (a farm's coordinator gone)
     for unit, done in zip(units, ended):
-        threading.Thread(target=_work, args=(unit, queues[unit.board.name], steps, stop, done, broken),
-                         name=unit.name, daemon=True).start()
+        threading.Thread(
+            target=_work, args=(unit, queues[unit.board.name], steps, stop, done, broken), name=unit.name, daemon=True
+        ).start()
     builds = ThreadPoolExecutor(max_workers=build_workers or os.cpu_count() or 1, thread_name_prefix="build")
     try:
         futures = {builds.submit(steps.build, job): job for job in jobs}
@@ -190,8 +203,14 @@ def _wait(events: list[threading.Event]) -> None:
             pass
 
 
-def _work(unit: BoardUnit, points: _PointQueue, steps: Steps, stop: threading.Event, ended: threading.Event,
-          broken: list[Exception]) -> None:
+def _work(
+    unit: BoardUnit,
+    points: _PointQueue,
+    steps: Steps,
+    stop: threading.Event,
+    ended: threading.Event,
+    broken: list[Exception],
+) -> None:
     try:
         _take_points(unit, points, steps, stop)
     except Exception as err:  # not a point's failure (those are rows): the sweep stops, resumable

@@ -8,6 +8,7 @@
 
 The score names are the result columns' prefixes: accuracy_device, mse_device, auc_device, ...
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,10 @@ def infer_task(y: np.ndarray, output_shape: tuple[int, ...], asked: str = AUTO) 
         return CLASSIFICATION
     if tuple(y.shape[1:]) == tuple(output_shape) and int(np.prod(output_shape)) > 1:
         return RECONSTRUCTION
-    raise TaskError(f"targets of shape {tuple(y.shape[1:])} per sample are neither one class number (shape (n,)) "
-                    f"nor a reconstruction of the model's output {tuple(output_shape)}")
+    raise TaskError(
+        f"targets of shape {tuple(y.shape[1:])} per sample are neither one class number (shape (n,)) "
+        f"nor a reconstruction of the model's output {tuple(output_shape)}"
+    )
 
 
 def _one_hot(y: np.ndarray) -> bool:
@@ -48,11 +51,11 @@ def score(task: str, outputs: np.ndarray, targets: np.ndarray, anomaly: np.ndarr
     as their dequantized values, but reconstruction scores need dequantized ones)."""
     outputs = outputs.reshape(len(outputs), -1)
     if task == CLASSIFICATION:
-        return {"accuracy": float(np.mean(outputs.argmax(axis=1) == targets[:len(outputs)]))}
-    errors = np.mean((outputs.astype(np.float64) - targets[:len(outputs)].reshape(len(outputs), -1)) ** 2, axis=1)
+        return {"accuracy": float(np.mean(outputs.argmax(axis=1) == targets[: len(outputs)]))}
+    errors = np.mean((outputs.astype(np.float64) - targets[: len(outputs)].reshape(len(outputs), -1)) ** 2, axis=1)
     scores = {"mse": float(errors.mean())}
     if anomaly is not None:
-        scores["auc"] = roc_auc(errors, anomaly[:len(outputs)])
+        scores["auc"] = roc_auc(errors, anomaly[: len(outputs)])
     return scores
 
 
@@ -71,4 +74,6 @@ def headline(scores: dict[str, float]) -> str:
     >>> headline({"mse": 0.0123, "auc": 0.91})
     'mse 0.0123, auc 0.910'
     """
-    return ", ".join(f"{name} {value:.4f}" if name == "mse" else f"{name} {value:.3f}" for name, value in scores.items())
+    return ", ".join(
+        f"{name} {value:.4f}" if name == "mse" else f"{name} {value:.3f}" for name, value in scores.items()
+    )

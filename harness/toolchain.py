@@ -5,6 +5,7 @@ would normally download. We create that package from the SCons installed by
 pip, in the project's own PlatformIO core dir, so `pio run` never needs the
 network. Run `python -m harness.toolchain` (the Makefile does) to set it up.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,9 @@ def ensure_platformio_offline(project_dir: Path | str | None = None) -> None:
         import platformio  # noqa: F401
         import SCons  # noqa: F401  (what the package runs)
     except ImportError as err:
-        raise ToolchainError(f"Python package {err.name} not found: install it with "
-                             "`pip install platformio==6.2.0 scons==4.11.1`") from None
+        raise ToolchainError(
+            f"Python package {err.name} not found: install it with `pip install platformio==6.2.0 scons==4.11.1`"
+        ) from None
     package_dir = _packages_dir(Path(project_dir) if project_dir else platformio_project()) / "tool-scons"
     package_dir.mkdir(parents=True, exist_ok=True)
     for name, text in _scons_package_files().items():

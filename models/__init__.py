@@ -4,10 +4,11 @@ Each entry builds an untrained Keras model and loads its data set from a
 package that ships it (no downloads), so a sweep runs on a machine without
 internet.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class Dataset:
 class ReferenceModel:
     name: str
     description: str
-    build: Callable[[int], "object"]   # seed -> untrained keras.Model
+    build: Callable[[int], object]  # seed -> untrained keras.Model
     load_data: Callable[[], Dataset]
 
 

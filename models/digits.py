@@ -1,5 +1,6 @@
 """scikit-learn's 8x8 handwritten digits (1797 images that ship inside the wheel): a CNN, an MLP and a
 depthwise-separable CNN in the shape of a keyword-spotting model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,7 @@ def load_digits_dataset() -> Dataset:
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[..., np.newaxis]  # pixel values are 0..16
     y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=TEST_SAMPLES, random_state=0, stratify=y)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=TEST_SAMPLES, random_state=0, stratify=y)
     return Dataset(x_train, y_train, x_test, y_test, source="sklearn.datasets.load_digits (8x8, 10 classes)")
 
 
@@ -78,22 +78,28 @@ def build_digits_dscnn(seed: int):
     return softmax_classifier(inputs, layers.AveragePooling2D(8, name="pool")(x), "digits_dscnn")
 
 
-register_model(ReferenceModel(
-    name="digits_cnn",
-    description="2x Conv2D(3x3) + MaxPool, Dense 64, Dense 10 on 8x8 digits",
-    build=build_digits_cnn,
-    load_data=load_digits_dataset,
-))
-register_model(ReferenceModel(
-    name="digits_mlp",
-    description="MLP 64-128-64-10 on 8x8 digits",
-    build=build_digits_mlp,
-    load_data=load_digits_dataset,
-))
-register_model(ReferenceModel(
-    name="digits_dscnn",
-    description="keyword-spotting-shaped DS-CNN (Conv2D, 3x depthwise + pointwise, average pool, Dense) "
-                "on 8x8 digits (no speech data ships in a package)",
-    build=build_digits_dscnn,
-    load_data=load_digits_dataset,
-))
+register_model(
+    ReferenceModel(
+        name="digits_cnn",
+        description="2x Conv2D(3x3) + MaxPool, Dense 64, Dense 10 on 8x8 digits",
+        build=build_digits_cnn,
+        load_data=load_digits_dataset,
+    )
+)
+register_model(
+    ReferenceModel(
+        name="digits_mlp",
+        description="MLP 64-128-64-10 on 8x8 digits",
+        build=build_digits_mlp,
+        load_data=load_digits_dataset,
+    )
+)
+register_model(
+    ReferenceModel(
+        name="digits_dscnn",
+        description="keyword-spotting-shaped DS-CNN (Conv2D, 3x depthwise + pointwise, average pool, Dense) "
+        "on 8x8 digits (no speech data ships in a package)",
+        build=build_digits_dscnn,
+        load_data=load_digits_dataset,
+    )
+)

@@ -1,5 +1,6 @@
 """MNIST-1D (Greydanus 2020): 1-D signals of 40 samples, 10 classes, generated locally by the mnist1d
 package from its templates (its download path is never used)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,13 @@ def load_mnist1d_dataset() -> Dataset:
 
     data = make_dataset(get_dataset_args())  # 4000 train, 1000 test; the package's fixed seed
     x_train, x_test = (data[k].astype(np.float32)[..., np.newaxis] for k in ("x", "x_test"))
-    return Dataset(x_train, data["y"].astype(np.int64), x_test, data["y_test"].astype(np.int64),
-                   source="mnist1d.data.make_dataset (40 samples x 1 channel, 10 classes)")
+    return Dataset(
+        x_train,
+        data["y"].astype(np.int64),
+        x_test,
+        data["y_test"].astype(np.int64),
+        source="mnist1d.data.make_dataset (40 samples x 1 channel, 10 classes)",
+    )
 
 
 def build_mnist1d_cnn(seed: int):
@@ -30,9 +36,11 @@ def build_mnist1d_cnn(seed: int):
     return softmax_classifier(inputs, x, "mnist1d_cnn")
 
 
-register_model(ReferenceModel(
-    name="mnist1d_cnn",
-    description="3x Conv1D(5) + MaxPool, Dense 10 on MNIST-1D signals (40 samples)",
-    build=build_mnist1d_cnn,
-    load_data=load_mnist1d_dataset,
-))
+register_model(
+    ReferenceModel(
+        name="mnist1d_cnn",
+        description="3x Conv1D(5) + MaxPool, Dense 10 on MNIST-1D signals (40 samples)",
+        build=build_mnist1d_cnn,
+        load_data=load_mnist1d_dataset,
+    )
+)

@@ -7,6 +7,7 @@ firmware once, then measures the sweep again (--fresh: measured, not taken from 
 and 4 places tagged for the board, and locally with --parallel 1, 2 and 4. The rate counts the measuring phase
 only (run log: from "measuring" to "all_measured"), where builds are already cached. Prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,8 +32,13 @@ def measuring_minutes(run_dir: Path) -> tuple[int, float]:
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    config = write_config(out / "farm-bench.toml", boards=[BOARD], kernels=["dense", "csr", "delta4"], samples=60,
-                          targets=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95))
+    config = write_config(
+        out / "farm-bench.toml",
+        boards=[BOARD],
+        kernels=["dense", "csr", "delta4"],
+        samples=60,
+        targets=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95),
+    )
     lab = FarmLab(out / "lab", {"hostA": 2, "hostB": 2}).start()
     rows = []
     try:

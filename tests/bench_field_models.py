@@ -15,6 +15,7 @@ flash, the best speedup at 90 % and the break-even sparsity.
 The data are the synthetic stand-ins of models/tinyml.py and training is
 short: accuracies are meaningless; latency, flash and SRAM are not.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,12 @@ def write_files(name: str, out: Path) -> tuple[dict[str, Path], Path]:
     model = field_models.as_published(spec.build(0))
     field_models.calibrate_batchnorm(model, data.x_train[:128])
     paths = field_models.save_files(model, data.x_train, out, name)
-    arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test[:SAMPLES],
-              "y_test": data.y_test[:SAMPLES]}
+    arrays = {
+        "x_train": data.x_train,
+        "y_train": data.y_train,
+        "x_test": data.x_test[:SAMPLES],
+        "y_test": data.y_test[:SAMPLES],
+    }
     if data.anomaly_test is not None:
         arrays["anomaly_test"] = data.anomaly_test[:SAMPLES]
     np.savez(out / f"{name}.npz", **arrays)
@@ -75,9 +80,26 @@ def write_files(name: str, out: Path) -> tuple[dict[str, Path], Path]:
 def sweep(model: Path, data: Path, cfg: Path, results: Path, log: Path) -> Path:
     started = time.perf_counter()
     with open(log, "a") as out:
-        proc = subprocess.run([sys.executable, "-m", "harness", "sweep", "--config", cfg, "--model", model,
-                               "--data", data, "--results", results], cwd=PROJECT_DIR, stdout=out,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "sweep",
+                "--config",
+                cfg,
+                "--model",
+                model,
+                "--data",
+                data,
+                "--results",
+                results,
+            ],
+            cwd=PROJECT_DIR,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     print(f"{model.name}: exit {proc.returncode} in {time.perf_counter() - started:.0f} s", flush=True)
     runs = sorted(results.glob(f"{model.stem}-*"), key=lambda p: p.stat().st_mtime)
     return runs[-1]
@@ -100,19 +122,26 @@ def summarize(name: str, run: Path) -> dict:
         dense = ok[ok.kernel == "dense"].set_index("target_sparsity").latency_median
         speedups[kernel] = (dense.reindex(rows.index) / rows).dropna()
     best90 = max(speedups, key=lambda k: speedups[k].get(0.9, 0))
-    return {"model": name, "MACs": sum(macs.values()), "dense instructions": dense0.latency_median,
-            "instructions/MAC": dense0.latency_median / sum(macs.values()),
-            "worst dense layer": f"{worst} {per_mac[worst]:.2f}",
-            "arena B": dense0.sram_arena, "flash B (dense)": dense0.flash_total,
-            "speedup at 90 %": f"{speedups[best90].get(0.9, float('nan')):.2f}x ({best90})",
-            "break-even (csr)": _break_even(speedups["csr"]), "break-even (auto)": _break_even(speedups["auto"]),
-            "rows": f"{len(ok)} ok of {len(frame)}"}
+    return {
+        "model": name,
+        "MACs": sum(macs.values()),
+        "dense instructions": dense0.latency_median,
+        "instructions/MAC": dense0.latency_median / sum(macs.values()),
+        "worst dense layer": f"{worst} {per_mac[worst]:.2f}",
+        "arena B": dense0.sram_arena,
+        "flash B (dense)": dense0.flash_total,
+        "speedup at 90 %": f"{speedups[best90].get(0.9, float('nan')):.2f}x ({best90})",
+        "break-even (csr)": _break_even(speedups["csr"]),
+        "break-even (auto)": _break_even(speedups["auto"]),
+        "rows": f"{len(ok)} ok of {len(frame)}",
+    }
 
 
 def _newest_dense_point() -> bytes:
     """The 0 % int8 model of the sweep that just ran: the newest in the models cache (MACs per layer)."""
-    candidates = sorted((PROJECT_DIR / ".cache" / "models").glob("*/*-sparsity-0.000.tflite"),
-                        key=lambda p: p.stat().st_mtime)
+    candidates = sorted(
+        (PROJECT_DIR / ".cache" / "models").glob("*/*-sparsity-0.000.tflite"), key=lambda p: p.stat().st_mtime
+    )
     return candidates[-1].read_bytes()
 
 
@@ -143,8 +172,10 @@ def main(out: Path, names: tuple[str, ...]) -> None:
         for kind in ("keras", "tflite"):
             other = sweep(paths[kind], data, point_config, results, log)
             frame = pd.read_csv(other / "results.csv")
-            rows[-1][f".{kind}"] = (f"{(frame.status == 'ok').sum()} of {len(frame)} ok, "
-                                    f"{int(frame.output_mismatches.clip(lower=0).sum())} outputs differ from TFLM")
+            rows[-1][f".{kind}"] = (
+                f"{(frame.status == 'ok').sum()} of {len(frame)} ok, "
+                f"{int(frame.output_mismatches.clip(lower=0).sum())} outputs differ from TFLM"
+            )
         pd.DataFrame(rows).to_markdown(out / "summary.md", index=False)
         print(pd.DataFrame(rows).to_string(), flush=True)
 

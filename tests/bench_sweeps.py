@@ -1,4 +1,5 @@
 """Small sweeps for the bench tests, run through the real command line, and readers for what they leave."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,31 @@ dense_epochs = 12
 finetune_epochs = 4
 """
 # Columns that must come out the same however a run went (latencies: see same_results).
-MEASURED = ["target_sparsity", "kernel", "board", "status", "accuracy_device", "device_samples", "output_mismatches",
-            "stack_used", "flash_total", "sram_static", "latency_unit", "timing_source"]
+MEASURED = [
+    "target_sparsity",
+    "kernel",
+    "board",
+    "status",
+    "accuracy_device",
+    "device_samples",
+    "output_mismatches",
+    "stack_used",
+    "flash_total",
+    "sram_static",
+    "latency_unit",
+    "timing_source",
+]
 TICK = 40  # emulated boards time in SysTick ticks of 40 instructions: repeat runs agree to one tick
 
 
-def write_config(path: Path, boards: list[str], kernels: list[str], samples: int, timeout_s: float = 20.0,
-                 targets: tuple[float, ...] = (0.0, 0.9)) -> Path:
+def write_config(
+    path: Path,
+    boards: list[str],
+    kernels: list[str],
+    samples: int,
+    timeout_s: float = 20.0,
+    targets: tuple[float, ...] = (0.0, 0.9),
+) -> Path:
     path.write_text(f"""
 [sweep]
 name = "bench"
@@ -52,10 +71,25 @@ def sweep(config: Path, results: Path, *extra) -> tuple[subprocess.CompletedProc
 def start_sweep(config: Path, results: Path, *extra) -> subprocess.Popen:
     # Ctrl-C must reach the sweep even when the tests run in the background (`make test &`), where the shell
     # starts them with SIGINT ignored and every child would inherit that.
-    return subprocess.Popen([sys.executable, "-m", "harness", "sweep", "--config", str(config), "--results",
-                             str(results), *map(str, extra)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "sweep",
+            "--config",
+            str(config),
+            "--results",
+            str(results),
+            *map(str, extra),
+        ],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def run_dir_of(stdout: str) -> Path:

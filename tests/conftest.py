@@ -14,8 +14,15 @@ os.environ["HARNESS_TEST_SESSION"] = str(os.getpid())
 
 def run_harness(*args, env=None, timeout=900):
     """Run the real `harness` command line, as a user would."""
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=PROJECT_DIR, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *map(str, args)],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def session_processes() -> dict[int, bytes]:
@@ -40,8 +47,11 @@ def session_processes() -> dict[int, bytes]:
 
 def board_processes() -> set[int]:
     """Emulators and host firmware this test session started that are still running (none may be left behind)."""
-    return {pid for pid, cmdline in session_processes().items()
-            if b"qemu-system-arm" in cmdline or b"/host/firmware.elf" in cmdline}
+    return {
+        pid
+        for pid, cmdline in session_processes().items()
+        if b"qemu-system-arm" in cmdline or b"/host/firmware.elf" in cmdline
+    }
 
 
 @pytest.fixture

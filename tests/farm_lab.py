@@ -4,6 +4,7 @@ Each host is one process group: a labgrid exporter and one `harness farm emulate
 its UART and gdb stub on loopback ports). Killing a host's group is a host that died: its exporter, its
 services and their QEMUs go at once. Used by tests/test_farm.py and tests/bench_farm.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ def free_port() -> int:
 @dataclass
 class Host:
     name: str
-    boards: list[tuple[int, int]]          # (uart port, gdb port) per board
+    boards: list[tuple[int, int]]  # (uart port, gdb port) per board
     group: subprocess.Popen | None = None  # a shell leading the host's process group
 
     def places(self) -> list[str]:
@@ -42,16 +43,21 @@ class FarmLab:
         self.directory = directory
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.hosts = {name: Host(name, [(free_port(), free_port()) for _ in range(count)])
-                      for name, count in hosts.items()}
+        self.hosts = {
+            name: Host(name, [(free_port(), free_port()) for _ in range(count)]) for name, count in hosts.items()
+        }
         self.coordinator: subprocess.Popen | None = None
 
     # --- processes ---------------------------------------------------------------------------------
 
-    def start(self) -> "FarmLab":
+    def start(self) -> FarmLab:
         (self.directory / "coordinator").mkdir(parents=True, exist_ok=True)
-        self.coordinator = self._spawn([BIN / "labgrid-coordinator", "--listen", self.address],
-                                       self.directory / "coordinator", "coordinator.log", start_new_session=True)
+        self.coordinator = self._spawn(
+            [BIN / "labgrid-coordinator", "--listen", self.address],
+            self.directory / "coordinator",
+            "coordinator.log",
+            start_new_session=True,
+        )
         self._wait_for_port(self.port)
         for host in self.hosts.values():
             self.start_host(host.name)
@@ -66,7 +72,9 @@ class FarmLab:
     def start_host(self, name: str) -> None:
         host = self.hosts[name]
         config = self.directory / f"{name}.yaml"
-        config.write_text("".join(f"""{place}:
+        config.write_text(
+            "".join(
+                f"""{place}:
   NetworkSerialPort:
     host: 127.0.0.1
     port: {uart}
@@ -75,17 +83,50 @@ class FarmLab:
   NetworkGDBServer:
     host: 127.0.0.1
     port: {gdb}
-""" for place, (uart, gdb) in zip(host.places(), host.boards)))
+"""
+                for place, (uart, gdb) in zip(host.places(), host.boards)
+            )
+        )
         # One shell per host, leading a process group of its own: the exporter and the emulator services.
-        commands = [[BIN / "labgrid-exporter", "-c", self.address, "--name", name, "--hostname", "127.0.0.1", config,
-                     f"{name}-exporter.log"]]
-        commands += [[sys.executable, "-m", "harness", "farm", "emulate", BOARD, "--uart", f"127.0.0.1:{uart}",
-                      "--gdb", f"127.0.0.1:{gdb}", "--log", self.directory / f"{place}-qemu.log", f"{place}.log"]
-                     for place, (uart, gdb) in zip(host.places(), host.boards)]
+        commands = [
+            [
+                BIN / "labgrid-exporter",
+                "-c",
+                self.address,
+                "--name",
+                name,
+                "--hostname",
+                "127.0.0.1",
+                config,
+                f"{name}-exporter.log",
+            ]
+        ]
+        commands += [
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "farm",
+                "emulate",
+                BOARD,
+                "--uart",
+                f"127.0.0.1:{uart}",
+                "--gdb",
+                f"127.0.0.1:{gdb}",
+                "--log",
+                self.directory / f"{place}-qemu.log",
+                f"{place}.log",
+            ]
+            for place, (uart, gdb) in zip(host.places(), host.boards)
+        ]
         script = " ".join(f"{shlex.join(map(str, argv[:-1]))} >>{shlex.quote(argv[-1])} 2>&1 &" for argv in commands)
-        host.group = self._spawn(["sh", "-c", f"cd {shlex.quote(str(self.directory))} && {script} wait"],
-                                 self.directory, f"{name}.log", start_new_session=True)
-        for uart, gdb in host.boards:
+        host.group = self._spawn(
+            ["sh", "-c", f"cd {shlex.quote(str(self.directory))} && {script} wait"],
+            self.directory,
+            f"{name}.log",
+            start_new_session=True,
+        )
+        for _uart, gdb in host.boards:
             self._wait_for_port(gdb)
 
     def kill_host(self, name: str) -> None:
@@ -112,9 +153,15 @@ class FarmLab:
 
     def _spawn(self, argv, cwd: Path, log: str, **options) -> subprocess.Popen:
         with open(self.directory / log, "ab") as out:
-            return subprocess.Popen([str(a) for a in argv], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env={**os.environ, "GRPC_ENABLE_FORK_SUPPORT": "0"},
-                                    **options)
+            return subprocess.Popen(
+                [str(a) for a in argv],
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "GRPC_ENABLE_FORK_SUPPORT": "0"},
+                **options,
+            )
 
     @staticmethod
     def _wait_for_port(port: int, timeout: float = 30) -> None:
@@ -130,8 +177,13 @@ class FarmLab:
     # --- the coordinator's view --------------------------------------------------------------------
 
     def client(self, *args) -> str:
-        proc = subprocess.run([str(BIN / "labgrid-client"), "-x", self.address, *map(str, args)],
-                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [str(BIN / "labgrid-client"), "-x", self.address, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         assert proc.returncode == 0, f"labgrid-client {' '.join(map(str, args))}: {proc.stdout}{proc.stderr}"
         return proc.stdout
 

@@ -15,6 +15,7 @@ matter to the harness (../shared/notes/field-models.md):
 writes the three files a user would have: `.keras`, a Keras-2-style `.h5` and
 the int8 `.tflite` converted the way the published ones were (dynamic batch).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def as_published(model):
 
 def save_files(model, x_representative: np.ndarray, directory: Path, stem: str) -> dict[str, Path]:
     """The model as `.keras`, as a Keras-2-style `.h5`, and as the published int8 `.tflite`."""
-    paths = {kind: directory / f"{stem}{suffix}" for kind, suffix in
-             (("keras", ".keras"), ("h5", ".h5"), ("tflite", ".tflite"))}
+    paths = {
+        kind: directory / f"{stem}{suffix}"
+        for kind, suffix in (("keras", ".keras"), ("h5", ".h5"), ("tflite", ".tflite"))
+    }
     model.save(paths["keras"])
     model.save(paths["h5"])
     make_keras2_h5(paths["h5"])
@@ -71,8 +74,9 @@ def published_tflite(model, x_representative: np.ndarray) -> bytes:
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([sample[np.newaxis].astype(np.float32)]
-                                                for sample in x_representative[:100])
+    converter.representative_dataset = lambda: (
+        [sample[np.newaxis].astype(np.float32)] for sample in x_representative[:100]
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
     with converter_output_hidden():
@@ -99,6 +103,7 @@ def calibrate_batchnorm(model, x: np.ndarray, seed: int = 5) -> None:
 
 
 # ---- small models with each property, for the tests ---------------------------------------------
+
 
 def digits_cnn(keras):
     """Conv, depthwise, pointwise and Dense layers, each with BatchNorm, on the 8x8 digits; default names."""
@@ -145,8 +150,13 @@ def anomaly_data() -> dict[str, np.ndarray]:
     data = digits_data()
     flat = {key: value.reshape(len(value), -1) for key, value in data.items() if key.startswith("x")}
     normal = flat["x_train"][data["y_train"] < 5]
-    return {"x_train": normal, "y_train": normal, "x_test": flat["x_test"], "y_test": flat["x_test"],
-            "anomaly_test": (data["y_test"] >= 5).astype(np.int64)}
+    return {
+        "x_train": normal,
+        "y_train": normal,
+        "x_test": flat["x_test"],
+        "y_test": flat["x_test"],
+        "anomaly_test": (data["y_test"] >= 5).astype(np.int64),
+    }
 
 
 def wakeword_data(seed: int = 0) -> dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
 """The bench commands (ports, measure, rerun, monitor), the boards a sweep measures on, and what the harness says
 about a board it cannot use: not attached, its platform missing, other firmware on it, no benchmark at all."""
+
 import dataclasses
 import socket
 import threading
@@ -61,8 +62,10 @@ def registry_reachable() -> bool:
 def test_a_missing_platform_is_named_with_the_command_that_installs_it():
     proc = run_harness("sweep", "--boards", "nucleo_f446re", "--port", "/dev/null")
     assert proc.returncode == 2
-    assert ("error: PlatformIO platform 'ststm32' is not installed and cannot be downloaded here: "
-            "run `pio pkg install -p ststm32`") in proc.stderr
+    assert (
+        "error: PlatformIO platform 'ststm32' is not installed and cannot be downloaded here: "
+        "run `pio pkg install -p ststm32`"
+    ) in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -88,8 +91,9 @@ def test_rerun_measures_one_point_again_in_place(host_run):
 def test_measure_one_model_on_one_board(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text("[prune]\ndense_epochs = 2\nfinetune_epochs = 1\n[device]\naccuracy_samples = 20\n")
-    proc = run_harness("measure", "--board", "host", "--kernel", "csr", "--config", config,
-                       "--results", tmp_path / "results")
+    proc = run_harness(
+        "measure", "--board", "host", "--kernel", "csr", "--config", config, "--results", tmp_path / "results"
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = proc.stdout.strip().splitlines()[-1]
     assert summary.startswith("host: csr at sparsity") and "ns (host-clock-monotonic)" in summary
@@ -120,8 +124,9 @@ def test_a_board_not_running_the_benchmark_is_a_clear_timeout(tmp_path):
             connections[0].sendall(b"rst:0x1 (POWERON_RESET),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n" * 3)
 
         threading.Thread(target=talk, daemon=True).start()
-        proc = run_harness("hello", "--port", f"socket://127.0.0.1:{port}", "--timeout", "0.2",
-                           "--log", tmp_path / "log")
+        proc = run_harness(
+            "hello", "--port", f"socket://127.0.0.1:{port}", "--timeout", "0.2", "--log", tmp_path / "log"
+        )
     assert proc.returncode == 2
     assert "no valid reply" in proc.stderr and "SPI_FAST_FLASH_BOOT" in proc.stderr
 
@@ -131,8 +136,10 @@ def test_boards_to_measure_on():
     assert [u.name for u in board_units([emulated, emulated], "", 1)] == ["mps2_an386#1", "mps2_an386#2"]
     assert [u.name for u in board_units([emulated], "", 3)] == ["mps2_an386#1", "mps2_an386#2", "mps2_an386#3"]
     two = board_units([real], "nucleo_f446re=/dev/ttyACM0,nucleo_f446re=rfc2217://bench-pi:4000", 1)
-    assert [(u.name, u.port) for u in two] == [("nucleo_f446re#1", "/dev/ttyACM0"),
-                                               ("nucleo_f446re#2", "rfc2217://bench-pi:4000")]
+    assert [(u.name, u.port) for u in two] == [
+        ("nucleo_f446re#1", "/dev/ttyACM0"),
+        ("nucleo_f446re#2", "rfc2217://bench-pi:4000"),
+    ]
     with pytest.raises(DeviceError, match="several instances need ports the harness picks"):
         board_units([emulated], "4444", 2)
 

@@ -2,6 +2,7 @@
 bytes dropped, duplicated and corrupted both ways, replies delayed past the host's patience, boards reset
 through QEMU's monitor. The sweep must finish with the same results as over a clean link, record no wrong row,
 and count every fault in its run log."""
+
 import pytest
 
 from bench_sweeps import count, events, every_column_equal, results, sweep, write_config
@@ -32,8 +33,16 @@ def test_results_over_a_faulty_link_equal_those_over_a_clean_one(runs):
 def test_every_kind_of_fault_happened(runs):
     _, faulty = runs
     kinds = {e["fault"] for e in events(faulty) if e["event"] == "fault_injected"}
-    assert kinds == {"drop_request", "duplicate_request", "corrupt_request", "drop_reply", "duplicate_reply",
-                     "corrupt_reply", "delay_reply", "reset"}
+    assert kinds == {
+        "drop_request",
+        "duplicate_request",
+        "corrupt_request",
+        "drop_reply",
+        "duplicate_reply",
+        "corrupt_reply",
+        "delay_reply",
+        "reset",
+    }
 
 
 def test_every_fault_is_counted_in_the_run_log(runs):

@@ -3,6 +3,7 @@
 The figure goes into docs/bench.md; the test only guards against a collapse (e.g. a return to a round trip
 per byte). Run with `-s` to see it.
 """
+
 import shutil
 import time
 
@@ -28,8 +29,11 @@ def wide_model(tmp_path_factory):
     model = tmp_path_factory.mktemp("wide") / "model"
     shutil.copytree(FAKE_MODEL, model)
     header = model / "model.h"
-    header.write_text(header.read_text().replace("INPUT_BYTES   16", f"INPUT_BYTES   {INPUT_BYTES}")
-                      .replace("OUTPUT_BYTES  4", f"OUTPUT_BYTES  {OUTPUT_BYTES}"))
+    header.write_text(
+        header.read_text()
+        .replace("INPUT_BYTES   16", f"INPUT_BYTES   {INPUT_BYTES}")
+        .replace("OUTPUT_BYTES  4", f"OUTPUT_BYTES  {OUTPUT_BYTES}")
+    )
     return model
 
 
@@ -44,6 +48,8 @@ def test_input_throughput_over_the_emulated_link(wide_model, tmp_path):
         seconds = time.perf_counter() - started
     assert outputs == [expected_output(sample.tobytes(), OUTPUT_BYTES) for sample in samples]
     rate = SAMPLES * INPUT_BYTES / seconds
-    print(f"\ninput throughput over socket:// to QEMU mps2-an386: {rate / 1000:.0f} kB/s "
-          f"({SAMPLES} inputs of {INPUT_BYTES} B in {seconds:.2f} s)")
+    print(
+        f"\ninput throughput over socket:// to QEMU mps2-an386: {rate / 1000:.0f} kB/s "
+        f"({SAMPLES} inputs of {INPUT_BYTES} B in {seconds:.2f} s)"
+    )
     assert rate > FLOOR_BYTES_PER_S

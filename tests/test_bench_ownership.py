@@ -1,5 +1,6 @@
 """One owner per run, nothing left running, and a run is finished only with its report: sweeps started twice,
 killed during an upload, and killed while writing the report."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ POINTS = 4
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     # 4 points; the quick sweep's pruning and targets (tests/test_sweep.py), so the trained model is cached.
-    return write_config(tmp_path_factory.mktemp("owner") / "owner.toml", boards=["mps2_an386"],
-                        kernels=["dense", "csr"], samples=30)
+    return write_config(
+        tmp_path_factory.mktemp("owner") / "owner.toml", boards=["mps2_an386"], kernels=["dense", "csr"], samples=30
+    )
 
 
 def started_since(before: set[int]) -> dict[int, bytes]:

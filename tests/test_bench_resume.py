@@ -1,6 +1,7 @@
 """A sweep killed mid-way (Ctrl-C, or SIGKILL which leaves no chance to clean up) and run again with the same
 command picks up where it stopped and ends with the results of an uninterrupted run; and two emulated boards
 measure at the same time."""
+
 import signal
 from datetime import datetime
 
@@ -14,8 +15,13 @@ pytestmark = [pytest.mark.usefixtures("no_leftover_boards"), pytest.mark.timeout
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     # 6 points: when 2 are done and 2 in flight, 2 are still waiting, however fast the kernels are.
-    return write_config(tmp_path_factory.mktemp("resume") / "resume.toml", boards=["mps2_an386"],
-                        kernels=["dense", "csr"], samples=60, targets=(0.0, 0.5, 0.9))
+    return write_config(
+        tmp_path_factory.mktemp("resume") / "resume.toml",
+        boards=["mps2_an386"],
+        kernels=["dense", "csr"],
+        samples=60,
+        targets=(0.0, 0.5, 0.9),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +48,18 @@ def test_a_killed_sweep_resumes_and_loses_nothing(config, uninterrupted, tmp_pat
 
 
 def test_two_emulated_boards_measure_at_the_same_time(uninterrupted):
-    spans = [(e["board"], datetime.fromisoformat(e["time"]).timestamp() - e["seconds"],
-              datetime.fromisoformat(e["time"]).timestamp()) for e in events(uninterrupted) if e["event"] == "measured"]
+    spans = [
+        (
+            e["board"],
+            datetime.fromisoformat(e["time"]).timestamp() - e["seconds"],
+            datetime.fromisoformat(e["time"]).timestamp(),
+        )
+        for e in events(uninterrupted)
+        if e["event"] == "measured"
+    ]
     assert {board for board, _, _ in spans} == {"mps2_an386#1", "mps2_an386#2"}
-    assert any(a_board != b_board and a_start < b_end and b_start < a_end
-               for a_board, a_start, a_end in spans for b_board, b_start, b_end in spans)
+    assert any(
+        a_board != b_board and a_start < b_end and b_start < a_end
+        for a_board, a_start, a_end in spans
+        for b_board, b_start, b_end in spans
+    )

@@ -1,6 +1,7 @@
 """Real-board support that cannot run here (firmware/boards/arduino_board.cpp, cycles_*), checked as far as
 this machine allows: the shared C runs on the host, the Cortex-M code compiles for each core it targets, and
 the Arduino files compile against the Arduino API they use. The boards themselves are untested here."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,8 +29,7 @@ int main(void)
 
 
 def compile_c(compiler: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([compiler, "-Wall", "-Wextra", "-Werror", *INCLUDES, *args], capture_output=True,
-                          text=True)
+    return subprocess.run([compiler, "-Wall", "-Wextra", "-Werror", *INCLUDES, *args], capture_output=True, text=True)
 
 
 @pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc")
@@ -46,24 +46,41 @@ def test_counter64_extends_a_wrapping_counter(tmp_path):
 @pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
 @pytest.mark.parametrize("cpu", ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33"])
 def test_dwt_cycle_counter_compiles_for_each_core_it_serves(cpu, tmp_path):
-    built = compile_c("arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-std=c99", "-c",
-                      "-o", str(tmp_path / "cycles_dwt.o"), str(BOARDS / "cycles_dwt.c"))
+    built = compile_c(
+        "arm-none-eabi-gcc",
+        f"-mcpu={cpu}",
+        "-mthumb",
+        "-std=c99",
+        "-c",
+        "-o",
+        str(tmp_path / "cycles_dwt.o"),
+        str(BOARDS / "cycles_dwt.c"),
+    )
     assert built.returncode == 0, built.stderr
 
 
 @pytest.mark.skipif(not shutil.which("g++"), reason="needs g++")
-@pytest.mark.parametrize("source, defines", [
-    ("arduino_board.cpp", ["board_init", "board_read_byte", "board_write", "board_timer_now", "board_stack_region"]),
-    ("cycles_esp32.cpp", ["cycle_counter", "cycle_counter_read", "cycle_counter_core_hz"]),
-    ("cycles_micros.cpp", ["cycle_counter", "cycle_counter_read", "cycle_counter_core_hz"]),
-])
+@pytest.mark.parametrize(
+    "source, defines",
+    [
+        (
+            "arduino_board.cpp",
+            ["board_init", "board_read_byte", "board_write", "board_timer_now", "board_stack_region"],
+        ),
+        ("cycles_esp32.cpp", ["cycle_counter", "cycle_counter_read", "cycle_counter_core_hz"]),
+        ("cycles_micros.cpp", ["cycle_counter", "cycle_counter_read", "cycle_counter_core_hz"]),
+    ],
+)
 def test_arduino_files_compile_against_the_arduino_api(source, defines, tmp_path):
     api = PROJECT_DIR / "tests" / "data" / "arduino_api"
-    built = compile_c("g++", "-std=gnu++17", "-c", "-I", str(api), "-o", str(tmp_path / "board.o"), str(BOARDS / source))
+    built = compile_c(
+        "g++", "-std=gnu++17", "-c", "-I", str(api), "-o", str(tmp_path / "board.o"), str(BOARDS / source)
+    )
     assert built.returncode == 0, built.stderr
     # C linkage, so the runtime (C) finds them: defined, unmangled, global
-    symbols = subprocess.run(["nm", "--defined-only", "-g", tmp_path / "board.o"], capture_output=True, text=True,
-                             check=True).stdout.split()
+    symbols = subprocess.run(
+        ["nm", "--defined-only", "-g", tmp_path / "board.o"], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert set(defines) <= set(symbols)
 
 

@@ -4,6 +4,7 @@ The firmware and the harness speak protocol version 2 (docs/design.md) from
 both ends; a limit changed on one side only would show as a refused
 command or a dropped frame on the board, far from the edit.
 """
+
 import configparser
 import re
 import struct
@@ -58,8 +59,10 @@ FRAME = c_defines(SRC / "frame.h", SRC / "cobs.h", SRC / "runtime.c")
 
 def test_the_c_parser_reads_what_it_is_given(tmp_path):
     header = tmp_path / "h.h"
-    header.write_text("#define A 8u\n#define B (A / 3)  /* why */\n#define F(n) ((n) + (n) / 254u + 1u)\n"
-                      "enum e {\n    E_X = 1,   /* one */\n    E_Y = 7,\n};\n")
+    header.write_text(
+        "#define A 8u\n#define B (A / 3)  /* why */\n#define F(n) ((n) + (n) / 254u + 1u)\n"
+        "enum e {\n    E_X = 1,   /* one */\n    E_Y = 7,\n};\n"
+    )
     defines = c_defines(header)
     assert c_value("B", defines) == 2
     assert c_value("F", defines, n=600) == 603

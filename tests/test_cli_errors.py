@@ -1,4 +1,5 @@
 """Bad input gets one clear line on stderr and a non-zero exit, and leaves no board process behind."""
+
 import os
 import socket
 import threading
@@ -68,15 +69,21 @@ def test_unsupported_op_names_op_and_index(tmp_path):
     model_path = tmp_path / "tanh.tflite"
     model_path.write_bytes(to_int8_tflite(model, x))
     np.savez(tmp_path / "data.npz", x_train=x, y_train=np.zeros(64), x_test=x[:8], y_test=np.zeros(8))
-    proc = run_harness("sweep", "--model", model_path, "--data", tmp_path / "data.npz",
-                       "--results", tmp_path / "results")
+    proc = run_harness(
+        "sweep", "--model", model_path, "--data", tmp_path / "data.npz", "--results", tmp_path / "results"
+    )
     assert_one_line_error(proc, "op 1 (TANH) is not supported", "CONV_2D")
 
 
 def test_a_model_file_that_is_no_tflite_is_named_before_its_data_is_read(tmp_path):
     # Data sets that do not fit a model: tests/test_field_models.py.
-    np.savez(tmp_path / "data.npz", x_train=np.zeros((4, 3)), y_train=np.zeros(5),
-             x_test=np.zeros((2, 3)), y_test=np.zeros(2))
+    np.savez(
+        tmp_path / "data.npz",
+        x_train=np.zeros((4, 3)),
+        y_train=np.zeros(5),
+        x_test=np.zeros((2, 3)),
+        y_test=np.zeros(2),
+    )
     (tmp_path / "m.tflite").write_bytes(b"not really")
     proc = run_harness("sweep", "--model", tmp_path / "m.tflite", "--data", tmp_path / "data.npz")
     assert_one_line_error(proc, "not a .tflite model")

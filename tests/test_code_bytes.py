@@ -1,4 +1,5 @@
 """Kernel code bytes per layer, from the linker's map of real builds (emulated Cortex-M4 and host)."""
+
 import json
 import subprocess
 
@@ -42,6 +43,7 @@ def built(mlp_tflite, tmp_path_factory):
             firmware = build_firmware(env, compiled.out_dir, root / "build", build_id=f"{fmt}{env}"[:16])
             made[fmt, env] = compiled, firmware
         return made[fmt, env]
+
     return get
 
 
@@ -90,7 +92,10 @@ def test_layer_flash_counts_a_shared_kernel_family_once(built, fmt):
     assert row.flash_kernel_code == firmware.kernel_code.family_bytes[family]
     for layer, info in zip(layers, compiled.layers):
         assert (layer["values"], layer["indices"], layer["pointers"]) == (
-            info.weight_bytes.values, info.weight_bytes.indices, info.weight_bytes.pointers)
+            info.weight_bytes.values,
+            info.weight_bytes.indices,
+            info.weight_bytes.pointers,
+        )
         assert layer["format"] == fmt and layer["kernel"] == info.kernel
     sparse = sum(layer["indices"] + layer["pointers"] for layer in layers)
     assert (sparse > 0) == (fmt != "dense")

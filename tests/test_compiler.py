@@ -12,6 +12,7 @@ ours.
 LiteRT's reference kernels are reported as a second opinion only: they
 derive some multipliers differently (see the probe tests below).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -35,15 +36,24 @@ from harness.compiler.encode import CSR_TILE_WINDOW_MAX, encode_csr, encode_dens
 from harness.compiler.lower import LOWERINGS, lower
 from harness.compiler.memory_plan import Buffer, Overlap, place, plan_memory
 from harness.compiler.overlap import window_distance
-from harness.compiler.tflm_arena import tflite_micro_arena
 from harness.compiler.tflite_reader import SUPPORTED_OPS, read_tflite
+from harness.compiler.tflm_arena import tflite_micro_arena
 from harness.quantize import run_litert_reference, run_tflite_micro
 
 REPO = Path(__file__).resolve().parents[1]
 KERNEL_SOURCES = sorted((REPO / "firmware" / "kernels").glob("*.c"))
 DRIVER_DIR = REPO / "tests" / "c"
-CFLAGS = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
-          "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+CFLAGS = [
+    "-std=c99",
+    "-O1",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Wpedantic",
+    "-Werror",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+]
 EMULATE_DSP = "-DNN_EMULATE_DSP"  # the kernels' packed paths in portable C (firmware/kernels/simd.h)
 REFERENCE_KERNELS = "-DNN_REFERENCE_KERNELS"  # each kernel with a reference twin built from it (kernel_sources)
 # The kernel builds each kernel suite runs against (docs/kernels.md, "Reference and optimized kernels"): the
@@ -123,8 +133,7 @@ def _kernel_objects(flags: tuple[str, ...]) -> list[Path]:
 
         def compile_one(source: Path) -> Path:
             obj = out_dir / f"{source.stem}.o"
-            command = ["gcc", *CFLAGS, *flags, f"-I{REPO / 'firmware' / 'kernels'}", "-c", str(source), "-o",
-                       str(obj)]
+            command = ["gcc", *CFLAGS, *flags, f"-I{REPO / 'firmware' / 'kernels'}", "-c", str(source), "-o", str(obj)]
             result = subprocess.run(command, capture_output=True, text=True)
             assert result.returncode == 0, f"gcc failed on {source.name}:\n{result.stderr}"
             return obj
@@ -138,9 +147,19 @@ def build_host_executable(model_dir: Path, dsp: bool = True, reference: bool = F
     """The model with the kernels' DSP path (emulated) or portable path, or with the reference kernels."""
     flags = KERNEL_BUILDS["reference" if reference else "emulated_dsp" if dsp else "portable"]
     exe = model_dir / ("model_test_reference" if reference else "model_test" if dsp else "model_test_portable")
-    command = ["gcc", *CFLAGS, *flags, f"-I{model_dir}",
-               f"-I{REPO / 'firmware' / 'kernels'}", f"-I{DRIVER_DIR}", str(model_dir / "model.c"),
-               str(DRIVER_DIR / "model_driver.c"), *map(str, _kernel_objects(flags)), "-o", str(exe)]
+    command = [
+        "gcc",
+        *CFLAGS,
+        *flags,
+        f"-I{model_dir}",
+        f"-I{REPO / 'firmware' / 'kernels'}",
+        f"-I{DRIVER_DIR}",
+        str(model_dir / "model.c"),
+        str(DRIVER_DIR / "model_driver.c"),
+        *map(str, _kernel_objects(flags)),
+        "-o",
+        str(exe),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
     return exe
@@ -158,11 +177,11 @@ def _first_difference(got: np.ndarray, expected: np.ndarray) -> str:
     if rows.size == 0:
         return ""
     i = rows[0]
-    return (f"{rows.size} of {len(got)} samples differ; sample {i}: "
-            f"got {got[i].tolist()}, TFLM {expected[i].tolist()}")
+    return f"{rows.size} of {len(got)} samples differ; sample {i}: got {got[i].tolist()}, TFLM {expected[i].tolist()}"
 
 
 # ---- bit-exactness ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", tflite_models.RUNNABLE_MODELS)
@@ -211,23 +230,39 @@ def test_reference_model_is_bit_exact_at_every_sparsity(runs):
             assert np.array_equal(runs.outputs(name, kernel), runs.tflm(name).reshape(1797, 10)), (name, kernel)
         layers = runs.compiled(name, "csr").layers
         assert [layer.kernel for layer in layers] == [
-            "conv2d_csr_s8", "max_pool2d_s8", "conv2d_csr_s8", "max_pool2d_s8", "alias",
-            "fully_connected_csr_s8", "fully_connected_csr_s8", "softmax_s8"]
+            "conv2d_csr_s8",
+            "max_pool2d_s8",
+            "conv2d_csr_s8",
+            "max_pool2d_s8",
+            "alias",
+            "fully_connected_csr_s8",
+            "fully_connected_csr_s8",
+            "softmax_s8",
+        ]
 
 
 # ---- the generated-model contract ------------------------------------------------------------
+
 
 def test_model_header_follows_the_design_contract(runs):
     compiled = runs.compiled("digits_cnn_s50", "csr")
     header = (compiled.out_dir / "model.h").read_text()
     source = (compiled.out_dir / "model.c").read_text()
     defines = dict(re.findall(r"#define (MODEL_\w+)\s+(\d+)", header))
-    assert defines == {"MODEL_INPUT_BYTES": "64", "MODEL_OUTPUT_BYTES": "10", "MODEL_NUM_LAYERS": "8",
-                       "MODEL_ARENA_BYTES": str(compiled.arena_bytes),
-                       "MODEL_INPUT_PRESERVED": str(int(compiled.input_preserved))}
-    for declaration in ("extern const char model_id[];", "extern const char *const model_layer_names[];",
-                        "int8_t *model_input(void);", "const int8_t *model_output(void);",
-                        "int model_invoke(void);"):
+    assert defines == {
+        "MODEL_INPUT_BYTES": "64",
+        "MODEL_OUTPUT_BYTES": "10",
+        "MODEL_NUM_LAYERS": "8",
+        "MODEL_ARENA_BYTES": str(compiled.arena_bytes),
+        "MODEL_INPUT_PRESERVED": str(int(compiled.input_preserved)),
+    }
+    for declaration in (
+        "extern const char model_id[];",
+        "extern const char *const model_layer_names[];",
+        "int8_t *model_input(void);",
+        "const int8_t *model_output(void);",
+        "int model_invoke(void);",
+    ):
         assert declaration in header
     assert '#include "layer_timer.h"' in source
     assert re.findall(r"layer_timer_mark\((\d+)\)", source) == [str(i) for i in range(1, 9)]
@@ -237,8 +272,7 @@ def test_model_header_follows_the_design_contract(runs):
 
 
 def test_model_id_depends_on_model_and_kernel(runs):
-    ids = {runs.compiled(name, kernel).model_id for name in ("digits_cnn_s0", "digits_cnn_s50")
-           for kernel in KERNELS}
+    ids = {runs.compiled(name, kernel).model_id for name in ("digits_cnn_s0", "digits_cnn_s50") for kernel in KERNELS}
     assert len(ids) == 2 * len(KERNELS)
 
 
@@ -254,15 +288,18 @@ def test_flash_account_adds_up(runs, kernel):
         assert dense.table_bytes == sum(dense.flash.values())
         # Every byte of the emitted weight arrays is accounted for, under the kind its format gives it.
         source = (sparse.out_dir / "model.c").read_text()
-        emitted = sum(int(count) * {"int8_t": 1, "uint8_t": 1, "uint16_t": 2, "uint32_t": 4}[ctype]
-                      for ctype, count in re.findall(r"static const (\w+) op\d+_weights_\w+\[(\d+)\]", source))
+        emitted = sum(
+            int(count) * {"int8_t": 1, "uint8_t": 1, "uint16_t": 2, "uint32_t": 4}[ctype]
+            for ctype, count in re.findall(r"static const (\w+) op\d+_weights_\w+\[(\d+)\]", source)
+        )
         assert emitted == sum(layer.weight_bytes.total for layer in sparse.layers)
     sparse, dense = runs.compiled("digits_cnn_s90", kernel), runs.compiled("digits_cnn_s90", "dense")
     assert sparse.table_bytes < dense.table_bytes
     conv = sparse.layers[2]
     assert conv.macs == 4 * 4 * 32 * 3 * 3 * 16
-    assert conv.nonzero_macs == 4 * 4 * int(np.count_nonzero(read_tflite(runs.models["digits_cnn_s90"]).ops[2]
-                                                             .inputs[1].data))
+    assert conv.nonzero_macs == 4 * 4 * int(
+        np.count_nonzero(read_tflite(runs.models["digits_cnn_s90"]).ops[2].inputs[1].data)
+    )
 
 
 def test_weight_sparsity_is_measured_on_the_int8_weights(runs):
@@ -272,6 +309,7 @@ def test_weight_sparsity_is_measured_on_the_int8_weights(runs):
 
 
 # ---- memory plan -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", tflite_models.RUNNABLE_MODELS)
@@ -283,7 +321,7 @@ def test_memory_plan_overlaps_live_buffers_only_where_a_kernel_allows(models, na
     for buffer in buffers:
         assert 0 <= plan.offsets[buffer.key] and plan.offsets[buffer.key] + buffer.size <= plan.arena_bytes
     for i, a in enumerate(buffers):
-        for b in buffers[i + 1:]:
+        for b in buffers[i + 1 :]:
             a_start, b_start = plan.offsets[a.key], plan.offsets[b.key]
             if not a.lives_with(b) or a_start + a.size <= b_start or b_start + b.size <= a_start:
                 continue
@@ -299,8 +337,10 @@ def test_memory_plan_overlaps_live_buffers_only_where_a_kernel_allows(models, na
 def test_arena_is_never_larger_than_tflite_micros(runs, models, name, kernel, record_property):
     ours, tflm = runs.compiled(name, kernel).arena_bytes, runs.tflm_arena(name)
     record_property("tflm_arena_head", tflm.head)
-    print(f"{name} {kernel}: arena {ours} B, TFLite Micro {tflm.head} B planned + {tflm.tail} B of its own "
-          f"(host-sized), input {'kept' if runs.compiled(name, kernel).input_preserved else 'reused'}")
+    print(
+        f"{name} {kernel}: arena {ours} B, TFLite Micro {tflm.head} B planned + {tflm.tail} B of its own "
+        f"(host-sized), input {'kept' if runs.compiled(name, kernel).input_preserved else 'reused'}"
+    )
     assert ours <= tflm.head
 
 
@@ -323,9 +363,19 @@ def test_a_chain_of_overlapping_layers_steps_down():
 
 def test_window_distance_follows_the_last_window_reading_each_pixel():
     def window(size, kernel, stride, pad):
-        return {"input": {"h": size, "w": size, "c": 4}, "output": {"h": -(-size // stride), "w": -(-size // stride),
-                "c": 8}, "kernel_h": kernel, "kernel_w": kernel, "stride_h": stride, "stride_w": stride,
-                "dilation_h": 1, "dilation_w": 1, "pad_top": pad, "pad_left": pad}
+        return {
+            "input": {"h": size, "w": size, "c": 4},
+            "output": {"h": -(-size // stride), "w": -(-size // stride), "c": 8},
+            "kernel_h": kernel,
+            "kernel_w": kernel,
+            "stride_h": stride,
+            "stride_w": stride,
+            "dilation_h": 1,
+            "dilation_w": 1,
+            "pad_top": pad,
+            "pad_left": pad,
+        }
+
     # 1x1 widening 4 -> 8 channels: the last input pixel is read with the last output pixel.
     assert window_distance(window(6, 1, 1, 0)) == 36 * 8 - 35 * 4
     # 3x3 SAME keeping the size: input pixel p is last read by output pixel p + w + 1.
@@ -360,6 +410,7 @@ def test_reshape_aliases_its_input(models):
 
 # ---- weight encoders -------------------------------------------------------------------------
 
+
 def _decode_csr(encoded, shape, column_index=None) -> np.ndarray:
     columns = np.arange(shape[1]) if column_index is None else np.asarray(column_index)
     column_of = {int(stored): col for col, stored in enumerate(columns)}
@@ -371,13 +422,16 @@ def _decode_csr(encoded, shape, column_index=None) -> np.ndarray:
     return matrix
 
 
-@pytest.mark.parametrize("shape, density, index_type, start_type", [
-    ((16, 64), 0.3, np.uint8, np.uint16),
-    ((10, 256), 0.5, np.uint8, np.uint16),
-    ((10, 300), 0.5, np.uint16, np.uint16),
-    ((300, 300), 0.9, np.uint16, np.uint32),   # more than 65535 nonzeros
-    ((5, 7), 0.0, np.uint8, np.uint16),        # all zero
-])
+@pytest.mark.parametrize(
+    "shape, density, index_type, start_type",
+    [
+        ((16, 64), 0.3, np.uint8, np.uint16),
+        ((10, 256), 0.5, np.uint8, np.uint16),
+        ((10, 300), 0.5, np.uint16, np.uint16),
+        ((300, 300), 0.9, np.uint16, np.uint32),  # more than 65535 nonzeros
+        ((5, 7), 0.0, np.uint8, np.uint16),  # all zero
+    ],
+)
 def test_csr_round_trip(shape, density, index_type, start_type):
     rng = np.random.default_rng(0)
     matrix = rng.integers(-128, 128, shape).astype(np.int8) * (rng.random(shape) < density)
@@ -408,12 +462,16 @@ def test_csr_stores_window_positions_up_to_the_tile_window_and_offsets_beyond():
 
 # ---- error messages --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, expected", [
-    ("float_model", r"is float32, but only int8 models are supported; convert it with full-integer int8"),
-    ("int16_model", r"is int16, but only int8 models are supported; convert it with full-integer int8"),
-    ("tanh_model", r"op 1 \(TANH\) is not supported; supported ops: CONV_2D, .*FULLY_CONNECTED"),
-    ("dynamic_time", r"dynamic dimension\(s\) 1 in its shape signature \[1, -1, 8\]: only a dynamic batch"),
-])
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("float_model", r"is float32, but only int8 models are supported; convert it with full-integer int8"),
+        ("int16_model", r"is int16, but only int8 models are supported; convert it with full-integer int8"),
+        ("tanh_model", r"op 1 \(TANH\) is not supported; supported ops: CONV_2D, .*FULLY_CONNECTED"),
+        ("dynamic_time", r"dynamic dimension\(s\) 1 in its shape signature \[1, -1, 8\]: only a dynamic batch"),
+    ],
+)
 def test_refuses_models_it_cannot_run(models, tmp_path, name, expected):
     with pytest.raises(CompileError, match=expected):
         compile_tflite(models[name], tmp_path)
@@ -443,10 +501,11 @@ def test_every_supported_op_has_a_lowering():
 
 # ---- requantization arithmetic ----------------------------------------------------------------
 
+
 def test_quantize_multiplier_matches_tflm_rounding():
     assert quant.quantize_multiplier(1.0) == (1 << 30, 1)
     assert quant.quantize_multiplier(0.75) == (3 << 29, 0)
-    assert quant.quantize_multiplier(2.0 ** -40) == (0, 0)  # flushed to zero like TFLM
+    assert quant.quantize_multiplier(2.0**-40) == (0, 0)  # flushed to zero like TFLM
     assert quant.round_half_away(2.5) == 3 and quant.round_half_away(-2.5) == -3
 
 
@@ -477,8 +536,11 @@ def _tflm_requantize(acc: np.ndarray, multiplier: int, shift: int) -> np.ndarray
 
 
 def _probe_multiplier(weight_scale: np.float32, product_in_float32: bool) -> tuple[int, int]:
-    product = (float(PROBE_INPUT_SCALE * weight_scale) if product_in_float32
-               else float(PROBE_INPUT_SCALE) * float(weight_scale))
+    product = (
+        float(PROBE_INPUT_SCALE * weight_scale)
+        if product_in_float32
+        else float(PROBE_INPUT_SCALE) * float(weight_scale)
+    )
     return quant.quantize_multiplier(product / float(PROBE_OUTPUT_SCALE))
 
 
@@ -515,6 +577,7 @@ def _set_quantization(tensor, scales, zero_points=None) -> None:
 
 def _probe_model(tflite: bytes, weight_scales, biases) -> bytes:
     """The one-op model with weights 1, zero points 0, the probe scales and the given int32 biases."""
+
     def edit(model):
         subgraph = model.subgraphs[0]
         (op,) = subgraph.operators
@@ -526,11 +589,13 @@ def _probe_model(tflite: bytes, weight_scales, biases) -> bytes:
         _set_quantization(bias, PROBE_INPUT_SCALE * scales)
         model.buffers[weights.buffer].data = np.ones(int(np.prod(weights.shape)), np.int8).view(np.uint8)
         model.buffers[bias.buffer].data = np.asarray(biases, np.int32).view(np.uint8)
+
     return _edited(tflite, edit)
 
 
-@pytest.mark.parametrize("name, input_shape", [
-    ("one_dense_per_tensor", (1,)), ("one_dense", (1,)), ("one_conv", (1, 1, 1))])
+@pytest.mark.parametrize(
+    "name, input_shape", [("one_dense_per_tensor", (1,)), ("one_dense", (1,)), ("one_conv", (1, 1, 1))]
+)
 def test_multipliers_use_the_double_product_like_tflm(models, tmp_path, name, input_shape):
     per_tensor = name.endswith("per_tensor")  # one weight scale, probed by all 16 channels
     found = _probe_channels(1 if per_tensor else 16)
@@ -555,9 +620,11 @@ def test_mean_with_identical_input_and_output_quantization(models, tmp_path):
         subgraph = model.subgraphs[0]
         kinds = [model.operatorCodes[op.opcodeIndex].builtinCode for op in subgraph.operators]
         mean = kinds.index(schema.BuiltinOperator.MEAN)
-        subgraph.operators = subgraph.operators[:mean + 1]
-        source, target = (subgraph.tensors[subgraph.operators[-1].inputs[0]],
-                          subgraph.tensors[subgraph.operators[-1].outputs[0]])
+        subgraph.operators = subgraph.operators[: mean + 1]
+        source, target = (
+            subgraph.tensors[subgraph.operators[-1].inputs[0]],
+            subgraph.tensors[subgraph.operators[-1].outputs[0]],
+        )
         _set_quantization(target, source.quantization.scale, list(source.quantization.zeroPoint))
         subgraph.outputs = [subgraph.operators[-1].outputs[0]]
         model.signatureDefs = None

@@ -6,22 +6,36 @@ assembly itself. Each shape reaches a different part of it: CONV_2D tiles of 8 p
 gather's bytewise tail), odd channel counts, a window past the tile buffer (the in-place path),
 FULLY_CONNECTED rows past one pass of sums (64) and 16-bit indices.
 """
+
 import pandas as pd
 import pytest
+
 from conftest import run_harness
 
 # 20 firmware builds and runs: over the default 900 s on a busy machine.
 pytestmark = pytest.mark.timeout(1800)
 
-SHAPES = ("conv3x3-7x5x6-5", "conv1x1-5x3x8-3-valid", "conv3x3-9x7x3-7-valid", "conv3x3-6x6x32-4",
-          "fc-300x70")
+SHAPES = ("conv3x3-7x5x6-5", "conv1x1-5x3x8-3-valid", "conv3x3-9x7x3-7-valid", "conv3x3-6x6x32-4", "fc-300x70")
 
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     out = tmp_path_factory.mktemp("csr-kernels")
-    proc = run_harness("kernels", "--shapes", ",".join(SHAPES), "--sparsities", "0,0.9", "--formats", "csr",
-                       "--board", "mps2_an386", "--out", out, "--fresh", timeout=1700)
+    proc = run_harness(
+        "kernels",
+        "--shapes",
+        ",".join(SHAPES),
+        "--sparsities",
+        "0,0.9",
+        "--formats",
+        "csr",
+        "--board",
+        "mps2_an386",
+        "--out",
+        out,
+        "--fresh",
+        timeout=1700,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return pd.read_csv(out / "kernels.csv")
 

@@ -14,6 +14,7 @@ millions of accumulators, multipliers and shifts, rounding ties included.
 The emulated Cortex-M4 runs the same algorithm on the real instructions in
 tests/test_reference_models.py.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,7 @@ GEOMETRIES = {
     "conv_1x1": ((8, 8, 64), dict(filters=64, kernel_size=1, activation="relu")),
     "conv_1x1_odd": ((3, 5, 12), dict(filters=5, kernel_size=1)),
     "conv_stride2_rgb": ((9, 7, 3), dict(filters=5, kernel_size=3, strides=2, padding="same")),
-    "conv_dilated": ((10, 10, 4), dict(filters=6, kernel_size=3, dilation_rate=2, padding="same",
-                                       activation="relu")),
+    "conv_dilated": ((10, 10, 4), dict(filters=6, kernel_size=3, dilation_rate=2, padding="same", activation="relu")),
     "conv_valid_5x3": ((7, 9, 8), dict(filters=3, kernel_size=(5, 3))),
     "conv_even_kernel": ((6, 6, 1), dict(filters=8, kernel_size=2, padding="same")),
     "conv_stride_1x2": ((5, 5, 12), dict(filters=7, kernel_size=(1, 3), strides=(1, 2), padding="same")),
@@ -78,8 +78,12 @@ PER_TENSOR = {"fc_odd", "conv_stride2_rgb"}  # one weight scale for every channe
 # Copies whose output scale is edited down to input scale x median weight scale x factor, so that
 # the multipliers shift left or right by at most 1 bit (outside nn_requantize_right_shift's
 # domain), run on inputs near the zero point.
-STRONG_SCALE = {"fc_strong_scale": ("fc_odd", 3.0), "fc_short_strong_scale": ("fc_short", 3.0),
-                "conv_strong_scale": ("conv_3x3_same", 0.5), "conv_1x1_short_strong_scale": ("conv_1x1_short", 0.5)}
+STRONG_SCALE = {
+    "fc_strong_scale": ("fc_odd", 3.0),
+    "fc_short_strong_scale": ("fc_short", 3.0),
+    "conv_strong_scale": ("conv_3x3_same", 0.5),
+    "conv_1x1_short_strong_scale": ("conv_1x1_short", 0.5),
+}
 MODELS = (*GEOMETRIES, *STRONG_SCALE)
 
 
@@ -99,8 +103,11 @@ def _convert(names: list[str]) -> dict[str, bytes]:
     for name in names:
         model = _build_model(keras, name)
         tflite_models._randomize_biases(model)
-        representative = np.random.default_rng(2).uniform(
-            -1, 1, (tflite_models.REPRESENTATIVE_SAMPLES, *model.input_shape[1:])).astype(np.float32)
+        representative = (
+            np.random.default_rng(2)
+            .uniform(-1, 1, (tflite_models.REPRESENTATIVE_SAMPLES, *model.input_shape[1:]))
+            .astype(np.float32)
+        )
         spec = tflite_models.ModelSpec(name, None, per_channel=name not in PER_TENSOR)
         built[name] = tflite_models._convert(tf, model, spec, representative)
     return built
@@ -110,8 +117,7 @@ def _convert(names: list[str]) -> dict[str, bytes]:
 def models() -> dict[str, bytes]:
     """The single-layer models, converted once and cached like tests/tflite_models.py's."""
     digest = hashlib.sha256(Path(__file__).read_bytes() + version("tensorflow-cpu").encode())
-    paths = {name: tflite_models.CACHE_DIR / f"dense-{name}-{digest.hexdigest()[:12]}.tflite"
-             for name in GEOMETRIES}
+    paths = {name: tflite_models.CACHE_DIR / f"dense-{name}-{digest.hexdigest()[:12]}.tflite" for name in GEOMETRIES}
     missing = [name for name, path in paths.items() if not path.exists()]
     if missing:
         tflite_models.CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -120,18 +126,22 @@ def models() -> dict[str, bytes]:
             tmp.write_bytes(tflite)
             tmp.replace(paths[name])
     models = {name: path.read_bytes() for name, path in paths.items()}
-    return {**models, **{name: _strong_scale(models[source], factor)
-                         for name, (source, factor) in STRONG_SCALE.items()}}
+    return {
+        **models,
+        **{name: _strong_scale(models[source], factor) for name, (source, factor) in STRONG_SCALE.items()},
+    }
 
 
 def _strong_scale(tflite: bytes, factor: float) -> bytes:
     """The model with its output scale set to input scale x median weight scale x factor."""
+
     def edit(model):
         graph = model.subgraphs[0]
         op = graph.operators[0]
         scale = lambda index: np.asarray(graph.tensors[index].quantization.scale)  # noqa: E731
         output = graph.tensors[graph.outputs[0]].quantization
         output.scale = [float(scale(op.inputs[0])[0] * np.median(scale(op.inputs[1])) * factor)]
+
     return _edited(tflite, edit)
 
 
@@ -195,8 +205,18 @@ def host_outputs(models, kernel_objects, tmp_path_factory) -> dict[tuple[str, st
         name, variant = job
         compiled = compile_tflite(models[name], workdir / f"{name}-{variant}", kernel="dense")
         exe = compiled.out_dir / "model_test"
-        _gcc([f"-I{compiled.out_dir}", f"-I{KERNEL_DIR}", f"-I{DRIVER_DIR}", str(compiled.out_dir / "model.c"),
-              str(driver), *map(str, kernel_objects[variant]), "-o", str(exe)])
+        _gcc(
+            [
+                f"-I{compiled.out_dir}",
+                f"-I{KERNEL_DIR}",
+                f"-I{DRIVER_DIR}",
+                str(compiled.out_dir / "model.c"),
+                str(driver),
+                *map(str, kernel_objects[variant]),
+                "-o",
+                str(exe),
+            ]
+        )
         return run_host_executable(exe, _inputs(name, compiled.input))
 
     jobs = [(name, variant) for name in MODELS for variant in VARIANTS]
@@ -252,19 +272,22 @@ def test_conv2d_buffer_size_matches_the_compiler(kernel_objects, tmp_path, varia
     driver.write_text(BUFFER_SIZE_DRIVER)
     exe = tmp_path / "size"
     _gcc([f"-I{KERNEL_DIR}", str(driver), *map(str, kernel_objects[variant]), "-o", str(exe)])
-    result = subprocess.run([str(exe)], input=np.array(cases, dtype=np.int32).tobytes(), capture_output=True,
-                            check=True)
+    result = subprocess.run(
+        [str(exe)], input=np.array(cases, dtype=np.int32).tobytes(), capture_output=True, check=True
+    )
     got = np.frombuffer(result.stdout, dtype=np.int32).tolist()
-    expected = [dense_conv_scratch_bytes({"kernel_h": kh, "kernel_w": kw, "input": {"c": c}})
-                for kh, kw, c in cases]
+    expected = [dense_conv_scratch_bytes({"kernel_h": kh, "kernel_w": kw, "input": {"c": c}}) for kh, kw, c in cases]
     assert got == expected
     assert any(expected) and not all(expected)
 
 
 @pytest.mark.parametrize("kernel", ["dense", "csr", "delta4", "bitmask", "block4"])
 def test_a_conv_computing_one_pixel_from_its_whole_input_runs_fully_connected(models, tmp_path, kernel):
-    for name, family in [("conv_one_pixel", "fully_connected"), ("conv_whole_input", "fully_connected"),
-                         ("conv_column_rest1", "conv2d")]:
+    for name, family in [
+        ("conv_one_pixel", "fully_connected"),
+        ("conv_whole_input", "fully_connected"),
+        ("conv_column_rest1", "conv2d"),
+    ]:
         compiled = compile_tflite(models[name], tmp_path / f"{name}-{kernel}", kernel=kernel)
         expected = f"{family}_s8" if kernel == "dense" else f"{family}_{kernel}_s8"
         assert [layer.kernel for layer in compiled.layers] == [expected], name
@@ -297,8 +320,7 @@ int main(void)
 """
 
 
-def tflm_multiply_by_quantized_multiplier(acc: np.ndarray, multiplier: np.ndarray,
-                                          shift: np.ndarray) -> np.ndarray:
+def tflm_multiply_by_quantized_multiplier(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """TFLM's MultiplyByQuantizedMultiplier step by step, as gemmlowp writes it, in int64.
 
     >>> tflm_multiply_by_quantized_multiplier(np.array([100, -100, 3, -3]), np.array([1 << 30] * 4),
@@ -362,8 +384,10 @@ def test_requantize_matches_tflm_arithmetic(tmp_path, variant):
     got = np.frombuffer(result.stdout, dtype=np.int32)
     expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2])
     wrong = np.flatnonzero(got != expected)
-    assert wrong.size == 0, (f"{wrong.size} wrong, first: acc, multiplier, shift = {cases[wrong[0]].tolist()} "
-                             f"gave {got[wrong[0]]}, TFLM {expected[wrong[0]]}")
+    assert wrong.size == 0, (
+        f"{wrong.size} wrong, first: acc, multiplier, shift = {cases[wrong[0]].tolist()} "
+        f"gave {got[wrong[0]]}, TFLM {expected[wrong[0]]}"
+    )
 
 
 PRECOMPUTED_DRIVER = r"""
@@ -406,8 +430,9 @@ def _channel_cases(seed: int) -> np.ndarray:
 
 def _assert_matches(flags: np.ndarray, got: np.ndarray, expected: np.ndarray, cases: np.ndarray) -> None:
     wrong = np.flatnonzero((flags == 1) & (got != expected))
-    assert wrong.size == 0, (f"{wrong.size} wrong, first: {cases[wrong[0]].tolist()} gave {got[wrong[0]]}, "
-                             f"expected {expected[wrong[0]]}")
+    assert wrong.size == 0, (
+        f"{wrong.size} wrong, first: {cases[wrong[0]].tolist()} gave {got[wrong[0]]}, expected {expected[wrong[0]]}"
+    )
 
 
 @pytest.mark.parametrize("variant", OPTIMIZED)
@@ -488,6 +513,7 @@ int main(void)
 
 def _simd_model(x: np.ndarray, y: np.ndarray, acc: np.ndarray) -> np.ndarray:
     """What the Armv7E-M instructions compute (Arm ARM pseudocode), in int64 then wrapped."""
+
     def half(v, top):
         return ((v >> 16) if top else v).astype(np.int16).astype(np.int64)
 
@@ -499,11 +525,22 @@ def _simd_model(x: np.ndarray, y: np.ndarray, acc: np.ndarray) -> np.ndarray:
 
     x, y, acc = (v.astype(np.int64) for v in (x, y, acc))
     xb, xt, yb, yt = half(x, 0), half(x, 1), half(y, 0), half(y, 1)
-    results = [pack(byte(x, 0), byte(x, 2)), pack(byte(x, 1), byte(x, 3)),
-               acc + xb * yb + xt * yt, acc + xb * yt + xt * yb,
-               acc + xb * yb, acc + xb * yt, acc + xt * yb, acc + xt * yt,
-               pack(xb, yb), pack(yt, xt), pack(xb + yb, xt + yt), np.clip(x, -32768, 32767),
-               pack(np.maximum(xb, yb), np.maximum(xt, yt)), pack(np.minimum(xb, yb), np.minimum(xt, yt))]
+    results = [
+        pack(byte(x, 0), byte(x, 2)),
+        pack(byte(x, 1), byte(x, 3)),
+        acc + xb * yb + xt * yt,
+        acc + xb * yt + xt * yb,
+        acc + xb * yb,
+        acc + xb * yt,
+        acc + xt * yb,
+        acc + xt * yt,
+        pack(xb, yb),
+        pack(yt, xt),
+        pack(xb + yb, xt + yt),
+        np.clip(x, -32768, 32767),
+        pack(np.maximum(xb, yb), np.maximum(xt, yt)),
+        pack(np.minimum(xb, yb), np.minimum(xt, yt)),
+    ]
     return np.stack([(r + (1 << 31)) % (1 << 32) - (1 << 31) for r in results], axis=1).astype(np.int32)
 
 

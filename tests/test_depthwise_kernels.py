@@ -7,12 +7,14 @@ cut on every side, or only at the bottom and right), depth multipliers above
 1-pixel-wide maps with (k x 1) windows of 3 to 15 taps (streaming models;
 the 3x1 and 5x1 column path with every row count modulo 3 and 5, and in
 bands), per-tensor and per-channel scales, fused activations, and sparsities from 0
-to 90 % with an empty output channel; 32-bit CSR row starts too. Each model is compiled with dense and CSR weights and built
+to 90 % with an empty output channel; 32-bit CSR row starts too. Each model
+is compiled with dense and CSR weights and built
 with the host gcc under ASan and UBSan twice: portable C, and the DSP path
 with its instructions emulated in C (-DNN_EMULATE_DSP, simd.h). The models
 are converted once and cached like tflite_models' (TensorFlow is imported
 only when one is missing).
 """
+
 from __future__ import annotations
 
 import doctest
@@ -44,49 +46,105 @@ def _layers(keras, input_shape, *layers):
 
 # name -> (input shape, layers, sparsity, per-channel scales)
 MODELS = {
-    "sides": ((9, 11, 8), [dict(kernel_size=3, padding="same", activation="relu"),
-                           dict(kernel_size=3, strides=2, padding="valid", activation="relu6"),
-                           dict(kernel_size=3, dilation_rate=2, padding="same")], 0.5, True),
-    "multiplier": ((7, 6, 3), [dict(kernel_size=3, padding="same", depth_multiplier=2),
-                               dict(kernel_size=(2, 3), strides=(1, 2), padding="same", depth_multiplier=3),
-                               dict(kernel_size=5, padding="same", activation="relu")], 0.7, True),
-    "odd_channels": ((6, 7, 5), [dict(kernel_size=3, padding="same"),
-                                 dict(kernel_size=3, strides=2, padding="same", activation="relu")], 0.9, False),
-    "even_stride": ((10, 10, 16), [dict(kernel_size=3, padding="same", activation="relu"),
-                                   dict(kernel_size=3, strides=2, padding="same"),
-                                   dict(kernel_size=3, padding="valid", activation="relu6")], 0.0, True),
+    "sides": (
+        (9, 11, 8),
+        [
+            dict(kernel_size=3, padding="same", activation="relu"),
+            dict(kernel_size=3, strides=2, padding="valid", activation="relu6"),
+            dict(kernel_size=3, dilation_rate=2, padding="same"),
+        ],
+        0.5,
+        True,
+    ),
+    "multiplier": (
+        (7, 6, 3),
+        [
+            dict(kernel_size=3, padding="same", depth_multiplier=2),
+            dict(kernel_size=(2, 3), strides=(1, 2), padding="same", depth_multiplier=3),
+            dict(kernel_size=5, padding="same", activation="relu"),
+        ],
+        0.7,
+        True,
+    ),
+    "odd_channels": (
+        (6, 7, 5),
+        [dict(kernel_size=3, padding="same"), dict(kernel_size=3, strides=2, padding="same", activation="relu")],
+        0.9,
+        False,
+    ),
+    "even_stride": (
+        (10, 10, 16),
+        [
+            dict(kernel_size=3, padding="same", activation="relu"),
+            dict(kernel_size=3, strides=2, padding="same"),
+            dict(kernel_size=3, padding="valid", activation="relu6"),
+        ],
+        0.0,
+        True,
+    ),
     # 1-pixel-wide maps with (k x 1) windows, as the streaming wake-word model's; channels 12 (groups of 4)
     # and 6 (a group and 2 lanes); a (1 x k) window along a row; strides and dilation along the column.
-    "column": ((30, 1, 12), [dict(kernel_size=(3, 1), padding="valid"),
-                             dict(kernel_size=(5, 1), padding="valid", activation="relu"),
-                             dict(kernel_size=(10, 1), padding="valid"),
-                             dict(kernel_size=(15, 1), padding="same", activation="relu6")], 0.5, True),
-    "column_odd": ((23, 1, 6), [dict(kernel_size=(4, 1), strides=(2, 1), padding="valid"),
-                                dict(kernel_size=(3, 1), dilation_rate=(2, 1), padding="valid"),
-                                dict(kernel_size=(7, 1), padding="same")], 0.0, False),
+    "column": (
+        (30, 1, 12),
+        [
+            dict(kernel_size=(3, 1), padding="valid"),
+            dict(kernel_size=(5, 1), padding="valid", activation="relu"),
+            dict(kernel_size=(10, 1), padding="valid"),
+            dict(kernel_size=(15, 1), padding="same", activation="relu6"),
+        ],
+        0.5,
+        True,
+    ),
+    "column_odd": (
+        (23, 1, 6),
+        [
+            dict(kernel_size=(4, 1), strides=(2, 1), padding="valid"),
+            dict(kernel_size=(3, 1), dilation_rate=(2, 1), padding="valid"),
+            dict(kernel_size=(7, 1), padding="same"),
+        ],
+        0.0,
+        False,
+    ),
     # The 3x1 and 5x1 column path (run_column): each row count modulo 3 and 5 (the unrolled loops'
     # entries), 7 channels, fused ReLU and ReLU6 (full int8 range or not), an empty channel; and
     # 132 channels, whose outputs go through the stack in two bands (23 rows, then 5 or 1).
-    "column_taps": ((45, 1, 7), [dict(kernel_size=(3, 1), padding="valid"),
-                                 dict(kernel_size=(3, 1), padding="valid", activation="relu"),
-                                 dict(kernel_size=(3, 1), padding="valid"),
-                                 *[dict(kernel_size=(5, 1), padding="valid", activation=activation)
-                                   for activation in (None, "relu", None, "relu6", None)]], 0.5, True),
-    "column_bands": ((30, 1, 132), [dict(kernel_size=(3, 1), padding="valid"),
-                                    dict(kernel_size=(5, 1), padding="valid")], 0.0, True),
-    "row": ((2, 19, 8), [dict(kernel_size=(1, 7), padding="valid"),
-                         dict(kernel_size=(2, 5), padding="valid", activation="relu")], 0.9, True),
+    "column_taps": (
+        (45, 1, 7),
+        [
+            dict(kernel_size=(3, 1), padding="valid"),
+            dict(kernel_size=(3, 1), padding="valid", activation="relu"),
+            dict(kernel_size=(3, 1), padding="valid"),
+            *[
+                dict(kernel_size=(5, 1), padding="valid", activation=activation)
+                for activation in (None, "relu", None, "relu6", None)
+            ],
+        ],
+        0.5,
+        True,
+    ),
+    "column_bands": (
+        (30, 1, 132),
+        [dict(kernel_size=(3, 1), padding="valid"), dict(kernel_size=(5, 1), padding="valid")],
+        0.0,
+        True,
+    ),
+    "row": (
+        (2, 19, 8),
+        [dict(kernel_size=(1, 7), padding="valid"), dict(kernel_size=(2, 5), padding="valid", activation="relu")],
+        0.9,
+        True,
+    ),
     # 81 taps: dense only. Two layers: a one-op model meets a memory-plan bug (its input is marked
     # preserved, yet the output may overlap it).
-    "window_9x9": ((9, 9, 4), [dict(kernel_size=9, padding="same"), dict(kernel_size=3, padding="same")], 0.3,
-                   True),
+    "window_9x9": ((9, 9, 4), [dict(kernel_size=9, padding="same"), dict(kernel_size=3, padding="same")], 0.3, True),
 }
 
 
 def _spec(name: str) -> tflite_models.ModelSpec:
     shape, layers, sparsity, per_channel = MODELS[name]
-    return tflite_models.ModelSpec(name, lambda keras: _layers(keras, shape, *layers), sparsity=sparsity,
-                                   per_channel=per_channel)
+    return tflite_models.ModelSpec(
+        name, lambda keras: _layers(keras, shape, *layers), sparsity=sparsity, per_channel=per_channel
+    )
 
 
 def _empty_first_channel(model) -> None:
@@ -103,8 +161,9 @@ def _empty_first_channel(model) -> None:
 
 @pytest.fixture(scope="session")
 def models() -> dict[str, bytes]:
-    return tflite_models.convert_cached("depthwise", Path(__file__), {name: _spec(name) for name in MODELS},
-                                        _prune_and_empty)
+    return tflite_models.convert_cached(
+        "depthwise", Path(__file__), {name: _spec(name) for name in MODELS}, _prune_and_empty
+    )
 
 
 def _prune_and_empty(model, spec: tflite_models.ModelSpec) -> None:
@@ -121,8 +180,16 @@ def kernel_objects(tmp_path_factory) -> dict[str, list[Path]]:
     def compile_one(job):
         flavour, source = job
         obj = out / f"{flavour}-{source.stem}.o"
-        command = ["gcc", *CFLAGS, *DSP_FLAGS[flavour], f"-I{REPO / 'firmware' / 'kernels'}", "-c", str(source),
-                   "-o", str(obj)]
+        command = [
+            "gcc",
+            *CFLAGS,
+            *DSP_FLAGS[flavour],
+            f"-I{REPO / 'firmware' / 'kernels'}",
+            "-c",
+            str(source),
+            "-o",
+            str(obj),
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
         return flavour, obj
@@ -137,27 +204,39 @@ def kernel_objects(tmp_path_factory) -> dict[str, list[Path]]:
 @pytest.fixture(scope="session")
 def inputs(models) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(11)
-    return {name: rng.integers(-128, 128, (SAMPLES, int(np.prod(MODELS[name][0]))), dtype=np.int8)
-            for name in models}
+    return {name: rng.integers(-128, 128, (SAMPLES, int(np.prod(MODELS[name][0]))), dtype=np.int8) for name in models}
 
 
 @pytest.fixture(scope="session")
 def expected(models, inputs) -> dict[str, np.ndarray]:
-    return {name: run_tflite_micro(models[name], inputs[name].reshape(-1, *MODELS[name][0])).reshape(SAMPLES, -1)
-            for name in models}
+    return {
+        name: run_tflite_micro(models[name], inputs[name].reshape(-1, *MODELS[name][0])).reshape(SAMPLES, -1)
+        for name in models
+    }
 
 
-def _run(models, kernel_objects, inputs, tmp_path, name: str, kernel: str, flavour: str,
-         edit=lambda source: source) -> np.ndarray:
+def _run(
+    models, kernel_objects, inputs, tmp_path, name: str, kernel: str, flavour: str, edit=lambda source: source
+) -> np.ndarray:
     """The host build's outputs; edit may rewrite the generated model.c first."""
     compiled = compile_tflite(models[name], tmp_path / "model", kernel=kernel)
     assert {layer.kernel for layer in compiled.layers} == {f"depthwise_conv2d{'_csr' if kernel == 'csr' else ''}_s8"}
     source = compiled.out_dir / "model.c"
     source.write_text(edit(source.read_text()))
     exe = tmp_path / "model_test"
-    command = ["gcc", *CFLAGS, *DSP_FLAGS[flavour], f"-I{compiled.out_dir}", f"-I{REPO / 'firmware' / 'kernels'}",
-               f"-I{DRIVER_DIR}", str(compiled.out_dir / "model.c"), str(DRIVER_DIR / "model_driver.c"),
-               *map(str, kernel_objects[flavour]), "-o", str(exe)]
+    command = [
+        "gcc",
+        *CFLAGS,
+        *DSP_FLAGS[flavour],
+        f"-I{compiled.out_dir}",
+        f"-I{REPO / 'firmware' / 'kernels'}",
+        f"-I{DRIVER_DIR}",
+        str(compiled.out_dir / "model.c"),
+        str(DRIVER_DIR / "model_driver.c"),
+        *map(str, kernel_objects[flavour]),
+        "-o",
+        str(exe),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
     return run_host_executable(exe, inputs[name])
@@ -169,8 +248,10 @@ def _run(models, kernel_objects, inputs, tmp_path, name: str, kernel: str, flavo
 def test_bit_exact_with_tflite_micro(models, kernel_objects, inputs, expected, tmp_path, name, kernel, flavour):
     got = _run(models, kernel_objects, inputs, tmp_path, name, kernel, flavour)
     mismatched = np.flatnonzero(np.any(got != expected[name], axis=1))
-    assert mismatched.size == 0, (f"{mismatched.size} of {SAMPLES} samples differ; sample {mismatched[0]}: "
-                                  f"got {got[mismatched[0]][:16]}..., TFLM {expected[name][mismatched[0]][:16]}...")
+    assert mismatched.size == 0, (
+        f"{mismatched.size} of {SAMPLES} samples differ; sample {mismatched[0]}: "
+        f"got {got[mismatched[0]][:16]}..., TFLM {expected[name][mismatched[0]][:16]}..."
+    )
 
 
 @pytest.mark.parametrize("flavour", DSP_FLAGS)

@@ -1,4 +1,5 @@
 """docs/design.md names the stages' modules and functions: every one of them exists."""
+
 import importlib
 import re
 
@@ -8,8 +9,28 @@ from conftest import PROJECT_DIR
 
 DESIGN = PROJECT_DIR / "docs" / "design.md"
 # Backticked names with these endings are files, not Python names ("model.h", "run.jsonl").
-FILE_SUFFIXES = {"c", "h", "cpp", "py", "ld", "ini", "toml", "json", "jsonl", "log", "elf", "csv", "parquet", "html",
-                 "md", "png", "svg", "pid", "npy", "tflite"}
+FILE_SUFFIXES = {
+    "c",
+    "h",
+    "cpp",
+    "py",
+    "ld",
+    "ini",
+    "toml",
+    "json",
+    "jsonl",
+    "log",
+    "elf",
+    "csv",
+    "parquet",
+    "html",
+    "md",
+    "png",
+    "svg",
+    "pid",
+    "npy",
+    "tflite",
+}
 
 
 def paths(text: str) -> list[str]:

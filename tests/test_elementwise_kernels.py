@@ -13,6 +13,7 @@ Small converted models with ADD, MUL and LOGISTIC (odd sizes, broadcasts,
 constant operands, fused activations) then run through the compiler
 against TFLite Micro's interpreter itself, in both builds.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -89,6 +90,7 @@ def drivers(tmp_path_factory) -> dict[str, str]:
 
 # ---- cases ---------------------------------------------------------------------------------------
 
+
 class Case:
     """One call: op, its params (field name -> value, in the struct's order), inputs and the shape."""
 
@@ -98,27 +100,32 @@ class Case:
         self.in2 = rng.integers(-128, 128, shape2, dtype=np.int8)
 
     def strides(self, shape) -> list[int]:
-        contiguous = [int(np.prod(shape[d + 1:])) for d in range(4)]
+        contiguous = [int(np.prod(shape[d + 1 :])) for d in range(4)]
         return [s if d == o else 0 for d, o, s in zip(shape, self.dims, contiguous)]
 
     def encode(self) -> bytes:
-        fields = [*self.dims, *self.strides(self.in1.shape), *self.strides(self.in2.shape),
-                  *self.params.values()]
+        fields = [*self.dims, *self.strides(self.in1.shape), *self.strides(self.in2.shape), *self.params.values()]
         assert len(fields) == (ADD_FIELDS if self.op == ADD else MUL_FIELDS)
-        return (np.array([self.op, *fields, self.in1.size, self.in2.size], dtype=np.int32).tobytes()
-                + self.in1.tobytes() + self.in2.tobytes())
+        return (
+            np.array([self.op, *fields, self.in1.size, self.in2.size], dtype=np.int32).tobytes()
+            + self.in1.tobytes()
+            + self.in2.tobytes()
+        )
 
     def expected(self) -> np.ndarray:
         """TFLM's reference ADD / MUL (integer_ops/add.h, mul.h), step by step in int64."""
         p = self.params
         a = np.broadcast_to(self.in1, self.dims).astype(np.int64).ravel() + p["input1_offset"]
         b = np.broadcast_to(self.in2, self.dims).astype(np.int64).ravel() + p["input2_offset"]
-        rescale = lambda x, m, s: tflm_multiply_by_quantized_multiplier(x, np.full_like(x, m),  # noqa: E731
-                                                                         np.full_like(x, s))
+
+        def rescale(x, m, s):
+            return tflm_multiply_by_quantized_multiplier(x, np.full_like(x, m), np.full_like(x, s))
+
         if self.op == ADD:
             shifted = lambda x: ((x << p["left_shift"]) + (1 << 31)) % (1 << 32) - (1 << 31)  # noqa: E731
-            total = (rescale(shifted(a), p["input1_multiplier"], p["input1_shift"])
-                     + rescale(shifted(b), p["input2_multiplier"], p["input2_shift"]))
+            total = rescale(shifted(a), p["input1_multiplier"], p["input1_shift"]) + rescale(
+                shifted(b), p["input2_multiplier"], p["input2_shift"]
+            )
             total = (total + (1 << 31)) % (1 << 32) - (1 << 31)
             out = rescale(total, p["output_multiplier"], p["output_shift"])
         else:
@@ -152,11 +159,20 @@ def add_case(rng, broadcast=False, scales=None) -> Case:
     dims, shape1, shape2 = _shapes(rng, broadcast)
     lo, hi = _activation(rng, so, zo)
     rescaling = add_params(s1, s2, so)
-    params = {"input1_offset": -z1, "input2_offset": -z2, "output_offset": zo, "left_shift": rescaling["left_shift"],
-              "input1_multiplier": rescaling["input1_multiplier"], "input1_shift": rescaling["input1_shift"],
-              "input2_multiplier": rescaling["input2_multiplier"], "input2_shift": rescaling["input2_shift"],
-              "output_multiplier": rescaling["output_multiplier"], "output_shift": rescaling["output_shift"],
-              "act_min": lo, "act_max": hi}
+    params = {
+        "input1_offset": -z1,
+        "input2_offset": -z2,
+        "output_offset": zo,
+        "left_shift": rescaling["left_shift"],
+        "input1_multiplier": rescaling["input1_multiplier"],
+        "input1_shift": rescaling["input1_shift"],
+        "input2_multiplier": rescaling["input2_multiplier"],
+        "input2_shift": rescaling["input2_shift"],
+        "output_multiplier": rescaling["output_multiplier"],
+        "output_shift": rescaling["output_shift"],
+        "act_min": lo,
+        "act_max": hi,
+    }
     return Case(ADD, dims, shape1, shape2, params, rng)
 
 
@@ -165,8 +181,15 @@ def mul_case(rng, broadcast=False) -> Case:
     dims, shape1, shape2 = _shapes(rng, broadcast)
     lo, hi = _activation(rng, so, zo)
     multiplier, shift = mul_multiplier(s1, s2, so)
-    params = {"input1_offset": -z1, "input2_offset": -z2, "output_offset": zo, "output_multiplier": multiplier,
-              "output_shift": shift, "act_min": lo, "act_max": hi}
+    params = {
+        "input1_offset": -z1,
+        "input2_offset": -z2,
+        "output_offset": zo,
+        "output_multiplier": multiplier,
+        "output_shift": shift,
+        "act_min": lo,
+        "act_max": hi,
+    }
     return Case(MUL, dims, shape1, shape2, params, rng)
 
 
@@ -177,20 +200,25 @@ def _run(driver: str, cases: list[Case]) -> list[np.ndarray]:
     for case in cases:
         n = int(np.prod(case.dims))
         assert np.frombuffer(data[:4], dtype=np.int32)[0] == 0, "the kernel refused its parameters"
-        outputs.append(np.frombuffer(data[4:4 + n], dtype=np.int8))
-        data = data[4 + n:]
+        outputs.append(np.frombuffer(data[4 : 4 + n], dtype=np.int8))
+        data = data[4 + n :]
     assert not data
     return outputs
 
 
 def _check(driver: str, cases: list[Case]) -> None:
-    wrong = [(i, case) for i, (case, got) in enumerate(zip(cases, _run(driver, cases)))
-             if not np.array_equal(got, case.expected())]
-    assert not wrong, (f"{len(wrong)} of {len(cases)} cases differ; first: dims {wrong[0][1].dims}, "
-                       f"params {wrong[0][1].params}")
+    wrong = [
+        (i, case)
+        for i, (case, got) in enumerate(zip(cases, _run(driver, cases)))
+        if not np.array_equal(got, case.expected())
+    ]
+    assert not wrong, (
+        f"{len(wrong)} of {len(cases)} cases differ; first: dims {wrong[0][1].dims}, params {wrong[0][1].params}"
+    )
 
 
 # ---- ADD -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_add_matches_tflm_on_random_quantizations(drivers, variant):
@@ -207,11 +235,11 @@ def test_add_matches_tflm_at_extreme_scales(drivers, variant):
     rng = np.random.default_rng(2)
     cases = []
     for ratio in (1.0, 0.999999, 0.5, 1e-3, 1e-6, 1e-9):
-        for real in (0.99, 0.49, 0.3, 2.0 ** -10, 1.7 * 2.0 ** -19, 1.3 * 2.0 ** -32):
+        for real in (0.99, 0.49, 0.3, 2.0**-10, 1.7 * 2.0**-19, 1.3 * 2.0**-32):
             for z1, z2, zo in ((-128, -128, -128), (127, 127, 127), (-128, 127, 0), (0, 0, -128)):
                 s1 = 0.05
                 s2 = float(np.float32(s1 * ratio))
-                so = float(np.float32(2 * max(s1, s2) / (2 ** 20 * real)))
+                so = float(np.float32(2 * max(s1, s2) / (2**20 * real)))
                 case = add_case(rng, scales=((s1, z1), (s2, z2), (so, zo)))
                 cases += [case, add_case(rng, scales=((s2, z2), (s1, z1), (so, zo)))]
     assert {c.params["output_shift"] for c in cases} >= {-1, -31}
@@ -248,6 +276,7 @@ def test_add_outside_the_fast_path_takes_the_reference(drivers, variant):
 
 
 # ---- whole models against TFLite Micro's interpreter ---------------------------------------------
+
 
 def _residual(keras):
     # Odd sizes (105 and 99 elements: the 4-wide loop and a tail), either input the one with the larger
@@ -286,25 +315,29 @@ MODELS = {"residual": _residual, "broadcast": _broadcast, "sigmoid": _sigmoid}
 
 @pytest.fixture(scope="session")
 def models() -> dict[str, bytes]:
-    return tflite_models.convert_cached("elementwise", Path(__file__),
-                                        {name: tflite_models.ModelSpec(name, build) for name, build in MODELS.items()})
+    return tflite_models.convert_cached(
+        "elementwise", Path(__file__), {name: tflite_models.ModelSpec(name, build) for name, build in MODELS.items()}
+    )
 
 
-@pytest.mark.parametrize("dsp, reference", [(True, False), (False, False), (True, True)],
-                         ids=["emulated_dsp", "portable", "reference"])
+@pytest.mark.parametrize(
+    "dsp, reference", [(True, False), (False, False), (True, True)], ids=["emulated_dsp", "portable", "reference"]
+)
 @pytest.mark.parametrize("name", MODELS)
 def test_models_match_tflite_micro(models, tmp_path, name, dsp, reference):
     compiled = compile_tflite(models[name], tmp_path / name, kernel="dense")
     kernels = [layer.kernel for layer in compiled.layers]
     assert {"add_s8", "mul_s8", "logistic_s8"} & set(kernels), kernels
-    inputs = np.random.default_rng(4).integers(-128, 128, (200, int(np.prod(compiled.input.shape))),
-                                               dtype=np.int8)
+    inputs = np.random.default_rng(4).integers(-128, 128, (200, int(np.prod(compiled.input.shape))), dtype=np.int8)
     got = run_host_executable(build_host_executable(compiled.out_dir, dsp=dsp, reference=reference), inputs)
     expected = run_tflite_micro(models[name], inputs.reshape(-1, *compiled.input.shape[1:]))
-    assert np.array_equal(got, expected.reshape(got.shape)), f"{np.any(got != expected.reshape(got.shape), 1).sum()} differ"
+    assert np.array_equal(got, expected.reshape(got.shape)), (
+        f"{np.any(got != expected.reshape(got.shape), 1).sum()} differ"
+    )
 
 
 # ---- MUL -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_mul_matches_tflm_on_random_quantizations(drivers, variant):
@@ -319,14 +352,19 @@ def test_mul_matches_tflm_at_extreme_scales(drivers, variant):
     # output zero point far from 0 no longer fits the fast path's 32 bits); zero points at both ends.
     rng = np.random.default_rng(6)
     cases = []
-    for real in (1.5, 0.99, 0.3, 2.0 ** -10, 1.7 * 2.0 ** -19, 2.0 ** -25, 1.3 * 2.0 ** -32):
+    for real in (1.5, 0.99, 0.3, 2.0**-10, 1.7 * 2.0**-19, 2.0**-25, 1.3 * 2.0**-32):
         for z1, z2, zo in ((-128, -128, -128), (127, 127, 127), (-128, 127, 0), (0, 0, -128), (5, -3, 100)):
             for _ in range(4):
                 case = mul_case(rng, broadcast=len(cases) % 2 == 0)
                 s1, s2 = 0.05, 0.02
                 multiplier, shift = mul_multiplier(s1, s2, float(np.float32(s1 * s2 / real)))
-                case.params.update(input1_offset=-z1, input2_offset=-z2, output_offset=zo,
-                                   output_multiplier=multiplier, output_shift=shift)
+                case.params.update(
+                    input1_offset=-z1,
+                    input2_offset=-z2,
+                    output_offset=zo,
+                    output_multiplier=multiplier,
+                    output_shift=shift,
+                )
                 case.params["act_min"], case.params["act_max"] = -128, 127
                 cases.append(case)
     assert {c.params["output_shift"] for c in cases} >= {1, 0, -1, -31}
@@ -374,8 +412,20 @@ def test_logistic_table_gives_the_element_by_element_bytes(tmp_path, variant):
     source = tmp_path / "logistic_driver.c"
     source.write_text(LOGISTIC_DRIVER)
     exe = tmp_path / "logistic_driver"
-    result = subprocess.run(["gcc", *CFLAGS, *VARIANTS[variant], f"-I{KERNEL_DIR}", str(source),
-                             str(KERNEL_DIR / "logistic_s8.c"), "-o", str(exe)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            "gcc",
+            *CFLAGS,
+            *VARIANTS[variant],
+            f"-I{KERNEL_DIR}",
+            str(source),
+            str(KERNEL_DIR / "logistic_s8.c"),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     rng = np.random.default_rng(7)
     params = []

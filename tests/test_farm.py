@@ -1,5 +1,6 @@
 """Sweeps on a labgrid farm: a real coordinator and two exporter hosts with two emulated boards each, as separate
 processes on 127.0.0.1 (tests/farm_lab.py), driven through the real command line."""
+
 from __future__ import annotations
 
 import signal
@@ -15,9 +16,9 @@ import pytest
 from bench_sweeps import count, events, results, same_results, start_sweep, sweep, wait_for_points, write_config
 from conftest import board_processes, run_harness
 from farm_lab import BIN, FarmLab
+from harness.device.boards import get_board
 from harness.device.farm import Farm, FarmError, holder_name
 from harness.device.farm_flash import flash, flash_script
-from harness.device.boards import get_board
 from harness.device.gdb_remote import FlashError, loadable_segments
 
 pytestmark = pytest.mark.timeout(900)
@@ -35,8 +36,13 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     # 9 points: enough that all four places measure, and that some are left when a host dies.
-    path = write_config(tmp_path_factory.mktemp("farm-config") / "farm.toml", boards=["mps2_an386"],
-                        kernels=["dense", "csr", "delta4"], samples=60, targets=(0.0, 0.5, 0.9))
+    path = write_config(
+        tmp_path_factory.mktemp("farm-config") / "farm.toml",
+        boards=["mps2_an386"],
+        kernels=["dense", "csr", "delta4"],
+        samples=60,
+        targets=(0.0, 0.5, 0.9),
+    )
     path.write_text(path.read_text() + "\n[farm]\npoints_per_turn = 2\n")
     return path
 
@@ -117,8 +123,7 @@ def test_two_clients_take_turns_and_never_hold_one_place_together(lab, config, l
             if e["event"] == "measured":
                 done = datetime.fromisoformat(e["time"]).timestamp()
                 began = done - e["seconds"] + 0.01  # the log rounds seconds to 0.01 and times to 0.001
-                assert any(place == e["place"] and start <= began and done <= end
-                           for place, start, end in spans), e
+                assert any(place == e["place"] and start <= began and done <= end for place, start, end in spans), e
     # points_per_turn = 2: each client gave places back and queued again, so the other had turns too.
     assert max(len(ann), len(bob)) > 4
 
@@ -155,25 +160,39 @@ def test_farm_list_shows_tags_holders_and_exporters(lab):
 
 
 def test_a_board_kind_the_farm_lacks_and_an_unreachable_coordinator_are_one_line_each(lab, config, tmp_path):
-    missing = run_harness("sweep", "--config", config, "--boards", "mps2_an385", "--results", tmp_path,
-                          "--farm", lab.address)
+    missing = run_harness(
+        "sweep", "--config", config, "--boards", "mps2_an385", "--results", tmp_path, "--farm", lab.address
+    )
     assert missing.returncode == 2
     assert f"farm {lab.address} has no place tagged board=mps2_an385" in missing.stderr
     down = run_harness("farm", "list", "--farm", "127.0.0.1:1")
     assert down.returncode == 2 and "farm coordinator 127.0.0.1:1 unreachable" in down.stderr
 
 
-@pytest.mark.parametrize("board, driver, resource", [("nucleo_f446re", "OpenOCDDriver", "USBDebugger"),
-                                                     ("esp32s3", "FlashScriptDriver", "USBFlashableDevice")])
-def test_a_real_board_is_flashed_by_a_labgrid_driver_bound_to_the_places_device(lab, tmp_path, board, driver,
-                                                                                  resource):
+@pytest.mark.parametrize(
+    "board, driver, resource",
+    [("nucleo_f446re", "OpenOCDDriver", "USBDebugger"), ("esp32s3", "FlashScriptDriver", "USBFlashableDevice")],
+)
+def test_a_real_board_is_flashed_by_a_labgrid_driver_bound_to_the_places_device(lab, tmp_path, board, driver, resource):
     """Here no probe or USB device exists, so this shows the harness's labgrid environment is accepted up to
     binding the board's driver to the place's resource, and that its absence is reported as such."""
     place = f"{board}-1"
     (tmp_path / "hostC.yaml").write_text(f"{place}:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: 1\n")
-    exporter = subprocess.Popen([BIN / "labgrid-exporter", "-c", lab.address, "--name", "hostC", "--hostname",
-                                 "127.0.0.1", tmp_path / "hostC.yaml"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    exporter = subprocess.Popen(
+        [
+            BIN / "labgrid-exporter",
+            "-c",
+            lab.address,
+            "--name",
+            "hostC",
+            "--hostname",
+            "127.0.0.1",
+            tmp_path / "hostC.yaml",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     (tmp_path / "firmware.elf").write_bytes(b"elf")
     (tmp_path / "firmware.bin").write_bytes(b"bin")
     try:
@@ -185,8 +204,9 @@ def test_a_real_board_is_flashed_by_a_labgrid_driver_bound_to_the_places_device(
             token, held = farm.reserve({"board": board}, threading.Event())
             farm.acquire(held)
             try:
-                with pytest.raises(FarmError, match=f"place '{place}' with {driver} failed: the place has no "
-                                                    f"{resource}"):
+                with pytest.raises(
+                    FarmError, match=f"place '{place}' with {driver} failed: the place has no {resource}"
+                ):
                     flash(farm, farm.access(held), get_board(board), tmp_path / "firmware.elf", tmp_path / "log")
             finally:
                 farm.release(held)
@@ -203,8 +223,9 @@ def test_a_flash_script_carries_its_image_and_gets_the_port_as_its_argument(tmp_
     image.write_bytes(bytes(range(256)) * 40)
     (tmp_path / "firmware.elf").write_bytes(b"not this one")
     script = tmp_path / "flash.sh"
-    script.write_text(flash_script(f"cp {{bin}} {tmp_path}/flashed && echo {{port}} > {tmp_path}/port",
-                                   tmp_path / "firmware.elf"))
+    script.write_text(
+        flash_script(f"cp {{bin}} {tmp_path}/flashed && echo {{port}} > {tmp_path}/port", tmp_path / "firmware.elf")
+    )
     subprocess.run(["sh", script, "/dev/ttyUSB7"], check=True)
     assert (tmp_path / "flashed").read_bytes() == image.read_bytes()
     assert (tmp_path / "port").read_text() == "/dev/ttyUSB7\n"

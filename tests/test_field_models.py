@@ -6,6 +6,7 @@ layer names, BatchNorm folded into Dense and Conv, a Keras 2 `.h5`, an
 autoencoder's `y = x`, 1-pixel-wide feature maps. Every test here failed on
 the harness before it handled that property.
 """
+
 from __future__ import annotations
 
 import json
@@ -84,6 +85,7 @@ def results_of(proc, results_dir) -> tuple[str, pd.DataFrame]:
 
 # ---- the published int8 .tflite, as it is --------------------------------------------------------
 
+
 def test_the_published_tflite_has_a_dynamic_batch_and_shape_arithmetic(files):
     from ai_edge_litert import schema_py_generated as schema
 
@@ -101,10 +103,20 @@ def test_published_tflite_runs_unchanged_with_test_data_only(files, tmp_path, in
     x_test = digits["x_test"]
     if int8_inputs:  # already quantized with the model's input scale
         from harness.quantize import io_quant_params
+
         x_test = io_quant_params(files["tflite"].read_bytes())[0].quantize(x_test)
     np.savez(data, x_test=x_test, y_test=digits["y_test"])
-    proc = run_harness("sweep", "--config", files["dir"] / "quick.toml", "--model", files["tflite"], "--data", data,
-                       "--results", tmp_path / "results")
+    proc = run_harness(
+        "sweep",
+        "--config",
+        files["dir"] / "quick.toml",
+        "--model",
+        files["tflite"],
+        "--data",
+        data,
+        "--results",
+        tmp_path / "results",
+    )
     name, frame = results_of(proc, tmp_path / "results")
     assert name.startswith("kws_like_ref_model-")  # named after its model
     assert "the given int8 model as it is" in proc.stdout and "2 sparsity targets" not in proc.stdout
@@ -122,8 +134,19 @@ def test_a_data_set_changed_in_place_is_measured_again_not_taken_from_a_cache(fi
     for number, labels in enumerate((digits["y_test"], (digits["y_test"] + 1) % 10)):  # then: every label wrong
         np.savez(data, x_test=digits["x_test"], y_test=labels)
         results = tmp_path / f"results-{number}"  # a new run each time; the caches are the project's
-        proc = run_harness("sweep", "--config", files["dir"] / "quick.toml", "--model", files["tflite"], "--data",
-                           data, "--kernels", "dense", "--results", results)
+        proc = run_harness(
+            "sweep",
+            "--config",
+            files["dir"] / "quick.toml",
+            "--model",
+            files["tflite"],
+            "--data",
+            data,
+            "--kernels",
+            "dense",
+            "--results",
+            results,
+        )
         runs.append(results_of(proc, results)[1])
     before, after = runs
     assert before.accuracy_device[0] > 0.5 and after.accuracy_device[0] < 0.1
@@ -131,14 +154,24 @@ def test_a_data_set_changed_in_place_is_measured_again_not_taken_from_a_cache(fi
 
 
 def test_a_float_tflite_is_refused_as_float_not_as_dynamic(files, tmp_path):
-    proc = run_harness("sweep", "--model", files["dir"] / "float.tflite", "--data", files["dir"] / "digits_test.npz",
-                       "--boards", "host", "--results", tmp_path / "results")
+    proc = run_harness(
+        "sweep",
+        "--model",
+        files["dir"] / "float.tflite",
+        "--data",
+        files["dir"] / "digits_test.npz",
+        "--boards",
+        "host",
+        "--results",
+        tmp_path / "results",
+    )
     assert proc.returncode == 2
     assert "is float32, but only int8 models are supported" in proc.stderr
     assert "dynamic" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 # ---- Keras files of every kind --------------------------------------------------------------------
+
 
 def test_keras_3_refuses_the_keras_2_h5_and_the_harness_loads_it(files):
     import keras
@@ -167,9 +200,19 @@ def test_default_names_dynamic_batch_and_folded_batchnorm_prune_and_convert(file
 
 # ---- not only classifiers -------------------------------------------------------------------------
 
+
 def test_an_autoencoder_is_scored_by_reconstruction_error_and_anomaly_auc(files, tmp_path):
-    proc = run_harness("sweep", "--config", files["dir"] / "quick.toml", "--model", files["dir"] / "autoencoder.keras",
-                       "--data", files["dir"] / "anomaly.npz", "--results", tmp_path / "results")
+    proc = run_harness(
+        "sweep",
+        "--config",
+        files["dir"] / "quick.toml",
+        "--model",
+        files["dir"] / "autoencoder.keras",
+        "--data",
+        files["dir"] / "anomaly.npz",
+        "--results",
+        tmp_path / "results",
+    )
     _, frame = results_of(proc, tmp_path / "results")
     assert (frame.task == "reconstruction").all() and frame.accuracy_device.isna().all()
     assert (frame.output_mismatches == 0).all()
@@ -182,10 +225,21 @@ def test_an_autoencoder_is_scored_by_reconstruction_error_and_anomaly_auc(files,
 
 # ---- 1-pixel-wide feature maps, on the emulated board ---------------------------------------------
 
+
 def test_one_pixel_wide_stack_from_a_keras_2_h5_is_bit_exact_on_the_emulated_m4(files, tmp_path):
-    proc = run_harness("sweep", "--config", files["dir"] / "quick.toml", "--model", files["dir"] / "wakeword.h5",
-                       "--data", files["dir"] / "wakeword.npz", "--boards", "mps2_an386",
-                       "--results", tmp_path / "results")
+    proc = run_harness(
+        "sweep",
+        "--config",
+        files["dir"] / "quick.toml",
+        "--model",
+        files["dir"] / "wakeword.h5",
+        "--data",
+        files["dir"] / "wakeword.npz",
+        "--boards",
+        "mps2_an386",
+        "--results",
+        tmp_path / "results",
+    )
     _, frame = results_of(proc, tmp_path / "results")
     assert (frame.status == "ok").all() and (frame.output_mismatches == 0).all()
     assert (frame.latency_unit == "instructions").all()
@@ -195,23 +249,42 @@ def test_one_pixel_wide_stack_from_a_keras_2_h5_is_bit_exact_on_the_emulated_m4(
 
 # ---- the data contract: one line per mistake ------------------------------------------------------
 
+
 def _npz(path, **arrays):
     np.savez(path, **arrays)
     return path
 
 
-@pytest.mark.parametrize("model, arrays, message", [
-    ("tflite", {"x_test": np.zeros((4, 8, 8, 1))}, "lacks y_test"),
-    ("tflite", {"x_test": np.zeros((4, 8, 8, 1)), "y_test": np.zeros(3)}, "x_test has 4 samples but y_test has 3"),
-    ("tflite", {"x_test": np.full((4, 8, 8, 1), np.nan), "y_test": np.zeros(4)}, "x_test holds 256 NaN or infinite"),
-    ("tflite", {"x_test": np.zeros((0, 8, 8, 1)), "y_test": np.zeros(0)}, "x_test holds no samples"),
-    ("tflite", {"x_test": np.zeros((4, 8, 8)), "y_test": np.zeros(4)}, "x_test samples of shape (8, 8) do not fit"),
-    ("tflite", {"x_test": np.zeros((4, 8, 8, 1)), "y_test": np.full(4, 42)}, "y_test holds labels 42..42"),
-    ("tflite", {"x_test": np.zeros((4, 8, 8, 1)), "y_test": np.zeros(4), "anomaly_test": np.zeros(4)},
-     "anomaly_test scores a reconstruction task, but this is classification"),
-    ("h5", {"x_train": np.zeros((4, 8, 8, 1), np.int8), "y_train": np.zeros(4), "x_test": np.zeros((2, 8, 8, 1)),
-            "y_test": np.zeros(2)}, "x_train is int8: a Keras model is trained and converted from float inputs"),
-])
+@pytest.mark.parametrize(
+    "model, arrays, message",
+    [
+        ("tflite", {"x_test": np.zeros((4, 8, 8, 1))}, "lacks y_test"),
+        ("tflite", {"x_test": np.zeros((4, 8, 8, 1)), "y_test": np.zeros(3)}, "x_test has 4 samples but y_test has 3"),
+        (
+            "tflite",
+            {"x_test": np.full((4, 8, 8, 1), np.nan), "y_test": np.zeros(4)},
+            "x_test holds 256 NaN or infinite",
+        ),
+        ("tflite", {"x_test": np.zeros((0, 8, 8, 1)), "y_test": np.zeros(0)}, "x_test holds no samples"),
+        ("tflite", {"x_test": np.zeros((4, 8, 8)), "y_test": np.zeros(4)}, "x_test samples of shape (8, 8) do not fit"),
+        ("tflite", {"x_test": np.zeros((4, 8, 8, 1)), "y_test": np.full(4, 42)}, "y_test holds labels 42..42"),
+        (
+            "tflite",
+            {"x_test": np.zeros((4, 8, 8, 1)), "y_test": np.zeros(4), "anomaly_test": np.zeros(4)},
+            "anomaly_test scores a reconstruction task, but this is classification",
+        ),
+        (
+            "h5",
+            {
+                "x_train": np.zeros((4, 8, 8, 1), np.int8),
+                "y_train": np.zeros(4),
+                "x_test": np.zeros((2, 8, 8, 1)),
+                "y_test": np.zeros(2),
+            },
+            "x_train is int8: a Keras model is trained and converted from float inputs",
+        ),
+    ],
+)
 def test_data_that_does_not_fit_is_one_line_naming_file_and_key(files, tmp_path, model, arrays, message):
     data = _npz(tmp_path / "bad.npz", **arrays)
     config = load_config(None, model=str(files[model]), data=str(data))
@@ -220,19 +293,31 @@ def test_data_that_does_not_fit_is_one_line_naming_file_and_key(files, tmp_path,
     assert str(data) in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: (d / "m.keras", "just some text"), "cannot be loaded by Keras"),
-    (lambda d: (d / "m.h5", "just some text"), "cannot be loaded by Keras"),
-    (lambda d: (d / "m.tflite", None), "not a valid .tflite model"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: (d / "m.keras", "just some text"), "cannot be loaded by Keras"),
+        (lambda d: (d / "m.h5", "just some text"), "cannot be loaded by Keras"),
+        (lambda d: (d / "m.tflite", None), "not a valid .tflite model"),
+    ],
+)
 def test_unreadable_model_files_are_one_line_and_exit_2(files, tmp_path, make, message):
     path, text = make(tmp_path)
     if text is None:  # a download cut short
         path.write_bytes(files["tflite"].read_bytes()[:5000])
     else:
         path.write_text(text)
-    proc = run_harness("sweep", "--model", path, "--data", files["dir"] / "digits.npz", "--boards", "host",
-                       "--results", tmp_path / "results")
+    proc = run_harness(
+        "sweep",
+        "--model",
+        path,
+        "--data",
+        files["dir"] / "digits.npz",
+        "--boards",
+        "host",
+        "--results",
+        tmp_path / "results",
+    )
     assert proc.returncode == 2 and message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -240,6 +325,9 @@ def test_unreadable_model_files_are_one_line_and_exit_2(files, tmp_path, make, m
 def test_a_text_file_as_data_set_is_one_line(files, tmp_path):
     (tmp_path / "data.npz").write_text("x,y\n1,2\n")
     config = load_config(None, model=str(files["tflite"]), data=str(tmp_path / "data.npz"))
-    with pytest.raises(ConfigError, match=r"data\.npz is not an \.npz \(numpy.s zip archive of named arrays\); "
-                                          r"write it with numpy\.savez"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.npz is not an \.npz \(numpy.s zip archive of named arrays\); "
+        r"write it with numpy\.savez",
+    ):
         resolve_model(config)

@@ -4,6 +4,7 @@ and speak protocol version 2 to it frame by frame (docs/design.md).
 Needs gcc, arm-none-eabi-gcc and qemu-system-arm, and the `pio` next to the
 Python running the tests.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,12 +37,14 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(
         not all(shutil.which(tool) for tool in ("gcc", "arm-none-eabi-gcc", "qemu-system-arm")),
-        reason="needs gcc, arm-none-eabi-gcc and qemu-system-arm"),
+        reason="needs gcc, arm-none-eabi-gcc and qemu-system-arm",
+    ),
 ]
 
 
-def pio(args: list[str], build_dir: Path, model_dir: Path | None = FAKE_MODEL,
-        build_id: str | None = None) -> subprocess.CompletedProcess:
+def pio(
+    args: list[str], build_dir: Path, model_dir: Path | None = FAKE_MODEL, build_id: str | None = None
+) -> subprocess.CompletedProcess:
     env = {**pio_env(), "PLATFORMIO_BUILD_DIR": str(build_dir)}
     env.pop("HARNESS_MODEL_DIR", None)
     env.pop("HARNESS_BUILD_ID", None)
@@ -49,8 +52,9 @@ def pio(args: list[str], build_dir: Path, model_dir: Path | None = FAKE_MODEL,
         env["HARNESS_MODEL_DIR"] = str(model_dir)
     if build_id is not None:
         env["HARNESS_BUILD_ID"] = build_id
-    return subprocess.run(pio_command() + args + ["-d", str(PROJECT_DIR)], env=env,
-                          capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        pio_command() + args + ["-d", str(PROJECT_DIR)], env=env, capture_output=True, text=True, timeout=90
+    )
 
 
 def check(result: subprocess.CompletedProcess) -> str:
@@ -201,20 +205,31 @@ def times(payload: bytes) -> list[int]:
 @both_kinds
 def test_hello_describes_board_model_and_build(board):
     assert board.hello() == {
-        "proto": "2", "model": "fake-model-1", "build": "unset", "board": board.env,
+        "proto": "2",
+        "model": "fake-model-1",
+        "build": "unset",
+        "board": board.env,
         "unit": "instructions" if board.in_qemu else "ns",
         "timer": "qemu-icount-systick" if board.in_qemu else "host-clock-monotonic",
         "clock": "25000000" if board.in_qemu else "0",
-        "in": str(FAKE_INPUT_BYTES), "out": str(FAKE_OUTPUT_BYTES), "layers": str(FAKE_LAYERS), "arena": "24",
-        "max_payload": str(MAX_PAYLOAD), "rx_errors": "0",
+        "in": str(FAKE_INPUT_BYTES),
+        "out": str(FAKE_OUTPUT_BYTES),
+        "layers": str(FAKE_LAYERS),
+        "arena": "24",
+        "max_payload": str(MAX_PAYLOAD),
+        "rx_errors": "0",
     }
 
 
 @both_kinds
 def test_infer_takes_binary_input_and_returns_the_output(board):
     # zero bytes, delimiters and 0xFF pass as data: the frame's encoding hides them
-    for data in (bytes(range(FAKE_INPUT_BYTES)), bytes([0xFF] * FAKE_INPUT_BYTES), bytes(FAKE_INPUT_BYTES),
-                 b"\n\r\x00" * 5 + b"\x01"):
+    for data in (
+        bytes(range(FAKE_INPUT_BYTES)),
+        bytes([0xFF] * FAKE_INPUT_BYTES),
+        bytes(FAKE_INPUT_BYTES),
+        b"\n\r\x00" * 5 + b"\x01",
+    ):
         assert board.infer(data) == expected_output(data)
 
 
@@ -264,11 +279,19 @@ def test_bad_requests_get_errors_and_the_board_keeps_going(board):
     u32 = lambda *values: struct.pack(f"<{len(values)}I", *values)  # noqa: E731
     assert board.error(99) == "unknown command"
     assert "version" in board.error(Command.HELLO, version=3)
-    for command, payload in ((Command.HELLO, b"x"), (Command.LOAD, b"\x00"),
-                             (Command.LOAD, u32(FAKE_INPUT_BYTES - 1) + b"ab"), (Command.INFER, u32(2**32 - 1)),
-                             (Command.OUTPUT, u32(FAKE_OUTPUT_BYTES + 1)), (Command.OUTPUT, b""),
-                             (Command.BENCH, u32(1)), (Command.BENCH, u32(1, 0)), (Command.BENCH, u32(1, 65)),
-                             (Command.LAYERS, u32(FAKE_LAYERS + 1)), (Command.STACK, b"x")):
+    for command, payload in (
+        (Command.HELLO, b"x"),
+        (Command.LOAD, b"\x00"),
+        (Command.LOAD, u32(FAKE_INPUT_BYTES - 1) + b"ab"),
+        (Command.INFER, u32(2**32 - 1)),
+        (Command.OUTPUT, u32(FAKE_OUTPUT_BYTES + 1)),
+        (Command.OUTPUT, b""),
+        (Command.BENCH, u32(1)),
+        (Command.BENCH, u32(1, 0)),
+        (Command.BENCH, u32(1, 65)),
+        (Command.LAYERS, u32(FAKE_LAYERS + 1)),
+        (Command.STACK, b"x"),
+    ):
         assert board.error(command, payload), (command, payload)
     assert board.hello()["proto"] == "2"
 
@@ -276,11 +299,13 @@ def test_bad_requests_get_errors_and_the_board_keeps_going(board):
 @both_kinds
 def test_garbage_and_broken_frames_are_dropped_and_counted(board):
     good = encode_frame(Frame(Command.STACK, 77, SESSION))
-    broken = [good[:-3] + b"\x00",                                 # cut short
-              good[:5] + bytes([good[5] ^ 0x40 or 0x41]) + good[6:],  # a bit flipped (not to a delimiter)
-              good[:4] + good[5:],                                 # a byte lost
-              b"\x00" + b"\x07" * 3000 + b"\x00",                  # longer than any frame
-              b"noise without any delimiter"]
+    broken = [
+        good[:-3] + b"\x00",  # cut short
+        good[:5] + bytes([good[5] ^ 0x40 or 0x41]) + good[6:],  # a bit flipped (not to a delimiter)
+        good[:4] + good[5:],  # a byte lost
+        b"\x00" + b"\x07" * 3000 + b"\x00",  # longer than any frame
+        b"noise without any delimiter",
+    ]
     for data in broken:
         board.port.write(data)
     assert board.receive(timeout=0.5) == []  # no reply to any of it
@@ -305,14 +330,17 @@ def test_large_inputs_and_outputs_travel_in_several_frames(build_dir, tmp_path):
     model = tmp_path / "wide_model"
     shutil.copytree(FAKE_MODEL, model)
     header = model / "model.h"
-    header.write_text(header.read_text().replace("INPUT_BYTES   16", "INPUT_BYTES   1500")
-                      .replace("OUTPUT_BYTES  4", "OUTPUT_BYTES  700"))
+    header.write_text(
+        header.read_text()
+        .replace("INPUT_BYTES   16", "INPUT_BYTES   1500")
+        .replace("OUTPUT_BYTES  4", "OUTPUT_BYTES  700")
+    )
     try:
         wide = Board("host", tmp_path / "build", tmp_path, model_dir=model)
         wide.hello()
         data = bytes(range(256)) * 5 + bytes(220)
         for offset in range(0, 1500 - 508, 508):
-            wide.ok(Command.LOAD, struct.pack("<I", offset) + data[offset:offset + 508])
+            wide.ok(Command.LOAD, struct.pack("<I", offset) + data[offset : offset + 508])
         output = wide.ok(Command.INFER, struct.pack("<I", 1016) + data[1016:])
         assert len(output) == MAX_PAYLOAD
         output += wide.ok(Command.OUTPUT, struct.pack("<I", len(output)))
@@ -356,8 +384,9 @@ def test_model_too_big_for_the_board_fails_to_link(tmp_path):
     model = tmp_path / "big_model"
     shutil.copytree(FAKE_MODEL, model)
     header = model / "model.h"
-    header.write_text(header.read_text().replace(
-        "(MODEL_INPUT_BYTES + MODEL_OUTPUT_BYTES + 4)", "(80 * 1024)"))  # > 64 KiB of RAM
+    header.write_text(
+        header.read_text().replace("(MODEL_INPUT_BYTES + MODEL_OUTPUT_BYTES + 4)", "(80 * 1024)")
+    )  # > 64 KiB of RAM
     result = pio(["run", "-e", "mps2_an385"], tmp_path / "build", model_dir=model)
     assert result.returncode != 0
     assert "region `RAM' overflowed" in result.stdout + result.stderr

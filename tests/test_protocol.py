@@ -1,14 +1,30 @@
 """The host's frame codec (harness/device/protocol.py), fuzzed: it never crashes or hangs, rejects every
 corrupted frame, and finds its way back to valid frames after any garbage."""
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.device.protocol import (MAX_PAYLOAD, Frame, FrameDecoder, FrameError, cobs_decode, cobs_encode,
-                                     decode_body, encode_frame, max_encoded)
+from harness.device.protocol import (
+    MAX_PAYLOAD,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    cobs_decode,
+    cobs_encode,
+    decode_body,
+    encode_frame,
+    max_encoded,
+)
 
-frames = st.builds(Frame, kind=st.integers(0, 255), seq=st.integers(0, 0xFFFF), session=st.integers(0, 2**32 - 1),
-                   payload=st.binary(max_size=MAX_PAYLOAD), version=st.integers(0, 255))
+frames = st.builds(
+    Frame,
+    kind=st.integers(0, 255),
+    seq=st.integers(0, 0xFFFF),
+    session=st.integers(0, 2**32 - 1),
+    payload=st.binary(max_size=MAX_PAYLOAD),
+    version=st.integers(0, 255),
+)
 chunk_sizes = st.lists(st.integers(1, 600), min_size=1, max_size=20)
 
 
@@ -17,7 +33,7 @@ def decode_stream(data: bytes, sizes: list[int] | None = None) -> list:
     decoder, events, at, sizes = FrameDecoder(), [], 0, sizes or [len(data) or 1]
     while at < len(data):
         size = sizes[len(events) % len(sizes)]
-        events += decoder.feed(data[at:at + size])
+        events += decoder.feed(data[at : at + size])
         at += size
     return events
 
@@ -58,9 +74,9 @@ def test_a_corrupted_frame_is_rejected(frame, data):
 def _mutations(encoded: bytes):
     at = st.integers(0, len(encoded) - 1)
     return st.one_of(
-        st.builds(lambda i, flip: encoded[:i] + bytes([encoded[i] ^ flip]) + encoded[i + 1:], at, st.integers(1, 255)),
-        st.builds(lambda i: encoded[:i] + encoded[i + 1:], at),
-        st.builds(lambda i: encoded[:i + 1] + encoded[i:], at),
+        st.builds(lambda i, flip: encoded[:i] + bytes([encoded[i] ^ flip]) + encoded[i + 1 :], at, st.integers(1, 255)),
+        st.builds(lambda i: encoded[:i] + encoded[i + 1 :], at),
+        st.builds(lambda i: encoded[: i + 1] + encoded[i:], at),
         st.builds(lambda i, b: encoded[:i] + bytes([b]) + encoded[i:], at, st.integers(0, 255)),
         st.builds(lambda i: encoded[:i], at),
     )

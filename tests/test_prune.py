@@ -1,13 +1,21 @@
 """The pruning engine's pieces, without training: masks, methods, int8 survival, filter tracing and compaction."""
+
 import numpy as np
 import pytest
 
+from harness.models import REFERENCE_MODELS
 from harness.prune.export import survivors_stay_nonzero
-from harness.prune.masks import (PruningError, global_keep_counts, kept_count, n_of_m_mask, polynomial_sparsity,
-                                 prunable_layers, top_k_mask)
+from harness.prune.masks import (
+    PruningError,
+    global_keep_counts,
+    kept_count,
+    n_of_m_mask,
+    polynomial_sparsity,
+    prunable_layers,
+    top_k_mask,
+)
 from harness.prune.method import MethodError, parse_method
 from harness.prune.structured import compact, filter_keep, filter_masks, trace_channels
-from harness.models import REFERENCE_MODELS
 
 
 def test_top_k_mask_keeps_the_highest_scores_exactly():
@@ -55,26 +63,32 @@ def test_polynomial_schedule_starts_and_ends_at_the_given_sparsities():
     assert polynomial_sparsity(0.5, 0.9, 1, 4) > 0.5 + (0.9 - 0.5) / 4  # cubic: prunes early, slows late
 
 
-@pytest.mark.parametrize("text, name", [
-    ("magnitude/gradual", "magnitude/gradual"),
-    ("global-taylor/iterative", "global-taylor/iterative"),
-    ("random/lottery/unstructured", "random/lottery"),
-    ("magnitude/one-shot/2:4", "magnitude/one-shot/2:4"),
-    ("magnitude/gradual/filter", "magnitude/gradual/filter"),
-])
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("magnitude/gradual", "magnitude/gradual"),
+        ("global-taylor/iterative", "global-taylor/iterative"),
+        ("random/lottery/unstructured", "random/lottery"),
+        ("magnitude/one-shot/2:4", "magnitude/one-shot/2:4"),
+        ("magnitude/gradual/filter", "magnitude/gradual/filter"),
+    ],
+)
 def test_method_names_round_trip(text, name):
     assert parse_method(text).name == name
 
 
-@pytest.mark.parametrize("text, message", [
-    ("magnitude", "must be 'criterion/schedule'"),
-    ("magnitud/gradual", "unknown criterion 'magnitud' (did you mean 'magnitude'?)"),
-    ("magnitude/gradul", "unknown schedule 'gradul' (did you mean 'gradual'?)"),
-    ("magnitude/gradual/filters", "unknown pattern 'filters' (did you mean 'filter'?)"),
-    ("magnitude/gradual/2:4", "one-shot schedule only"),
-    ("magnitude/one-shot/4:4", "0 < N < M"),
-    ("global-magnitude/gradual/filter", "global ranking is for unstructured pruning only"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("magnitude", "must be 'criterion/schedule'"),
+        ("magnitud/gradual", "unknown criterion 'magnitud' (did you mean 'magnitude'?)"),
+        ("magnitude/gradul", "unknown schedule 'gradul' (did you mean 'gradual'?)"),
+        ("magnitude/gradual/filters", "unknown pattern 'filters' (did you mean 'filter'?)"),
+        ("magnitude/gradual/2:4", "one-shot schedule only"),
+        ("magnitude/one-shot/4:4", "0 < N < M"),
+        ("global-magnitude/gradual/filter", "global ranking is for unstructured pruning only"),
+    ],
+)
 def test_bad_method_names_the_part(text, message):
     with pytest.raises(MethodError) as err:
         parse_method(text)

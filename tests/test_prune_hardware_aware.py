@@ -1,5 +1,6 @@
 """The hardware-aware allocator on synthetic cost models whose optimum is known, the cost model's fit, and
 the method names; no training (tests/test_prune_hardware_aware_sweep.py prunes a real model)."""
+
 import csv
 import itertools
 import json
@@ -9,8 +10,15 @@ import pytest
 
 from harness.config import ConfigError, load_config
 from harness.prune.allocate import allocate, budget_sparsity, hardware_keep_counts, lower_hull
-from harness.prune.cost_model import (CostModel, Curve, LayerGeometry, NoCostCurves, cost_board, fit_cost_model,
-                                      load_cost_model)
+from harness.prune.cost_model import (
+    CostModel,
+    Curve,
+    LayerGeometry,
+    NoCostCurves,
+    cost_board,
+    fit_cost_model,
+    load_cost_model,
+)
 from harness.prune.cost_model import main as cost_model_main
 from harness.prune.masks import PruningError, least_kept
 from harness.prune.method import MethodError, parse_method
@@ -34,7 +42,7 @@ def test_two_layers_with_quadratic_costs_meet_at_the_closed_form_optimum():
     # cost_i(k) = a_i k^2 / 2 - b_i k; with k0 + k1 = K the marginal costs are equal at
     # k0 = (a1 K + b0 - b1) / (a0 + a1): here (1 * 60 + 40 - 10) / (2 + 1) = 30, k1 = 30.
     k = np.arange(101, dtype=float)
-    costs = [2.0 * k ** 2 / 2 - 40 * k, 1.0 * k ** 2 / 2 - 10 * k]
+    costs = [2.0 * k**2 / 2 - 40 * k, 1.0 * k**2 / 2 - 10 * k]
     assert allocate(costs, 60) == [30, 30]
 
 
@@ -59,8 +67,7 @@ def test_any_costs_are_within_one_hull_segment_of_the_optimum(seed):
     for total in range(sum(len(c) - 1 for c in costs) + 1):
         counts = allocate(costs, total)
         assert sum(counts) == total
-        gap = max(float(np.max(c - np.interp(np.arange(len(c)), lower_hull(c), c[lower_hull(c)])))
-                  for c in costs)
+        gap = max(float(np.max(c - np.interp(np.arange(len(c)), lower_hull(c), c[lower_hull(c)]))) for c in costs)
         assert sum(c[j] for c, j in zip(costs, counts)) <= brute_force(costs, total) + gap + 1e-9
 
 
@@ -79,12 +86,17 @@ def test_a_total_outside_the_layers_capacity_is_refused():
 
 # Instructions per MAC: dense 10; csr 12 + 20 per nonzero MAC on FULLY_CONNECTED (above dense at any
 # density: its zeros never pay), 1 + 9 per nonzero MAC on CONV_2D (below dense at any density under 1).
-SYNTHETIC = CostModel("synthetic", "instructions", "test", (
-    Curve("FULLY_CONNECTED", "dense", (0.0, 10.0, 0.0, 0.0, 0.0), 0.0, 0),
-    Curve("FULLY_CONNECTED", "csr", (0.0, 12.0, 20.0, 0.0, 0.0), 0.0, 0),
-    Curve("CONV_2D", "dense", (0.0, 10.0, 0.0, 0.0, 0.0), 0.0, 0),
-    Curve("CONV_2D", "csr", (0.0, 1.0, 9.0, 0.0, 0.0), 0.0, 0),
-))
+SYNTHETIC = CostModel(
+    "synthetic",
+    "instructions",
+    "test",
+    (
+        Curve("FULLY_CONNECTED", "dense", (0.0, 10.0, 0.0, 0.0, 0.0), 0.0, 0),
+        Curve("FULLY_CONNECTED", "csr", (0.0, 12.0, 20.0, 0.0, 0.0), 0.0, 0),
+        Curve("CONV_2D", "dense", (0.0, 10.0, 0.0, 0.0, 0.0), 0.0, 0),
+        Curve("CONV_2D", "csr", (0.0, 1.0, 9.0, 0.0, 0.0), 0.0, 0),
+    ),
+)
 FC = LayerGeometry("FULLY_CONNECTED", weights=400, macs=400, outputs=10)
 CONV = LayerGeometry("CONV_2D", weights=400, macs=400 * 64, outputs=64 * 8)
 
@@ -96,8 +108,8 @@ def counts_for(geometries, sparsity, scores=None, previous=None, min_weights=1, 
 
 
 def test_a_layer_whose_sparse_kernel_never_pays_gets_no_zeros():
-    assert counts_for([FC, CONV], 0.4) == [400, 80]          # all 320 zeros in the convolution
-    assert counts_for([FC, CONV], 0.9) == [79, 1]             # the convolution full (min_weights 1), the rest in fc
+    assert counts_for([FC, CONV], 0.4) == [400, 80]  # all 320 zeros in the convolution
+    assert counts_for([FC, CONV], 0.9) == [79, 1]  # the convolution full (min_weights 1), the rest in fc
 
 
 def test_a_layer_the_cost_model_has_no_curve_for_costs_only_accuracy():
@@ -118,9 +130,10 @@ def test_saliency_keeps_weights_where_latency_gains_little():
 @pytest.mark.parametrize("seed", range(5))
 def test_the_total_is_exact_and_earlier_zeros_stay(seed):
     rng = np.random.default_rng(seed)
-    geometries = [LayerGeometry(op, int(n), int(n * rng.integers(1, 200)), int(rng.integers(1, 500)))
-                  for op, n in zip(["CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D", "CONV_2D"],
-                                   rng.integers(9, 3000, size=4))]
+    geometries = [
+        LayerGeometry(op, int(n), int(n * rng.integers(1, 200)), int(rng.integers(1, 500)))
+        for op, n in zip(["CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D", "CONV_2D"], rng.integers(9, 3000, size=4))
+    ]
     scores = [rng.random(g.weights) for g in geometries]
     previous = [(rng.random(g.weights) > 0.3).astype(np.float32) for g in geometries]
     sizes = sum(g.weights for g in geometries)
@@ -132,21 +145,40 @@ def test_the_total_is_exact_and_earlier_zeros_stay(seed):
 
 # --- the cost model ---
 
+
 def test_the_fit_recovers_the_coefficients_of_a_linear_kernel():
     def row(shape, macs, sparsity, instructions):
-        return {"shape": shape, "op": "CONV_2D", "pattern": "unstructured", "layer_format": "csr", "macs": macs,
-                "nonzero_macs": macs * (1 - sparsity), "weights": 1, "instructions": instructions,
-                "status": "ok", "board": "mps2_an386", "unit": "instructions", "sparsity": sparsity}
+        return {
+            "shape": shape,
+            "op": "CONV_2D",
+            "pattern": "unstructured",
+            "layer_format": "csr",
+            "macs": macs,
+            "nonzero_macs": macs * (1 - sparsity),
+            "weights": 1,
+            "instructions": instructions,
+            "status": "ok",
+            "board": "mps2_an386",
+            "unit": "instructions",
+            "sparsity": sparsity,
+        }
 
     def kernel(macs, nonzero_macs, outputs, inner):
         return 300 + 0.5 * macs + 3 * nonzero_macs + 7 * outputs + 2 * macs / inner
 
     # (name, MACs, outputs, input channels): the input channels set the inner loops apart from the MACs.
-    shapes = [("conv3x3-8x8x1-16", 9216, 1024, 1), ("conv3x3-4x4x16-32", 73728, 512, 16),
-              ("conv1x1-16x16x16-32", 131072, 8192, 16), ("conv3x3-16x16x3-16", 110592, 4096, 3),
-              ("conv3x3-16x16x16-16", 589824, 4096, 16)]
-    rows = [row(name, macs, s, kernel(macs, macs * (1 - s), outputs, inner))
-            for name, macs, outputs, inner in shapes for s in (0.0, 0.5, 0.9)]
+    shapes = [
+        ("conv3x3-8x8x1-16", 9216, 1024, 1),
+        ("conv3x3-4x4x16-32", 73728, 512, 16),
+        ("conv1x1-16x16x16-32", 131072, 8192, 16),
+        ("conv3x3-16x16x3-16", 110592, 4096, 3),
+        ("conv3x3-16x16x16-16", 589824, 4096, 16),
+    ]
+    rows = [
+        row(name, macs, s, kernel(macs, macs * (1 - s), outputs, inner))
+        for name, macs, outputs, inner in shapes
+        for s in (0.0, 0.5, 0.9)
+    ]
     model = fit_cost_model(rows, "test")
     (curve,) = model.curves
     assert curve.coefficients == pytest.approx((300, 0.5, 3, 7, 2), rel=1e-6)
@@ -172,17 +204,28 @@ def test_the_committed_curves_cover_every_prunable_op_and_predict_dense_within_t
 
 # --- names ---
 
-@pytest.mark.parametrize("name, criterion, scope", [("hardware-aware/gradual", "magnitude", "hardware"),
-                                                    ("hardware-aware-taylor/one-shot", "taylor", "hardware"),
-                                                    ("mac-weighted-magnitude/iterative", "mac-weighted", "global")])
+
+@pytest.mark.parametrize(
+    "name, criterion, scope",
+    [
+        ("hardware-aware/gradual", "magnitude", "hardware"),
+        ("hardware-aware-taylor/one-shot", "taylor", "hardware"),
+        ("mac-weighted-magnitude/iterative", "mac-weighted", "global"),
+    ],
+)
 def test_new_method_names_parse_and_name_themselves(name, criterion, scope):
     method = parse_method(name)
     assert (method.criterion, method.scope, method.name) == (criterion, scope, name)
 
 
-@pytest.mark.parametrize("name, message", [("global-hardware-aware/gradual", "write 'hardware-aware/gradual'"),
-                                           ("hardware-aware/one-shot/2:4", "unstructured pruning only"),
-                                           ("hardware-awre/gradual", "did you mean 'hardware-aware'")])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("global-hardware-aware/gradual", "write 'hardware-aware/gradual'"),
+        ("hardware-aware/one-shot/2:4", "unstructured pruning only"),
+        ("hardware-awre/gradual", "did you mean 'hardware-aware'"),
+    ],
+)
 def test_wrong_new_method_names_are_explained(name, message):
     with pytest.raises(MethodError, match=message):
         parse_method(name)
@@ -208,12 +251,14 @@ B = LayerGeometry("CONV_2D", weights=400, macs=400 * 16, outputs=64)
 
 
 def uniform_counts(sparsity, tradeoff, min_weights=1):
-    return hardware_keep_counts([np.ones(100), np.ones(400)], [np.ones(100), np.ones(400)], [A, B], SYNTHETIC,
-                                sparsity, min_weights, tradeoff)
+    return hardware_keep_counts(
+        [np.ones(100), np.ones(400)], [np.ones(100), np.ones(400)], [A, B], SYNTHETIC, sparsity, min_weights, tradeoff
+    )
 
 
-@pytest.mark.parametrize("tradeoff, kept", [(0.0, [1, 399]), (0.5, [1, 399]), (0.85, [1, 399]),
-                                            (0.95, [100, 300]), (2.0, [100, 300])])
+@pytest.mark.parametrize(
+    "tradeoff, kept", [(0.0, [1, 399]), (0.5, [1, 399]), (0.85, [1, 399]), (0.95, [100, 300]), (2.0, [100, 300])]
+)
 def test_the_tradeoff_decides_which_layer_pays_for_the_zeros(tradeoff, kept):
     # 100 zeros (20 % of 500): all in the cheaper layer, as far as its floor (1 weight) allows.
     assert uniform_counts(0.2, tradeoff) == kept
@@ -222,8 +267,8 @@ def test_the_tradeoff_decides_which_layer_pays_for_the_zeros(tradeoff, kept):
 def test_a_ceiling_per_layer_sends_the_rest_to_the_next_cheapest_layer():
     floors = [least_kept(100, 1, 0.5), least_kept(400, 1, 0.5)]
     assert floors == [50, 200]
-    assert uniform_counts(0.2, 0.5, floors) == [50, 350]      # A stops at 50 % sparsity; B takes the other 50 zeros
-    assert uniform_counts(0.5, 0.5, floors) == [50, 200]      # both at the ceiling: 250 zeros is all there is
+    assert uniform_counts(0.2, 0.5, floors) == [50, 350]  # A stops at 50 % sparsity; B takes the other 50 zeros
+    assert uniform_counts(0.5, 0.5, floors) == [50, 200]  # both at the ceiling: 250 zeros is all there is
 
 
 def test_a_latency_budget_gives_the_least_sparsity_that_meets_it():
@@ -235,18 +280,22 @@ def test_a_latency_budget_gives_the_least_sparsity_that_meets_it():
     assert budget_sparsity(*pool, budget + 1, 1, 0.5) == pytest.approx(110 / 500)
     assert budget_sparsity(*pool, budget - 1, 1, 0.5) == pytest.approx(111 / 500)
     assert budget_sparsity(*pool, dense, 1, 0.5) == 0.0
-    fewest = dense - 99 * 576 - 399 * 144                      # every weight pruned but one per layer
+    fewest = dense - 99 * 576 - 399 * 144  # every weight pruned but one per layer
     assert budget_sparsity(*pool, fewest, 1, 0.5) == pytest.approx(498 / 500)
     assert budget_sparsity(*pool, fewest - 1, 1, 0.5) is None
 
 
 # --- per board ---
 
+
 def test_a_board_without_curves_has_no_cost_model_and_is_told_how_to_make_one():
-    with pytest.raises(NoCostCurves, match=r"no cost curves for board 'host'.*harness kernels --board host .*"
-                                           r"python -m harness.prune.cost_model"):
+    with pytest.raises(
+        NoCostCurves,
+        match=r"no cost curves for board 'host'.*harness kernels --board host .*"
+        r"python -m harness.prune.cost_model",
+    ):
         load_cost_model("host")
-    assert cost_board("global-magnitude/gradual", ["host", "mps2_an386"]) is None   # needs no cost model
+    assert cost_board("global-magnitude/gradual", ["host", "mps2_an386"]) is None  # needs no cost model
     assert cost_board("hardware-aware/gradual", ["mps2_an386", "mps2_an386"]) == "mps2_an386"
     with pytest.raises(PruningError, match="hardware-aware/gradual: no cost curves for board 'host'"):
         cost_board("hardware-aware/gradual", ["host"])
@@ -260,42 +309,80 @@ def test_curves_are_kept_per_board_and_a_refit_replaces_only_its_own(tmp_path):
     committed = load_cost_model("mps2_an386")
     curves.write_text(json.dumps({"other_board": other.to_json(), "mps2_an386": committed.to_json()}))
     kernels = tmp_path / "kernels.csv"
-    fields = ["shape", "op", "pattern", "layer_format", "macs", "nonzero_macs", "instructions", "status", "board",
-              "unit", "pruning"]
+    fields = [
+        "shape",
+        "op",
+        "pattern",
+        "layer_format",
+        "macs",
+        "nonzero_macs",
+        "instructions",
+        "status",
+        "board",
+        "unit",
+        "pruning",
+    ]
     with open(kernels, "w", newline="") as f:
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
         for s in (0.0, 0.5, 0.9):
             for name, macs in (("fc-64x16", 1024), ("fc-512x64", 32768), ("fc-32x3", 96)):
-                writer.writerow({"shape": name, "op": "FULLY_CONNECTED", "pattern": "unstructured",
-                                 "layer_format": "dense", "macs": macs, "nonzero_macs": macs * (1 - s),
-                                 "instructions": 100 + 2 * macs, "status": "ok", "board": "mps2_an386",
-                                 "unit": "instructions", "pruning": s})
+                writer.writerow(
+                    {
+                        "shape": name,
+                        "op": "FULLY_CONNECTED",
+                        "pattern": "unstructured",
+                        "layer_format": "dense",
+                        "macs": macs,
+                        "nonzero_macs": macs * (1 - s),
+                        "instructions": 100 + 2 * macs,
+                        "status": "ok",
+                        "board": "mps2_an386",
+                        "unit": "instructions",
+                        "pruning": s,
+                    }
+                )
     assert cost_model_main([str(kernels), "--out", str(curves)]) == 0
     assert load_cost_model("other_board", curves) == other
     refit = load_cost_model("mps2_an386", curves)
     assert [(c.op, c.format) for c in refit.curves] == [("FULLY_CONNECTED", "dense")]
-    assert refit.ops == committed.ops   # the ops without weights are kept unless refitted from sweeps
+    assert refit.ops == committed.ops  # the ops without weights are kept unless refitted from sweeps
 
 
 # --- the [prune] keys ---
 
 HW = 'methods = ["hardware-aware/gradual"]\n'
 
-@pytest.mark.parametrize("text, message", [
-    ("[prune]\ntradeoff = 2.0\n", (r"\[prune\]: 'tradeoff' applies to the hardware-aware methods only, and "
-                                   r"'methods' \(global-magnitude/gradual\) has none")),
-    ("[prune]\nlatency_budget = 0.5\n", "'latency_budget' applies to the hardware-aware methods only"),
-    (f"[prune]\n{HW}latency_budget = 1.5\n", r"\[prune\]: 'latency_budget' 1.5 is outside \[0, 1\)"),
-    (f"[prune]\n{HW}tradeoff = -1.0\n", r"\[prune\]: 'tradeoff' must be at least 0.0, got -1.0"),
-    (f"[prune]\n{HW}tradeoff = \"1\"\n", r"\[prune\]: 'tradeoff' must be float, got '1'"),
-    ("[prune]\nmax_layer_sparsity = 0.0\n", r"'max_layer_sparsity' 0.0 is outside \(0, 1\]"),
-    ("[sweep]\ntargets = [0.5, 0.9]\n[prune]\nmax_layer_sparsity = 0.8\n",
-     r"\[sweep\]: target 0.9 is above \[prune\] 'max_layer_sparsity' 0.8"),
-    ("[sweep]\ntargets = [0.5]\n[prune]\nmax_layer_sparsity = 0.8\nlayer_targets = { fc1 = 0.9 }\n",
-     r"\[prune\]: target 0.9 of layer 'fc1' is above 'max_layer_sparsity' 0.8"),
-    ("[prune]\nmax_layer_sparsty = 0.9\n", "unknown key 'max_layer_sparsty' \\(did you mean 'max_layer_sparsity'\\?\\)"),
-])
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "[prune]\ntradeoff = 2.0\n",
+            (
+                r"\[prune\]: 'tradeoff' applies to the hardware-aware methods only, and "
+                r"'methods' \(global-magnitude/gradual\) has none"
+            ),
+        ),
+        ("[prune]\nlatency_budget = 0.5\n", "'latency_budget' applies to the hardware-aware methods only"),
+        (f"[prune]\n{HW}latency_budget = 1.5\n", r"\[prune\]: 'latency_budget' 1.5 is outside \[0, 1\)"),
+        (f"[prune]\n{HW}tradeoff = -1.0\n", r"\[prune\]: 'tradeoff' must be at least 0.0, got -1.0"),
+        (f'[prune]\n{HW}tradeoff = "1"\n', r"\[prune\]: 'tradeoff' must be float, got '1'"),
+        ("[prune]\nmax_layer_sparsity = 0.0\n", r"'max_layer_sparsity' 0.0 is outside \(0, 1\]"),
+        (
+            "[sweep]\ntargets = [0.5, 0.9]\n[prune]\nmax_layer_sparsity = 0.8\n",
+            r"\[sweep\]: target 0.9 is above \[prune\] 'max_layer_sparsity' 0.8",
+        ),
+        (
+            "[sweep]\ntargets = [0.5]\n[prune]\nmax_layer_sparsity = 0.8\nlayer_targets = { fc1 = 0.9 }\n",
+            r"\[prune\]: target 0.9 of layer 'fc1' is above 'max_layer_sparsity' 0.8",
+        ),
+        (
+            "[prune]\nmax_layer_sparsty = 0.9\n",
+            "unknown key 'max_layer_sparsty' \\(did you mean 'max_layer_sparsity'\\?\\)",
+        ),
+    ],
+)
 def test_wrong_hardware_aware_keys_are_one_line_errors(tmp_path, text, message):
     path = tmp_path / "sweep.toml"
     path.write_text(text)
@@ -306,7 +393,8 @@ def test_wrong_hardware_aware_keys_are_one_line_errors(tmp_path, text, message):
 
 def test_hardware_aware_keys_are_read(tmp_path):
     path = tmp_path / "sweep.toml"
-    path.write_text(f"[sweep]\ntargets = [0.9]\n[prune]\n{HW}tradeoff = 2\nlatency_budget = 0.4\n"
-                    "max_layer_sparsity = 0.95\n")
+    path.write_text(
+        f"[sweep]\ntargets = [0.9]\n[prune]\n{HW}tradeoff = 2\nlatency_budget = 0.4\nmax_layer_sparsity = 0.95\n"
+    )
     prune = load_config(path).prune
     assert (prune.tradeoff, prune.latency_budget, prune.max_layer_sparsity) == (2.0, 0.4, 0.95)

@@ -3,14 +3,15 @@ target and each layer's chosen target (hardware-aware) are met in the int8 weigh
 obeyed, and the allocation is predicted faster than global magnitude's at the same sparsity. A latency budget
 in place of a target; and a real sweep on the emulated Cortex-M4: every row carries its predicted latency,
 the ceiling holds, the report shows both."""
+
 import json
 
 import pytest
 
 from conftest import run_harness
 from harness.config import PruneConfig
-from harness.results import load_results
 from harness.prune.cost_model import layer_geometry, load_cost_model
+from harness.results import load_results
 from test_pruning_engine import QUICK, SPEC, sweep
 
 
@@ -26,8 +27,10 @@ def zeros(table):
 def predicted(table):
     """The model's predicted instructions, each layer in its fastest format at its achieved sparsity."""
     model, cost = SPEC.build(0), load_cost_model("mps2_an386")
-    return sum(float(cost.latency(layer_geometry(model.get_layer(name)), 1.0 - layer["achieved"]))
-               for name, layer in table.items())
+    return sum(
+        float(cost.latency(layer_geometry(model.get_layer(name)), 1.0 - layer["achieved"]))
+        for name, layer in table.items()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +38,9 @@ def global_magnitude(digits):
     return sweep(digits, "global-magnitude/gradual", targets=(0.9,))[0][2]
 
 
-@pytest.mark.parametrize("method", ["hardware-aware/gradual", "hardware-aware-taylor/one-shot",
-                                    "mac-weighted-magnitude/gradual"])
+@pytest.mark.parametrize(
+    "method", ["hardware-aware/gradual", "hardware-aware-taylor/one-shot", "mac-weighted-magnitude/gradual"]
+)
 def test_overall_and_per_layer_targets_are_met_in_the_int8_weights(digits, method, global_magnitude):
     points = sweep(digits, method, targets=(0.5, 0.9))
     for snapshot, _, table in points:
@@ -63,7 +67,7 @@ def test_skipped_and_own_target_layers_stay_out_of_the_allocation(digits):
 def test_a_latency_budget_prunes_to_the_least_sparsity_predicted_within_it(digits):
     config = PruneConfig(**{**QUICK.__dict__, "methods": ("hardware-aware/gradual",), "latency_budget": 0.5})
     points = sweep(digits, "hardware-aware/gradual", targets=(0.0, 0.9), config=config)
-    (dense_point, _, _), (snapshot, _, table) = points   # the budget's point in place of 0.9
+    (dense_point, _, _), (snapshot, _, table) = points  # the budget's point in place of 0.9
     assert dense_point.target == 0.0
     dense = predicted({name: {**layer, "achieved": 0.0} for name, layer in table.items()})
     # Chosen on the dense model's saliency; fine-tuning may move the allocation at that sparsity a little.
@@ -130,8 +134,11 @@ def test_the_report_shows_the_prediction_and_accuracy_against_latency_by_allocat
 
 def test_a_hardware_aware_sweep_refuses_a_board_without_curves(tmp_path):
     (tmp_path / "sweep.toml").write_text(SWEEP)
-    proc = run_harness("sweep", "--config", tmp_path / "sweep.toml", "--boards", "host", "--results",
-                       tmp_path / "results")
+    proc = run_harness(
+        "sweep", "--config", tmp_path / "sweep.toml", "--boards", "host", "--results", tmp_path / "results"
+    )
     assert proc.returncode != 0
-    assert ("hardware-aware/gradual: no cost curves for board 'host' in cost_curves.json (boards with curves: "
-            "mps2_an386); make them: harness kernels --board host") in proc.stderr
+    assert (
+        "hardware-aware/gradual: no cost curves for board 'host' in cost_curves.json (boards with curves: "
+        "mps2_an386); make them: harness kernels --board host"
+    ) in proc.stderr

@@ -1,15 +1,16 @@
 """The pruning engine with real (short) training on the digits CNN: every schedule, criterion and pattern
 reaches its targets exactly in the int8 weights, per-layer control is obeyed, a seed fixes the result."""
+
 import json
 
 import numpy as np
 import pytest
 
 from harness.config import PruneConfig
+from harness.models import REFERENCE_MODELS
 from harness.prune import PruningError, export_model, int8_layer_sparsity, parse_method, prune_sweep
 from harness.prune_report import mask_overhead
 from harness.quantize import to_int8_tflite
-from harness.models import REFERENCE_MODELS
 
 QUICK = PruneConfig(dense_epochs=3, finetune_epochs=2, round_fraction=0.5, round_epochs=1, saliency_batches=2)
 SPEC = REFERENCE_MODELS["digits_cnn"]
@@ -23,8 +24,9 @@ def digits():
 def sweep(digits, method, targets=(0.5, 0.9), config=QUICK, seed=0, board="mps2_an386"):
     """Prune, convert each snapshot to int8 and measure it: [(snapshot, tflite, layer table)]."""
     model = SPEC.build(seed)
-    snapshots = prune_sweep(model, digits, targets, config, parse_method(method), seed, progress=lambda _: None,
-                            board=board)
+    snapshots = prune_sweep(
+        model, digits, targets, config, parse_method(method), seed, progress=lambda _: None, board=board
+    )
     out = []
     for snapshot in snapshots:
         exported = export_model(model, snapshot)
@@ -38,8 +40,17 @@ def assert_exact(table):
         assert abs(layer["achieved"] - layer["target"]) * layer["weights"] <= 1.0, (name, layer)
 
 
-@pytest.mark.parametrize("method", ["magnitude/one-shot", "magnitude/iterative", "magnitude/gradual",
-                                    "magnitude/lottery", "taylor/gradual", "random/iterative"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "magnitude/one-shot",
+        "magnitude/iterative",
+        "magnitude/gradual",
+        "magnitude/lottery",
+        "taylor/gradual",
+        "random/iterative",
+    ],
+)
 def test_every_layer_reaches_its_target_within_one_int8_weight(digits, method):
     points = sweep(digits, method, targets=(0.9, 0.5))
     assert [p[0].target for p in points] == [0.5, 0.9]  # ascending, one path
@@ -94,8 +105,11 @@ def test_skip_layer_targets_and_minimum_weights(digits):
 
 def test_unknown_or_conflicting_layer_names_are_named(digits):
     config = PruneConfig(**{**QUICK.__dict__, "skip": ("fc9",)})
-    with pytest.raises(PruningError, match=r"skip: model 'digits_cnn' has no prunable layer 'fc9' \(its prunable "
-                                           r"layers: conv1, conv2, fc1, fc2\)"):
+    with pytest.raises(
+        PruningError,
+        match=r"skip: model 'digits_cnn' has no prunable layer 'fc9' \(its prunable "
+        r"layers: conv1, conv2, fc1, fc2\)",
+    ):
         sweep(digits, "magnitude/gradual", config=config)
     config = PruneConfig(**{**QUICK.__dict__, "skip": ("fc1",), "layer_targets": {"fc1": 0.5}})
     with pytest.raises(PruningError, match="'fc1' is both in 'skip' and in 'layer_targets'"):
@@ -128,8 +142,9 @@ def test_layers_are_paired_with_int8_weights_by_name_not_order():
     data = spec.load_data()
     config = PruneConfig(dense_epochs=0, finetune_epochs=0, layer_targets={"s2_shortcut": 0.3, "fc": 0.7})
     model = spec.build(0)
-    (snapshot,) = prune_sweep(model, data, (0.5,), config, parse_method("magnitude/one-shot"), 0,
-                              progress=lambda _: None)
+    (snapshot,) = prune_sweep(
+        model, data, (0.5,), config, parse_method("magnitude/one-shot"), 0, progress=lambda _: None
+    )
     exported = export_model(model, snapshot)
     table = int8_layer_sparsity(to_int8_tflite(exported, data.x_train[:8]), snapshot, exported)
     assert set(table) == set(snapshot.layer_sizes)

@@ -1,5 +1,6 @@
 """Where models come from: the reference models, a user's .keras with an .npz data set, an int8 .tflite;
 and the clear errors for input that does not fit."""
+
 import numpy as np
 import pytest
 
@@ -45,8 +46,10 @@ def user_files(tmp_path_factory):
 
 def quick_config(tmp_path, model, data, methods='["magnitude/gradual"]'):
     config = tmp_path / "user.toml"
-    config.write_text(f'[sweep]\nmodel = "{model}"\ndata = "{data}"\ntargets = [0.0, 0.8]\n'
-                      f"[prune]\nmethods = {methods}\ndense_epochs = 5\nfinetune_epochs = 4\n")
+    config.write_text(
+        f'[sweep]\nmodel = "{model}"\ndata = "{data}"\ntargets = [0.0, 0.8]\n'
+        f"[prune]\nmethods = {methods}\ndense_epochs = 5\nfinetune_epochs = 4\n"
+    )
     return load_config(config)
 
 
@@ -54,14 +57,21 @@ def test_user_keras_model_is_trained_pruned_and_converted(user_files, tmp_path, 
     from harness import cache, prepare
 
     monkeypatch.setattr(cache, "CACHE_DIR", tmp_path / "cache")
-    config = quick_config(tmp_path, user_files / "user.keras", user_files / "digits.npz",
-                          '["magnitude/gradual", "magnitude/one-shot/2:4"]')
+    config = quick_config(
+        tmp_path,
+        user_files / "user.keras",
+        user_files / "digits.npz",
+        '["magnitude/gradual", "magnitude/one-shot/2:4"]',
+    )
     source = resolve_model(config)
     assert isinstance(source, TrainableModel)
     points = prepare.prepare_models(config, source, progress=lambda _: None)
     assert [(p.method, p.target) for p in points] == [
-        ("magnitude/gradual", 0.0), ("magnitude/gradual", 0.8),
-        ("magnitude/one-shot/2:4", 0.0), ("magnitude/one-shot/2:4", 0.5)]
+        ("magnitude/gradual", 0.0),
+        ("magnitude/gradual", 0.8),
+        ("magnitude/one-shot/2:4", 0.0),
+        ("magnitude/one-shot/2:4", 0.5),
+    ]
     assert abs(points[1].achieved_sparsity - 0.8) < 1e-3
     assert set(points[1].layer_sparsity) == {"conv", "logits"}
     assert points[0].int8_scores["accuracy"] > 0.8  # trained from logits: the loss saw there is no softmax
@@ -80,17 +90,27 @@ def test_int8_tflite_is_taken_as_it_is(user_files, tmp_path, monkeypatch):
     assert point.method == "none" and point.train_epochs == 0 and point.layer_sparsity == {}
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"x_train": np.zeros((4, 8, 8)), "x_test": np.zeros((2, 8, 8))},
-     "samples of shape (8, 8) do not fit model"),
-    ({"y_train": np.full(4, 12)}, "y_train holds labels 12..12, but model"),
-    ({"y_test": np.full((2, 3), 0.5)}, "y_test: targets of shape (3,) per sample are neither one class number"),
-    ({"y_train": np.full(4, 0.5)}, "y_train must hold one class number per sample, shape (n,) (or one-hot rows); "
-                                   "got shape (4,) with fractional values"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x_train": np.zeros((4, 8, 8)), "x_test": np.zeros((2, 8, 8))}, "samples of shape (8, 8) do not fit model"),
+        ({"y_train": np.full(4, 12)}, "y_train holds labels 12..12, but model"),
+        ({"y_test": np.full((2, 3), 0.5)}, "y_test: targets of shape (3,) per sample are neither one class number"),
+        (
+            {"y_train": np.full(4, 0.5)},
+            "y_train must hold one class number per sample, shape (n,) (or one-hot rows); "
+            "got shape (4,) with fractional values",
+        ),
+    ],
+)
 def test_data_that_does_not_fit_the_model_is_named(user_files, tmp_path, arrays, message):
-    data = {"x_train": np.zeros((4, 8, 8, 1)), "y_train": np.zeros(4), "x_test": np.zeros((2, 8, 8, 1)),
-            "y_test": np.zeros(2), **arrays}
+    data = {
+        "x_train": np.zeros((4, 8, 8, 1)),
+        "y_train": np.zeros(4),
+        "x_test": np.zeros((2, 8, 8, 1)),
+        "y_test": np.zeros(2),
+        **arrays,
+    }
     np.savez(tmp_path / "bad.npz", **data)
     config = quick_config(tmp_path, user_files / "user.keras", tmp_path / "bad.npz")
     with pytest.raises(ConfigError) as err:
@@ -104,8 +124,17 @@ def test_model_without_prunable_layers_is_one_clear_error(user_files, tmp_path):
     inputs = keras.Input((8, 8, 1), batch_size=1)
     model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Flatten()(inputs)), name="no_weights")
     model.save(tmp_path / "none.keras")
-    proc = run_harness("sweep", "--model", tmp_path / "none.keras", "--data", user_files / "digits.npz",
-                       "--boards", "host", "--results", tmp_path / "results")
+    proc = run_harness(
+        "sweep",
+        "--model",
+        tmp_path / "none.keras",
+        "--data",
+        user_files / "digits.npz",
+        "--boards",
+        "host",
+        "--results",
+        tmp_path / "results",
+    )
     assert proc.returncode == 2, proc.stderr
     assert "error: model 'no_weights' has no prunable layers" in proc.stderr
     assert "Traceback" not in proc.stderr

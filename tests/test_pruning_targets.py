@@ -1,6 +1,7 @@
 """The issue's targets on the default sweep (configs/digits.toml): six sparsities of the digits CNN trained,
 pruned and converted to int8 in at most 90 s on 2 cores, TensorFlow import included, with int8 accuracy
 of at least 0.97 at 90 % and 0.90 at 95 %, and every layer exact to within one weight."""
+
 import json
 import subprocess
 import sys
@@ -24,8 +25,9 @@ print(json.dumps([[p.target, p.int8_scores["accuracy"], p.layer_sparsity] for p 
 
 def test_default_sweep_meets_the_accuracy_and_time_targets(tmp_path):
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", PREPARE, str(tmp_path)], cwd=PROJECT_DIR, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", PREPARE, str(tmp_path)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600
+    )
     seconds = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     points = {target: (accuracy, layers) for target, accuracy, layers in json.loads(proc.stdout.splitlines()[-1])}

@@ -10,6 +10,7 @@ run, not in their bytes. Two small models between them reach every kernel
 with a reference twin: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (dense
 and CSR weights), ADD and MUL.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -20,11 +21,11 @@ import pytest
 
 import tflite_models
 from harness.build import build_firmware
+from harness.cache import toolchain_versions
 from harness.compiler import compile_tflite
 from harness.device.boards import get_board
 from harness.device.session import board_session
 from harness.quantize import run_tflite_micro
-from harness.cache import toolchain_versions
 from test_compiler import REFERENCE_KERNELS
 
 M4 = "mps2_an386"
@@ -37,8 +38,10 @@ MODELS = {"tensor_ops": "dense", "dynamic_batch": "csr"}
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_boards"),
     pytest.mark.timeout(600),
-    pytest.mark.skipif(not all(shutil.which(tool) for tool in ("arm-none-eabi-gcc", "qemu-system-arm")),
-                       reason="needs arm-none-eabi-gcc and qemu-system-arm"),
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("arm-none-eabi-gcc", "qemu-system-arm")),
+        reason="needs arm-none-eabi-gcc and qemu-system-arm",
+    ),
 ]
 
 
@@ -79,9 +82,11 @@ def test_reference_firmware_is_bit_exact_with_tflite_micro(name, tmp_path, monke
     twin_layers = [i for i, kernel in enumerate(kernels) if kernel in TWINS]
     reference_work = sum(reference_layers[i] for i in twin_layers)
     optimized_work = sum(optimized_layers[i] for i in twin_layers)
-    print(f"\n{name} on {M4}, layers with a reference twin ({', '.join(sorted(set(kernels) & TWINS))}): "
-          f"{reference_work:,} instructions with the reference kernels, {optimized_work:,} optimized "
-          f"({reference_work / optimized_work:.2f}x)")
+    print(
+        f"\n{name} on {M4}, layers with a reference twin ({', '.join(sorted(set(kernels) & TWINS))}): "
+        f"{reference_work:,} instructions with the reference kernels, {optimized_work:,} optimized "
+        f"({reference_work / optimized_work:.2f}x)"
+    )
     assert reference_work > optimized_work
 
 

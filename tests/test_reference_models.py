@@ -7,6 +7,7 @@ run under QEMU and checked byte for byte against TFLite Micro on the board.
 Their host-side bit-exactness, LiteRT difference and arena against TFLite
 Micro are tested with every other model in test_compiler.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,16 +53,22 @@ def write_model_and_data(models, name: str, directory) -> tuple:
     tflite, npz = directory / f"{name}.tflite", directory / f"{name}.npz"
     tflite.write_bytes(models[name])
     data = tflite_models.reference_data(name)
-    np.savez(npz, x_train=data.x_train[:DEVICE_SAMPLES], y_train=data.y_train[:DEVICE_SAMPLES],
-             x_test=data.x_test[:DEVICE_SAMPLES], y_test=data.y_test[:DEVICE_SAMPLES])
+    np.savez(
+        npz,
+        x_train=data.x_train[:DEVICE_SAMPLES],
+        y_train=data.y_train[:DEVICE_SAMPLES],
+        x_test=data.x_test[:DEVICE_SAMPLES],
+        y_test=data.y_test[:DEVICE_SAMPLES],
+    )
     return tflite, npz
 
 
 def sweep(directory, tflite, npz, *extra):
     config = directory / "reference.toml"
     config.write_text(SWEEP_CONFIG)
-    return run_harness("sweep", "--config", config, "--model", tflite, "--data", npz,
-                       "--results", directory / "results", *extra)
+    return run_harness(
+        "sweep", "--config", config, "--model", tflite, "--data", npz, "--results", directory / "results", *extra
+    )
 
 
 def results_of(proc) -> pd.DataFrame:
@@ -76,7 +83,7 @@ class Swept:
     name: str
     tflite: bytes
     results: pd.DataFrame  # one row per kernel
-    compiled: dict         # kernel -> CompiledModel
+    compiled: dict  # kernel -> CompiledModel
 
 
 @pytest.fixture(scope="module", params=tflite_models.REFERENCE_MODELS)
@@ -95,14 +102,17 @@ def test_runs_on_the_emulated_m4_bit_exact_with_tflite_micro(swept):
     assert (frame.output_mismatches == 0).all() and (frame.device_samples == DEVICE_SAMPLES).all()
     assert (frame.latency_unit == "instructions").all()
     graph = read_tflite(swept.tflite)
-    params = sum(t.size for op in graph.ops if op.kind in WEIGHTED_OPS for t in op.inputs[1:3]
-                 if t is not None and t.is_constant)
-    print(f"{swept.name}: {params:,} params, {sum(layer.macs for layer in dense.layers):,} MACs; "
-          f"arena {dense.arena_bytes:,} B dense, {csr.arena_bytes:,} B csr; "
-          f"tables {dense.table_bytes:,} B dense, {csr.table_bytes:,} B csr; "
-          f"firmware flash {frame.flash_total['dense']:,} B dense, {frame.flash_total['csr']:,} B csr; "
-          f"{frame.latency_median['dense']:,.0f} instructions per inference dense, "
-          f"{frame.latency_median['csr']:,.0f} csr")
+    params = sum(
+        t.size for op in graph.ops if op.kind in WEIGHTED_OPS for t in op.inputs[1:3] if t is not None and t.is_constant
+    )
+    print(
+        f"{swept.name}: {params:,} params, {sum(layer.macs for layer in dense.layers):,} MACs; "
+        f"arena {dense.arena_bytes:,} B dense, {csr.arena_bytes:,} B csr; "
+        f"tables {dense.table_bytes:,} B dense, {csr.table_bytes:,} B csr; "
+        f"firmware flash {frame.flash_total['dense']:,} B dense, {frame.flash_total['csr']:,} B csr; "
+        f"{frame.latency_median['dense']:,.0f} instructions per inference dense, "
+        f"{frame.latency_median['csr']:,.0f} csr"
+    )
 
 
 def test_fits_the_m4_and_the_budget_estimate_is_a_lower_bound(swept):
@@ -121,10 +131,17 @@ def test_fits_the_m4_and_the_budget_estimate_is_a_lower_bound(swept):
 
 # ---- board budgets -------------------------------------------------------------------------------
 
+
 def test_a_model_too_big_for_the_board_is_refused_before_building(models, tmp_path):
     # The autoencoder's dense weights (277 KB) overflow the Cortex-M3 board's 256 KiB of flash.
-    proc = sweep(tmp_path, *write_model_and_data(models, "ad_fc_autoencoder", tmp_path),
-                 "--boards", "mps2_an385", "--kernels", "dense")
+    proc = sweep(
+        tmp_path,
+        *write_model_and_data(models, "ad_fc_autoencoder", tmp_path),
+        "--boards",
+        "mps2_an385",
+        "--kernels",
+        "dense",
+    )
     assert proc.returncode != 0
     assert "firmware built" not in proc.stdout  # refused before PlatformIO ran
     row = results_of(proc).loc["dense"]
@@ -142,13 +159,16 @@ def test_budget_error_says_which_memory_and_by_how_much(models, tmp_path):
     with pytest.raises(BudgetError) as refused:
         check_fits(compiled, "tiny", boards)
     message = str(refused.value)
-    assert f"{need.flash_bytes:,} B of flash" in message and f"{need.flash_bytes - 65536:,} B more than its 65,536 B" in message
+    assert (
+        f"{need.flash_bytes:,} B of flash" in message
+        and f"{need.flash_bytes - 65536:,} B more than its 65,536 B" in message
+    )
     assert f"{need.ram_bytes:,} B of RAM ({compiled.arena_bytes:,} B of activation arena" in message
     assert f"{need.ram_bytes - 16384:,} B more than its 16,384 B" in message
     check_fits(compiled, M4)  # fits the Cortex-M4
 
 
 def test_boards_without_a_budget_are_not_checked(tmp_path):
-    assert board_budget("host") is None            # its JSON sets no limit
-    assert board_budget("no_such_board") is None   # no JSON at all
+    assert board_budget("host") is None  # its JSON sets no limit
+    assert board_budget("no_such_board") is None  # no JSON at all
     assert board_budget(M4).flash_bytes == 512 * 1024 and board_budget(M4).ram_bytes == 128 * 1024

@@ -5,6 +5,7 @@ the host board, so two kinds of timing) feeds every test; comparisons of runs
 use copies of it with a column changed, the way another run or harness
 version would differ.
 """
+
 import base64
 import json
 import re
@@ -22,8 +23,19 @@ from harness.report.metrics import break_even, pareto_front
 from harness.results import ResultRow, load_results, write_results
 from test_sweep import AUTO_SWEEP, QUICK_SWEEP
 
-SECTIONS = ["summary", "latency", "speedup", "flash", "sram", "accuracy", "pareto", "layers", "compare", "per-layer",
-            "runs"]
+SECTIONS = [
+    "summary",
+    "latency",
+    "speedup",
+    "flash",
+    "sram",
+    "accuracy",
+    "pareto",
+    "layers",
+    "compare",
+    "per-layer",
+    "runs",
+]
 PLOTS = ["latency", "speedup", "flash", "sram", "accuracy", "pareto-latency", "pareto-flash", "layers"]
 
 
@@ -31,8 +43,9 @@ PLOTS = ["latency", "speedup", "flash", "sram", "accuracy", "pareto-latency", "p
 def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     (tmp / "quick.toml").write_text(QUICK_SWEEP)  # the end-to-end test's sweep: its models are cached
-    proc = run_harness("sweep", "--config", tmp / "quick.toml", "--boards", "mps2_an386,host",
-                       "--results", tmp / "results")
+    proc = run_harness(
+        "sweep", "--config", tmp / "quick.toml", "--boards", "mps2_an386,host", "--results", tmp / "results"
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "report: " in proc.stdout
     return next((tmp / "results").iterdir())
@@ -58,8 +71,9 @@ def test_sweep_writes_its_report(run_dir):
 
 
 def axis_texts(fig):
-    return [fig.get_suptitle()] + [text for ax in fig.axes for text in (ax.get_title("left"), ax.get_xlabel(),
-                                                                         ax.get_ylabel())]
+    return [fig.get_suptitle()] + [
+        text for ax in fig.axes for text in (ax.get_title("left"), ax.get_xlabel(), ax.get_ylabel())
+    ]
 
 
 def test_every_plot_is_drawn_labelled_and_titled(run_dir):
@@ -105,10 +119,26 @@ def chromium(*args, profile):
     """Debian's chromium, headless and quiet: no network, no updates, a fresh profile."""
     chrome = shutil.which("chromium")
     assert chrome, "chromium is not installed: `make test` installs it (APT_PKGS in the Makefile)"
-    return subprocess.run([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [
+            chrome,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_report_opens_in_headless_chromium(run_dir, tmp_path):
@@ -123,8 +153,13 @@ def test_report_opens_in_headless_chromium(run_dir, tmp_path):
     assert not console_errors, console_errors
 
     screenshot = tmp_path / "report.png"
-    shot = chromium(f"--screenshot={screenshot}", "--window-size=1280,4000", "--hide-scrollbars", page,
-                    profile=tmp_path / "profile-shot")
+    shot = chromium(
+        f"--screenshot={screenshot}",
+        "--window-size=1280,4000",
+        "--hide-scrollbars",
+        page,
+        profile=tmp_path / "profile-shot",
+    )
     assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
     colors = Image.open(screenshot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colors is None or len(colors) > 500, "the screenshot is nearly blank"
@@ -134,8 +169,11 @@ def test_report_opens_in_headless_chromium(run_dir, tmp_path):
 
 
 def test_comparing_harness_versions_with_a_floor(run_dir, tmp_path):
-    other = copy_run(run_dir, tmp_path / "other-run",
-                     lambda frame: frame[frame.board == "host"].assign(harness_sha="0123456789ab", run_id="other-run"))
+    other = copy_run(
+        run_dir,
+        tmp_path / "other-run",
+        lambda frame: frame[frame.board == "host"].assign(harness_sha="0123456789ab", run_id="other-run"),
+    )
     proc = run_harness("report", run_dir, other, "--accuracy-floor", "0.9", "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     summary = (tmp_path / "out" / "report.md").read_text()
@@ -162,8 +200,11 @@ def test_a_directory_without_results_is_named_and_the_rest_reported(run_dir, tmp
 
 
 def test_failed_points_and_missing_columns_are_noted(run_dir, tmp_path):
-    failed = copy_run(run_dir, tmp_path / "failed",
-                      lambda frame: frame.assign(status="error", failed_stage="run", error="board silent"))
+    failed = copy_run(
+        run_dir,
+        tmp_path / "failed",
+        lambda frame: frame.assign(status="error", failed_stage="run", error="board silent"),
+    )
     proc = run_harness("report", failed)
     assert proc.returncode == 2
     assert "none of its 8 points succeeded" in proc.stderr and "board silent" in proc.stderr
@@ -214,12 +255,15 @@ def test_auto_kernel_is_one_more_series_and_its_choice_a_table(auto_run_dir, tmp
     assert f"<td>{layers[-1]['layer']}</td><td>{layers[-1]['0%']}</td><td>{layers[-1]['90%']}</td>" in section
 
 
-@pytest.mark.parametrize("speedups, expected", [
-    ([0.5, 1.5], "≈ 60%"),        # crosses between the two points: interpolated
-    ([1.2, 2.0], "≤ 40%"),        # already faster at the lowest sparsity measured
-    ([0.5, 0.9], "> 80%"),        # never faster
-    ([1.2, 0.98], "> 80% (below 1× at 80%)"),   # faster first, then slower: it never stays faster
-])
+@pytest.mark.parametrize(
+    "speedups, expected",
+    [
+        ([0.5, 1.5], "≈ 60%"),  # crosses between the two points: interpolated
+        ([1.2, 2.0], "≤ 40%"),  # already faster at the lowest sparsity measured
+        ([0.5, 0.9], "> 80%"),  # never faster
+        ([1.2, 0.98], "> 80% (below 1× at 80%)"),  # faster first, then slower: it never stays faster
+    ],
+)
 def test_break_even(speedups, expected):
     assert str(break_even(pd.Series(speedups, index=[0.4, 0.8]))) == expected
 
@@ -253,15 +297,29 @@ def write_run(path, model, kernels, task="classification", board="mps2_an386", d
     for kernel, points in kernels.items():
         for sparsity, values in zip(SPARSITIES, points):
             values = {"latency_median": 1000.0, "flash_total": 40000} | values
-            rows.append(ResultRow(
-                run_id=path.name, model=model, target_sparsity=sparsity, kernel=kernel, board=board, core="cortex-m4",
-                task=task, latency_min=values["latency_median"], latency_max=values["latency_median"], latency_runs=3,
-                latency_unit="instructions", timing_source="qemu-icount-systick",
-                flash_code=values["flash_total"] // 2, **values))
+            rows.append(
+                ResultRow(
+                    run_id=path.name,
+                    model=model,
+                    target_sparsity=sparsity,
+                    kernel=kernel,
+                    board=board,
+                    core="cortex-m4",
+                    task=task,
+                    latency_min=values["latency_median"],
+                    latency_max=values["latency_median"],
+                    latency_runs=3,
+                    latency_unit="instructions",
+                    timing_source="qemu-icount-systick",
+                    flash_code=values["flash_total"] // 2,
+                    **values,
+                )
+            )
     write_results(path / "results.csv", rows)
     if drop:
-        load_results(path / "results.csv").drop(columns=list(drop)).to_csv(path / "results.csv", index=False,
-                                                                          na_rep="nan")
+        load_results(path / "results.csv").drop(columns=list(drop)).to_csv(
+            path / "results.csv", index=False, na_rep="nan"
+        )
     return path
 
 
@@ -275,8 +333,11 @@ def points(**columns):
 
 
 def figure_texts(fig):
-    return axis_texts(fig) + [text.get_text() for ax in fig.axes for text in ax.texts] \
+    return (
+        axis_texts(fig)
+        + [text.get_text() for ax in fig.axes for text in ax.texts]
         + [label for ax in fig.axes for label in ax.get_legend_handles_labels()[1]]
+    )
 
 
 def ringed(fig):
@@ -288,31 +349,52 @@ def ringed(fig):
 
 def test_a_kernel_that_dips_below_dense_is_never_called_as_fast(tmp_path):
     """auto wins at 0%, loses at 50% (0.98×), wins at 90% (1.18×): the break-even is past 50%, and 50% is named."""
-    run = write_run(tmp_path / "dips", "digits_cnn", {
-        "dense": dense(latency_median=1000.0, flash_total=40000, accuracy_device=0.95),
-        "auto": points(latency_median=[950.0, 1000 / 0.98, 1000 / 1.18], flash_total=[39000, 50000, 25000],
-                       accuracy_device=[0.95, 0.95, 0.94]),
-        "csr": points(latency_median=[1100.0, 900.0, 1200.0], flash_total=[50000, 30000, 20000],
-                      accuracy_device=[0.95, 0.95, 0.94])})
+    run = write_run(
+        tmp_path / "dips",
+        "digits_cnn",
+        {
+            "dense": dense(latency_median=1000.0, flash_total=40000, accuracy_device=0.95),
+            "auto": points(
+                latency_median=[950.0, 1000 / 0.98, 1000 / 1.18],
+                flash_total=[39000, 50000, 25000],
+                accuracy_device=[0.95, 0.95, 0.94],
+            ),
+            "csr": points(
+                latency_median=[1100.0, 900.0, 1200.0],
+                flash_total=[50000, 30000, 20000],
+                accuracy_device=[0.95, 0.95, 0.94],
+            ),
+        },
+    )
     report = build_report([run])
     texts = " | ".join(figure_texts({p.name: p.figure for p in report.plots}["speedup-mps2_an386"]))
     assert "at least as fast" not in texts
-    assert "break-even ≈ 54% (slower at 50%)" in texts   # 0.98 -> 1.18 crosses 1 a tenth of the way to 90%
+    assert "break-even ≈ 54% (slower at 50%)" in texts  # 0.98 -> 1.18 crosses 1 a tenth of the way to 90%
     assert "csr: slower than dense at 0%, 90%, so no break-even up to 90%" in texts
     (table,) = report.key_figures
     rows = {row["kernel"]: row for row in table.rows}
     assert rows["auto"]["break-even sparsity (latency)"] == "≈ 54% (slower at 50%)"
-    assert rows["auto"]["break-even sparsity (flash)"] == "≈ 60% (larger at 50%)"   # 0.8x at 50%, 1.6x at 90%
+    assert rows["auto"]["break-even sparsity (flash)"] == "≈ 60% (larger at 50%)"  # 0.8x at 50%, 1.6x at 90%
     assert rows["csr"]["break-even sparsity (latency)"] == "> 90% (slower at 0%, 90%)"
-    assert rows["csr"]["break-even sparsity (flash)"] == "≈ 19%"    # larger only before it: nothing to add
+    assert rows["csr"]["break-even sparsity (flash)"] == "≈ 19%"  # larger only before it: nothing to add
 
 
 def test_a_reconstruction_run_with_anomaly_labels_is_scored_by_auc(tmp_path):
     auc = dict(auc_float=0.97, auc_int8_host=0.96)
-    run = write_run(tmp_path / "ae", "autoencoder", task="reconstruction", kernels={
-        "dense": dense(mse_device=0.010, auc_device=0.95, **auc),
-        "csr": points(flash_total=[50000, 30000, 20000], mse_device=[0.010, 0.011, 0.030],
-                      auc_device=[0.95, 0.945, 0.90], **{k: [v] * 3 for k, v in auc.items()})})
+    run = write_run(
+        tmp_path / "ae",
+        "autoencoder",
+        task="reconstruction",
+        kernels={
+            "dense": dense(mse_device=0.010, auc_device=0.95, **auc),
+            "csr": points(
+                flash_total=[50000, 30000, 20000],
+                mse_device=[0.010, 0.011, 0.030],
+                auc_device=[0.95, 0.945, 0.90],
+                **{k: [v] * 3 for k, v in auc.items()},
+            ),
+        },
+    )
     report = build_report([run], floor=0.93)
     figures = {plot.name: plot.figure for plot in report.plots}
     quality = figures["accuracy-mps2_an386"]
@@ -320,28 +402,38 @@ def test_a_reconstruction_run_with_anomaly_labels_is_scored_by_auc(tmp_path):
     assert "AUC" in ax.get_ylabel() and "accuracy" not in " ".join(figure_texts(quality))
     device = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
     assert device["int8 on the device, csr"] == [0.95, 0.945, 0.90]
-    assert device["AUC floor 0.93"] == [0.93, 0.93]    # the user's floor applies to AUC
+    assert device["AUC floor 0.93"] == [0.93, 0.93]  # the user's floor applies to AUC
     for name in ("pareto-latency-mps2_an386", "pareto-flash-mps2_an386"):
         assert figures[name].axes[0].get_ylabel() == "AUC on the device (ROC, higher is better)"
         assert "AUC vs" in figures[name].get_suptitle()
     (table,) = report.key_figures
     assert table.rows[0]["AUC floor"] == "0.93"
-    assert table.rows[0]["flash saved at AUC floor"].endswith("at 50%")   # 0.945 >= 0.93, 0.90 is not
+    assert table.rows[0]["flash saved at AUC floor"].endswith("at 50%")  # 0.945 >= 0.93, 0.90 is not
     assert [s.title for s in report.sections if s.id == "accuracy"] == ["AUC"]
     assert not any("floor" in note for note in report.notes)
 
 
 def test_a_reconstruction_run_without_labels_is_scored_by_mse_lower_is_better(tmp_path):
-    run = write_run(tmp_path / "ae", "autoencoder", task="reconstruction", kernels={
-        "dense": dense(flash_total=40000, mse_float=0.009, mse_int8_host=0.010, mse_device=0.010),
-        "csr": points(flash_total=[50000, 30000, 20000], mse_float=[0.009] * 3, mse_int8_host=[0.010] * 3,
-                      mse_device=[0.010, 0.0104, 0.030])})
+    run = write_run(
+        tmp_path / "ae",
+        "autoencoder",
+        task="reconstruction",
+        kernels={
+            "dense": dense(flash_total=40000, mse_float=0.009, mse_int8_host=0.010, mse_device=0.010),
+            "csr": points(
+                flash_total=[50000, 30000, 20000],
+                mse_float=[0.009] * 3,
+                mse_int8_host=[0.010] * 3,
+                mse_device=[0.010, 0.0104, 0.030],
+            ),
+        },
+    )
     report = build_report([run], floor=0.95)
     figures = {plot.name: plot.figure for plot in report.plots}
     (ax,) = figures["accuracy-mps2_an386"].axes
     assert ax.get_ylabel() == "reconstruction MSE (lower is better)"
     ceiling = {line.get_label(): line.get_ydata()[0] for line in ax.lines}["MSE ceiling 0.0105"]
-    assert ceiling == pytest.approx(0.0105)   # the dense model's MSE x 1.05, not the accuracy floor given
+    assert ceiling == pytest.approx(0.0105)  # the dense model's MSE x 1.05, not the accuracy floor given
     pareto = figures["pareto-flash-mps2_an386"]
     assert pareto.axes[0].get_ylabel() == "MSE on the device (lower is better)"
     # least error and least flash win: dense (39 KiB, 0.010), csr 50% (29.3 KiB, 0.0104), csr 90% (19.5 KiB, 0.030);
@@ -363,12 +455,20 @@ def test_a_reconstruction_run_without_labels_is_scored_by_mse_lower_is_better(tm
 
 def test_runs_of_different_metrics_are_compared_on_axes_of_their_own(tmp_path):
     """An older classification run (no task column) next to an autoencoder scored by MSE."""
-    classifier = write_run(tmp_path / "cnn", "digits_cnn", drop=["task", "mse_device", "auc_device"], kernels={
-        "dense": dense(accuracy_device=0.95), "csr": points(accuracy_device=[0.95, 0.94, 0.90])})
-    autoencoder = write_run(tmp_path / "ae", "autoencoder", task="reconstruction", kernels={
-        "dense": dense(mse_device=0.010), "csr": points(mse_device=[0.010, 0.011, 0.030])})
+    classifier = write_run(
+        tmp_path / "cnn",
+        "digits_cnn",
+        drop=["task", "mse_device", "auc_device"],
+        kernels={"dense": dense(accuracy_device=0.95), "csr": points(accuracy_device=[0.95, 0.94, 0.90])},
+    )
+    autoencoder = write_run(
+        tmp_path / "ae",
+        "autoencoder",
+        task="reconstruction",
+        kernels={"dense": dense(mse_device=0.010), "csr": points(mse_device=[0.010, 0.011, 0.030])},
+    )
     report = build_report([classifier, autoencoder])
-    assert not any("has no" in note for note in report.notes), report.notes   # an older run is classification
+    assert not any("has no" in note for note in report.notes), report.notes  # an older run is classification
     assert any("scored by different metrics (accuracy, MSE)" in note for note in report.notes)
     compared = {plot.name: plot.figure for plot in report.plots}["compare-accuracy"]
     accuracy_axes, mse_axes = compared.axes

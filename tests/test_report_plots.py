@@ -4,6 +4,7 @@ data, titles inside the figure, annotations that say what the plotted curves sho
 Each test draws a small run written row by row (test_report.write_run), shaped to bring out one defect the report
 once had; test_report.py checks the same properties on a real sweep's figures.
 """
+
 import doctest
 import re
 
@@ -46,18 +47,32 @@ def repeated_ticks(report) -> list[str]:
 
 def narrow_accuracy_run(path, model="digits_cnn"):
     """Every score between 97.5 % and 98.5 %: a percent axis with 0 decimals reads 98% 98% 98%."""
-    return write_run(path, model, {
-        "dense": dense(latency_median=1000.0, flash_total=40000, accuracy_device=0.983, accuracy_float=0.985,
-                       accuracy_int8_host=0.983),
-        "csr": points(latency_median=[1300.0, 800.0, 500.0], flash_total=[52000, 30000, 20000],
-                      accuracy_device=[0.983, 0.980, 0.976], accuracy_float=[0.985, 0.982, 0.978],
-                      accuracy_int8_host=[0.983, 0.980, 0.976])})
+    return write_run(
+        path,
+        model,
+        {
+            "dense": dense(
+                latency_median=1000.0,
+                flash_total=40000,
+                accuracy_device=0.983,
+                accuracy_float=0.985,
+                accuracy_int8_host=0.983,
+            ),
+            "csr": points(
+                latency_median=[1300.0, 800.0, 500.0],
+                flash_total=[52000, 30000, 20000],
+                accuracy_device=[0.983, 0.980, 0.976],
+                accuracy_float=[0.985, 0.982, 0.978],
+                accuracy_int8_host=[0.983, 0.980, 0.976],
+            ),
+        },
+    )
 
 
 def test_tick_labels_differ_on_a_narrow_accuracy_range(tmp_path):
     one = narrow_accuracy_run(tmp_path / "one")
     assert repeated_ticks(build_report([one])) == []
-    other = narrow_accuracy_run(tmp_path / "other")   # compare-accuracy too
+    other = narrow_accuracy_run(tmp_path / "other")  # compare-accuracy too
     assert repeated_ticks(build_report([one, other])) == []
 
 
@@ -90,12 +105,23 @@ def covered(renderer, fig) -> list[str]:
 
 def test_legends_lie_outside_the_axes_and_cover_no_point(tmp_path):
     """The pareto-flash legend once sat on a variant (in the lower right corner, where csr 0% is here)."""
-    run = write_run(tmp_path / "corners", "digits_cnn", {
-        "dense": dense(latency_median=1000.0, flash_total=40000, accuracy_device=0.95),
-        "csr": points(latency_median=[1500.0, 700.0, 300.0], flash_total=[60000, 30000, 12000],
-                      accuracy_device=[0.90, 0.95, 0.97]),
-        "auto": points(latency_median=[1000.0, 600.0, 280.0], flash_total=[40000, 29000, 12500],
-                       accuracy_device=[0.95, 0.95, 0.97])})
+    run = write_run(
+        tmp_path / "corners",
+        "digits_cnn",
+        {
+            "dense": dense(latency_median=1000.0, flash_total=40000, accuracy_device=0.95),
+            "csr": points(
+                latency_median=[1500.0, 700.0, 300.0],
+                flash_total=[60000, 30000, 12000],
+                accuracy_device=[0.90, 0.95, 0.97],
+            ),
+            "auto": points(
+                latency_median=[1000.0, 600.0, 280.0],
+                flash_total=[40000, 29000, 12500],
+                accuracy_device=[0.95, 0.95, 0.97],
+            ),
+        },
+    )
     report = build_report([run])
     for plot in report.plots:
         assert covered(rendered(plot.figure), plot.figure) == [], plot.name
@@ -134,10 +160,19 @@ def test_titles_fit_a_long_model_path(tmp_path):
 
 def test_a_dense_model_that_scores_zero_gets_a_floor_of_zero(tmp_path):
     """Dense accuracy 0 (a broken model, a wrong data set) once gave 'accuracy floor -1.0%'."""
-    run = write_run(tmp_path / "zero", "digits_cnn", {
-        "dense": dense(accuracy_device=0.0, accuracy_float=0.0, accuracy_int8_host=0.0),
-        "csr": points(latency_median=[1300.0, 800.0, 500.0], accuracy_device=[0.0, 0.0, 0.0],
-                      accuracy_float=[0.0] * 3, accuracy_int8_host=[0.0] * 3)})
+    run = write_run(
+        tmp_path / "zero",
+        "digits_cnn",
+        {
+            "dense": dense(accuracy_device=0.0, accuracy_float=0.0, accuracy_int8_host=0.0),
+            "csr": points(
+                latency_median=[1300.0, 800.0, 500.0],
+                accuracy_device=[0.0, 0.0, 0.0],
+                accuracy_float=[0.0] * 3,
+                accuracy_int8_host=[0.0] * 3,
+            ),
+        },
+    )
     report = build_report([run])
     (table,) = report.key_figures
     assert table.rows[0]["accuracy floor"] == "0.0%"
@@ -159,16 +194,24 @@ def claims(fig, kernel) -> list[str]:
 def test_speedup_annotations_say_what_the_plotted_curves_show(tmp_path):
     """Every note is read back against the line it speaks of: auto wins at 0 %, dips below dense at 50 %, wins at
     90 % (once annotated 'at least as fast as dense'); csr never wins; delta4 always does; bitmask crosses once."""
-    run = write_run(tmp_path / "notes", "digits_cnn", {
-        "dense": dense(latency_median=1000.0, accuracy_device=0.95),
-        "auto": points(latency_median=[950.0, 1000 / 0.98, 1000 / 1.18], accuracy_device=[0.95] * 3),
-        "csr": points(latency_median=[1500.0, 1200.0, 1100.0], accuracy_device=[0.95] * 3),
-        "delta4": points(latency_median=[990.0, 800.0, 400.0], accuracy_device=[0.95] * 3),
-        "bitmask": points(latency_median=[1400.0, 900.0, 500.0], accuracy_device=[0.95] * 3)})
+    run = write_run(
+        tmp_path / "notes",
+        "digits_cnn",
+        {
+            "dense": dense(latency_median=1000.0, accuracy_device=0.95),
+            "auto": points(latency_median=[950.0, 1000 / 0.98, 1000 / 1.18], accuracy_device=[0.95] * 3),
+            "csr": points(latency_median=[1500.0, 1200.0, 1100.0], accuracy_device=[0.95] * 3),
+            "delta4": points(latency_median=[990.0, 800.0, 400.0], accuracy_device=[0.95] * 3),
+            "bitmask": points(latency_median=[1400.0, 900.0, 500.0], accuracy_device=[0.95] * 3),
+        },
+    )
     fig = {plot.name: plot.figure for plot in build_report([run]).plots}["speedup-mps2_an386"]
     (ax,) = fig.axes
-    lines = {line.get_label(): (np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float))
-             for line in ax.lines if line.get_label() in ("auto", "csr", "delta4", "bitmask")}
+    lines = {
+        line.get_label(): (np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float))
+        for line in ax.lines
+        if line.get_label() in ("auto", "csr", "delta4", "bitmask")
+    }
     assert set(lines) == {"auto", "csr", "delta4", "bitmask"}
     for kernel, (x, y) in lines.items():
         (claim,) = claims(fig, kernel)
@@ -184,8 +227,9 @@ def test_speedup_annotations_say_what_the_plotted_curves_show(tmp_path):
             crossing = int(match.group(1)) / 100
             assert (y[x > crossing + 0.005] >= 1).all() and (y[x < crossing - 0.005] < 1).any(), claim
             color = next(line.get_color() for line in ax.lines if line.get_label() == kernel)
-            marks = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":"
-                     and line.get_color() == color]
+            marks = [
+                line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":" and line.get_color() == color
+            ]
             assert any(abs(mark - crossing) < 0.006 for mark in marks), (claim, marks)
     assert "slower at 50%" in claims(fig, "auto")[0]
 

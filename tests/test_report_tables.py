@@ -3,6 +3,7 @@ the MAC columns, the per-variant table on the report's first screen, the per-lay
 
 Every expected value is computed here from results.csv, not taken from the report's own code.
 """
+
 import json
 import re
 
@@ -21,14 +22,14 @@ def frame(run_dir):  # noqa: F811
 
 
 def test_rows_count_macs_whole_and_per_layer(frame):
-    assert frame.macs.nunique() == 1 and frame.macs.iloc[0] > 0   # the dense computation: one model, one count
+    assert frame.macs.nunique() == 1 and frame.macs.iloc[0] > 0  # the dense computation: one model, one count
     for _, row in frame.iterrows():
         layers = json.loads(row.layer_macs)
         assert sum(layer["macs"] for layer in layers) == row.macs
         assert sum(layer["nonzero_macs"] for layer in layers) == row.nonzero_macs <= row.macs
         assert [layer["layer"] for layer in layers] == list(json.loads(row.layer_latency))
         for layer in layers:
-            if layer["op"] in ("CONV_2D", "FULLY_CONNECTED"):   # each output value: one weight row's MACs
+            if layer["op"] in ("CONV_2D", "FULLY_CONNECTED"):  # each output value: one weight row's MACs
                 assert layer["macs"] == np.prod(layer["output"]) * np.prod(layer["weights"][1:]), layer
     pruned = frame[frame.target_sparsity == 0.9]
     assert (pruned.nonzero_macs < 0.2 * pruned.macs).all()
@@ -39,7 +40,7 @@ def test_latency_per_mac_is_in_the_column_of_the_boards_unit(frame):
     assert np.allclose(emulated.instructions_per_mac, emulated.latency_median / emulated.macs)
     assert np.allclose(host.ns_per_mac, host.latency_median / host.macs)
     assert emulated.ns_per_mac.isna().all() and host.instructions_per_mac.isna().all()
-    assert frame.cycles_per_mac.isna().all()   # nothing here counted cycles: an emulator's instructions never are
+    assert frame.cycles_per_mac.isna().all()  # nothing here counted cycles: an emulator's instructions never are
 
 
 def table_after(text: str, marker: str) -> tuple[list[str], list[list[str]], list[bool]]:
@@ -54,8 +55,7 @@ def test_the_first_screen_is_a_table_of_every_variant(run_dir, frame, tmp_path):
     out = tmp_path / "report"
     write_report(build_report([run_dir]), out)
     # Read without scripts: the table is plain HTML, sorting is an extra.
-    dom = chromium("--disable-javascript", "--dump-dom", (out / "report.html").as_uri(),
-                   profile=tmp_path / "profile")
+    dom = chromium("--disable-javascript", "--dump-dom", (out / "report.html").as_uri(), profile=tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = dom.stdout
     summary = page.split('<section id="summary">')[1].split("</section>")[0]
@@ -90,15 +90,16 @@ def test_a_click_on_a_column_head_sorts_the_table(run_dir, tmp_path):  # noqa: F
     out = tmp_path / "report"
     write_report(build_report([run_dir]), out)
     page = (out / "report.html").read_text()
-    click = ('<script>document.querySelector("table.sortable thead th:nth-child(4)").click();</script>')
+    click = '<script>document.querySelector("table.sortable thead th:nth-child(4)").click();</script>'
     (out / "clicked.html").write_text(page.replace("</body>", click + "</body>"))
     dom = chromium("--dump-dom", (out / "clicked.html").as_uri(), profile=tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]
     head, rows, _ = table_after(dom.stdout, '<h3 id="variants">')
     assert head[3] == "latency (instructions)"
     latencies = [float(values[3].replace(",", "")) for values in rows]
-    assert latencies == sorted(latencies) and latencies != [float(v[3].replace(",", ""))
-                                                          for v in table_after(page, '<h3 id="variants">')[1]]
+    assert latencies == sorted(latencies) and latencies != [
+        float(v[3].replace(",", "")) for v in table_after(page, '<h3 id="variants">')[1]
+    ]
 
 
 def test_per_layer_tables_of_the_chosen_variant_and_of_dense(run_dir, frame):  # noqa: F811

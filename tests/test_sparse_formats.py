@@ -4,6 +4,7 @@ Each decoder here reads the arrays the way the C kernels do (kernels.h);
 that the kernels compute the same bytes as TFLite Micro with every format
 is tests/test_compiler.py's job.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from harness.compiler.encode import (CSR_TILE_WINDOW_MAX, FORMATS, encode_bitmask, encode_block4, encode_csr,
-                                     encode_delta4, encode_dense)
+from harness.compiler.encode import (
+    CSR_TILE_WINDOW_MAX,
+    FORMATS,
+    encode_bitmask,
+    encode_block4,
+    encode_csr,
+    encode_delta4,
+    encode_dense,
+)
 from harness.compiler.lower import _conv_offsets, _sparse_conv_layout
 
 SPARSE = tuple(fmt for fmt in FORMATS if fmt not in ("dense", "nm"))  # nm takes N:M layers only: test_nm_kernels.py
@@ -65,8 +73,10 @@ def decode(encoded, shape, column_index=None, row_step=None) -> np.ndarray:
         values = iter(encoded.values.values)
         for segment, row_bits in enumerate(bits):
             assert not row_bits[length:].any()
-            entries += [(segment // kernel_rows, (segment % kernel_rows) * step + int(at), int(next(values)))
-                        for at in np.flatnonzero(row_bits)]
+            entries += [
+                (segment // kernel_rows, (segment % kernel_rows) * step + int(at), int(next(values)))
+                for at in np.flatnonzero(row_bits)
+            ]
         assert next(values, None) is None
     return _place(shape, column_index, entries)
 
@@ -82,25 +92,34 @@ def random_matrix(shape, density, seed=0, empty_rows=(0,)) -> np.ndarray:
 
 def conv_window(h, w, c, oc, k, stride=1, dilation=1, pad=1) -> dict:
     out = (h + 2 * pad - (k - 1) * dilation - 1) // stride + 1
-    return {"input": {"h": h, "w": w, "c": c}, "output": {"h": out, "w": out, "c": oc}, "kernel_h": k,
-            "kernel_w": k, "stride_h": stride, "stride_w": stride, "dilation_h": dilation,
-            "dilation_w": dilation, "pad_top": pad, "pad_left": pad}
+    return {
+        "input": {"h": h, "w": w, "c": c},
+        "output": {"h": out, "w": out, "c": oc},
+        "kernel_h": k,
+        "kernel_w": k,
+        "stride_h": stride,
+        "stride_w": stride,
+        "dilation_h": dilation,
+        "dilation_w": dilation,
+        "pad_top": pad,
+        "pad_left": pad,
+    }
 
 
 CASES = [  # (shape, density, conv window or None)
     ((16, 64), 0.3, None),
     ((10, 256), 0.5, None),
-    ((10, 300), 0.5, None),        # 16-bit indices
-    ((12, 300), 0.02, None),       # long gaps: delta4 fillers
-    ((300, 300), 0.9, None),       # more than 65535 nonzeros
-    ((5, 7), 0.0, None),           # all zero
-    ((6, 3), 1.0, None),           # rows shorter than a block
+    ((10, 300), 0.5, None),  # 16-bit indices
+    ((12, 300), 0.02, None),  # long gaps: delta4 fillers
+    ((300, 300), 0.9, None),  # more than 65535 nonzeros
+    ((5, 7), 0.0, None),  # all zero
+    ((6, 3), 1.0, None),  # rows shorter than a block
     ((8, 1), 0.5, None),
-    ((32, 144), 0.1, conv_window(16, 16, 16, 32, 3)),           # padded band
-    ((8, 27), 0.6, conv_window(9, 9, 3, 8, 3, pad=0)),          # in place, C_IN < 4
-    ((6, 45), 0.4, conv_window(11, 11, 5, 6, 3, dilation=2)),   # dilation: gaps inside kernel rows
+    ((32, 144), 0.1, conv_window(16, 16, 16, 32, 3)),  # padded band
+    ((8, 27), 0.6, conv_window(9, 9, 3, 8, 3, pad=0)),  # in place, C_IN < 4
+    ((6, 45), 0.4, conv_window(11, 11, 5, 6, 3, dilation=2)),  # dilation: gaps inside kernel rows
     ((4, 9), 0.5, conv_window(3, 3, 1, 4, 3)),
-    ((4, 288), 0.1, conv_window(8, 8, 32, 4, 3)),             # csr: past the tile window, offsets
+    ((4, 288), 0.1, conv_window(8, 8, 32, 4, 3)),  # csr: past the tile window, offsets
 ]
 
 
@@ -240,26 +259,39 @@ int main(void)
 
 def _tiles(tmp_path, window: dict) -> list[list[int]]:
     from test_compiler import CFLAGS, REPO
+
     source, exe = tmp_path / "tiles.c", tmp_path / "tiles"
     source.write_text(TILES_DRIVER)
     kernels = REPO / "firmware" / "kernels"
-    build = subprocess.run(["gcc", *CFLAGS, f"-I{kernels}", str(source), str(kernels / "conv2d_csr_s8.c"), "-o",
-                            str(exe)], capture_output=True, text=True)
+    build = subprocess.run(
+        ["gcc", *CFLAGS, f"-I{kernels}", str(source), str(kernels / "conv2d_csr_s8.c"), "-o", str(exe)],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
-    fields = [window["input"][k] for k in "hwc"] + [window["output"][k] for k in "hwc"] + [
-        window[k] for k in ("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w",
-                            "pad_top", "pad_left")]
+    fields = (
+        [window["input"][k] for k in "hwc"]
+        + [window["output"][k] for k in "hwc"]
+        + [
+            window[k]
+            for k in ("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top", "pad_left")
+        ]
+    )
     out = subprocess.run([str(exe)], input=" ".join(map(str, fields)), capture_output=True, text=True, check=True)
     lines = out.stdout.split("\n")
-    return [[int(v) for v in line.split()] for line in lines[:lines.index("end")]]
+    return [[int(v) for v in line.split()] for line in lines[: lines.index("end")]]
 
 
 def test_tiles_run_across_rows_when_windows_are_read_in_place(tmp_path):
     # A [13, 1, 12] map, 1x1: 13 pixels in tiles of 4, 4, 4 and 1 (repeated), not 13 tiles of one pixel.
     window = conv_window(13, 1, 12, 10, 1, pad=0)
     window["output"]["w"] = 1
-    assert _tiles(tmp_path, window) == [[4, 0, 12, 24, 36], [4, 48, 60, 72, 84], [4, 96, 108, 120, 132],
-                                        [1, 144, 144, 144, 144]]
+    assert _tiles(tmp_path, window) == [
+        [4, 0, 12, 24, 36],
+        [4, 48, 60, 72, 84],
+        [4, 96, 108, 120, 132],
+        [1, 144, 144, 144, 144],
+    ]
     # Stride 2 on a 3-wide map: raster order across rows, each corner two input pixels on.
     strided = {**conv_window(6, 3, 2, 4, 1, stride=2, pad=0), "output": {"h": 3, "w": 2, "c": 4}}
     strided["kernel_w"], strided["stride_w"] = 2, 1

@@ -1,5 +1,6 @@
 """The sweep's stage modules: what they export, what the kernel benchmark takes from them, and the stages failed
 rows carry. (The stages at work: tests/test_sweep.py, tests/test_bench_resume.py, tests/test_kernel_bench.py.)"""
+
 import ast
 import importlib
 import json
@@ -11,8 +12,16 @@ from harness import cache
 from harness.results import ResultRow, load_results, write_results
 from harness.stages import KEPT_FAILURES, Stage
 
-STAGE_MODULES = ["harness.orchestrator", "harness.plan", "harness.prepare", "harness.points", "harness.auto", "harness.cache",
-                 "harness.device.measure", "harness.stages"]
+STAGE_MODULES = [
+    "harness.orchestrator",
+    "harness.plan",
+    "harness.prepare",
+    "harness.points",
+    "harness.auto",
+    "harness.cache",
+    "harness.device.measure",
+    "harness.stages",
+]
 
 
 def harness_imports(package: str) -> list[tuple[str, str, str]]:

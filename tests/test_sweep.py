@@ -1,4 +1,5 @@
 """The whole path, for real: train, prune, convert, compile, build with PlatformIO, run under QEMU over serial."""
+
 import json
 import signal
 import time
@@ -152,16 +153,21 @@ def test_auto_kernel_takes_per_layer_the_fastest_format_within_the_dense_weight_
 def test_auto_kernel_is_as_fast_as_every_kernel_whose_weights_are_no_larger_than_dense(auto_run):
     _, frame, chosen = auto_run
     rows = frame.set_index(["target_sparsity", "kernel"])
-    weights = rows.flash_weights_dense + rows.flash_sparse_values + rows.flash_sparse_indices + rows.flash_sparse_pointers
+    weights = (
+        rows.flash_weights_dense + rows.flash_sparse_values + rows.flash_sparse_indices + rows.flash_sparse_pointers
+    )
     for target, layers in chosen.items():
         auto = rows.loc[(target, "auto")].latency_median
         assert within(auto, rows.loc[(target, "dense")].latency_median)
         assert weights[(target, "auto")] <= weights[(target, "dense")]
-        fastest = {name: min(layer["options"].values(), key=lambda option: option["latency"])
-                   for name, layer in layers.items()}
+        fastest = {
+            name: min(layer["options"].values(), key=lambda option: option["latency"]) for name, layer in layers.items()
+        }
         if sum(option["bytes"] for option in fastest.values()) <= weights[(target, "dense")]:
-            assert all(layers[name]["options"][layers[name]["chosen"]]["latency"] == option["latency"]
-                       for name, option in fastest.items())
+            assert all(
+                layers[name]["options"][layers[name]["chosen"]]["latency"] == option["latency"]
+                for name, option in fastest.items()
+            )
         for kernel in KERNEL_FORMATS:
             if weights[(target, kernel)] <= weights[(target, "dense")]:
                 assert within(auto, rows.loc[(target, kernel)].latency_median), (target, kernel)
@@ -174,8 +180,11 @@ def test_auto_alone_resumes_with_its_candidates_measured_but_not_listed(auto_run
     config.write_text(AUTO_SWEEP)
     proc = start_sweep(config, tmp_path / "results", "--kernels", "auto", "--fresh")  # auto points are cached too
     deadline = time.monotonic() + 300
-    while not any(e["event"] == "measuring" and e["phase"] == "auto kernel"
-                  for run_dir in (tmp_path / "results").glob("*/") for e in events(run_dir)):
+    while not any(
+        e["event"] == "measuring" and e["phase"] == "auto kernel"
+        for run_dir in (tmp_path / "results").glob("*/")
+        for e in events(run_dir)
+    ):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
@@ -187,5 +196,7 @@ def test_auto_alone_resumes_with_its_candidates_measured_but_not_listed(auto_run
     assert list(frame.kernel) == ["auto", "auto"] and (frame.status == "ok").all()
     first = auto_run[1][auto_run[1].kernel == "auto"]
     assert list(frame.layer_formats) == list(first.layer_formats)
-    assert all(within(again_, first_) and within(first_, again_)
-               for again_, first_ in zip(frame.latency_median, first.latency_median))
+    assert all(
+        within(again_, first_) and within(first_, again_)
+        for again_, first_ in zip(frame.latency_median, first.latency_median)
+    )

@@ -11,16 +11,17 @@ from the cache, and then every missing model is built in that one session.
 The cache key covers this file, the models' sources and the TensorFlow
 version.
 """
+
 from __future__ import annotations
 
 import functools
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -37,24 +38,27 @@ REFERENCE_SPARSITY = 0.8
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    build: Callable            # keras module -> untrained keras.Model
-    sparsity: float = 0.0      # fraction of each kernel's weights zeroed, smallest magnitude first
+    build: Callable  # keras module -> untrained keras.Model
+    sparsity: float = 0.0  # fraction of each kernel's weights zeroed, smallest magnitude first
     empty_channel: bool = False  # also zero output channel 0 of every kernel (an empty CSR row)
-    per_channel: bool = True   # False: per-tensor weight scales
-    quantize: str = "int8"     # "int8"; "float" and "int16x8" make models the compiler must refuse
-    digits: bool = False       # train on scikit-learn's digits first; test on its images
-    reference: bool = False    # the models/ registry entry of this name, on its synthetic data set
+    per_channel: bool = True  # False: per-tensor weight scales
+    quantize: str = "int8"  # "int8"; "float" and "int16x8" make models the compiler must refuse
+    digits: bool = False  # train on scikit-learn's digits first; test on its images
+    reference: bool = False  # the models/ registry entry of this name, on its synthetic data set
 
 
 def _digits_cnn(keras):
     from harness.models.digits import build_digits_cnn
+
     return build_digits_cnn(seed=0)
 
 
 def _registered(name: str) -> Callable:
     def build(keras):
         from harness.models import REFERENCE_MODELS
+
         return REFERENCE_MODELS[name].build(0)
+
     return build
 
 
@@ -175,31 +179,36 @@ def _dynamic_time(keras):
     return keras.Model(inputs, keras.layers.Dense(4)(inputs))
 
 
-SPECS = {spec.name: spec for spec in [
-    ModelSpec("digits_cnn_s0", _digits_cnn, digits=True),
-    ModelSpec("digits_cnn_s50", _digits_cnn, sparsity=0.5, digits=True),
-    ModelSpec("digits_cnn_s90", _digits_cnn, sparsity=0.9, digits=True),
-    ModelSpec("conv_geometry", _conv_geometry, sparsity=0.6, empty_channel=True),
-    ModelSpec("conv_per_tensor", _conv_geometry, sparsity=0.5, per_channel=False),
-    ModelSpec("depthwise", _depthwise, sparsity=0.5, empty_channel=True),
-    ModelSpec("pooling", _pooling),
-    ModelSpec("mlp_wide", _mlp_wide, sparsity=0.7, empty_channel=True),
-    ModelSpec("mlp_per_tensor", _mlp_wide, sparsity=0.3, per_channel=False),
-    ModelSpec("dense_on_rows", _dense_on_rows, sparsity=0.5),
-    ModelSpec("softmax_wide", _softmax_wide),
-    ModelSpec("tensor_ops", _tensor_ops, sparsity=0.3),
-    ModelSpec("one_dense", _one_dense),  # rounding probes: see test_compiler
-    ModelSpec("one_dense_per_tensor", _one_dense, per_channel=False),
-    ModelSpec("one_conv", _one_conv),
-    ModelSpec("one_depthwise", _one_depthwise),  # input and output of one size: may they overlap?
-    *(ModelSpec(name, _registered(name), sparsity=REFERENCE_SPARSITY, reference=True)
-      for name in ("kws_ds_cnn", "ic_resnet8", "vww_mobilenet_v1", "ad_fc_autoencoder", "streaming_wakeword")),
-    ModelSpec("dynamic_batch", _published_style_cnn, sparsity=0.5),
-    ModelSpec("float_model", _float_dynamic_batch, quantize="float"),
-    ModelSpec("int16_model", _tiny_mlp, quantize="int16x8"),
-    ModelSpec("tanh_model", _tanh_mlp),
-    ModelSpec("dynamic_time", _dynamic_time),
-]}
+SPECS = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("digits_cnn_s0", _digits_cnn, digits=True),
+        ModelSpec("digits_cnn_s50", _digits_cnn, sparsity=0.5, digits=True),
+        ModelSpec("digits_cnn_s90", _digits_cnn, sparsity=0.9, digits=True),
+        ModelSpec("conv_geometry", _conv_geometry, sparsity=0.6, empty_channel=True),
+        ModelSpec("conv_per_tensor", _conv_geometry, sparsity=0.5, per_channel=False),
+        ModelSpec("depthwise", _depthwise, sparsity=0.5, empty_channel=True),
+        ModelSpec("pooling", _pooling),
+        ModelSpec("mlp_wide", _mlp_wide, sparsity=0.7, empty_channel=True),
+        ModelSpec("mlp_per_tensor", _mlp_wide, sparsity=0.3, per_channel=False),
+        ModelSpec("dense_on_rows", _dense_on_rows, sparsity=0.5),
+        ModelSpec("softmax_wide", _softmax_wide),
+        ModelSpec("tensor_ops", _tensor_ops, sparsity=0.3),
+        ModelSpec("one_dense", _one_dense),  # rounding probes: see test_compiler
+        ModelSpec("one_dense_per_tensor", _one_dense, per_channel=False),
+        ModelSpec("one_conv", _one_conv),
+        ModelSpec("one_depthwise", _one_depthwise),  # input and output of one size: may they overlap?
+        *(
+            ModelSpec(name, _registered(name), sparsity=REFERENCE_SPARSITY, reference=True)
+            for name in ("kws_ds_cnn", "ic_resnet8", "vww_mobilenet_v1", "ad_fc_autoencoder", "streaming_wakeword")
+        ),
+        ModelSpec("dynamic_batch", _published_style_cnn, sparsity=0.5),
+        ModelSpec("float_model", _float_dynamic_batch, quantize="float"),
+        ModelSpec("int16_model", _tiny_mlp, quantize="int16x8"),
+        ModelSpec("tanh_model", _tanh_mlp),
+        ModelSpec("dynamic_time", _dynamic_time),
+    ]
+}
 ERROR_MODELS = ("float_model", "int16_model", "tanh_model", "dynamic_time")
 RUNNABLE_MODELS = tuple(name for name in SPECS if name not in ERROR_MODELS)
 REFERENCE_MODELS = tuple(name for name, spec in SPECS.items() if spec.reference)
@@ -242,11 +251,13 @@ def _cache_key(name: str) -> str:
 def reference_data(name: str):
     """The synthetic data set (models.Dataset) of a reference model."""
     from harness.models import REFERENCE_MODELS
+
     return REFERENCE_MODELS[name].load_data()
 
 
 def _digits_images() -> np.ndarray:
     from sklearn.datasets import load_digits
+
     return (load_digits().images / 16.0).astype(np.float32)[..., np.newaxis]  # pixels are 0..16
 
 
@@ -269,8 +280,11 @@ def _build(names: list[str]) -> dict[str, bytes]:
             representative = reference_data(name).x_train[:REPRESENTATIVE_SAMPLES]
         else:
             _randomize_biases(model)
-            representative = np.random.default_rng(2).uniform(
-                -1, 1, (REPRESENTATIVE_SAMPLES, *(d or 4 for d in model.input_shape[1:]))).astype(np.float32)
+            representative = (
+                np.random.default_rng(2)
+                .uniform(-1, 1, (REPRESENTATIVE_SAMPLES, *(d or 4 for d in model.input_shape[1:])))
+                .astype(np.float32)
+            )
         _prune(model, spec)
         if spec.reference:
             calibrate_batchnorm(model, representative)
@@ -280,6 +294,7 @@ def _build(names: list[str]) -> dict[str, bytes]:
 
 def _train_digits(model) -> list:
     from sklearn.datasets import load_digits
+
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(_digits_images(), load_digits().target, epochs=8, batch_size=32, verbose=0)
     return model.get_weights()
@@ -327,7 +342,8 @@ def _convert(tf, model, spec: ModelSpec, representative: np.ndarray) -> bytes:
     converter.representative_dataset = lambda: ([sample[np.newaxis]] for sample in representative)
     if spec.quantize == "int16x8":
         converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
         converter.inference_input_type = converter.inference_output_type = tf.int16
     else:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -338,12 +354,17 @@ def _convert(tf, model, spec: ModelSpec, representative: np.ndarray) -> bytes:
     return converter.convert()
 
 
-def convert_cached(prefix: str, test_file: Path, specs: dict[str, ModelSpec],
-                   prepare: Callable[[object, ModelSpec], None] = lambda model, spec: None) -> dict[str, bytes]:
+def convert_cached(
+    prefix: str,
+    test_file: Path,
+    specs: dict[str, ModelSpec],
+    prepare: Callable[[object, ModelSpec], None] = lambda model, spec: None,
+) -> dict[str, bytes]:
     """A test file's own models (biases randomized, then `prepare`d), converted once and kept in CACHE_DIR,
     keyed on that file, this one and TensorFlow's version."""
-    digest = hashlib.sha256(Path(test_file).read_bytes() + Path(__file__).read_bytes()
-                            + version("tensorflow-cpu").encode()).hexdigest()[:12]
+    digest = hashlib.sha256(
+        Path(test_file).read_bytes() + Path(__file__).read_bytes() + version("tensorflow-cpu").encode()
+    ).hexdigest()[:12]
     paths = {name: CACHE_DIR / f"{prefix}-{name}-{digest}.tflite" for name in specs}
     missing = [name for name, path in paths.items() if not path.exists()]
     if missing:
@@ -357,8 +378,11 @@ def convert_cached(prefix: str, test_file: Path, specs: dict[str, ModelSpec],
             model = spec.build(keras)
             _randomize_biases(model)
             prepare(model, spec)
-            representative = np.random.default_rng(2).uniform(
-                -1, 1, (REPRESENTATIVE_SAMPLES, *model.input_shape[1:])).astype(np.float32)
+            representative = (
+                np.random.default_rng(2)
+                .uniform(-1, 1, (REPRESENTATIVE_SAMPLES, *model.input_shape[1:]))
+                .astype(np.float32)
+            )
             tmp = paths[name].with_suffix(".tmp")
             tmp.write_bytes(_convert(tf, model, spec, representative))
             tmp.replace(paths[name])

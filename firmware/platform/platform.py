@@ -4,6 +4,7 @@ It lives in the repository and declares no packages, so PlatformIO never
 needs its registry: compilers come from PATH (arm-none-eabi-gcc, gcc) and
 the emulator is qemu-system-arm, all installed with apt.
 """
+
 from platformio.public import PlatformBase
 
 

@@ -8,6 +8,7 @@ estimated from below with allowances measured on the mps2 boards (Debian's
 arm-none-eabi-gcc 12.2, -O2), so a refused model never fits, and one that
 passes may still just miss at link time.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ RAM_PER_LAYER = 8
 
 class BudgetError(RuntimeError):
     """The model cannot fit the board; the message says which memory and by how much."""
+
     stage = Stage.FIT  # the failed stage its result row names: a fact about model and board, not a fault
 
 
@@ -45,7 +47,8 @@ class Budget:
 @dataclass(frozen=True)
 class Need:
     """The least flash and RAM a firmware running this model takes."""
-    tables: int   # constant tables (weights, biases, requantization)
+
+    tables: int  # constant tables (weights, biases, requantization)
     arena: int
     layers: int
 
@@ -81,13 +84,16 @@ def check_fits(compiled, env: str, boards_dir: Path = BOARDS_DIR) -> None:
     need = model_need(compiled)
     problems = []
     if need.flash_bytes > budget.flash_bytes:
-        problems.append(f"{need.flash_bytes:,} B of flash ({need.tables:,} B of weights and tables + "
-                        f"at least {need.flash_bytes - need.tables:,} B of code), "
-                        f"{need.flash_bytes - budget.flash_bytes:,} B more than its {budget.flash_bytes:,} B")
+        problems.append(
+            f"{need.flash_bytes:,} B of flash ({need.tables:,} B of weights and tables + "
+            f"at least {need.flash_bytes - need.tables:,} B of code), "
+            f"{need.flash_bytes - budget.flash_bytes:,} B more than its {budget.flash_bytes:,} B"
+        )
     if need.ram_bytes > budget.ram_bytes:
-        problems.append(f"{need.ram_bytes:,} B of RAM ({need.arena:,} B of activation arena + "
-                        f"at least {need.ram_bytes - need.arena:,} B of stack and runtime), "
-                        f"{need.ram_bytes - budget.ram_bytes:,} B more than its {budget.ram_bytes:,} B")
+        problems.append(
+            f"{need.ram_bytes:,} B of RAM ({need.arena:,} B of activation arena + "
+            f"at least {need.ram_bytes - need.arena:,} B of stack and runtime), "
+            f"{need.ram_bytes - budget.ram_bytes:,} B more than its {budget.ram_bytes:,} B"
+        )
     if problems:
-        raise BudgetError(f"the {compiled.kernel} model does not fit board {env}: it needs "
-                          + " and ".join(problems))
+        raise BudgetError(f"the {compiled.kernel} model does not fit board {env}: it needs " + " and ".join(problems))

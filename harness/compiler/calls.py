@@ -4,6 +4,7 @@ A KernelCall says which kernel runs the op, the constants it reads
 (C arrays and parameter structs) and its arguments; emit_c turns it into C,
 memory_plan places its tensors and scratch buffer in the arena.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,23 +24,25 @@ SCRATCH = _Scratch()  # stands for the call's scratch buffer in KernelCall.args
 @dataclass(frozen=True, eq=False)
 class TensorList:
     """An argument that is an array of tensors, e.g. CONCATENATION's inputs."""
+
     tensors: tuple[Tensor, ...]
 
 
 @dataclass(eq=False)
 class KernelCall:
     """One op as C: `nn_<kernel>(&params, *args)` and the constants it reads."""
+
     op: Op
-    kernel: str                          # kernel name without "nn_", or "alias" for a RESHAPE
-    params: CStruct | None = None        # None: no call (an alias)
-    args: list = field(default_factory=list)       # Tensor, TensorList, SCRATCH or a C expression
+    kernel: str  # kernel name without "nn_", or "alias" for a RESHAPE
+    params: CStruct | None = None  # None: no call (an alias)
+    args: list = field(default_factory=list)  # Tensor, TensorList, SCRATCH or a C expression
     constants: list = field(default_factory=list)  # CArray and CStruct, in definition order
     weights: Encoded | None = None
     bias_and_quant_bytes: int = 0
-    macs: int = 0           # multiply-accumulates of the dense computation
-    nonzero_macs: int = 0   # those with a nonzero weight
+    macs: int = 0  # multiply-accumulates of the dense computation
+    nonzero_macs: int = 0  # those with a nonzero weight
     scratch_bytes: int = 0
-    alias_of: Tensor | None = None       # RESHAPE: the output shares this tensor's bytes
+    alias_of: Tensor | None = None  # RESHAPE: the output shares this tensor's bytes
     # Inputs the output may overlap if they die at this op: input -> least distance from the
     # output's start up to the input's start, in bytes (see overlap.py).
     overlaps: dict = field(default_factory=dict)

@@ -5,22 +5,24 @@ multipliers and shifts, parameter structs), the static arena, and
 model_invoke(), which calls one kernel per op and marks the layer timer
 after each.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from harness.compiler.calls import SCRATCH, KernelCall, TensorList
 from harness.compiler.encode import CArray, CStruct
 from harness.compiler.ir import Graph, Tensor
-from harness.compiler.calls import SCRATCH, KernelCall, TensorList
 from harness.compiler.memory_plan import MemoryPlan
 
 _VALUES_PER_LINE = {1: 16, 2: 12, 4: 8}
 
 
-def write_model(out_dir: Path, graph: Graph, calls: list[KernelCall], plan: MemoryPlan,
-                model_id: str, kernel: str) -> None:
+def write_model(
+    out_dir: Path, graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_id: str, kernel: str
+) -> None:
     (out_dir / "model.h").write_text(model_header(graph, plan))
     (out_dir / "model.c").write_text(model_source(graph, calls, plan, model_id, kernel))
 
@@ -122,9 +124,7 @@ def _invoke_step(position: int, call: KernelCall, plan: MemoryPlan) -> str:
     if call.params is None:
         return f"    /* {call.op.label}: the output shares its input's bytes */\n{mark}"
     args = ", ".join([f"&{call.params.name}", *(_argument(a, call, plan) for a in call.args)])
-    return (f"    if (nn_{call.kernel}({args}) != NN_OK) {{\n"
-            f"        return {position + 1};\n"
-            f"    }}\n{mark}")
+    return f"    if (nn_{call.kernel}({args}) != NN_OK) {{\n        return {position + 1};\n    }}\n{mark}"
 
 
 def _argument(arg, call: KernelCall, plan: MemoryPlan) -> str:
@@ -148,7 +148,7 @@ def c_array(array: CArray) -> str:
     """
     per_line = _VALUES_PER_LINE[array.values.dtype.itemsize]
     values = [str(int(v)) for v in array.values]
-    rows = [", ".join(values[i:i + per_line]) + "," for i in range(0, len(values), per_line)]
+    rows = [", ".join(values[i : i + per_line]) + "," for i in range(0, len(values), per_line)]
     body = "\n".join(f"    {row}" for row in rows)
     return f"static const {array.ctype} {array.name}[{len(values)}] = {{\n{body}\n}};"
 

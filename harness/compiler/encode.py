@@ -14,6 +14,7 @@ window to the next: formats with relative indices (delta4, bitmask) encode
 each kernel row of each output channel as a row of its own, so their
 indices never have to jump the gap between kernel rows.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -22,13 +23,19 @@ import numpy as np
 
 from harness.compiler.ir import CompileError
 
-_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t",
-           np.dtype(np.int32): "int32_t", np.dtype(np.uint32): "uint32_t"}
+_CTYPES = {
+    np.dtype(np.int8): "int8_t",
+    np.dtype(np.uint8): "uint8_t",
+    np.dtype(np.uint16): "uint16_t",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.uint32): "uint32_t",
+}
 
 
 @dataclass(frozen=True, eq=False)
 class CArray:
     """A const C array; an empty one is emitted as a NULL pointer (C has no empty arrays)."""
+
     name: str
     values: np.ndarray  # 1-D; its dtype picks the C type
 
@@ -49,6 +56,7 @@ class CArray:
 @dataclass(frozen=True, eq=False)
 class CStruct:
     """A const C struct; field values are ints, C expressions (str), lists or nested dicts."""
+
     name: str
     ctype: str
     fields: dict
@@ -57,6 +65,7 @@ class CStruct:
 @dataclass(frozen=True)
 class WeightBytes:
     """Flash taken by one layer's weights, by kind."""
+
     values: int = 0
     indices: int = 0
     pointers: int = 0
@@ -126,9 +135,10 @@ def _indexed_fields(values: CArray, index: CArray, row_start: CArray) -> dict:
 @dataclass(frozen=True, eq=False)
 class CsrWeights(_SparseWeights):
     """Compressed sparse rows: row r's values are values[row_start[r]:row_start[r + 1]]."""
-    values: CArray      # int8 nonzeros, row by row
-    index: CArray       # uint8 or uint16: where each value's input sits
-    row_start: CArray   # uint16 or uint32, rows + 1 entries
+
+    values: CArray  # int8 nonzeros, row by row
+    index: CArray  # uint8 or uint16: where each value's input sits
+    row_start: CArray  # uint16 or uint32, rows + 1 entries
     format = "csr"
 
     def struct(self, name: str) -> CStruct:
@@ -137,18 +147,20 @@ class CsrWeights(_SparseWeights):
 
 DELTA4_MAX = 15  # the longest gap one delta4 entry spans
 CSR_TILE_WINDOW_MAX = 256  # NN_CSR_TILE_WINDOW_MAX in kernels.h: rows csr indexes by column
-BLOCK = 4        # inputs per block4 block
+BLOCK = 4  # inputs per block4 block
 
 
-def encode_dense(weights: np.ndarray, name: str, column_index: np.ndarray | None = None,
-                 row_step: int | None = None) -> DenseWeights:
+def encode_dense(
+    weights: np.ndarray, name: str, column_index: np.ndarray | None = None, row_step: int | None = None
+) -> DenseWeights:
     """Weights as they are, flattened in their (row-major) layout; column_index only matters to sparse formats."""
     flat = np.ascontiguousarray(weights, dtype=np.int8).reshape(-1)
     return DenseWeights(values=CArray(name, flat), nonzeros=int(np.count_nonzero(flat)))
 
 
-def encode_csr(matrix: np.ndarray, name: str, column_index: np.ndarray | None = None,
-               row_step: int | None = None) -> CsrWeights:
+def encode_csr(
+    matrix: np.ndarray, name: str, column_index: np.ndarray | None = None, row_step: int | None = None
+) -> CsrWeights:
     """Encode a 2-D int8 matrix row by row, keeping only nonzeros.
 
     A nonzero in column j stores j when a row has at most
@@ -163,9 +175,11 @@ def encode_csr(matrix: np.ndarray, name: str, column_index: np.ndarray | None = 
     matrix = _matrix(matrix)
     column_index = _column_index(matrix, column_index if matrix.shape[1] > CSR_TILE_WINDOW_MAX else None)
     rows, cols = np.nonzero(matrix)  # row-major order, as CSR needs
-    return CsrWeights(values=CArray(f"{name}_values", matrix[rows, cols]),
-                      index=_index_array(f"{name}_index", column_index[cols]),
-                      row_start=_row_start(f"{name}_row_start", rows, matrix.shape[0]))
+    return CsrWeights(
+        values=CArray(f"{name}_values", matrix[rows, cols]),
+        index=_index_array(f"{name}_index", column_index[cols]),
+        row_start=_row_start(f"{name}_row_start", rows, matrix.shape[0]),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,15 +192,17 @@ class Delta4Weights(_SparseWeights):
     channel, kernel row) pairs; deltas pack two per byte, low nibble first,
     one row straight after the other.
     """
+
     values: CArray  # int8, one per entry (nonzeros and fillers), row after row
     deltas: CArray  # uint8, two entries per byte
-    count: CArray   # uint8 or uint16: entries per row
+    count: CArray  # uint8 or uint16: entries per row
     format = "delta4"
 
     def struct(self, name: str) -> CStruct:
         count_field = "count_u8" if self.count.values.dtype == np.uint8 else "count_u16"
-        return CStruct(name, "nn_delta4_s8", {"values": self.values.ref, "deltas": self.deltas.ref,
-                                              count_field: self.count.ref})
+        return CStruct(
+            name, "nn_delta4_s8", {"values": self.values.ref, "deltas": self.deltas.ref, count_field: self.count.ref}
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,8 +215,9 @@ class BitmaskWeights(_SparseWeights):
     bit (so a count of leading zeros finds the next nonzero). The kernel
     knows every row's length from the layer's geometry: no pointers.
     """
+
     values: CArray  # int8 nonzeros, row after row
-    mask: CArray    # uint32
+    mask: CArray  # uint32
     format = "bitmask"
 
     def struct(self, name: str) -> CStruct:
@@ -216,8 +233,9 @@ class Block4Weights(_SparseWeights):
     stored in the first block that covers it, 0 in the others). Rows
     shorter than 4 inputs start their one block at 0.
     """
-    values: CArray     # int8, 4 per block
-    index: CArray      # uint8 or uint16: where each block's first input sits
+
+    values: CArray  # int8, 4 per block
+    index: CArray  # uint8 or uint16: where each block's first input sits
     row_start: CArray  # uint16 or uint32: blocks before each row, rows + 1 entries
     format = "block4"
 
@@ -225,8 +243,9 @@ class Block4Weights(_SparseWeights):
         return CStruct(name, "nn_block4_s8", _indexed_fields(self.values, self.index, self.row_start))
 
 
-def encode_delta4(matrix: np.ndarray, name: str, column_index: np.ndarray | None = None,
-                  row_step: int | None = None) -> Delta4Weights:
+def encode_delta4(
+    matrix: np.ndarray, name: str, column_index: np.ndarray | None = None, row_step: int | None = None
+) -> Delta4Weights:
     """Encode row by row (see Delta4Weights); counts are uint8 when every row's fit, else uint16."""
     rows, position, values, row_count, _ = _kernel_rows(matrix, column_index, row_step)
     previous = np.full(position.shape, -1)
@@ -246,16 +265,19 @@ def encode_delta4(matrix: np.ndarray, name: str, column_index: np.ndarray | None
     if count.max(initial=0) > np.iinfo(np.uint16).max:
         raise CompileError(f"{name}: a row of {count.max()} delta4 entries does not fit a 16-bit count")
     nibbles = np.zeros(delta.size + delta.size % 2, dtype=np.uint8)  # the last byte may have a spare nibble
-    nibbles[:delta.size] = delta
+    nibbles[: delta.size] = delta
     packed = (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8)
     count_dtype = np.uint8 if count.max(initial=0) <= np.iinfo(np.uint8).max else np.uint16
-    return Delta4Weights(values=CArray(f"{name}_values", value), deltas=CArray(f"{name}_deltas", packed),
-                         count=CArray(f"{name}_count", count.astype(count_dtype)))
+    return Delta4Weights(
+        values=CArray(f"{name}_values", value),
+        deltas=CArray(f"{name}_deltas", packed),
+        count=CArray(f"{name}_count", count.astype(count_dtype)),
+    )
 
 
-
-def encode_bitmask(matrix: np.ndarray, name: str, column_index: np.ndarray | None = None,
-                   row_step: int | None = None) -> BitmaskWeights:
+def encode_bitmask(
+    matrix: np.ndarray, name: str, column_index: np.ndarray | None = None, row_step: int | None = None
+) -> BitmaskWeights:
     """Encode row by row (see BitmaskWeights)."""
     rows, position, values, row_count, row_length = _kernel_rows(matrix, column_index, row_step)
     words = -(-row_length // 32)
@@ -266,8 +288,9 @@ def encode_bitmask(matrix: np.ndarray, name: str, column_index: np.ndarray | Non
     return BitmaskWeights(values=CArray(f"{name}_values", values), mask=CArray(f"{name}_mask", mask))
 
 
-def encode_block4(matrix: np.ndarray, name: str, column_index: np.ndarray | None = None,
-                  row_step: int | None = None) -> Block4Weights:
+def encode_block4(
+    matrix: np.ndarray, name: str, column_index: np.ndarray | None = None, row_step: int | None = None
+) -> Block4Weights:
     """Encode row by row (see Block4Weights); index and row start widths as CSR's."""
     matrix = _matrix(matrix)
     column_index = _column_index(matrix, column_index)
@@ -290,12 +313,11 @@ def encode_block4(matrix: np.ndarray, name: str, column_index: np.ndarray | None
             starts.append(start)
             block_rows.append(row)
             covered_to = start + BLOCK
-    return Block4Weights(values=CArray(f"{name}_values", np.concatenate(values) if values
-                                       else np.zeros(0, dtype=np.int8)),
-                         index=_index_array(f"{name}_index", np.array(starts, dtype=np.int64)),
-                         row_start=_row_start(f"{name}_row_start", np.array(block_rows, dtype=np.int64),
-                                              matrix.shape[0]))
-
+    return Block4Weights(
+        values=CArray(f"{name}_values", np.concatenate(values) if values else np.zeros(0, dtype=np.int8)),
+        index=_index_array(f"{name}_index", np.array(starts, dtype=np.int64)),
+        row_start=_row_start(f"{name}_row_start", np.array(block_rows, dtype=np.int64), matrix.shape[0]),
+    )
 
 
 def _matrix(matrix: np.ndarray) -> np.ndarray:
@@ -325,8 +347,9 @@ def _row_start(name: str, rows: np.ndarray, row_count: int) -> CArray:
     return CArray(name, start.astype(np.uint16 if start[-1] <= np.iinfo(np.uint16).max else np.uint32))
 
 
-def _kernel_rows(matrix: np.ndarray, column_index: np.ndarray | None,
-                 row_step: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+def _kernel_rows(
+    matrix: np.ndarray, column_index: np.ndarray | None, row_step: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """The nonzeros as rows of their own per kernel row: (row, position in it, value), row-major.
 
     Stored index i lies i // row_step kernel rows down, at i % row_step
@@ -346,8 +369,14 @@ def _kernel_rows(matrix: np.ndarray, column_index: np.ndarray | None,
 
 
 # At the end: encode_nm builds on the classes above.
-from harness.compiler.encode_nm import NmWeights, encode_nm
+from harness.compiler.encode_nm import NmWeights, encode_nm  # noqa: E402
 
 Encoded = DenseWeights | CsrWeights | Delta4Weights | BitmaskWeights | Block4Weights | NmWeights
-FORMATS = {"dense": encode_dense, "csr": encode_csr, "delta4": encode_delta4, "bitmask": encode_bitmask,
-           "block4": encode_block4, "nm": encode_nm}
+FORMATS = {
+    "dense": encode_dense,
+    "csr": encode_csr,
+    "delta4": encode_delta4,
+    "bitmask": encode_bitmask,
+    "block4": encode_block4,
+    "nm": encode_nm,
+}

@@ -13,6 +13,7 @@ with channels past the last one zero. This takes 2 bytes per weight, twice
 the .tflite's int8, plus the padding of the last group: the flash account
 counts these bytes as they are.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,7 @@ def pack_depthwise(weights: np.ndarray) -> np.ndarray:
     padded = np.zeros((taps, groups * 4), np.int64)
     padded[:, :channels] = weights
     lanes = padded.reshape(taps, groups, 4).transpose(1, 0, 2)  # [group, tap, lane]
-    low, high = lanes[..., :2], lanes[..., 2:]                 # lanes (0, 1) and (2, 3)
+    low, high = lanes[..., :2], lanes[..., 2:]  # lanes (0, 1) and (2, 3)
     words = (low & 0xFFFF) | ((high & 0xFFFF) << 16)
     return words.reshape(-1).astype(np.uint32).view(np.int32)
 

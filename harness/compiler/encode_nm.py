@@ -22,6 +22,7 @@ tile of 4 output pixels (CONV_2D) they first write, for every unit, the input pa
 packed halfwords into a table in the scratch buffer (nn_*_nm_s8_get_buffer_size), then a unit is a slot
 extraction, a table load and an SMLAD per pixel (docs/kernels.md, "N:M format").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,11 +38,10 @@ from harness.compiler.encode import (
     _SparseWeights,
 )
 
-M = 4                 # inputs per group
+M = 4  # inputs per group
 GROUPS_PER_UNIT = {2: 1, 1: 2}
 # The 2 inputs (positions within the unit) that each slot multiplies.
-PAIRS = {2: ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)),
-         1: tuple((p, M + q) for q in range(M) for p in range(M))}
+PAIRS = {2: ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)), 1: tuple((p, M + q) for q in range(M) for p in range(M))}
 SLOT_OF_PAIR = np.zeros((M, M), np.uint8)
 for _slot, (_low, _high) in enumerate(PAIRS[2]):
     SLOT_OF_PAIR[_low, _high] = _slot
@@ -50,10 +50,11 @@ for _slot, (_low, _high) in enumerate(PAIRS[2]):
 @dataclass(frozen=True, eq=False)
 class NmWeights(_SparseWeights):
     """Two stored weights and a 4-bit slot per unit, rows one after the other (see the module)."""
+
     values: CArray  # int8, 2 per unit
-    slots: CArray   # uint8, 2 units per byte, low nibble first
-    n: int          # N of N:M (M is 4)
-    units: int      # units per row, padded to an even count
+    slots: CArray  # uint8, 2 units per byte, low nibble first
+    n: int  # N of N:M (M is 4)
+    units: int  # units per row, padded to an even count
     format = "nm"
 
     @property
@@ -80,8 +81,9 @@ def row_units(inputs: int, n: int) -> int:
     return units + units % 2
 
 
-def encode_nm(matrix: np.ndarray, name: str, column_index: np.ndarray | None = None,
-              row_step: int | None = None) -> NmWeights:
+def encode_nm(
+    matrix: np.ndarray, name: str, column_index: np.ndarray | None = None, row_step: int | None = None
+) -> NmWeights:
     """Encode an N:M matrix (N = 1 or 2, the smallest that holds every group of 4); see the module.
 
     column_index and row_step say where each column's input sits (CONV_2D): every group of 4 columns
@@ -95,18 +97,23 @@ def encode_nm(matrix: np.ndarray, name: str, column_index: np.ndarray | None = N
     groups = matrix.reshape(rows, cols // M, M)
     most = int(np.count_nonzero(groups, axis=-1).max(initial=0))
     if most > 2:
-        raise FormatRefused(f"{name}: not N:{M} along the input channels with N <= 2: a group of {M} inputs "
-                            f"holds {most} nonzeros")
+        raise FormatRefused(
+            f"{name}: not N:{M} along the input channels with N <= 2: a group of {M} inputs holds {most} nonzeros"
+        )
     n = 1 if most <= 1 else 2
     units = row_units(cols, n)
     padded = np.zeros((rows, units * GROUPS_PER_UNIT[n], M), np.int8)
-    padded[:, :groups.shape[1]] = groups
+    padded[:, : groups.shape[1]] = groups
     value, slot = (_pairs_of_two if n == 2 else _pairs_of_one)(padded)
     # Unit pairs share a word of values (a, a', b, b') and a byte of slots (u low, u + 1 high).
     words = value.reshape(rows, units // 2, 2, 2).transpose(0, 1, 3, 2).reshape(-1)
     slot_bytes = (slot[:, 0::2] | slot[:, 1::2] << 4).astype(np.uint8).reshape(-1)
-    return NmWeights(values=CArray(f"{name}_values", words.astype(np.int8)),
-                     slots=CArray(f"{name}_slots", slot_bytes), n=n, units=units)
+    return NmWeights(
+        values=CArray(f"{name}_values", words.astype(np.int8)),
+        slots=CArray(f"{name}_slots", slot_bytes),
+        n=n,
+        units=units,
+    )
 
 
 def _check_groups(name: str, column_index: np.ndarray, row_step: int | None) -> None:
@@ -115,8 +122,10 @@ def _check_groups(name: str, column_index: np.ndarray, row_step: int | None) -> 
     consecutive = np.all(column_index.reshape(-1, M) == starts[:, None] + np.arange(M))
     same_row = row_step is None or np.all(starts // row_step == (starts + M - 1) // row_step)
     if not (consecutive and same_row):
-        raise FormatRefused(f"{name}: its groups of {M} weights do not read {M} consecutive input channels "
-                            f"(input channels not a multiple of {M}?), so it has no N:{M} kernel")
+        raise FormatRefused(
+            f"{name}: its groups of {M} weights do not read {M} consecutive input channels "
+            f"(input channels not a multiple of {M}?), so it has no N:{M} kernel"
+        )
 
 
 def _pairs_of_two(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,8 +141,13 @@ def _pairs_of_two(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     low = np.where(count == 2, first, np.minimum(first, M - 2))
     high = np.where(count == 2, last, low + 1)
     slot = SLOT_OF_PAIR[low, high]
-    value = np.stack([np.take_along_axis(groups, low[..., None], -1)[..., 0],
-                      np.take_along_axis(groups, high[..., None], -1)[..., 0]], axis=-1)
+    value = np.stack(
+        [
+            np.take_along_axis(groups, low[..., None], -1)[..., 0],
+            np.take_along_axis(groups, high[..., None], -1)[..., 0],
+        ],
+        axis=-1,
+    )
     return value, slot
 
 

@@ -9,6 +9,7 @@ the model runs, so each op whose inputs are known (constants, or the shape
 of a tensor) is evaluated here and its output kept as a constant; the
 network ops are what remains.
 """
+
 from __future__ import annotations
 
 import numpy as np

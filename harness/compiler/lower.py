@@ -8,6 +8,7 @@ computes TFLM's requantization parameters and encodes the weights in the
 layer's format (encode.FORMATS). Field and kernel names match
 firmware/kernels/kernels.h.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -70,6 +71,7 @@ def kernel_name(family: str, fmt: str) -> str:
 
 # ---- checks and pieces shared by the lowerings -------------------------------------------------
 
+
 def _image(op: Op, tensor: Tensor, what: str) -> tuple[int, int, int]:
     if len(tensor.shape) != 4 or tensor.shape[0] != 1:
         raise fail(op, f"{what} must have shape [1, H, W, C], got {list(tensor.shape)}")
@@ -89,19 +91,27 @@ def _weights(op: Op, ndim: int, channel_axis: int) -> Tensor:
     return tensor
 
 
-def _output_stage(op: Op, inp: Tensor, out: Tensor, weights: Tensor, channels: int,
-                  channel_axis: int) -> tuple[dict, str, list[CArray]]:
+def _output_stage(
+    op: Op, inp: Tensor, out: Tensor, weights: Tensor, channels: int, channel_axis: int
+) -> tuple[dict, str, list[CArray]]:
     """What follows the accumulation: the nn_requant fields, the folded bias, and their arrays."""
     prefix = f"op{op.index}"
     multipliers, shifts = channel_multipliers(inp.scale, weights.quant.scale, out.scale, channels)
     multiplier, shift = CArray(f"{prefix}_multiplier", multipliers), CArray(f"{prefix}_shift", shifts)
     act_min, act_max = activation_range(op.options["activation"], out.scale, out.zero_point)
-    requant = {"input_offset": -inp.zero_point, "output_offset": out.zero_point,
-               "act_min": act_min, "act_max": act_max, "multiplier": multiplier.ref, "shift": shift.ref}
+    requant = {
+        "input_offset": -inp.zero_point,
+        "output_offset": out.zero_point,
+        "act_min": act_min,
+        "act_max": act_max,
+        "multiplier": multiplier.ref,
+        "shift": shift.ref,
+    }
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     if bias is not None and (not bias.is_constant or bias.dtype != "int32" or bias.size != channels):
-        raise fail(op, f"bias must be a constant int32 tensor of {channels} values, "
-                        f"got {bias.dtype} {list(bias.shape)}")
+        raise fail(
+            op, f"bias must be a constant int32 tensor of {channels} values, got {bias.dtype} {list(bias.shape)}"
+        )
     raw_bias = np.zeros(channels, np.int64) if bias is None else bias.data.reshape(-1).astype(np.int64)
     bias_array = CArray(f"{prefix}_bias", _folded_bias(raw_bias, -inp.zero_point, weights.data, channel_axis))
     return requant, bias_array.ref, [bias_array, multiplier, shift]
@@ -124,8 +134,9 @@ def _nbytes(arrays: list[CArray]) -> int:
     return sum(a.nbytes for a in arrays)
 
 
-def _encode(matrix: np.ndarray, prefix: str, fmt: str, column_index: np.ndarray | None = None,
-            row_step: int | None = None) -> tuple[Encoded, str, list]:
+def _encode(
+    matrix: np.ndarray, prefix: str, fmt: str, column_index: np.ndarray | None = None, row_step: int | None = None
+) -> tuple[Encoded, str, list]:
     """Weights in the layer's format, the C expression the call passes, and the constants to emit."""
     weights = FORMATS[fmt](matrix, f"{prefix}_weights", column_index, row_step)
     struct = weights.struct(f"{prefix}_{fmt}")
@@ -135,6 +146,7 @@ def _encode(matrix: np.ndarray, prefix: str, fmt: str, column_index: np.ndarray 
 
 
 # ---- windows (convolutions and pooling) --------------------------------------------------------
+
 
 def _out_size(padding: str, in_size: int, kernel: int, stride: int, dilation: int) -> int:
     """ComputeOutSize."""
@@ -149,27 +161,37 @@ def _pad_before(in_size: int, kernel: int, stride: int, dilation: int, out_size:
     return max(total, 0) // 2
 
 
-def _window(op: Op, inp: Tensor, out: Tensor, kernel_hw: tuple[int, int],
-            dilation: tuple[int, int] = (1, 1)) -> dict:
+def _window(op: Op, inp: Tensor, out: Tensor, kernel_hw: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> dict:
     (h, w, c), (oh, ow, oc) = _image(op, inp, "input"), _image(op, out, "output")
     stride, padding = op.options["stride"], op.options["padding"]
     expected = tuple(_out_size(padding, size, k, s, d) for size, k, s, d in zip((h, w), kernel_hw, stride, dilation))
     if expected != (oh, ow):
         raise fail(op, f"output is {oh}x{ow} but {padding} padding gives {expected[0]}x{expected[1]}")
-    return {"input": {"h": h, "w": w, "c": c}, "output": {"h": oh, "w": ow, "c": oc},
-            "kernel_h": kernel_hw[0], "kernel_w": kernel_hw[1],
-            "stride_h": stride[0], "stride_w": stride[1],
-            "dilation_h": dilation[0], "dilation_w": dilation[1],
-            "pad_top": _pad_before(h, kernel_hw[0], stride[0], dilation[0], oh),
-            "pad_left": _pad_before(w, kernel_hw[1], stride[1], dilation[1], ow)}
+    return {
+        "input": {"h": h, "w": w, "c": c},
+        "output": {"h": oh, "w": ow, "c": oc},
+        "kernel_h": kernel_hw[0],
+        "kernel_w": kernel_hw[1],
+        "stride_h": stride[0],
+        "stride_w": stride[1],
+        "dilation_h": dilation[0],
+        "dilation_w": dilation[1],
+        "pad_top": _pad_before(h, kernel_hw[0], stride[0], dilation[0], oh),
+        "pad_left": _pad_before(w, kernel_hw[1], stride[1], dilation[1], ow),
+    }
 
 
 def sparse_padded_size(window: dict) -> tuple[int, int]:
     """nn_conv2d_csr_s8_padded_size: the padded image covers every window and the whole input."""
+
     def extent(axis: str, pad: int) -> int:
-        reach = ((window["output"][axis] - 1) * window[f"stride_{axis}"]
-                 + (window[f"kernel_{axis}"] - 1) * window[f"dilation_{axis}"] + 1)
+        reach = (
+            (window["output"][axis] - 1) * window[f"stride_{axis}"]
+            + (window[f"kernel_{axis}"] - 1) * window[f"dilation_{axis}"]
+            + 1
+        )
         return max(reach, pad + window["input"][axis])
+
     return extent("h", window["pad_top"]), extent("w", window["pad_left"])
 
 
@@ -219,12 +241,14 @@ def dense_conv_scratch_bytes(window: dict) -> int:
 
 def _conv_offsets(window: dict, row_step: int) -> np.ndarray:
     """Offset of each (ky, kx, c_in) weight's input from its window's top-left corner."""
-    ky, kx, c = np.meshgrid(np.arange(window["kernel_h"]), np.arange(window["kernel_w"]),
-                            np.arange(window["input"]["c"]), indexing="ij")
+    ky, kx, c = np.meshgrid(
+        np.arange(window["kernel_h"]), np.arange(window["kernel_w"]), np.arange(window["input"]["c"]), indexing="ij"
+    )
     return (ky * row_step + kx * window["dilation_w"] * window["input"]["c"] + c).reshape(-1)
 
 
 # ---- one lowering per op kind ------------------------------------------------------------------
+
 
 def lower_fully_connected(op: Op, fmt: str) -> KernelCall:
     prefix = f"op{op.index}"
@@ -233,19 +257,27 @@ def lower_fully_connected(op: Op, fmt: str) -> KernelCall:
     out_depth, in_depth = weights.shape
     batches = inp.size // in_depth
     if inp.size % in_depth or out.size != batches * out_depth:
-        raise fail(op, f"input {list(inp.shape)} and output {list(out.shape)} do not fit "
-                        f"weights {list(weights.shape)}")
+        raise fail(op, f"input {list(inp.shape)} and output {list(out.shape)} do not fit weights {list(weights.shape)}")
     requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_depth, channel_axis=0)
     encoded, weights_ref, weight_constants = _encode(weights.data, prefix, fmt)
-    params = CStruct(f"{prefix}_params", "nn_fully_connected_params",
-                     {"batches": batches, "input_depth": in_depth, "output_depth": out_depth, "requant": requant})
+    params = CStruct(
+        f"{prefix}_params",
+        "nn_fully_connected_params",
+        {"batches": batches, "input_depth": in_depth, "output_depth": out_depth, "requant": requant},
+    )
     table = encoded.table_bytes(1)  # nm's slot table, one input vector at a time
-    return KernelCall(op=op, kernel=kernel_name("fully_connected", fmt),
-                      params=params, args=[inp, weights_ref, bias, out, *([SCRATCH] if table else [])],
-                      constants=[*weight_constants, *stage_arrays, params], weights=encoded,
-                      bias_and_quant_bytes=_nbytes(stage_arrays),
-                      macs=batches * out_depth * in_depth, nonzero_macs=batches * encoded.nonzeros,
-                      scratch_bytes=table)
+    return KernelCall(
+        op=op,
+        kernel=kernel_name("fully_connected", fmt),
+        params=params,
+        args=[inp, weights_ref, bias, out, *([SCRATCH] if table else [])],
+        constants=[*weight_constants, *stage_arrays, params],
+        weights=encoded,
+        bias_and_quant_bytes=_nbytes(stage_arrays),
+        macs=batches * out_depth * in_depth,
+        nonzero_macs=batches * encoded.nonzeros,
+        scratch_bytes=table,
+    )
 
 
 def lower_conv2d(op: Op, fmt: str) -> KernelCall:
@@ -255,8 +287,9 @@ def lower_conv2d(op: Op, fmt: str) -> KernelCall:
     out_c, kh, kw, in_c = weights.shape
     window = _window(op, inp, out, (kh, kw), op.options["dilation"])
     if in_c != window["input"]["c"]:
-        raise fail(op, f"grouped convolution (input has {window['input']['c']} channels, "
-                        f"filters {in_c}) is not supported")
+        raise fail(
+            op, f"grouped convolution (input has {window['input']['c']} channels, filters {in_c}) is not supported"
+        )
     requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_c, channel_axis=0)
     matrix = weights.data.reshape(out_c, -1)
     pixels = window["output"]["h"] * window["output"]["w"]
@@ -269,18 +302,24 @@ def lower_conv2d(op: Op, fmt: str) -> KernelCall:
         buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     else:
         _, row_step, _ = _sparse_conv_layout(window)
-        encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt, _conv_offsets(window, row_step),
-                                                         row_step)
+        encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt, _conv_offsets(window, row_step), row_step)
         scratch_bytes = sparse_conv_scratch_bytes(window, encoded)
         buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     # Sparse kernels write a tile of SPARSE_CONV_TILE pixels while still reading its first pixel's window.
     distance = window_distance(window) + (0 if fmt == "dense" else (SPARSE_CONV_TILE - 1) * out_c)
-    return KernelCall(op=op, kernel=kernel_name("conv2d", fmt),
-                      params=params, args=[inp, weights_ref, bias, out, *buffer_args],
-                      constants=[*weight_constants, *stage_arrays, params], weights=encoded,
-                      bias_and_quant_bytes=_nbytes(stage_arrays),
-                      macs=pixels * matrix.size, nonzero_macs=pixels * encoded.nonzeros,
-                      scratch_bytes=scratch_bytes, overlaps={inp: distance})
+    return KernelCall(
+        op=op,
+        kernel=kernel_name("conv2d", fmt),
+        params=params,
+        args=[inp, weights_ref, bias, out, *buffer_args],
+        constants=[*weight_constants, *stage_arrays, params],
+        weights=encoded,
+        bias_and_quant_bytes=_nbytes(stage_arrays),
+        macs=pixels * matrix.size,
+        nonzero_macs=pixels * encoded.nonzeros,
+        scratch_bytes=scratch_bytes,
+        overlaps={inp: distance},
+    )
 
 
 def _is_one_dot_product(window: dict) -> bool:
@@ -294,23 +333,46 @@ def _is_one_dot_product(window: dict) -> bool:
     and 12.3 csr as a convolution).
     """
     inp, out = window["input"], window["output"]
-    return (out["h"] == out["w"] == 1 and window["kernel_h"] == inp["h"] and window["kernel_w"] == inp["w"]
-            and window["pad_top"] == window["pad_left"] == 0)
+    return (
+        out["h"] == out["w"] == 1
+        and window["kernel_h"] == inp["h"]
+        and window["kernel_w"] == inp["w"]
+        and window["pad_top"] == window["pad_left"] == 0
+    )
 
 
-def _conv_as_fully_connected(op: Op, fmt: str, inp: Tensor, out: Tensor, weights: Tensor, matrix: np.ndarray,
-                             requant: dict, bias: str, stage_arrays: list) -> KernelCall:
+def _conv_as_fully_connected(  # noqa: PLR0913 (the conv's lowered parts, each used once; a record for one call would only rename them)
+    op: Op,
+    fmt: str,
+    inp: Tensor,
+    out: Tensor,
+    weights: Tensor,
+    matrix: np.ndarray,
+    requant: dict,
+    bias: str,
+    stage_arrays: list,
+) -> KernelCall:
     prefix = f"op{op.index}"
     out_c, depth = matrix.shape
     encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
-    params = CStruct(f"{prefix}_params", "nn_fully_connected_params",
-                     {"batches": 1, "input_depth": depth, "output_depth": out_c, "requant": requant})
+    params = CStruct(
+        f"{prefix}_params",
+        "nn_fully_connected_params",
+        {"batches": 1, "input_depth": depth, "output_depth": out_c, "requant": requant},
+    )
     table = encoded.table_bytes(1)
-    return KernelCall(op=op, kernel=kernel_name("fully_connected", fmt), params=params,
-                      args=[inp, weights_ref, bias, out, *([SCRATCH] if table else [])],
-                      constants=[*weight_constants, *stage_arrays, params],
-                      weights=encoded, bias_and_quant_bytes=_nbytes(stage_arrays), macs=matrix.size,
-                      nonzero_macs=encoded.nonzeros, scratch_bytes=table)
+    return KernelCall(
+        op=op,
+        kernel=kernel_name("fully_connected", fmt),
+        params=params,
+        args=[inp, weights_ref, bias, out, *([SCRATCH] if table else [])],
+        constants=[*weight_constants, *stage_arrays, params],
+        weights=encoded,
+        bias_and_quant_bytes=_nbytes(stage_arrays),
+        macs=matrix.size,
+        nonzero_macs=encoded.nonzeros,
+        scratch_bytes=table,
+    )
 
 
 def lower_depthwise_conv2d(op: Op, fmt: str) -> KernelCall:
@@ -332,30 +394,50 @@ def lower_depthwise_conv2d(op: Op, fmt: str) -> KernelCall:
         # One row per output channel, indexed by tap number; taps in the padding read a row of
         # zero points, C_IN bytes of scratch (nn_depthwise_conv2d_csr_s8_get_buffer_size).
         if kh * kw > encode_depthwise.CSR_MAX_TAPS:
-            raise fail(op, f"a {kh}x{kw} window has more than {encode_depthwise.CSR_MAX_TAPS} taps, "
-                           f"the most the {fmt} kernel takes; use dense weights for this layer")
+            raise fail(
+                op,
+                f"a {kh}x{kw} window has more than {encode_depthwise.CSR_MAX_TAPS} taps, "
+                f"the most the {fmt} kernel takes; use dense weights for this layer",
+            )
         encoded, weights_ref, weight_constants = _encode(weights.data.reshape(kh * kw, out_c).T, prefix, fmt)
         pads = sparse_padded_size(window) != (window["input"]["h"], window["input"]["w"])
         scratch_bytes, buffer_args = (in_c, [SCRATCH]) if pads else (0, ["NULL"])
-    params = CStruct(f"{prefix}_params", "nn_depthwise_conv2d_params",
-                     {"window": window, "depth_multiplier": out_c // in_c, "requant": requant})
+    params = CStruct(
+        f"{prefix}_params",
+        "nn_depthwise_conv2d_params",
+        {"window": window, "depth_multiplier": out_c // in_c, "requant": requant},
+    )
     pixels = window["output"]["h"] * window["output"]["w"]
-    return KernelCall(op=op, kernel=kernel_name("depthwise_conv2d", fmt), params=params,
-                      args=[inp, weights_ref, bias, out, *buffer_args],
-                      constants=[*weight_constants, *stage_arrays, params], weights=encoded,
-                      bias_and_quant_bytes=_nbytes(stage_arrays),
-                      macs=pixels * weights.size, nonzero_macs=pixels * encoded.nonzeros,
-                      scratch_bytes=scratch_bytes, overlaps={inp: window_distance(window)})
+    return KernelCall(
+        op=op,
+        kernel=kernel_name("depthwise_conv2d", fmt),
+        params=params,
+        args=[inp, weights_ref, bias, out, *buffer_args],
+        constants=[*weight_constants, *stage_arrays, params],
+        weights=encoded,
+        bias_and_quant_bytes=_nbytes(stage_arrays),
+        macs=pixels * weights.size,
+        nonzero_macs=pixels * encoded.nonzeros,
+        scratch_bytes=scratch_bytes,
+        overlaps={inp: window_distance(window)},
+    )
 
 
 def _lower_pool(op: Op, kernel_name: str) -> KernelCall:
     inp, out = activation_input(op), op.outputs[0]
     window = _window(op, inp, out, op.options["filter"])
     act_min, act_max = activation_range(op.options["activation"], out.scale, out.zero_point)
-    params = CStruct(f"op{op.index}_params", "nn_pool2d_params",
-                     {"window": window, "act_min": act_min, "act_max": act_max})
-    return KernelCall(op=op, kernel=kernel_name, params=params, args=[inp, out], constants=[params],
-                      overlaps={inp: window_distance(window)})
+    params = CStruct(
+        f"op{op.index}_params", "nn_pool2d_params", {"window": window, "act_min": act_min, "act_max": act_max}
+    )
+    return KernelCall(
+        op=op,
+        kernel=kernel_name,
+        params=params,
+        args=[inp, out],
+        constants=[params],
+        overlaps={inp: window_distance(window)},
+    )
 
 
 def lower_max_pool2d(op: Op, fmt: str) -> KernelCall:
@@ -369,15 +451,26 @@ def lower_avg_pool2d(op: Op, fmt: str) -> KernelCall:
 def lower_softmax(op: Op, fmt: str) -> KernelCall:
     inp, out = activation_input(op), op.outputs[0]
     if out.zero_point != -128 or np.float32(out.scale) != np.float32(1 / 256):
-        raise fail(op, f"int8 output must have scale 1/256 and zero point -128 (TFLM requires it), "
-                        f"got scale {out.scale:g} and zero point {out.zero_point}")
+        raise fail(
+            op,
+            f"int8 output must have scale 1/256 and zero point -128 (TFLM requires it), "
+            f"got scale {out.scale:g} and zero point {out.zero_point}",
+        )
     depth = inp.shape[-1]
     if depth > SOFTMAX_MAX_DEPTH:
         raise fail(op, f"{depth} classes; at most {SOFTMAX_MAX_DEPTH} are supported")
     multiplier, left_shift, diff_min = softmax_params(op.options["beta"], inp.scale)
-    params = CStruct(f"op{op.index}_params", "nn_softmax_params",
-                     {"rows": inp.size // depth, "depth": depth, "input_multiplier": multiplier,
-                      "input_left_shift": left_shift, "diff_min": diff_min})
+    params = CStruct(
+        f"op{op.index}_params",
+        "nn_softmax_params",
+        {
+            "rows": inp.size // depth,
+            "depth": depth,
+            "input_multiplier": multiplier,
+            "input_left_shift": left_shift,
+            "diff_min": diff_min,
+        },
+    )
     return KernelCall(op=op, kernel="softmax_s8", params=params, args=[inp, out], constants=[params])
 
 

@@ -15,6 +15,7 @@ Two choices differ from TFLM on purpose:
   benchmark loop does that); otherwise its bytes are reused once it is
   consumed, as TFLM does, and MemoryPlan.input_preserved says so.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,29 +28,30 @@ ALIGNMENT = 4  # lets later optimized kernels read words from any buffer
 
 @dataclass(frozen=True)
 class Buffer:
-    key: object   # the Tensor, or ("scratch", op index)
+    key: object  # the Tensor, or ("scratch", op index)
     size: int
-    first: int    # index of the first op that uses it
-    last: int     # index of the last op that uses it
+    first: int  # index of the first op that uses it
+    last: int  # index of the last op that uses it
 
-    def lives_with(self, other: "Buffer") -> bool:
+    def lives_with(self, other: Buffer) -> bool:
         return self.first <= other.last and other.first <= self.last
 
 
 @dataclass(frozen=True)
 class Overlap:
     """`output` may overlap `input` when offset(input) - offset(output) >= distance."""
-    input: object   # Buffer keys
+
+    input: object  # Buffer keys
     output: object
     distance: int
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    offsets: dict         # Buffer.key -> offset in the arena
+    offsets: dict  # Buffer.key -> offset in the arena
     arena_bytes: int
     buffers: tuple[Buffer, ...]
-    aliases: dict         # Tensor -> the Tensor whose bytes it shares
+    aliases: dict  # Tensor -> the Tensor whose bytes it shares
     overlaps: tuple[Overlap, ...]
     input_preserved: bool  # model_invoke() leaves the model input intact
 
@@ -73,8 +75,14 @@ def _plan(graph: Graph, calls: list[KernelCall], preserve_input: bool) -> Memory
     overlaps = _overlaps(calls, aliases, buffers)
     candidates = [place(ordered, overlaps, tightest) for ordered in _orders(buffers) for tightest in (False, True)]
     offsets = min(candidates, key=lambda o: _extent(o, buffers))
-    return MemoryPlan(offsets=offsets, arena_bytes=_align(_extent(offsets, buffers)), buffers=tuple(buffers),
-                      aliases=aliases, overlaps=tuple(overlaps), input_preserved=preserve_input)
+    return MemoryPlan(
+        offsets=offsets,
+        arena_bytes=_align(_extent(offsets, buffers)),
+        buffers=tuple(buffers),
+        aliases=aliases,
+        overlaps=tuple(overlaps),
+        input_preserved=preserve_input,
+    )
 
 
 def _aliases(calls: list[KernelCall]) -> dict:
@@ -104,8 +112,9 @@ def _buffers(graph: Graph, calls: list[KernelCall], aliases: dict, preserve_inpu
                 use(tensor, op.index, op.index)
     use(graph.output, last_op, last_op)
     buffers = [Buffer(tensor, tensor.nbytes, first, last) for tensor, (first, last) in spans.items()]
-    buffers += [Buffer(("scratch", c.op.index), c.scratch_bytes, c.op.index, c.op.index)
-                for c in calls if c.scratch_bytes]
+    buffers += [
+        Buffer(("scratch", c.op.index), c.scratch_bytes, c.op.index, c.op.index) for c in calls if c.scratch_bytes
+    ]
     return buffers
 
 
@@ -127,10 +136,12 @@ def _orders(buffers: list[Buffer]) -> list[list[Buffer]]:
     """Placement orders to try: largest first (TFLM's) with earlier or later buffers first among
     equals, and forwards or backwards in time. Placing an output before the input it may overlap
     lets the input settle just above it."""
-    return [sorted(buffers, key=lambda b: (-b.size, b.first)),
-            sorted(buffers, key=lambda b: (-b.size, -b.first)),
-            sorted(buffers, key=lambda b: (b.first, -b.size)),
-            sorted(buffers, key=lambda b: (-b.last, -b.size))]
+    return [
+        sorted(buffers, key=lambda b: (-b.size, b.first)),
+        sorted(buffers, key=lambda b: (-b.size, -b.first)),
+        sorted(buffers, key=lambda b: (b.first, -b.size)),
+        sorted(buffers, key=lambda b: (-b.last, -b.size)),
+    ]
 
 
 def place(buffers: list[Buffer], overlaps: list[Overlap] = (), tightest: bool = False) -> dict:
@@ -145,8 +156,7 @@ def place(buffers: list[Buffer], overlaps: list[Overlap] = (), tightest: bool = 
     offsets: dict = {}
     placed: list[Buffer] = []
     for buffer in buffers:
-        clashes = [_clash(buffer, other, offsets[other.key], distance)
-                   for other in placed if other.lives_with(buffer)]
+        clashes = [_clash(buffer, other, offsets[other.key], distance) for other in placed if other.lives_with(buffer)]
         above = [_align(hi) for _, hi in clashes]
         below = [_align_down(lo) for lo, _ in clashes] if tightest else []
         free = [c for c in [0, *above, *below] if not any(lo < c < hi for lo, hi in clashes)]

@@ -14,6 +14,7 @@ The distances rest on the kernel contract in firmware/kernels/kernels.h
   longer read input that only windows 0..q cover;
 - elementwise ops compute output element i from input element i only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,9 +46,13 @@ def window_distance(window: dict) -> int:
 def _last_window(window: dict) -> np.ndarray:
     """For each input pixel (row-major), the raster index of the last output pixel whose window covers it, or -1."""
     inp, out = window["input"], window["output"]
-    out_y, out_x, ky, kx = np.meshgrid(np.arange(out["h"]), np.arange(out["w"]),
-                                       np.arange(window["kernel_h"]), np.arange(window["kernel_w"]),
-                                       indexing="ij")
+    out_y, out_x, ky, kx = np.meshgrid(
+        np.arange(out["h"]),
+        np.arange(out["w"]),
+        np.arange(window["kernel_h"]),
+        np.arange(window["kernel_w"]),
+        indexing="ij",
+    )
     in_y = out_y * window["stride_h"] - window["pad_top"] + ky * window["dilation_h"]
     in_x = out_x * window["stride_w"] - window["pad_left"] + kx * window["dilation_w"]
     inside = (in_y >= 0) & (in_y < inp["h"]) & (in_x >= 0) & (in_x < inp["w"])

@@ -4,6 +4,7 @@ Bit-exactness starts here: TFLM derives each multiplier from float32 scales
 in a particular mix of float and double arithmetic, and rounds half away
 from zero. The comments name the TFLM function each piece mirrors.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,9 @@ def quantize_multiplier_below_one(real: float) -> tuple[int, int]:
     return quantize_multiplier(real)
 
 
-def channel_multipliers(input_scale: float, filter_scales: np.ndarray, output_scale: float,
-                        channels: int) -> tuple[np.ndarray, np.ndarray]:
+def channel_multipliers(
+    input_scale: float, filter_scales: np.ndarray, output_scale: float, channels: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-output-channel (multiplier, shift), as PopulateConvolutionQuantizationParams.
 
     input_scale * filter_scale / output_scale is evaluated in double from the
@@ -61,8 +63,9 @@ def channel_multipliers(input_scale: float, filter_scales: np.ndarray, output_sc
     test in tests/test_compiler.py shows the difference).
     """
     scales = np.broadcast_to(np.asarray(filter_scales, dtype=np.float32), (channels,))
-    pairs = [quantize_multiplier(float(np.float32(input_scale)) * float(s) / float(np.float32(output_scale)))
-             for s in scales]
+    pairs = [
+        quantize_multiplier(float(np.float32(input_scale)) * float(s) / float(np.float32(output_scale))) for s in scales
+    ]
     return np.array([m for m, _ in pairs], dtype=np.int32), np.array([s for _, s in pairs], dtype=np.int8)
 
 
@@ -86,8 +89,9 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
 def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
     """PreprocessSoftmaxScaling and CalculateInputRadius: (multiplier, left shift, diff_min)."""
     integer_bits = SOFTMAX_DIFF_INTEGER_BITS
-    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - integer_bits)),
-               float((1 << 31) - 1))
+    real = min(
+        float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - integer_bits)), float((1 << 31) - 1)
+    )
     if real <= 1.0:
         raise CompileError(f"softmax input scale {input_scale:g} is too small to be requantized")
     multiplier, left_shift = quantize_multiplier(real)
@@ -106,16 +110,24 @@ def add_params(input1_scale: float, input2_scale: float, output_scale: float) ->
     input1 = quantize_multiplier_below_one(float(np.float32(input1_scale)) / twice_max_input_scale)
     input2 = quantize_multiplier_below_one(float(np.float32(input2_scale)) / twice_max_input_scale)
     output = quantize_multiplier_below_one(
-        twice_max_input_scale / ((1 << left_shift) * float(np.float32(output_scale))))
-    return {"left_shift": left_shift, "input1_multiplier": input1[0], "input1_shift": input1[1],
-            "input2_multiplier": input2[0], "input2_shift": input2[1],
-            "output_multiplier": output[0], "output_shift": output[1]}
+        twice_max_input_scale / ((1 << left_shift) * float(np.float32(output_scale)))
+    )
+    return {
+        "left_shift": left_shift,
+        "input1_multiplier": input1[0],
+        "input1_shift": input1[1],
+        "input2_multiplier": input2[0],
+        "input2_shift": input2[1],
+        "output_multiplier": output[0],
+        "output_shift": output[1],
+    }
 
 
 def mul_multiplier(input1_scale: float, input2_scale: float, output_scale: float) -> tuple[int, int]:
     """CalculateOpDataMul: the product of the input scales over the output scale, in double."""
-    return quantize_multiplier(float(np.float32(input1_scale)) * float(np.float32(input2_scale))
-                               / float(np.float32(output_scale)))
+    return quantize_multiplier(
+        float(np.float32(input1_scale)) * float(np.float32(input2_scale)) / float(np.float32(output_scale))
+    )
 
 
 def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:

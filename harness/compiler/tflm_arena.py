@@ -13,6 +13,7 @@ holds TFLM's own bookkeeping (tensor and node structs, kernel op data),
 which generated C keeps in flash instead; its size here is the host's, with
 64-bit pointers, so it overstates a microcontroller's.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,8 @@ _ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 
 @dataclass(frozen=True)
 class TflmArena:
-    head: int   # planned activations and scratch buffers
-    tail: int   # persistent interpreter data (host-sized)
+    head: int  # planned activations and scratch buffers
+    tail: int  # persistent interpreter data (host-sized)
 
     @property
     def total(self) -> int:

@@ -5,6 +5,7 @@ profile: its core, how it is reached (a real serial port, QEMU on a loopback
 TCP port, or a pty for the firmware as a Linux process) and the USB IDs that
 identify it among attached serial ports.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -20,13 +21,13 @@ TRANSPORTS = ("serial", "qemu-tcp", "host-pty")
 
 @dataclass(frozen=True)
 class Board:
-    name: str          # also the PlatformIO environment in platformio.ini
-    core: str          # e.g. "cortex-m4"
+    name: str  # also the PlatformIO environment in platformio.ini
+    core: str  # e.g. "cortex-m4"
     transport: str = "serial"
     needs: tuple[tuple[str, str], ...] = ()  # (executable, Debian package that provides it)
-    usb: tuple[str, ...] = field(default=())   # "vid:pid" in lowercase hex, pid may be "*"
+    usb: tuple[str, ...] = field(default=())  # "vid:pid" in lowercase hex, pid may be "*"
     openocd: tuple[str, ...] = ()  # OpenOCD config files that flash it (on a farm, where its probe is)
-    flash_command: str = ""        # or the command that flashes it on a farm ({port}, {elf}, {bin})
+    flash_command: str = ""  # or the command that flashes it on a farm ({port}, {elf}, {bin})
 
     @property
     def emulated(self) -> bool:
@@ -56,12 +57,23 @@ def load_profiles(path: Path) -> list[Board]:
     for name, profile in tomllib.loads(path.read_text()).items():
         unknown = set(profile) - known
         if unknown or "core" not in profile:
-            raise ValueError(f"{path} [{name}]: needs 'core'; may have {', '.join(sorted(known - {'core'}))}"
-                             + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+            raise ValueError(
+                f"{path} [{name}]: needs 'core'; may have {', '.join(sorted(known - {'core'}))}"
+                + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
+            )
         needs = tuple(tuple(item.split("=", 1)) for item in profile.get("needs", ()))
         usb = tuple(item.lower() for item in profile.get("usb", ()))
-        boards.append(Board(name, profile["core"], profile.get("transport", "serial"), needs, usb,
-                            tuple(profile.get("openocd", ())), profile.get("flash_command", "")))
+        boards.append(
+            Board(
+                name,
+                profile["core"],
+                profile.get("transport", "serial"),
+                needs,
+                usb,
+                tuple(profile.get("openocd", ())),
+                profile.get("flash_command", ""),
+            )
+        )
     return boards
 
 

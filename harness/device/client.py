@@ -9,21 +9,30 @@ the handshake, which raises BoardReset, so a half-measured point is never
 recorded. Everything unusual is reported through ``on_event`` (the run log
 counts it) and every frame is written to the link's log.
 """
+
 from __future__ import annotations
 
 import secrets
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from harness.device.link import DeviceError, SerialLink, SerialTimeout
-from harness.device.protocol import (MAX_PAYLOAD, PROTOCOL_VERSION, Command, Frame, FrameDecoder, FrameError, Status,
-                                     encode_frame)
+from harness.device.protocol import (
+    MAX_PAYLOAD,
+    PROTOCOL_VERSION,
+    Command,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    Status,
+    encode_frame,
+)
 
 MAX_ATTEMPTS = 5
-QUICK_REPLY_S = 0.5   # how long a command that runs no inference may take, transfer included
-SLACK = 4.0           # margin on the learned inference time before a reply counts as lost
+QUICK_REPLY_S = 0.5  # how long a command that runs no inference may take, transfer included
+SLACK = 4.0  # margin on the learned inference time before a reply counts as lost
 _OFFSET = struct.Struct("<I")
 TIME = struct.Struct("<Q")  # a timed run or layer, as the firmware sends it (reply_u64)
 
@@ -44,7 +53,7 @@ class Hello:
     model_id: str
     build_id: str
     board: str
-    timer_unit: str      # "instructions" | "cycles" | "ns"
+    timer_unit: str  # "instructions" | "cycles" | "ns"
     timer_source: str
     clock_hz: int
     input_bytes: int
@@ -52,7 +61,7 @@ class Hello:
     layers: int
     arena_bytes: int
     max_payload: int
-    rx_errors: int       # frames the board dropped since boot
+    rx_errors: int  # frames the board dropped since boot
 
 
 class BoardClient:
@@ -66,7 +75,7 @@ class BoardClient:
         self._session = 0
         self._seq = 0
         self._invoke_s: float | None = None  # shortest wall time per inference seen so far
-        self.info: Hello | None = None        # what the board said in the handshake
+        self.info: Hello | None = None  # what the board said in the handshake
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -78,11 +87,20 @@ class BoardClient:
         fields = dict(item.split("=", 1) for item in text.split() if "=" in item)
         try:
             hello = Hello(
-                protocol=int(fields["proto"]), model_id=fields["model"], build_id=fields["build"],
-                board=fields["board"], timer_unit=fields["unit"], timer_source=fields["timer"],
-                clock_hz=int(fields["clock"]), input_bytes=int(fields["in"]), output_bytes=int(fields["out"]),
-                layers=int(fields["layers"]), arena_bytes=int(fields["arena"]),
-                max_payload=int(fields["max_payload"]), rx_errors=int(fields["rx_errors"]))
+                protocol=int(fields["proto"]),
+                model_id=fields["model"],
+                build_id=fields["build"],
+                board=fields["board"],
+                timer_unit=fields["unit"],
+                timer_source=fields["timer"],
+                clock_hz=int(fields["clock"]),
+                input_bytes=int(fields["in"]),
+                output_bytes=int(fields["out"]),
+                layers=int(fields["layers"]),
+                arena_bytes=int(fields["arena"]),
+                max_payload=int(fields["max_payload"]),
+                rx_errors=int(fields["rx_errors"]),
+            )
         except (KeyError, ValueError) as err:
             raise DeviceError(f"board {self.link.url} sent a malformed hello ({err}): {text!r}") from None
         self.max_payload = min(MAX_PAYLOAD, hello.max_payload)
@@ -94,7 +112,7 @@ class BoardClient:
         chunk = self.max_payload - _OFFSET.size
         offsets = range(0, max(len(sample), 1), chunk)
         for offset in offsets[:-1]:
-            self._request(Command.LOAD, _OFFSET.pack(offset) + sample[offset:offset + chunk])
+            self._request(Command.LOAD, _OFFSET.pack(offset) + sample[offset : offset + chunk])
         last = offsets[-1]
         output = self._request(Command.INFER, _OFFSET.pack(last) + sample[last:], work=1)
         while len(output) < self.info.output_bytes:
@@ -148,13 +166,16 @@ class BoardClient:
             raise SerialTimeout(
                 f"serial timeout: no valid reply from {self.link.url} to {name} after {MAX_ATTEMPTS} attempts; "
                 f"is the benchmark firmware (protocol {PROTOCOL_VERSION}) running there"
-                f"{f', at the right baud rate? It sent {noise[-40:]!r}' if noise else '?'} (log: {self.link.log_path})")
+                f"{f', at the right baud rate? It sent {noise[-40:]!r}' if noise else '?'} (log: {self.link.log_path})"
+            )
         if work:
             per_inference = (time.monotonic() - started) / work
             self._invoke_s = min(self._invoke_s or per_inference, per_inference)
         if reply.kind != Status.OK:
-            raise DeviceError(f"board {self.link.url} refused {name}: {reply.payload.decode(errors='replace')} "
-                              f"(log: {self.link.log_path})")
+            raise DeviceError(
+                f"board {self.link.url} refused {name}: {reply.payload.decode(errors='replace')} "
+                f"(log: {self.link.log_path})"
+            )
         return reply.payload
 
     def _attempt_timeout(self, command: Command, work: int) -> float:
@@ -174,11 +195,14 @@ class BoardClient:
                     self.link.log(f"<< bad frame: {event.reason}: {event.data[:64].hex()}")
                     self.on_event("bad_frame", reason=event.reason)
                     continue
-                self.link.log(f"<< #{event.seq} session {event.session:08x} status {event.kind} "
-                              f"{_describe(event.payload)}")
+                self.link.log(
+                    f"<< #{event.seq} session {event.session:08x} status {event.kind} {_describe(event.payload)}"
+                )
                 if event.version != PROTOCOL_VERSION:
-                    raise DeviceError(f"board {self.link.url} speaks protocol {event.version}, the harness "
-                                      f"{PROTOCOL_VERSION}: re-flash it (log: {self.link.log_path})")
+                    raise DeviceError(
+                        f"board {self.link.url} speaks protocol {event.version}, the harness "
+                        f"{PROTOCOL_VERSION}: re-flash it (log: {self.link.log_path})"
+                    )
                 if event.session == 0 and command != Command.HELLO:
                     self.on_event("board_reset")
                     raise BoardReset(f"board {self.link.url} reset during the session (log: {self.link.log_path})")

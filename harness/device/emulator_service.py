@@ -8,6 +8,7 @@ loads its firmware through the stub (harness/device/gdb_remote.py). When
 QEMU ends (the firmware exited, or it crashed) it is started again, empty,
 so the place is ready for the next flash; SIGTERM or Ctrl-C stops both.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,16 +36,29 @@ def qemu_machine(board: Board) -> str:
 
 def qemu_command(board: Board, uart: str, gdb: str) -> list[str]:
     """QEMU with no program, paused until a debugger loads one (-S), timed as the local boards are."""
-    return ["qemu-system-arm", "-M", qemu_machine(board), "-nographic", "-monitor", "none",
-            "-semihosting-config", "enable=on,target=native",
-            # wait=off: QEMU must not block on the UART; the board is paused anyway until it is flashed.
-            "-serial", f"tcp:{uart},server=on,wait=off,nodelay=on",
-            "-gdb", f"tcp:{gdb}", "-S",
-            "-icount", "shift=0"]
+    return [
+        "qemu-system-arm",
+        "-M",
+        qemu_machine(board),
+        "-nographic",
+        "-monitor",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+        # wait=off: QEMU must not block on the UART; the board is paused anyway until it is flashed.
+        "-serial",
+        f"tcp:{uart},server=on,wait=off,nodelay=on",
+        "-gdb",
+        f"tcp:{gdb}",
+        "-S",
+        "-icount",
+        "shift=0",
+    ]
 
 
-def serve(board: Board, uart: str, gdb: str, log_path: Path, stop: threading.Event | None = None,
-          on_start=print) -> None:
+def serve(
+    board: Board, uart: str, gdb: str, log_path: Path, stop: threading.Event | None = None, on_start=print
+) -> None:
     """Run the board's QEMU until stop is set (or SIGTERM/SIGINT in the main thread), restarting it when it ends."""
     stop = stop or threading.Event()
     reaper.start()
@@ -54,8 +68,13 @@ def serve(board: Board, uart: str, gdb: str, log_path: Path, stop: threading.Eve
     command = qemu_command(board, uart, gdb)
     with open(log_path, "ab") as log:
         while not stop.is_set():
-            qemu = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    preexec_fn=reaper.die_with_parent)
+            qemu = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=reaper.die_with_parent,
+            )
             on_start(f"{board.name}: QEMU {qemu.pid} serves its UART on {uart}, its gdb stub on {gdb}")
             try:
                 while qemu.poll() is None and not stop.wait(0.2):

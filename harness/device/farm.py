@@ -11,6 +11,7 @@ where the id comes from the run directory: a run that crashed comes back
 under the same name and releases what it held (`release_held`), and two runs
 never take each other's places for their own.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,8 @@ from labgrid.util.proxy import proxymanager
 
 from harness.device.link import DEFAULT_BAUD, DeviceError
 
-DEFAULT_PORT = 20408     # labgrid's coordinator port
-POLL_S = 1.0             # how often a waiting reservation is polled (it expires after 60 s unpolled)
+DEFAULT_PORT = 20408  # labgrid's coordinator port
+POLL_S = 1.0  # how often a waiting reservation is polled (it expires after 60 s unpolled)
 CALL_TIMEOUT_S = 30.0
 GDB_SERVER = "NetworkGDBServer"  # the resource an exporter declares for an emulated board's gdb stub
 
@@ -44,9 +45,10 @@ class FarmError(DeviceError):
 @dataclass(frozen=True)
 class PlaceState:
     """A place as the coordinator sees it now."""
+
     name: str
     tags: dict
-    holder: str                        # "" when free; else "HOST/USER" of whoever acquired it
+    holder: str  # "" when free; else "HOST/USER" of whoever acquired it
     reserved: bool
     resources: tuple[tuple[str, str, bool], ...]  # (exporter/group/name, class, available)
 
@@ -63,8 +65,9 @@ class PlaceState:
 @dataclass(frozen=True)
 class PlaceAccess:
     """How to reach the board of an acquired place."""
+
     place: str
-    serial_url: str            # a pyserial URL: socket://host:port (raw TCP) or rfc2217://host:port (ser2net)
+    serial_url: str  # a pyserial URL: socket://host:port (raw TCP) or rfc2217://host:port (ser2net)
     baudrate: int
     gdb: tuple[str, int] | None  # an emulated board's gdb stub, through which it is flashed
     exporter: str
@@ -86,6 +89,7 @@ def coordinator_address(address: str = "") -> str:
 
 class _Session(ClientSession):
     """labgrid's client session under our holder name instead of the login's."""
+
     holder = ""
 
     def __attrs_post_init__(self):
@@ -171,8 +175,15 @@ class Farm:
         states = []
         for name, place in sorted(self._session.places.items()):
             if tags.items() <= place.tags.items():
-                states.append(PlaceState(name, dict(place.tags), place.acquired or "", bool(place.reservation),
-                                         tuple(self._resources_of(place))))
+                states.append(
+                    PlaceState(
+                        name,
+                        dict(place.tags),
+                        place.acquired or "",
+                        bool(place.reservation),
+                        tuple(self._resources_of(place)),
+                    )
+                )
         return states
 
     def _resources_of(self, place):
@@ -197,18 +208,25 @@ class Farm:
         for exporter, group, cls, name in place.acquired_resources:
             entry = self._session.resources.get(exporter, {}).get(group, {}).get(name)
             if entry is None or not entry.data or not entry.avail:
-                raise FarmError(f"place '{place_name}': {exporter}/{group}/{cls}/{name} is gone "
-                                f"(exporter {exporter} down?)")
+                raise FarmError(
+                    f"place '{place_name}': {exporter}/{group}/{cls}/{name} is gone (exporter {exporter} down?)"
+                )
             found[cls] = (exporter, entry.params)
         if "NetworkSerialPort" not in found:
-            raise FarmError(f"place '{place_name}' has no serial port (NetworkSerialPort); it has "
-                            f"{', '.join(found) or 'no resources'}")
+            raise FarmError(
+                f"place '{place_name}' has no serial port (NetworkSerialPort); it has "
+                f"{', '.join(found) or 'no resources'}"
+            )
         exporter, serial_port = found["NetworkSerialPort"]
         scheme = "socket" if serial_port.get("protocol", "rfc2217") == "raw" else "rfc2217"
         gdb = found.get(GDB_SERVER)
-        return PlaceAccess(place_name, f"{scheme}://{serial_port['host']}:{serial_port['port']}",
-                           int(serial_port.get("speed", DEFAULT_BAUD)),
-                           (gdb[1]["host"], int(gdb[1]["port"])) if gdb else None, exporter)
+        return PlaceAccess(
+            place_name,
+            f"{scheme}://{serial_port['host']}:{serial_port['port']}",
+            int(serial_port.get("speed", DEFAULT_BAUD)),
+            (gdb[1]["host"], int(gdb[1]["port"])) if gdb else None,
+            exporter,
+        )
 
     # --- taking turns -----------------------------------------------------------------------------
 
@@ -274,10 +292,9 @@ class Farm:
         return held
 
 
-
 DEAD_PLACE_BACKOFF_S = 2.0  # before asking again after a place whose exporter is gone was handed to us
 MAX_BACKOFF_S = 60.0
-LOST_CHECK_S = 2.0          # how long a failed link waits for the coordinator to notice a dead exporter
+LOST_CHECK_S = 2.0  # how long a failed link waits for the coordinator to notice a dead exporter
 # ... and before a point's last failure is recorded: the coordinator notices a hung exporter or a network
 # partition only when its keepalive runs out (23-25 s measured here), a killed one at once.
 KEEPALIVE_S = 30.0
@@ -370,4 +387,3 @@ class PlaceLease:
             self.on_event("place_released", place=place)
 
     close = give_back
-

@@ -11,32 +11,40 @@ reply that went a long way round would arrive. After a fault it stays clean for 
 every fault costs the host exactly one retry; each is reported as a
 "fault_injected" event, next to what the host noticed.
 """
+
 from __future__ import annotations
 
 import random
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable
 
 from harness.config import ConfigError
 from harness.device.protocol import Command, FrameError, decode_body
 
-LINK_FAULTS = ("drop_request", "duplicate_request", "corrupt_request",
-               "drop_reply", "duplicate_reply", "corrupt_reply", "delay_reply")
+LINK_FAULTS = (
+    "drop_request",
+    "duplicate_request",
+    "corrupt_request",
+    "drop_reply",
+    "duplicate_reply",
+    "corrupt_reply",
+    "delay_reply",
+)
 CLEAN_EXCHANGES_AFTER_FAULT = 2
 _CHUNK = 4096
 
 
 @dataclass(frozen=True)
 class FaultPlan:
-    rate: float = 0.05      # chance per exchange of one link fault
-    reset: float = 0.0      # chance per exchange of a board reset
-    delay: float = 5.0      # seconds a delayed reply is held back; longer than the host waits for one
+    rate: float = 0.05  # chance per exchange of one link fault
+    reset: float = 0.0  # chance per exchange of a board reset
+    delay: float = 5.0  # seconds a delayed reply is held back; longer than the host waits for one
     seed: int = 0
 
     @classmethod
-    def parse(cls, spec: str) -> "FaultPlan":
+    def parse(cls, spec: str) -> FaultPlan:
         """'rate=0.05,reset=0.005,delay=2,seed=1'; keys may be left out."""
         known = [f.name for f in fields(cls)]
         values = {}
@@ -76,12 +84,12 @@ class FaultInjector:
             at = self._random.randrange(len(encoded))
             flip = self._random.randrange(1, 256)
         if fault.startswith("drop"):
-            return encoded[:at] + encoded[at + 1:]
+            return encoded[:at] + encoded[at + 1 :]
         if fault.startswith("duplicate"):
-            return encoded[:at + 1] + encoded[at:]
-        return encoded[:at] + bytes([encoded[at] ^ flip]) + encoded[at + 1:]
+            return encoded[: at + 1] + encoded[at:]
+        return encoded[:at] + bytes([encoded[at] ^ flip]) + encoded[at + 1 :]
 
-    def proxy(self, board_address: tuple[str, int], reset: Callable[[], None]) -> "FaultProxy":
+    def proxy(self, board_address: tuple[str, int], reset: Callable[[], None]) -> FaultProxy:
         return FaultProxy(self, board_address, reset)
 
 

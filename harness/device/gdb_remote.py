@@ -8,6 +8,7 @@ lets it run. Every packet carries a checksum the stub verifies, so a byte the
 network moved is refused, not written. Only what loading needs of the
 protocol is here: memory writes, a monitor command, detach.
 """
+
 from __future__ import annotations
 
 import socket
@@ -44,7 +45,7 @@ def loadable_segments(elf: Path) -> list[Segment]:
     for index in range(phnum):
         kind, offset, _, paddr, filesz, *_ = _PROGRAM_HEADER.unpack_from(image, phoff + index * phentsize)
         if kind == PT_LOAD and filesz:
-            segments.append(Segment(paddr, image[offset:offset + filesz]))
+            segments.append(Segment(paddr, image[offset : offset + filesz]))
     if not segments:
         raise FlashError(f"{elf}: no loadable segments")
     return segments
@@ -91,17 +92,21 @@ class GdbRemote:
 
     def write_memory(self, address: int, data: bytes) -> None:
         for start in range(0, len(data), _WRITE_CHUNK):
-            chunk = data[start:start + _WRITE_CHUNK]
+            chunk = data[start : start + _WRITE_CHUNK]
             reply = self.request(b"M%x,%x:" % (address + start, len(chunk)) + chunk.hex().encode())
             if reply != b"OK":
-                raise FlashError(f"gdb server {self.address}: writing {len(chunk)} bytes at "
-                                 f"0x{address + start:08x} failed ({reply.decode(errors='replace')})")
+                raise FlashError(
+                    f"gdb server {self.address}: writing {len(chunk)} bytes at "
+                    f"0x{address + start:08x} failed ({reply.decode(errors='replace')})"
+                )
 
     def monitor(self, command: str) -> None:
         reply = self.request(b"qRcmd," + command.encode().hex().encode())
         if reply.startswith(b"E") or reply == b"":
-            raise FlashError(f"gdb server {self.address}: monitor command '{command}' failed "
-                             f"({reply.decode(errors='replace') or 'not supported'})")
+            raise FlashError(
+                f"gdb server {self.address}: monitor command '{command}' failed "
+                f"({reply.decode(errors='replace') or 'not supported'})"
+            )
 
     def detach(self) -> None:
         """Let the target run (QEMU resumes it when the last debugger detaches)."""

@@ -5,6 +5,7 @@ Works the same on a device path (/dev/ttyACM0), an emulator's TCP port
 (rfc2217://host:port). Reads return what arrived within a timeout and never
 hang; a stop event (Ctrl-C in a sweep with several boards) ends them.
 """
+
 from __future__ import annotations
 
 import threading
@@ -47,8 +48,14 @@ def _port_lock(url: str) -> threading.Lock:
 
 
 class SerialLink:
-    def __init__(self, url: str, log_path: Path, baudrate: int = DEFAULT_BAUD, open_timeout: float = 5.0,
-                 stop: threading.Event | None = None):
+    def __init__(
+        self,
+        url: str,
+        log_path: Path,
+        baudrate: int = DEFAULT_BAUD,
+        open_timeout: float = 5.0,
+        stop: threading.Event | None = None,
+    ):
         self.url = url
         self.log_path = Path(log_path)
         self._stop = stop or threading.Event()
@@ -67,8 +74,9 @@ class SerialLink:
         while True:
             try:
                 exclusive = {"exclusive": True} if "://" not in url else {}
-                return serial.serial_for_url(url, baudrate=baudrate, timeout=_POLL_S, write_timeout=open_timeout,
-                                             **exclusive)
+                return serial.serial_for_url(
+                    url, baudrate=baudrate, timeout=_POLL_S, write_timeout=open_timeout, **exclusive
+                )
             except serial.SerialException as err:
                 if "lock" in str(err).lower() or "busy" in str(err).lower():
                     raise DeviceError(f"serial port {url} is in use by another process") from None

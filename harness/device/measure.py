@@ -7,6 +7,7 @@ The recipe on the board: every test sample once (its outputs against TFLite
 Micro's and scored), then the timed runs of the latest input, then each
 layer's time, then the stack's high-water mark.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,8 +43,9 @@ _RETRIED = (BoardReset, LinkLost, SerialTimeout, WrongFirmware, BuildError, Flas
 class Samples:
     """What a point is measured with: int8 test inputs, what its task scores the outputs against, and TFLite
     Micro's outputs for the same inputs (the reference every output must equal)."""
-    task: str                  # harness/scoring.py
-    inputs: Path               # .npy files
+
+    task: str  # harness/scoring.py
+    inputs: Path  # .npy files
     targets: Path
     reference: Path
     anomaly: Path | None = None
@@ -52,20 +54,22 @@ class Samples:
 @dataclass(frozen=True)
 class PointOnBoard:
     """One point to measure: its row so far, its firmware, and what the board's answers are checked with."""
-    row: ResultRow             # everything known before the board runs (harness/points.py built_row)
+
+    row: ResultRow  # everything known before the board runs (harness/points.py built_row)
     firmware: Firmware
     samples: Samples
-    output: QuantParams        # the model output's, to score the int8 outputs
+    output: QuantParams  # the model output's, to score the int8 outputs
     layer_names: tuple[str, ...]
-    log: Path                  # the serial log; the session's board files go beside it
+    log: Path  # the serial log; the session's board files go beside it
 
 
 @dataclass(frozen=True)
 class Bench:
     """How this run talks to boards, the same for every point."""
+
     device: DeviceConfig
-    on_event: OnEvent          # an event in the run's log, with the point and board bound in
-    stop: threading.Event      # set on Ctrl-C: every serial read ends
+    on_event: OnEvent  # an event in the run's log, with the point and board bound in
+    stop: threading.Event  # set on Ctrl-C: every serial read ends
     faults: FaultInjector | None = None
 
 
@@ -95,8 +99,9 @@ def _session(point: PointOnBoard, unit: BoardUnit, bench: Bench):
     """A session on a local board (flashed through PlatformIO), or on the farm place the unit holds."""
     timeout = bench.device.timeout_s
     if unit.lease is None:
-        return board_session(unit.board, point.firmware, point.log, timeout, unit.port, bench.on_event, bench.stop,
-                             bench.faults)
+        return board_session(
+            unit.board, point.firmware, point.log, timeout, unit.port, bench.on_event, bench.stop, bench.faults
+        )
     return place_session(unit.lease, unit.board, point.firmware, point.log, timeout, bench.on_event, bench.stop)
 
 
@@ -125,8 +130,10 @@ def run_on_board(row: ResultRow, client: BoardClient, point: PointOnBoard, devic
     row.layer_latency = json.dumps(dict(zip(point.layer_names, client.layers())))
     row.stack_used = client.stack()[0]
     if row.output_mismatches:
-        row.fail(Stage.VERIFY, RuntimeError(f"{row.output_mismatches} of {row.device_samples} outputs differ from "
-                                            "TFLite Micro"))
+        row.fail(
+            Stage.VERIFY,
+            RuntimeError(f"{row.output_mismatches} of {row.device_samples} outputs differ from TFLite Micro"),
+        )
 
 
 def _infer_samples(row: ResultRow, client: BoardClient, point: PointOnBoard, samples: int) -> None:

@@ -1,8 +1,9 @@
 """Show what a board sends: protocol frames decoded, anything else (boot messages, prints) as text."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from harness.device.link import SerialLink
 from harness.device.protocol import PROTOCOL_VERSION, Command, Frame, FrameError, decode_body, encode_frame

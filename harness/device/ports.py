@@ -1,4 +1,5 @@
 """Serial ports attached to this machine, matched to known boards by their USB vendor and product IDs."""
+
 from __future__ import annotations
 
 from serial.tools import list_ports

@@ -10,6 +10,7 @@ the middle of one, or in garbage, is back in step at the next zero; the CRC
 rejects whatever a noisy link changed. Pure functions, no I/O: the decoder is
 fuzzed on its own (tests/test_protocol.py).
 """
+
 from __future__ import annotations
 
 import struct
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 PROTOCOL_VERSION = 2
-MAX_PAYLOAD = 512          # the firmware's FRAME_MAX_PAYLOAD; the board reports its own in hello
+MAX_PAYLOAD = 512  # the firmware's FRAME_MAX_PAYLOAD; the board reports its own in hello
 DELIMITER = b"\x00"
 _HEADER = struct.Struct("<BBHI")
 _CRC = struct.Struct("<I")
-_FULL_BLOCK = 0xFF         # a COBS block of 254 data bytes and no implied zero
+_FULL_BLOCK = 0xFF  # a COBS block of 254 data bytes and no implied zero
 MIN_BODY = _HEADER.size + _CRC.size
 
 
@@ -77,7 +78,7 @@ def cobs_encode(data: bytes) -> bytes:
         while i + run < len(data) and data[i + run] != 0 and run < _FULL_BLOCK - 1:
             run += 1
         out.append(run + 1)
-        out += data[i:i + run]
+        out += data[i : i + run]
         i += run
         if run + 1 != _FULL_BLOCK:
             if i >= len(data):
@@ -90,7 +91,7 @@ def cobs_decode(data: bytes) -> bytes:
     i = 0
     while i < len(data):
         code = data[i]
-        block = data[i + 1:i + code]
+        block = data[i + 1 : i + code]
         if code == 0 or len(block) != code - 1 or 0 in block:
             raise FrameError("bad COBS encoding", data)
         out += block
@@ -112,10 +113,10 @@ def decode_body(encoded: bytes) -> Frame:
     if len(body) < MIN_BODY:
         raise FrameError("too short for a frame", encoded)
     (crc,) = _CRC.unpack_from(body, len(body) - _CRC.size)
-    if zlib.crc32(body[:-_CRC.size]) != crc:
+    if zlib.crc32(body[: -_CRC.size]) != crc:
         raise FrameError("CRC mismatch", encoded)
     version, kind, seq, session = _HEADER.unpack_from(body)
-    return Frame(kind, seq, session, body[_HEADER.size:-_CRC.size], version)
+    return Frame(kind, seq, session, body[_HEADER.size : -_CRC.size], version)
 
 
 class FrameDecoder:

@@ -4,6 +4,7 @@ Emulated boards are processes the upload started; whatever happens in the
 session (an error, Ctrl-C), the process is stopped on the way out so no QEMU
 or host firmware is left behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,9 +68,16 @@ def baud_rate(board: Board) -> int:
 # More than six parameters: past reply_timeout each is optional and a separate concern of one caller (a fixed
 # port, the run's event log, Ctrl-C, the fault proxy); a plain session (tests/test_bench_link.py) needs none.
 @contextmanager
-def board_session(board: Board, firmware: Firmware, log_path: Path, reply_timeout: float, port: str = "",
-                  on_event: OnEvent | None = None, stop: threading.Event | None = None,
-                  faults: FaultInjector | None = None):
+def board_session(  # noqa: PLR0913 (what a session needs from the sweep (board, firmware, log, timeout) and its optional hooks)
+    board: Board,
+    firmware: Firmware,
+    log_path: Path,
+    reply_timeout: float,
+    port: str = "",
+    on_event: OnEvent | None = None,
+    stop: threading.Event | None = None,
+    faults: FaultInjector | None = None,
+):
     """Flash firmware, connect, and yield a client whose handshake showed that firmware running.
 
     The session's board files (an emulator's pid file, its output, a pty's link) go beside log_path.
@@ -95,8 +103,15 @@ def board_session(board: Board, firmware: Firmware, log_path: Path, reply_timeou
 
 
 @contextmanager  # parameters: as board_session's, with the lease on a farm place in place of a local port
-def place_session(lease, board: Board, firmware: Firmware, log_path: Path, reply_timeout: float,
-                  on_event: OnEvent | None = None, stop: threading.Event | None = None):
+def place_session(  # noqa: PLR0913 (as board_session's)
+    lease,
+    board: Board,
+    firmware: Firmware,
+    log_path: Path,
+    reply_timeout: float,
+    on_event: OnEvent | None = None,
+    stop: threading.Event | None = None,
+):
     """On a farm: flash the held place's board through the place, connect to its serial port."""
     access = lease.access
     farm_flash.flash(lease.farm, access, board, firmware.elf, log_path.with_name(log_path.stem + ".flash.log"))
@@ -108,8 +123,10 @@ def place_session(lease, board: Board, firmware: Firmware, log_path: Path, reply
 
 def expect_firmware(hello: Hello, firmware: Firmware) -> None:
     if hello.build_id != firmware.build_id:
-        raise WrongFirmware(f"board runs build {hello.build_id} (model {hello.model_id}), expected build "
-                            f"{firmware.build_id}: wrong firmware")
+        raise WrongFirmware(
+            f"board runs build {hello.build_id} (model {hello.model_id}), expected build "
+            f"{firmware.build_id}: wrong firmware"
+        )
 
 
 def _fault_ready(board: Board, cleanup: ExitStack) -> Path:

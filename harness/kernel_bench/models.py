@@ -6,16 +6,17 @@ path is exercised. Conversion is the sweep's (harness.quantize), with a
 random representative dataset. Everything is cached by content: TensorFlow
 is imported only for points not made before.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from harness.kernel_bench.shapes import LayerShape, Pruning, check_pattern_fits
 from harness import cache
+from harness.kernel_bench.shapes import LayerShape, Pruning, check_pattern_fits
 from harness.prepare import ModelPoint, point_from_json
 
 TEST_INPUTS = 3  # random inputs whose device outputs must equal TFLite Micro's, per variant
@@ -28,8 +29,9 @@ def bench_point(shape: LayerShape, pruning: Pruning, seed: int, progress: Callab
     from importlib.metadata import version
 
     check_pattern_fits(shape, pruning)
-    key = cache.content_hash(shape.name, pruning.label, str(seed), cache.source_digest(_CODE),
-                             version("tensorflow-cpu"))
+    key = cache.content_hash(
+        shape.name, pruning.label, str(seed), cache.source_digest(_CODE), version("tensorflow-cpu")
+    )
     entry = cache.folder("kernel-bench") / key
     if not (entry / "point.json").exists():
         progress(f"models: {shape.name} pruned to {pruning.label}: building and converting to int8")
@@ -49,8 +51,9 @@ def _make_point(shape: LayerShape, pruning: Pruning, seed: int, out: Path) -> No
     graph = read_tflite(tflite)
     weighted = [op for op in graph.ops if op.kind in WEIGHTED_OPS]
     if [op.kind for op in weighted] != [shape.op]:
-        raise RuntimeError(f"shape '{shape.name}' converted to ops {[op.kind for op in graph.ops]}, expected one "
-                           f"{shape.op}")
+        raise RuntimeError(
+            f"shape '{shape.name}' converted to ops {[op.kind for op in graph.ops]}, expected one {shape.op}"
+        )
     weights = weighted[0].inputs[1].data
     achieved = 1.0 - np.count_nonzero(weights) / weights.size
     inputs = rng.integers(-128, 128, size=(TEST_INPUTS, *shape.input_shape), dtype=np.int8)
@@ -60,11 +63,21 @@ def _make_point(shape: LayerShape, pruning: Pruning, seed: int, out: Path) -> No
     np.save(out / "reference.npy", reference)
     # No labels exist for random inputs; TFLite Micro's top class stands in, so "accuracy" is agreement with it.
     np.save(out / "labels.npy", reference.argmax(axis=1))
-    point = {"method": f"{shape.name} {pruning.label}", "target": pruning.sparsity, "achieved_sparsity": achieved,
-             "layer_sparsity": {"layer": {"target": pruning.sparsity, "achieved": achieved, "weights": weights.size}},
-             "train_epochs": 0, "train_seconds": 0.0, "tflite_path": "model.tflite", "task": "classification",
-             "float_scores": {}, "int8_scores": {}, "inputs_path": "inputs.npy", "labels_path": "labels.npy",
-             "reference_path": "reference.npy"}
+    point = {
+        "method": f"{shape.name} {pruning.label}",
+        "target": pruning.sparsity,
+        "achieved_sparsity": achieved,
+        "layer_sparsity": {"layer": {"target": pruning.sparsity, "achieved": achieved, "weights": weights.size}},
+        "train_epochs": 0,
+        "train_seconds": 0.0,
+        "tflite_path": "model.tflite",
+        "task": "classification",
+        "float_scores": {},
+        "int8_scores": {},
+        "inputs_path": "inputs.npy",
+        "labels_path": "labels.npy",
+        "reference_path": "reference.npy",
+    }
     (out / "point.json").write_text(json.dumps(point, indent=1))
 
 
@@ -85,6 +98,10 @@ def _pruned_model(shape: LayerShape, pruning: Pruning, seed: int, rng: np.random
     else:
         mask = top_k_mask(scores, kept_count(kernel.size, pruning.sparsity))
     depthwise = shape.op == "DEPTHWISE_CONV_2D"
-    layer.set_weights([survivors_stay_nonzero(kernel * mask, mask, depthwise),
-                       rng.normal(scale=0.1, size=bias.shape).astype(bias.dtype)])
+    layer.set_weights(
+        [
+            survivors_stay_nonzero(kernel * mask, mask, depthwise),
+            rng.normal(scale=0.1, size=bias.shape).astype(bias.dtype),
+        ]
+    )
     return model

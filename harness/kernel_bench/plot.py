@@ -5,6 +5,7 @@ int8 weights; N:M points are unjoined markers at their own sparsity. Dense
 is the grey reference line, and each format's break-even sparsity (latency
 in the middle column, weight bytes in the right one) is a dotted line.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,25 +36,57 @@ def plot_kernel_bench(table: pd.DataFrame, crossings: pd.DataFrame, stem: Path) 
 def _figure(table: pd.DataFrame, crossings: pd.DataFrame):
     shapes = list(dict.fromkeys(table["shape"]))
     formats = list(dict.fromkeys(table["format"]))
-    colors = {fmt: DENSE_COLOR if fmt == "dense" else f"C{i}" for i, fmt in
-              enumerate(f for f in formats if f != "dense")} | ({"dense": DENSE_COLOR} if "dense" in formats else {})
+    colors = {
+        fmt: DENSE_COLOR if fmt == "dense" else f"C{i}" for i, fmt in enumerate(f for f in formats if f != "dense")
+    } | ({"dense": DENSE_COLOR} if "dense" in formats else {})
     fig = Figure(figsize=(14, 3.6 * len(shapes) + 0.6), layout="constrained")
     axes = fig.subplots(len(shapes), 3, squeeze=False)
     for row_axes, shape in zip(axes, shapes):
         rows = table[table["shape"] == shape]
         _instructions(row_axes[0], rows, formats, colors)
-        _ratio(row_axes[1], rows, formats, colors, "speedup_vs_dense", "speedup over dense (×)",
-               crossings, shape, "break_even_latency", "left")
-        _ratio(row_axes[2], rows, formats, colors, "bytes_vs_dense", "weight bytes / dense weight bytes",
-               crossings, shape, "break_even_weights", "right")
+        _ratio(
+            row_axes[1],
+            rows,
+            formats,
+            colors,
+            "speedup_vs_dense",
+            "speedup over dense (×)",
+            crossings,
+            shape,
+            "break_even_latency",
+            "left",
+        )
+        _ratio(
+            row_axes[2],
+            rows,
+            formats,
+            colors,
+            "bytes_vs_dense",
+            "weight bytes / dense weight bytes",
+            crossings,
+            shape,
+            "break_even_weights",
+            "right",
+        )
         first = rows.iloc[0]
         row_axes[0].set_title(f"{shape} ({first.op}, {first.macs:,} MACs)", loc="left", fontweight="bold")
     kind = timing_kind(str(table.unit.iloc[0]), str(table.timing_source.iloc[0]))
     unit = table.unit.iloc[0]
-    tag_axes(axes[0][1], [f"{kind.badge} · {table.board.iloc[0]} · per-layer timer, in {unit}"
-                          f"{' (not cycles)' if unit == 'instructions' else ''}"], kind.color)
-    fig.suptitle("Kernel micro-benchmark: one layer per shape, dense and sparse weight formats", x=0.01,
-                 ha="left", fontsize=11, fontweight="bold")
+    tag_axes(
+        axes[0][1],
+        [
+            f"{kind.badge} · {table.board.iloc[0]} · per-layer timer, in {unit}"
+            f"{' (not cycles)' if unit == 'instructions' else ''}"
+        ],
+        kind.color,
+    )
+    fig.suptitle(
+        "Kernel micro-benchmark: one layer per shape, dense and sparse weight formats",
+        x=0.01,
+        ha="left",
+        fontsize=11,
+        fontweight="bold",
+    )
     legend = {}
     for ax in axes[:, 0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -68,8 +101,15 @@ def _points(ax, rows: pd.DataFrame, fmt: str, color: str, column: str, divisor: 
     style = {"linestyle": "--", "marker": None} if fmt == "dense" else {"marker": "o"}
     ax.plot(line.sparsity, line[column] / divisor, color=color, label=fmt, **style)
     for pattern, group in ours[ours.pattern != "unstructured"].groupby("pattern"):
-        ax.scatter(group.sparsity, group[column] / divisor, color=color, marker=PATTERN_MARKERS.get(pattern, "^"),
-                   facecolors="none", s=40, label=f"{fmt}, {pattern} pattern")
+        ax.scatter(
+            group.sparsity,
+            group[column] / divisor,
+            color=color,
+            marker=PATTERN_MARKERS.get(pattern, "^"),
+            facecolors="none",
+            s=40,
+            label=f"{fmt}, {pattern} pattern",
+        )
 
 
 def _instructions(ax, rows: pd.DataFrame, formats: list[str], colors: dict) -> None:
@@ -81,8 +121,18 @@ def _instructions(ax, rows: pd.DataFrame, formats: list[str], colors: dict) -> N
     percent_axis(ax)
 
 
-def _ratio(ax, rows: pd.DataFrame, formats: list[str], colors: dict, column: str, label: str,
-           crossings: pd.DataFrame, shape: str, crossing_column: str, corner: str) -> None:
+def _ratio(  # noqa: PLR0913 (one panel's data, columns and labels; called twice with different columns)
+    ax,
+    rows: pd.DataFrame,
+    formats: list[str],
+    colors: dict,
+    column: str,
+    label: str,
+    crossings: pd.DataFrame,
+    shape: str,
+    crossing_column: str,
+    corner: str,
+) -> None:
     """Ratios over dense; each format's break-even a dotted line, and its value listed in a free corner."""
     ax.axhline(1.0, color=DENSE_COLOR, linestyle="--", linewidth=1)
     left = corner == "left"
@@ -99,8 +149,16 @@ def _ratio(ax, rows: pd.DataFrame, formats: list[str], colors: dict, column: str
             ax.axvline(at, color=colors[fmt], linestyle=":", linewidth=1.2)
         lines.append((f"{fmt}: {found[crossing_column + '_text'].iloc[0]}", colors[fmt]))
     for number, (text, color) in enumerate(lines if len(lines) > 1 else []):
-        ax.text(0.02 if left else 0.98, 0.97 - 0.065 * number, text, transform=ax.transAxes,
-                ha="left" if left else "right", va="top", color=color, fontsize=8)
+        ax.text(
+            0.02 if left else 0.98,
+            0.97 - 0.065 * number,
+            text,
+            transform=ax.transAxes,
+            ha="left" if left else "right",
+            va="top",
+            color=color,
+            fontsize=8,
+        )
     ax.set(xlabel=SPARSITY_LABEL, ylabel=label)
     ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1.0) * (1.05 + 0.1 * len(lines)))  # room for the list
     percent_axis(ax)

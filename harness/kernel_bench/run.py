@@ -6,6 +6,7 @@ the reference, results cached by content hash, several emulator instances),
 into <out>/board/. The tidy table, the break-even table and the plot are
 made from those rows.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,11 @@ from harness.kernel_bench.models import TEST_INPUTS, bench_point
 from harness.kernel_bench.plot import plot_kernel_bench
 from harness.kernel_bench.shapes import LayerShape, Pruning, ShapeError, parse_pruning, parse_shape
 from harness.kernel_bench.table import break_even_table, markdown_summary, variant_row, with_ratios
-from harness.results import ResultRow, load_results
+from harness.orchestrator import measure_points
 from harness.plan import BenchOptions, SweepContext, compile_variants, plan_sweep
+from harness.results import ResultRow, load_results
 from harness.runlog import Say
 from harness.runner import board_units
-from harness.orchestrator import measure_points
 from harness.toolchain import ensure_platformio_offline
 
 KERNEL_SOURCES = ["firmware/kernels"]
@@ -45,16 +46,22 @@ class BenchPlan:
 
 @dataclass(frozen=True)
 class BenchFiles:
-    csv: Path          # the tidy table
-    break_even: Path   # break-even sparsities per shape and format
-    summary: Path      # the figures as Markdown tables
+    csv: Path  # the tidy table
+    break_even: Path  # break-even sparsities per shape and format
+    summary: Path  # the figures as Markdown tables
     plots: tuple[Path, ...]
     failures: list[str]
     kernels_changed: bool  # firmware/kernels changed while the run built firmware: run it again
 
 
-def make_plan(shapes: list[str], prunings: list[str], formats: list[str] | None, board: str,
-              parallel: int = 2, fresh: bool = False) -> BenchPlan:
+def make_plan(
+    shapes: list[str],
+    prunings: list[str],
+    formats: list[str] | None,
+    board: str,
+    parallel: int = 2,
+    fresh: bool = False,
+) -> BenchPlan:
     """A plan from names as the command line gives them; dense, the reference, is always measured."""
     from harness.compiler import KERNEL_FORMATS
 
@@ -63,15 +70,21 @@ def make_plan(shapes: list[str], prunings: list[str], formats: list[str] | None,
     if unknown:
         raise ShapeError(f"unknown format {', '.join(unknown)}; the compiler has {', '.join(KERNEL_FORMATS)}")
     get_board(board)
-    return BenchPlan(tuple(parse_shape(s) for s in dict.fromkeys(shapes)),
-                     tuple(parse_pruning(p) for p in dict.fromkeys(prunings)),
-                     tuple(dict.fromkeys(["dense", *formats])), board, parallel, fresh)
+    return BenchPlan(
+        tuple(parse_shape(s) for s in dict.fromkeys(shapes)),
+        tuple(parse_pruning(p) for p in dict.fromkeys(prunings)),
+        tuple(dict.fromkeys(["dense", *formats])),
+        board,
+        parallel,
+        fresh,
+    )
 
 
 def _served(cases: list, formats: tuple[str, ...], variants: dict) -> set:
     """The (model, format) variants to measure. A format that takes a shape's layer at some prunings and refuses it
     at others (nm takes N:M layers only: elsewhere the layer would run dense) is measured where it takes it; a
     format with no kernel for the op at all is measured as it runs (dense), as the tables show it."""
+
     def takes(point, fmt) -> bool:
         return any(layer.format == fmt for layer in variants[point.tflite_path, fmt].layers)
 
@@ -92,21 +105,38 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Say = print) -> Bench
     reaper.start()  # what starts from here ends with this process
 
     kernels_before = cache.source_digest(KERNEL_SOURCES)
-    cases = [(shape, pruning, bench_point(shape, pruning, plan.seed, progress))
-             for shape in plan.shapes for pruning in plan.prunings]
+    cases = [
+        (shape, pruning, bench_point(shape, pruning, plan.seed, progress))
+        for shape in plan.shapes
+        for pruning in plan.prunings
+    ]
     points = [point for _, _, point in cases]
     variants = compile_variants(plan_sweep(plan.formats, points, [board]))
     served = _served(cases, plan.formats, variants)
     planned = [p for p in plan_sweep(plan.formats, points, [board]) if (p.point.tflite_path, p.kernel) in served]
-    progress(f"kernels: {len(plan.shapes)} shapes x {len(plan.prunings)} prunings x {len(plan.formats)} formats "
-             f"= {len(planned)} variants on {board.name} -> {out}")
+    progress(
+        f"kernels: {len(plan.shapes)} shapes x {len(plan.prunings)} prunings x {len(plan.formats)} formats "
+        f"= {len(planned)} variants on {board.name} -> {out}"
+    )
 
     run_dir = out / "board"
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = SweepConfig(name="kernel-bench", model="kernel-bench", kernels=plan.formats, boards=(board.name,),
-                         seed=plan.seed, device=DEVICE)
-    ctx = SweepContext(config, run_dir, cache.toolchain_versions([board]), cache.harness_git_sha(),
-                       BenchOptions(parallel=plan.parallel, fresh=plan.fresh), progress)
+    config = SweepConfig(
+        name="kernel-bench",
+        model="kernel-bench",
+        kernels=plan.formats,
+        boards=(board.name,),
+        seed=plan.seed,
+        device=DEVICE,
+    )
+    ctx = SweepContext(
+        config,
+        run_dir,
+        cache.toolchain_versions([board]),
+        cache.harness_git_sha(),
+        BenchOptions(parallel=plan.parallel, fresh=plan.fresh),
+        progress,
+    )
     failures = measure_points(ctx, planned, variants, units)
     rows = [ResultRow(**values) for values in load_results(run_dir / "results.csv").to_dict("records")]
     # PlatformIO compiles the kernels when it builds each firmware: an edit during the run mixes versions.
@@ -115,13 +145,15 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Say = print) -> Bench
     tidy = []
     for variant, row in zip(planned, rows, strict=True):
         shape, pruning = next((s, p) for s, p, point in cases if point is variant.point)
-        tidy.append(variant_row(shape, pruning, variant.point, variants[variant.point.tflite_path, variant.kernel],
-                                row))
+        tidy.append(
+            variant_row(shape, pruning, variant.point, variants[variant.point.tflite_path, variant.kernel], row)
+        )
     return _write_tables(with_ratios(tidy), out, plan, ctx.versions, failures, kernels_changed)
 
 
-def _write_tables(table, out: Path, plan: BenchPlan, versions: dict, failures: list[str],
-                  kernels_changed: bool) -> BenchFiles:
+def _write_tables(
+    table, out: Path, plan: BenchPlan, versions: dict, failures: list[str], kernels_changed: bool
+) -> BenchFiles:
     """The tidy table, its break-even table, plots, a Markdown summary and the plan, into out."""
     csv = out / "kernels.csv"
     table.to_csv(csv, index=False)
@@ -131,9 +163,19 @@ def _write_tables(table, out: Path, plan: BenchPlan, versions: dict, failures: l
     plots = plot_kernel_bench(table, crossings, out / "kernels")
     summary = out / "summary.md"
     summary.write_text(markdown_summary(table, crossings))
-    (out / "plan.json").write_text(json.dumps({"shapes": [s.name for s in plan.shapes],
-                                               "prunings": [p.label for p in plan.prunings],
-                                               "formats": list(plan.formats), "board": plan.board,
-                                               "seed": plan.seed, "versions": versions,
-                                               "kernels_changed_during_run": kernels_changed}, indent=1) + "\n")
+    (out / "plan.json").write_text(
+        json.dumps(
+            {
+                "shapes": [s.name for s in plan.shapes],
+                "prunings": [p.label for p in plan.prunings],
+                "formats": list(plan.formats),
+                "board": plan.board,
+                "seed": plan.seed,
+                "versions": versions,
+                "kernels_changed_during_run": kernels_changed,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return BenchFiles(csv, break_even, summary, plots, failures, kernels_changed)

@@ -12,6 +12,7 @@ A pruning is a fraction of weights zeroed by magnitude ("0.9") or an N:M
 pattern ("2:4": the 2 largest of every 4 consecutive weights along the input
 channels survive).
 """
+
 from __future__ import annotations
 
 import re
@@ -32,12 +33,12 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True)
 class LayerShape:
-    name: str                         # as written, e.g. "conv3x3-16x16x16-32"
-    op: str                           # the TFLite op it converts to
-    input_shape: tuple[int, ...]      # without the batch
+    name: str  # as written, e.g. "conv3x3-16x16x16-32"
+    op: str  # the TFLite op it converts to
+    input_shape: tuple[int, ...]  # without the batch
     kernel: tuple[int, int] = (1, 1)  # convolution window
-    outputs: int = 0                  # output features or channels (not for depthwise)
-    padding: str = "same"             # convolutions: "same" or "valid"
+    outputs: int = 0  # output features or channels (not for depthwise)
+    padding: str = "same"  # convolutions: "same" or "valid"
 
     def keras_layer(self):
         import keras
@@ -52,8 +53,9 @@ class LayerShape:
 
 def parse_shape(text: str) -> LayerShape:
     """
-    >>> parse_shape("conv3x3-16x16x16-32")
-    LayerShape(name='conv3x3-16x16x16-32', op='CONV_2D', input_shape=(16, 16, 16), kernel=(3, 3), outputs=32, padding='same')
+    >>> shape = parse_shape("conv3x3-16x16x16-32")
+    >>> shape.op, shape.input_shape, shape.kernel, shape.outputs, shape.padding
+    ('CONV_2D', (16, 16, 16), (3, 3), 32, 'same')
     >>> parse_shape("dw15x1-15x1x64-valid").padding
     'valid'
     """
@@ -69,8 +71,10 @@ def parse_shape(text: str) -> LayerShape:
         kh, kw, h, w, c = numbers(match)
         shape = LayerShape(text, "DEPTHWISE_CONV_2D", (h, w, c), (kh, kw), padding=padding(match))
     else:
-        raise ShapeError(f"shape '{text}' is none of fc-INxOUT, convKHxKW-HxWxCIN-COUT[-valid], "
-                         f"dwKHxKW-HxWxC[-valid] (e.g. {', '.join(DEFAULT_SHAPES)})")
+        raise ShapeError(
+            f"shape '{text}' is none of fc-INxOUT, convKHxKW-HxWxCIN-COUT[-valid], "
+            f"dwKHxKW-HxWxC[-valid] (e.g. {', '.join(DEFAULT_SHAPES)})"
+        )
     if 0 in shape.input_shape + shape.kernel or (shape.op != "DEPTHWISE_CONV_2D" and not shape.outputs):
         raise ShapeError(f"shape '{text}' has a zero dimension")
     if shape.padding == "valid" and any(k > size for k, size in zip(shape.kernel, shape.input_shape)):
@@ -80,8 +84,8 @@ def parse_shape(text: str) -> LayerShape:
 
 @dataclass(frozen=True)
 class Pruning:
-    label: str               # "0.9", "2:4"
-    sparsity: float          # the fraction of weights zeroed
+    label: str  # "0.9", "2:4"
+    sparsity: float  # the fraction of weights zeroed
     pattern: tuple[int, int] | None = None  # (N, M) for an N:M pattern
 
     @property
@@ -114,5 +118,7 @@ def parse_pruning(text: str) -> Pruning:
 def check_pattern_fits(shape: LayerShape, pruning: Pruning) -> None:
     """An N:M pattern groups weights along the input channels, which must split into groups of M."""
     if pruning.pattern and shape.input_shape[-1] % pruning.pattern[1]:
-        raise ShapeError(f"pattern {pruning.label} needs input channels in groups of {pruning.pattern[1]}, "
-                         f"but shape '{shape.name}' has {shape.input_shape[-1]}")
+        raise ShapeError(
+            f"pattern {pruning.label} needs input channels in groups of {pruning.pattern[1]}, "
+            f"but shape '{shape.name}' has {shape.input_shape[-1]}"
+        )

@@ -13,6 +13,7 @@ the cheapest next weight is a marginal cost, and taking the hull segments of
 all layers in order of that cost is the Lagrangian optimum (docs/pruning.md,
 "Hardware-aware allocation").
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -68,9 +69,15 @@ def allocate(costs: Sequence[np.ndarray], total: int) -> list[int]:
     return counts
 
 
-def hardware_keep_counts(scores: Sequence[np.ndarray], previous: Sequence[np.ndarray], geometries: Sequence[LayerGeometry],
-                         cost_model: CostModel, sparsity: float, min_weights: int | Sequence[int],
-                         tradeoff: float = 1.0) -> list[int]:
+def hardware_keep_counts(  # noqa: PLR0913 (per-layer arrays and the allocation's settings; the tests call it with synthetic ones)
+    scores: Sequence[np.ndarray],
+    previous: Sequence[np.ndarray],
+    geometries: Sequence[LayerGeometry],
+    cost_model: CostModel,
+    sparsity: float,
+    min_weights: int | Sequence[int],
+    tradeoff: float = 1.0,
+) -> list[int]:
     """Per-layer survivor counts for a total of round(N * (1 - sparsity)) over the layers given, as global
     ranking keeps exactly; weights pruned before (previous == 0) stay pruned, every layer keeps min_weights
     (one count for all, or one per layer: masks.least_kept)."""
@@ -80,9 +87,15 @@ def hardware_keep_counts(scores: Sequence[np.ndarray], previous: Sequence[np.nda
     return pool.keep_counts(total)
 
 
-def budget_sparsity(scores: Sequence[np.ndarray], previous: Sequence[np.ndarray], geometries: Sequence[LayerGeometry],
-                    cost_model: CostModel, budget: float, min_weights: int | Sequence[int],
-                    tradeoff: float = 1.0) -> float | None:
+def budget_sparsity(  # noqa: PLR0913 (as hardware_keep_counts', with the budget in place of the sparsity)
+    scores: Sequence[np.ndarray],
+    previous: Sequence[np.ndarray],
+    geometries: Sequence[LayerGeometry],
+    cost_model: CostModel,
+    budget: float,
+    min_weights: int | Sequence[int],
+    tradeoff: float = 1.0,
+) -> float | None:
     """The least sparsity of these layers at which their allocation is predicted to take at most `budget`
     (instructions); None when even the most pruning the floors allow is predicted above it.
 
@@ -110,15 +123,18 @@ class _Pool:
         self.size = sum(self.sizes)
         self.geometries, self.cost_model = geometries, cost_model
         self.pruned_before = [int(np.sum(p == 0)) for p in previous]
-        self.most_each = [max(before, size - floor) for size, before, floor in
-                          zip(self.sizes, self.pruned_before, floors_of(self.sizes, min_weights))]
+        self.most_each = [
+            max(before, size - floor)
+            for size, before, floor in zip(self.sizes, self.pruned_before, floors_of(self.sizes, min_weights))
+        ]
         self.before, self.most = sum(self.pruned_before), sum(self.most_each)
         dense = sum(float(cost_model.latency(g, 1.0)) for g in geometries) or 1.0
         self.costs = []
-        for s, p, g, size, before, last in zip(scores, previous, geometries, self.sizes, self.pruned_before,
-                                               self.most_each):
+        for s, p, g, size, before, last in zip(
+            scores, previous, geometries, self.sizes, self.pruned_before, self.most_each
+        ):
             saliency = np.sort(np.where(p.ravel() > 0, np.abs(s.ravel()).astype(np.float64), 0.0))
-            lost = np.concatenate([[0.0], np.cumsum(saliency)])[before:last + 1] / (saliency.sum() or 1.0)
+            lost = np.concatenate([[0.0], np.cumsum(saliency)])[before : last + 1] / (saliency.sum() or 1.0)
             density = (size - np.arange(before, last + 1)) / size
             self.costs.append(cost_model.latency(g, density) / dense + tradeoff * lost / len(scores))
 
@@ -129,5 +145,6 @@ class _Pool:
         return [size - before - more for size, before, more in zip(self.sizes, self.pruned_before, extra)]
 
     def latency(self, counts: list[int]) -> float:
-        return sum(float(self.cost_model.latency(g, kept / size))
-                   for g, kept, size in zip(self.geometries, counts, self.sizes))
+        return sum(
+            float(self.cost_model.latency(g, kept / size)) for g, kept, size in zip(self.geometries, counts, self.sizes)
+        )

@@ -13,8 +13,8 @@ model's layers are never the shapes measured: the five terms are what every
 kernel here does (a call, a dense inner loop per MAC, a sparse one per
 nonzero MAC, a requantization per output, and the set-up of each inner loop
 over the input channels: a 3-channel convolution pays it 3x as often per MAC
-as a 9-channel one), so the fit carries over to other shapes of the same op. Its worst relative error on the rows it was fitted to
-is kept with it (`max_error`).
+as a 9-channel one), so the fit carries over to other shapes of the same op.
+Its worst relative error on the rows it was fitted to is kept with it (`max_error`).
 
 The ops without weights (pooling, ADD, softmax, ...) do not change with
 sparsity; a model's whole latency adds them, each predicted by its kernel
@@ -26,6 +26,7 @@ per board environment, so the sweep's model cache, keyed by the content of
 harness/prune, is keyed by them too: new curves prune anew. A board without
 an entry has no cost model (`NoCostCurves`), never another board's.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,18 +41,22 @@ import numpy as np
 
 CURVES_PATH = Path(__file__).with_name("cost_curves.json")
 # TFLite ops the prunable Keras layers become (Conv1D converts to a CONV_2D of height 1).
-KERAS_OPS = {"Conv1D": "CONV_2D", "Conv2D": "CONV_2D", "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
-             "Dense": "FULLY_CONNECTED"}
+KERAS_OPS = {
+    "Conv1D": "CONV_2D",
+    "Conv2D": "CONV_2D",
+    "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
+    "Dense": "FULLY_CONNECTED",
+}
 
 
 @dataclass(frozen=True)
 class LayerGeometry:
-    op: str       # the TFLite op: CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
+    op: str  # the TFLite op: CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
     weights: int  # kernel weights
-    macs: int     # multiply-accumulates of one inference, all weights nonzero
+    macs: int  # multiply-accumulates of one inference, all weights nonzero
     outputs: int  # output values of one inference
     inner: int = 1  # length of the innermost loop: input channels (CONV_2D), input features (FULLY_CONNECTED);
-                    # 1 for DEPTHWISE_CONV_2D, whose channels do not mix
+    # 1 for DEPTHWISE_CONV_2D, whose channels do not mix
 
     @property
     def macs_per_weight(self) -> float:
@@ -75,8 +80,8 @@ class Curve:
     op: str
     format: str
     coefficients: tuple[float, ...]  # a, b, c, d, e of the module's formula
-    max_error: float                 # worst |predicted / measured - 1| over the fitted rows
-    rows: int                        # how many measured variants it was fitted to
+    max_error: float  # worst |predicted / measured - 1| over the fitted rows
+    rows: int  # how many measured variants it was fitted to
 
     def predict(self, macs, nonzero_macs, outputs, inner=1):
         a, b, c, d, e = self.coefficients
@@ -86,8 +91,10 @@ class Curve:
 
 @dataclass(frozen=True)
 class ElementCurve:
-    """An op without weights, by the kernel that runs it: instructions = a + b * input elements + c * output elements."""
-    kernel: str                                # e.g. "max_pool2d_s8"; "alias" for a RESHAPE that copies nothing
+    """An op without weights, by the kernel that runs it:
+    instructions = a + b * input elements + c * output elements."""
+
+    kernel: str  # e.g. "max_pool2d_s8"; "alias" for a RESHAPE that copies nothing
     coefficients: tuple[float, float, float]
     max_error: float
     rows: int
@@ -100,8 +107,8 @@ class ElementCurve:
 @dataclass(frozen=True)
 class CostModel:
     board: str
-    unit: str       # "instructions" on an emulated board: never cycles
-    source: str     # what the curves were fitted from
+    unit: str  # "instructions" on an emulated board: never cycles
+    source: str  # what the curves were fitted from
     curves: tuple[Curve, ...]
     ops: tuple[ElementCurve, ...] = ()  # the ops without weights
     ops_source: str = ""
@@ -122,20 +129,29 @@ class CostModel:
             if fmt is not None:
                 raise KeyError(f"cost model has no curve for {geometry.op} in format {fmt}")
             return np.zeros_like(density)
-        predictions = [c.predict(geometry.macs, geometry.macs * density, geometry.outputs, geometry.inner)
-                       for c in curves]
+        predictions = [
+            c.predict(geometry.macs, geometry.macs * density, geometry.outputs, geometry.inner) for c in curves
+        ]
         return np.min(predictions, axis=0)
 
     def to_json(self) -> dict:
-        return {"unit": self.unit, "source": self.source, "curves": [asdict(curve) for curve in self.curves],
-                "ops_source": self.ops_source, "ops": [asdict(curve) for curve in self.ops]}
+        return {
+            "unit": self.unit,
+            "source": self.source,
+            "curves": [asdict(curve) for curve in self.curves],
+            "ops_source": self.ops_source,
+            "ops": [asdict(curve) for curve in self.ops],
+        }
 
     @classmethod
     def from_json(cls, board: str, values: dict) -> CostModel:
-        curves = tuple(Curve(c["op"], c["format"], tuple(c["coefficients"]), c["max_error"], c["rows"])
-                       for c in values["curves"])
-        ops = tuple(ElementCurve(c["kernel"], tuple(c["coefficients"]), c["max_error"], c["rows"])
-                    for c in values.get("ops", ()))
+        curves = tuple(
+            Curve(c["op"], c["format"], tuple(c["coefficients"]), c["max_error"], c["rows"]) for c in values["curves"]
+        )
+        ops = tuple(
+            ElementCurve(c["kernel"], tuple(c["coefficients"]), c["max_error"], c["rows"])
+            for c in values.get("ops", ())
+        )
         return cls(board, values["unit"], values["source"], curves, ops, values.get("ops_source", ""))
 
 
@@ -150,12 +166,13 @@ def fit_cost_model(rows: list[dict], source: str) -> CostModel:
     rows = [r for r in rows if r["status"] == "ok" and r["pattern"] == "unstructured"]
     boards, units = {r["board"] for r in rows}, {r["unit"] for r in rows}
     if len(boards) != 1 or len(units) != 1:
-        raise ValueError(f"cost curves come from one board in one unit; the rows have {sorted(boards)}, {sorted(units)}")
+        raise ValueError(
+            f"cost curves come from one board in one unit; the rows have {sorted(boards)}, {sorted(units)}"
+        )
     curves = []
     for op, fmt in sorted({(r["op"], r["layer_format"]) for r in rows}):
         chosen = [r for r in rows if (r["op"], r["layer_format"]) == (op, fmt)]
-        features = np.array([[1.0, float(r["macs"]), float(r["nonzero_macs"]), *_outputs_and_loops(r)]
-                             for r in chosen])
+        features = np.array([[1.0, float(r["macs"]), float(r["nonzero_macs"]), *_outputs_and_loops(r)] for r in chosen])
         measured = np.array([float(r["instructions"]) for r in chosen])
         coefficients = _nonnegative_fit(features / measured[:, None], np.ones(len(chosen)))
         error = float(np.max(np.abs(features @ coefficients / measured - 1.0)))
@@ -167,7 +184,7 @@ def _nonnegative_fit(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least squares with every coefficient >= 0: no kernel gets faster with more MACs or outputs, and
     a negative term fitted to a few large shapes predicts a small layer below zero. Exact, by trying
     every subset of the terms."""
-    best, best_residual = np.zeros(features.shape[1]), float(np.sum(target ** 2))
+    best, best_residual = np.zeros(features.shape[1]), float(np.sum(target**2))
     for subset in itertools.product((False, True), repeat=features.shape[1]):
         if not any(subset):
             continue
@@ -218,15 +235,26 @@ def read_kernels_csv(path: Path) -> list[dict]:
 
 def refit_command(board: str) -> str:
     """What makes a board's curves (docs/pruning.md, "Refitting the cost curves")."""
-    return (f"harness kernels --board {board} --shapes {','.join(BENCH_SHAPES)} --sparsities {BENCH_SPARSITIES} "
-            f"--formats csr, then python -m harness.prune.cost_model results/kernels-<run>/kernels.csv")
+    return (
+        f"harness kernels --board {board} --shapes {','.join(BENCH_SHAPES)} --sparsities {BENCH_SPARSITIES} "
+        f"--formats csr, then python -m harness.prune.cost_model results/kernels-<run>/kernels.csv"
+    )
 
 
 # The micro-benchmark shapes the committed curves are fitted to: each op's call, per-MAC, per-nonzero-MAC,
 # per-output and per-inner-loop terms need shapes that vary them apart (CONV_2D: 1, 3 and 16 input channels),
 # and no more.
-BENCH_SHAPES = ("fc-512x64", "fc-64x16", "conv3x3-8x8x1-16", "conv3x3-4x4x16-32", "conv3x3-16x16x16-16",
-                "conv1x1-16x16x16-32", "conv3x3-16x16x3-16", "dw3x3-16x16x16", "dw3x3-8x8x32")
+BENCH_SHAPES = (
+    "fc-512x64",
+    "fc-64x16",
+    "conv3x3-8x8x1-16",
+    "conv3x3-4x4x16-32",
+    "conv3x3-16x16x16-16",
+    "conv1x1-16x16x16-32",
+    "conv3x3-16x16x3-16",
+    "dw3x3-16x16x16",
+    "dw3x3-8x8x32",
+)
 BENCH_SPARSITIES = "0,0.5,0.8,0.9,0.95"
 
 
@@ -238,8 +266,10 @@ def load_cost_model(board: str, path: Path = CURVES_PATH) -> CostModel:
     """The board's cost model; NoCostCurves names the board and how to make its curves when it has none."""
     model = _load(path.read_text()).get(board)
     if model is None:
-        raise NoCostCurves(f"no cost curves for board '{board}' in {path.name} (boards with curves: "
-                           f"{', '.join(boards_with_curves(path))}); make them: {refit_command(board)}")
+        raise NoCostCurves(
+            f"no cost curves for board '{board}' in {path.name} (boards with curves: "
+            f"{', '.join(boards_with_curves(path))}); make them: {refit_command(board)}"
+        )
     return model
 
 
@@ -253,8 +283,10 @@ def cost_board(method: str, boards) -> str | None:
         return None
     boards = list(dict.fromkeys(boards))
     if len(boards) != 1:
-        raise PruningError(f"{method} allocates by one board's cost curves; the sweep has "
-                           f"{', '.join(boards) or 'no board'}: run one sweep per board")
+        raise PruningError(
+            f"{method} allocates by one board's cost curves; the sweep has "
+            f"{', '.join(boards) or 'no board'}: run one sweep per board"
+        )
     try:
         load_cost_model(boards[0])
     except NoCostCurves as err:
@@ -270,13 +302,21 @@ def _load(text: str) -> dict[str, CostModel]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m harness.prune.cost_model",
-                                     description="fit a board's pruning cost model to a `harness kernels` run "
-                                                 "(and its ops without weights to sweeps' per-layer latencies)")
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.prune.cost_model",
+        description="fit a board's pruning cost model to a `harness kernels` run "
+        "(and its ops without weights to sweeps' per-layer latencies)",
+    )
     parser.add_argument("kernels_csv", type=Path, help="kernels.csv of a `harness kernels` run")
-    parser.add_argument("--ops", type=Path, nargs="+", default=(), metavar="RESULTS_CSV",
-                        help="results.csv of sweeps on the same board: refit the ops without weights from their "
-                             "per-layer latencies (default: keep the board's current ones)")
+    parser.add_argument(
+        "--ops",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="RESULTS_CSV",
+        help="results.csv of sweeps on the same board: refit the ops without weights from their "
+        "per-layer latencies (default: keep the board's current ones)",
+    )
     parser.add_argument("--out", type=Path, default=CURVES_PATH)
     args = parser.parse_args(argv)
     rows = read_kernels_csv(args.kernels_csv)
@@ -286,8 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     boards = _load(args.out.read_text()) if args.out.exists() else {}
     earlier = boards.get(model.board)
     if args.ops:
-        model = dataclasses.replace(model, ops=fit_element_curves(_element_layers(args.ops, model.board)),
-                                    ops_source="per-layer latencies of " + ", ".join(str(p) for p in args.ops))
+        model = dataclasses.replace(
+            model,
+            ops=fit_element_curves(_element_layers(args.ops, model.board)),
+            ops_source="per-layer latencies of " + ", ".join(str(p) for p in args.ops),
+        )
     elif earlier is not None:
         model = dataclasses.replace(model, ops=earlier.ops, ops_source=earlier.ops_source)
     boards[model.board] = model

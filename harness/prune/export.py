@@ -6,6 +6,7 @@ quantization step would round to zero too. Such survivors are set to one
 step (the smallest nonzero int8 value), which moves them by less than the
 rounding of conversion does.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,11 @@ def int8_layer_sparsity(tflite: bytes, snapshot: Snapshot, exported) -> dict[str
         size = sizes[name]
         if w.size > size or (not snapshot.filters and w.size != size):
             raise PruningError(f"int8 weights of layer '{name}' ({w.size} values) do not match its {size} weights")
-        table[name] = {"target": snapshot.layer_targets[name],
-                       "achieved": 1.0 - int(np.count_nonzero(w)) / size, "weights": size}
+        table[name] = {
+            "target": snapshot.layer_targets[name],
+            "achieved": 1.0 - int(np.count_nonzero(w)) / size,
+            "weights": size,
+        }
     return table
 
 
@@ -84,8 +88,10 @@ def pair_layers_with_weights(layers: list, tensors: list[np.ndarray]) -> dict[st
     127 / max|w|: seen on a BatchNorm-folded 1x1 convolution pruned to 70 %,
     whose largest int8 weights were about 37.)
     """
-    scores = sorted(((_agreement(layer, tensor), i, j) for i, layer in enumerate(layers)
-                     for j, tensor in enumerate(tensors)), reverse=True)
+    scores = sorted(
+        ((_agreement(layer, tensor), i, j) for i, layer in enumerate(layers) for j, tensor in enumerate(tensors)),
+        reverse=True,
+    )
     pairs, taken = {}, set()
     for score, i, j in scores:
         if score < MATCH_THRESHOLD:
@@ -95,11 +101,14 @@ def pair_layers_with_weights(layers: list, tensors: list[np.ndarray]) -> dict[st
             taken.add(j)
     unpaired = [layer for layer in layers if layer.name not in pairs]
     if unpaired:
-        described = ", ".join(f"'{layer.name}' ({type(layer).__name__}, kernel {list(layer.kernel.shape)})"
-                              for layer in unpaired)
+        described = ", ".join(
+            f"'{layer.name}' ({type(layer).__name__}, kernel {list(layer.kernel.shape)})" for layer in unpaired
+        )
         shapes = ", ".join(str(list(t.shape)) for t in tensors)
-        raise PruningError(f"no int8 weight tensor holds the kernel of layer(s) {described}; the converted "
-                           f"model's weight tensors have shapes {shapes}")
+        raise PruningError(
+            f"no int8 weight tensor holds the kernel of layer(s) {described}; the converted "
+            f"model's weight tensors have shapes {shapes}"
+        )
     return pairs
 
 
@@ -123,14 +132,14 @@ def _as_tflite(layer) -> tuple[np.ndarray, int]:
     """The layer's kernel in the int8 tensor's layout, and that layout's output channel axis."""
     kernel = np.asarray(layer.kernel.numpy())
     kind = type(layer).__name__
-    if kind == "Dense":                              # [in, out] -> [out, in]
+    if kind == "Dense":  # [in, out] -> [out, in]
         return kernel.T, 0
-    if kind == "Conv1D":                             # [k, in, out] -> [out, 1, k, in]
+    if kind == "Conv1D":  # [k, in, out] -> [out, 1, k, in]
         return kernel.transpose(2, 0, 1)[:, np.newaxis], 0
-    if kind == "DepthwiseConv2D":                    # [kh, kw, in, multiplier] -> [1, kh, kw, in * multiplier]
+    if kind == "DepthwiseConv2D":  # [kh, kw, in, multiplier] -> [1, kh, kw, in * multiplier]
         kh, kw, channels, multiplier = kernel.shape
         return kernel.reshape(1, kh, kw, channels * multiplier), 3
-    return kernel.transpose(3, 0, 1, 2), 0           # Conv2D: [kh, kw, in, out] -> [out, kh, kw, in]
+    return kernel.transpose(3, 0, 1, 2), 0  # Conv2D: [kh, kw, in, out] -> [out, kh, kw, in]
 
 
 def total_sparsity(layer_sparsity: dict[str, dict[str, float]]) -> float:

@@ -4,6 +4,7 @@ A mask keeps an exact number of weights, so the achieved sparsity equals the
 target to within one weight whatever ties the scores contain. Weights pruned
 earlier on a path stay pruned: they rank below every survivor.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,7 +25,8 @@ def prunable_layers(model) -> list:
         kinds = sorted({type(layer).__name__ for layer in model.layers})
         raise PruningError(
             f"model '{model.name}' has no prunable layers (looked for {', '.join(PRUNABLE_LAYER_TYPES)}; "
-            f"it has {', '.join(kinds)})")
+            f"it has {', '.join(kinds)})"
+        )
     return layers
 
 
@@ -70,8 +72,9 @@ def floors_of(sizes: Sequence[int], min_weights: int | Sequence[int]) -> list[in
     return [min(size, floor) for size, floor in zip(sizes, each)]
 
 
-def global_keep_counts(scores: list[np.ndarray], previous: list[np.ndarray | None], sparsity: float,
-                       min_weights: int | Sequence[int]) -> list[int]:
+def global_keep_counts(
+    scores: list[np.ndarray], previous: list[np.ndarray | None], sparsity: float, min_weights: int | Sequence[int]
+) -> list[int]:
     """Per-layer survivor counts when all layers' scores are ranked together (global pruning).
 
     Each layer first keeps its min_weights best (one count for all, or one per layer: least_kept); the rest
@@ -83,7 +86,7 @@ def global_keep_counts(scores: list[np.ndarray], previous: list[np.ndarray | Non
     total = max(sum(floors), int(round(sum(r.size for r in ranked) * (1.0 - sparsity))))
     pool = np.concatenate([r[f:] for r, f in zip(ranked, floors)])
     owner = np.concatenate([np.full(r.size - f, i) for i, (r, f) in enumerate(zip(ranked, floors))])
-    chosen = owner[np.argsort(-pool, kind="stable")[:total - sum(floors)]]
+    chosen = owner[np.argsort(-pool, kind="stable")[: total - sum(floors)]]
     return [f + int(np.sum(chosen == i)) for i, f in enumerate(floors)]
 
 

@@ -1,4 +1,6 @@
-"""A pruning method by name: "criterion/schedule[/pattern]", e.g. "global-magnitude/iterative" or "magnitude/one-shot/2:4".
+"""A pruning method by name: "criterion/schedule[/pattern]".
+
+For example "global-magnitude/iterative" or "magnitude/one-shot/2:4".
 
 One string per method keeps a sweep config readable when it compares
 several methods, and the same string labels the results rows.
@@ -8,6 +10,7 @@ scope (how the surviving weights are shared among layers): each layer to its
 own target, a global ranking, or the hardware-aware allocation
 (allocate.py), which shares them by predicted latency on the board.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +22,11 @@ SCOPES = ("layer", "global", "hardware")  # "global-" prefix: rank all layers' w
 # mac-weighted: |w| over the MACs the weight takes part in, ranked globally (weights that cost the least
 # magnitude per MAC saved go first); hardware-aware: magnitude or Taylor saliency, each layer's share of the
 # zeros chosen by the cost model.
-NAMED = {"hardware-aware": ("magnitude", "hardware"), "hardware-aware-taylor": ("taylor", "hardware"),
-         "mac-weighted-magnitude": ("mac-weighted", "global")}
+NAMED = {
+    "hardware-aware": ("magnitude", "hardware"),
+    "hardware-aware-taylor": ("taylor", "hardware"),
+    "mac-weighted-magnitude": ("mac-weighted", "global"),
+}
 SCHEDULES = ("one-shot", "iterative", "gradual", "lottery")
 PATTERNS = ("unstructured", "filter")  # plus N:M, e.g. "2:4" or "1:4"
 _N_OF_M = re.compile(r"(\d+):(\d+)")
@@ -37,7 +43,8 @@ class Method:
     def name(self) -> str:
         named = {value: key for key, value in NAMED.items()}
         criterion = named.get((self.criterion, self.scope)) or (
-            f"global-{self.criterion}" if self.scope == "global" else self.criterion)
+            f"global-{self.criterion}" if self.scope == "global" else self.criterion
+        )
         suffix = "" if self.pattern == "unstructured" else f"/{self.pattern}"
         return f"{criterion}/{self.schedule}{suffix}"
 
@@ -67,8 +74,10 @@ def parse_method(text: str) -> Method:
     """
     parts = text.split("/")
     if len(parts) not in (2, 3):
-        raise MethodError(f"method '{text}' must be 'criterion/schedule' or 'criterion/schedule/pattern', "
-                          "e.g. 'magnitude/gradual' or 'magnitude/one-shot/2:4'")
+        raise MethodError(
+            f"method '{text}' must be 'criterion/schedule' or 'criterion/schedule/pattern', "
+            "e.g. 'magnitude/gradual' or 'magnitude/one-shot/2:4'"
+        )
     criterion, schedule = parts[0], parts[1]
     pattern = parts[2] if len(parts) == 3 else "unstructured"
     if criterion in NAMED:
@@ -77,8 +86,9 @@ def parse_method(text: str) -> Method:
         scope = "global" if criterion.startswith("global-") else "layer"
         criterion = criterion.removeprefix("global-")
         if criterion in NAMED:
-            raise MethodError(f"method '{text}': '{criterion}' shares the zeros among layers itself; "
-                              f"write '{criterion}/{schedule}'")
+            raise MethodError(
+                f"method '{text}': '{criterion}' shares the zeros among layers itself; write '{criterion}/{schedule}'"
+            )
         _check_part(text, "criterion", criterion, CRITERIA + tuple(NAMED))
     _check_part(text, "schedule", schedule, SCHEDULES)
     method = Method(criterion, scope, schedule, pattern)
@@ -88,11 +98,15 @@ def parse_method(text: str) -> Method:
     elif not 0 < n_of_m[0] < n_of_m[1]:
         raise MethodError(f"method '{text}': pattern {pattern} must keep N of M weights with 0 < N < M")
     elif schedule != "one-shot":
-        raise MethodError(f"method '{text}': an N:M pattern fixes the sparsity, so it runs with the one-shot "
-                          f"schedule only ('{criterion}/one-shot/{pattern}')")
+        raise MethodError(
+            f"method '{text}': an N:M pattern fixes the sparsity, so it runs with the one-shot "
+            f"schedule only ('{criterion}/one-shot/{pattern}')"
+        )
     if scope != "layer" and pattern != "unstructured":
-        raise MethodError(f"method '{text}': {'global ranking' if scope == 'global' else 'hardware-aware allocation'}"
-                          " is for unstructured pruning only")
+        raise MethodError(
+            f"method '{text}': {'global ranking' if scope == 'global' else 'hardware-aware allocation'}"
+            " is for unstructured pruning only"
+        )
     return method
 
 
@@ -100,5 +114,6 @@ def _check_part(text: str, what: str, value: str, known: tuple[str, ...]) -> Non
     from harness.config import did_you_mean
 
     if value not in known:
-        raise MethodError(f"method '{text}': unknown {what} '{value}'{did_you_mean(value, known)}; "
-                          f"known: {', '.join(known)}")
+        raise MethodError(
+            f"method '{text}': unknown {what} '{value}'{did_you_mean(value, known)}; known: {', '.join(known)}"
+        )

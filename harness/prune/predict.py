@@ -8,6 +8,7 @@ curve in elements, which sparsity does not change. A layer the model has no
 curve for is None, and then so is the whole model's total: a partial sum
 would look like a prediction and be none.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,43 +25,77 @@ PREDICTION_COLUMNS = ("predicted_latency", "layer_predicted_latency")
 @dataclass(frozen=True)
 class LayerWork:
     """One layer of a compiled model as the cost model sees it."""
-    name: str           # as the board names it: "0:CONV_2D"
+
+    name: str  # as the board names it: "0:CONV_2D"
     op: str
-    kernel: str         # the C kernel that runs it, e.g. "conv2d_csr_s8"; "alias" for a RESHAPE that copies nothing
-    format: str         # weight format; "" for an op without weights
+    kernel: str  # the C kernel that runs it, e.g. "conv2d_csr_s8"; "alias" for a RESHAPE that copies nothing
+    format: str  # weight format; "" for an op without weights
     weights: int
     macs: int
     nonzero_macs: int
-    inputs: int         # elements read (every computed input)
-    outputs: int        # elements written
-    inner: int          # weights in the innermost loop (cost_model.LayerGeometry)
+    inputs: int  # elements read (every computed input)
+    outputs: int  # elements written
+    inner: int  # weights in the innermost loop (cost_model.LayerGeometry)
 
 
 def _elements(shape) -> int:
     return math.prod(shape) if len(shape) else 0
 
 
-def _layer(name: str, op: str, kernel: str, fmt: str, weight_shape, macs: int, nonzero_macs: int, input_shapes,
-           output_shape) -> LayerWork:
+def _layer(  # noqa: PLR0913 (the fields of one LayerWork, read from a compiled layer or a stored row)
+    name: str, op: str, kernel: str, fmt: str, weight_shape, macs: int, nonzero_macs: int, input_shapes, output_shape
+) -> LayerWork:
     # Weights are OHWI (convolutions) or (out, in): the input channels are innermost; a depthwise kernel's
     # channels do not mix.
     inner = 1 if op == "DEPTHWISE_CONV_2D" or not len(weight_shape) else weight_shape[-1]
-    return LayerWork(name, op, kernel, fmt, _elements(weight_shape), macs, nonzero_macs,
-                     sum(_elements(s) for s in input_shapes), _elements(output_shape), inner)
+    return LayerWork(
+        name,
+        op,
+        kernel,
+        fmt,
+        _elements(weight_shape),
+        macs,
+        nonzero_macs,
+        sum(_elements(s) for s in input_shapes),
+        _elements(output_shape),
+        inner,
+    )
 
 
 def layers_of_compiled(compiled) -> list[LayerWork]:
-    return [_layer(name, layer.op, layer.kernel, layer.format, layer.weight_shape, layer.macs, layer.nonzero_macs,
-                   layer.input_shapes, layer.output_shape)
-            for name, layer in zip(compiled.layer_names, compiled.layers)]
+    return [
+        _layer(
+            name,
+            layer.op,
+            layer.kernel,
+            layer.format,
+            layer.weight_shape,
+            layer.macs,
+            layer.nonzero_macs,
+            layer.input_shapes,
+            layer.output_shape,
+        )
+        for name, layer in zip(compiled.layer_names, compiled.layers)
+    ]
 
 
 def layers_of_row(row: Mapping) -> list[LayerWork]:
     """The layers of a results.csv row, from its layer_macs and layer_flash."""
     flash = {layer["layer"]: layer for layer in json.loads(row["layer_flash"])}
-    return [_layer(layer["layer"], layer["op"], flash[layer["layer"]]["kernel"], flash[layer["layer"]]["format"],
-                   layer["weights"], layer["macs"], layer["nonzero_macs"], layer["inputs"], layer["output"])
-            for layer in json.loads(row["layer_macs"])]
+    return [
+        _layer(
+            layer["layer"],
+            layer["op"],
+            flash[layer["layer"]]["kernel"],
+            flash[layer["layer"]]["format"],
+            layer["weights"],
+            layer["macs"],
+            layer["nonzero_macs"],
+            layer["inputs"],
+            layer["output"],
+        )
+        for layer in json.loads(row["layer_macs"])
+    ]
 
 
 def predict_layer(model: CostModel, layer: LayerWork) -> float | None:
@@ -89,4 +124,6 @@ def record_prediction(row, compiled) -> None:
         return
     total, per_layer = predict_latency(model, layers_of_compiled(compiled))
     row.predicted_latency = round(total, 1)
-    row.layer_predicted_latency = json.dumps({name: None if v is None else round(v, 1) for name, v in per_layer.items()})
+    row.layer_predicted_latency = json.dumps(
+        {name: None if v is None else round(v, 1) for name, v in per_layer.items()}
+    )

@@ -4,6 +4,7 @@ The schedules (schedules.py) only decide when to prune to which sparsity and
 how long to train; everything that depends on the criterion, the pattern and
 the per-layer settings lives here.
 """
+
 from __future__ import annotations
 
 import time
@@ -14,8 +15,15 @@ import numpy as np
 from harness.config import PruneConfig
 from harness.prune.allocate import budget_sparsity, hardware_keep_counts
 from harness.prune.cost_model import cost_board, layer_geometry, load_cost_model
-from harness.prune.masks import (PruningError, global_keep_counts, kept_count, least_kept, n_of_m_mask,
-                                 prunable_layers, top_k_mask)
+from harness.prune.masks import (
+    PruningError,
+    global_keep_counts,
+    kept_count,
+    least_kept,
+    n_of_m_mask,
+    prunable_layers,
+    top_k_mask,
+)
 from harness.prune.method import Method
 from harness.prune.structured import filter_keep, filter_masks, trace_channels
 from harness.prune.train import MaskedTrainer
@@ -26,14 +34,14 @@ from harness.scoring import score
 class Snapshot:
     method: str
     target: float
-    weights: list                       # model.get_weights() at this target
-    masks: dict[str, np.ndarray]        # layer -> kernel mask
-    filters: dict[str, np.ndarray]      # filter pattern: layer -> kept output filters; else empty
-    float_scores: dict[str, float]      # the task's scores of the float model (harness/scoring.py)
-    layer_targets: dict[str, float]     # layer -> the sparsity asked of it
-    layer_sizes: dict[str, int]         # layer -> kernel weights in the unpruned model
-    epochs: int                         # training epochs spent since the previous snapshot
-    seconds: float                      # and the time they took, mask updates included
+    weights: list  # model.get_weights() at this target
+    masks: dict[str, np.ndarray]  # layer -> kernel mask
+    filters: dict[str, np.ndarray]  # filter pattern: layer -> kept output filters; else empty
+    float_scores: dict[str, float]  # the task's scores of the float model (harness/scoring.py)
+    layer_targets: dict[str, float]  # layer -> the sparsity asked of it
+    layer_sizes: dict[str, int]  # layer -> kernel weights in the unpruned model
+    epochs: int  # training epochs spent since the previous snapshot
+    seconds: float  # and the time they took, mask updates included
 
 
 class Pruner:
@@ -47,8 +55,9 @@ class Pruner:
         self.graph = trace_channels(model) if method.pattern == "filter" else None
         by_cost = method.scope == "hardware" or method.criterion == "mac-weighted"
         self.geometries = [layer_geometry(layer) for layer in self.layers] if by_cost else None
-        self.cost_model = load_cost_model(cost_board(method.name, [board] if board else [])) \
-            if method.scope == "hardware" else None
+        self.cost_model = (
+            load_cost_model(cost_board(method.name, [board] if board else [])) if method.scope == "hardware" else None
+        )
         self.reset_masks()
         self._epochs, self._since = 0, time.perf_counter()
 
@@ -76,8 +85,10 @@ class Pruner:
         for key, chosen in (("skip", self.config.skip), ("layer_targets", self.config.layer_targets)):
             for name in chosen:
                 if name not in names:
-                    raise PruningError(f"[prune] {key}: model '{self.model.name}' has no prunable layer '{name}' "
-                                       f"(its prunable layers: {', '.join(names)})")
+                    raise PruningError(
+                        f"[prune] {key}: model '{self.model.name}' has no prunable layer '{name}' "
+                        f"(its prunable layers: {', '.join(names)})"
+                    )
         both = set(self.config.skip) & set(self.config.layer_targets)
         if both:
             raise PruningError(f"[prune]: layer '{sorted(both)[0]}' is both in 'skip' and in 'layer_targets'")
@@ -94,8 +105,10 @@ class Pruner:
         scores = self._scores()
         if self.method.n_of_m is not None:
             n, m = self.method.n_of_m
-            masks = [n_of_m_mask(s, n, m) if self.layer_target(layer, sparsity) else mask
-                     for layer, s, mask in zip(self.layers, scores, self.masks)]
+            masks = [
+                n_of_m_mask(s, n, m) if self.layer_target(layer, sparsity) else mask
+                for layer, s, mask in zip(self.layers, scores, self.masks)
+            ]
         elif self.graph is not None:
             masks = self._filter_masks(scores, sparsity)
         else:
@@ -112,8 +125,15 @@ class Pruner:
             if self.method.scope == "global":
                 pooled_counts = global_keep_counts(ranked, previous, sparsity, floors)
             else:
-                pooled_counts = hardware_keep_counts(ranked, previous, [self.geometries[i] for i in pooled],
-                                                     self.cost_model, sparsity, floors, self.config.tradeoff)
+                pooled_counts = hardware_keep_counts(
+                    ranked,
+                    previous,
+                    [self.geometries[i] for i in pooled],
+                    self.cost_model,
+                    sparsity,
+                    floors,
+                    self.config.tradeoff,
+                )
             for i, count in zip(pooled, pooled_counts):
                 counts[i] = count
         return [top_k_mask(s, count, mask) for s, count, mask in zip(scores, counts, self.masks)]
@@ -124,8 +144,11 @@ class Pruner:
 
     def _pooled(self) -> list[int]:
         """The layers a global ranking or the allocator shares the zeros among: not skipped, no own target."""
-        return [i for i, layer in enumerate(self.layers)
-                if layer.name not in self.config.skip and layer.name not in self.config.layer_targets]
+        return [
+            i
+            for i, layer in enumerate(self.layers)
+            if layer.name not in self.config.skip and layer.name not in self.config.layer_targets
+        ]
 
     def budget_target(self, budget: float) -> float:
         """latency_budget: the least sparsity of the pooled layers at which the allocation of the current
@@ -133,23 +156,33 @@ class Pruner:
         the allocation (skipped, own targets) count at their own targets."""
         pooled = self._pooled()
         dense = sum(float(self.cost_model.latency(g, 1.0)) for g in self.geometries)
-        fixed = sum(float(self.cost_model.latency(g, self._kept(layer, 0.0) / g.weights))
-                    for i, (layer, g) in enumerate(zip(self.layers, self.geometries)) if i not in pooled)
+        fixed = sum(
+            float(self.cost_model.latency(g, self._kept(layer, 0.0) / g.weights))
+            for i, (layer, g) in enumerate(zip(self.layers, self.geometries))
+            if i not in pooled
+        )
         scores = self._scores()
-        share = budget_sparsity([scores[i] for i in pooled], [self.masks[i] for i in pooled],
-                                [self.geometries[i] for i in pooled], self.cost_model, budget * dense - fixed,
-                                [self.floor(self.layers[i]) for i in pooled], self.config.tradeoff)
+        share = budget_sparsity(
+            [scores[i] for i in pooled],
+            [self.masks[i] for i in pooled],
+            [self.geometries[i] for i in pooled],
+            self.cost_model,
+            budget * dense - fixed,
+            [self.floor(self.layers[i]) for i in pooled],
+            self.config.tradeoff,
+        )
         if share is None:
-            raise PruningError(f"{self.method.name}: 'latency_budget' {budget} is out of reach: the most pruning "
-                               "'max_layer_sparsity' and 'min_weights' allow is predicted above it")
+            raise PruningError(
+                f"{self.method.name}: 'latency_budget' {budget} is out of reach: the most pruning "
+                "'max_layer_sparsity' and 'min_weights' allow is predicted above it"
+            )
         return share
 
     def _filter_masks(self, scores: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
         for layer, s in zip(self.layers, scores):
             target = self.layer_target(layer, sparsity)
             if target > 0:
-                self.filters[layer.name] = filter_keep(s, target, self.filters.get(layer.name),
-                                                       self.config.min_weights)
+                self.filters[layer.name] = filter_keep(s, target, self.filters.get(layer.name), self.config.min_weights)
         shapes = {layer.name: tuple(layer.kernel.shape) for layer in self.layers}
         masks = filter_masks(self.graph, shapes, self.filters)
         return [masks[layer.name] for layer in self.layers]
@@ -162,8 +195,9 @@ class Pruner:
         if self.method.criterion == "mac-weighted":  # ranked globally: a weight's |w| per MAC its zero saves
             return [np.abs(k) / g.macs_per_weight for k, g in zip(kernels, self.geometries)]
         if self.method.criterion == "taylor":
-            return self.trainer.taylor_saliency(self.data.x_train, self.data.y_train, self.config.batch_size,
-                                                self.config.saliency_batches)
+            return self.trainer.taylor_saliency(
+                self.data.x_train, self.data.y_train, self.config.batch_size, self.config.saliency_batches
+            )
         return [self.rng.random(k.shape) for k in kernels]
 
     # --- training and snapshots ---
@@ -190,20 +224,30 @@ class Pruner:
 
     def _asked(self, layer, mask: np.ndarray, target: float) -> float:
         """The sparsity a layer was asked for: the allocator chose it for each layer it shares the zeros among."""
-        if self.method.scope == "hardware" and layer.name not in self.config.skip \
-                and layer.name not in self.config.layer_targets and target > 0:
+        if (
+            self.method.scope == "hardware"
+            and layer.name not in self.config.skip
+            and layer.name not in self.config.layer_targets
+            and target > 0
+        ):
             return float(1.0 - mask.sum() / mask.size)
         return self.layer_target(layer, target)
 
     def snapshot(self, target: float) -> Snapshot:
         now = time.perf_counter()
         snapshot = Snapshot(
-            method=self.method.name, target=target, weights=self.weights(),
+            method=self.method.name,
+            target=target,
+            weights=self.weights(),
             masks={layer.name: mask.copy() for layer, mask in zip(self.layers, self.masks)},
             filters={name: keep.copy() for name, keep in self.filters.items()},
             float_scores=self.scores(),
-            layer_targets={layer.name: self._asked(layer, mask, target) for layer, mask in zip(self.layers, self.masks)},
+            layer_targets={
+                layer.name: self._asked(layer, mask, target) for layer, mask in zip(self.layers, self.masks)
+            },
             layer_sizes={layer.name: int(np.prod(layer.kernel.shape)) for layer in self.layers},
-            epochs=self._epochs, seconds=now - self._since)
+            epochs=self._epochs,
+            seconds=now - self._since,
+        )
         self._epochs, self._since = 0, now
         return snapshot

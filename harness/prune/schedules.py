@@ -4,9 +4,10 @@ Each schedule walks the targets in ascending order and yields one snapshot per
 target, so a sweep of many targets shares the dense training (all schedules)
 and the pruning path itself (gradual, iterative, lottery ticket).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from harness.config import PruneConfig
 from harness.prune.masks import polynomial_sparsity
@@ -72,5 +73,4 @@ def _next_round(current: float, target: float, fraction: float) -> float:
     return min(target, 1.0 - (1.0 - current) * (1.0 - fraction))
 
 
-SCHEDULES: dict[str, Schedule] = {"one-shot": one_shot, "gradual": gradual, "iterative": iterative,
-                                  "lottery": lottery}
+SCHEDULES: dict[str, Schedule] = {"one-shot": one_shot, "gradual": gradual, "iterative": iterative, "lottery": lottery}

@@ -7,6 +7,7 @@ reads which channels needs a chain of layers; channels pass unchanged through
 pooling, batch norm, activations, dropout and depthwise convolutions, and
 Flatten repeats them once per spatial position (channels last).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,14 +16,26 @@ import numpy as np
 
 from harness.prune.masks import PruningError, top_k_mask
 
-CHANNEL_PRESERVING = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
-                      "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
-                      "GlobalMaxPooling2D", "BatchNormalization", "Activation", "ReLU", "Dropout")
+CHANNEL_PRESERVING = (
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "BatchNormalization",
+    "Activation",
+    "ReLU",
+    "Dropout",
+)
 
 
 @dataclass(frozen=True)
 class ChannelSource:
     """The input channels of a layer are the output filters of `layer`, repeated `tile` times (after a Flatten)."""
+
     layer: str
     tile: int = 1
 
@@ -32,7 +45,7 @@ class ChannelSource:
 
 @dataclass(frozen=True)
 class ChannelGraph:
-    prunable: tuple[str, ...]          # layers whose filters may be dropped (not the output layer)
+    prunable: tuple[str, ...]  # layers whose filters may be dropped (not the output layer)
     sources: dict[str, ChannelSource]  # layer -> whose filters its input channels are
 
 
@@ -40,8 +53,10 @@ def trace_channels(model) -> ChannelGraph:
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     for previous, layer in zip(layers, layers[1:]):
         if layer.input is not previous.output:
-            raise PruningError(f"filter pruning needs a model that is a chain of layers; '{layer.name}' does not "
-                               f"take the output of '{previous.name}'")
+            raise PruningError(
+                f"filter pruning needs a model that is a chain of layers; '{layer.name}' does not "
+                f"take the output of '{previous.name}'"
+            )
     sources: dict[str, ChannelSource] = {}
     prunable: list[str] = []
     current: ChannelSource | None = None

@@ -3,6 +3,7 @@
 Applying them from a per-batch Python callback doubles the epoch time on small
 models; inside the tf.function it costs one multiply per weight.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,7 +75,7 @@ class MaskedTrainer:
         # Full batches only: one traced shape, and the model's batch dimension is
         # fixed at 1 for conversion, so the training copy is built batch-free.
         order = self.rng.permutation(count)
-        return [order[start:start + batch_size] for start in range(0, count - batch_size + 1, batch_size)]
+        return [order[start : start + batch_size] for start in range(0, count - batch_size + 1, batch_size)]
 
 
 def _ends_in_softmax(model) -> bool:

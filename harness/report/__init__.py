@@ -8,6 +8,7 @@ scored by (accuracy, AUC or MSE); figures.py draws one series, compare.py
 several; metrics.py computes the key figures; build.py assembles the report
 and write.py writes it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

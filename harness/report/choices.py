@@ -6,6 +6,7 @@ with the fastest single kernel at that sparsity, so a cost of the rule that
 the model's weights stay no larger than dense's (or the flash budget) is
 visible where it arises.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,8 @@ VERSUS_FASTEST = "auto latency ÷ fastest single kernel"
 
 @dataclass(frozen=True)
 class ChoiceTable:
-    label: str                    # the series
-    rows: list[dict[str, str]]    # {"layer": ..., "<sparsity>": format, ...}
+    label: str  # the series
+    rows: list[dict[str, str]]  # {"layer": ..., "<sparsity>": format, ...}
 
 
 def choice_tables(series_list: list[Series], notes: list[str]) -> list[ChoiceTable]:
@@ -36,8 +37,10 @@ def choice_tables(series_list: list[Series], notes: list[str]) -> list[ChoiceTab
             notes.append(f"{series.label}: the auto kernel's rows record no per-layer formats (layer_formats)")
             continue
         layers = list(dict.fromkeys(layer for chosen in choices.values() for layer in chosen))
-        rows = [{"layer": layer} | {column: chosen.get(layer, "?") for column, chosen in choices.items()}
-                for layer in layers]
+        rows = [
+            {"layer": layer} | {column: chosen.get(layer, "?") for column, chosen in choices.items()}
+            for layer in layers
+        ]
         rows.append({"layer": VERSUS_FASTEST} | _versus_fastest(series))
         tables.append(ChoiceTable(series.label, rows))
     return tables

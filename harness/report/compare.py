@@ -4,15 +4,27 @@ Colour tells the series apart, line style the kind of board (emulated, host
 process, real), marker the kernel. Latencies share an axis only when they
 share a unit; speedup, a ratio, compares every series.
 """
+
 from __future__ import annotations
 
 from matplotlib.figure import Figure
 
 from harness.report.metrics import ratio_over_dense
-from harness.report.runs import Series
 from harness.report.quality import Quality
-from harness.report.style import (DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, comparison_header, figure,
-                                  latency_scale, legend_outside, percent_axis, styled, suptitle, tag_comparison)
+from harness.report.runs import Series
+from harness.report.style import (
+    DENSE_COLOR,
+    SPARSITY_LABEL,
+    NothingToDraw,
+    comparison_header,
+    figure,
+    latency_scale,
+    legend_outside,
+    percent_axis,
+    styled,
+    suptitle,
+    tag_comparison,
+)
 
 MARKERS = "osD^v<>"
 
@@ -25,12 +37,16 @@ def comparison_notes(series_list: list[Series]) -> list[str]:
         notes.append(f"the runs measure different models ({', '.join(models)}): they share axes, not a network")
     units = sorted({s.unit for s in series_list})
     if len(units) > 1:
-        notes.append(f"latency units differ ({', '.join(units)}): latencies are compared on one axis per unit, "
-                     "speedup (a ratio) on one axis for all")
+        notes.append(
+            f"latency units differ ({', '.join(units)}): latencies are compared on one axis per unit, "
+            "speedup (a ratio) on one axis for all"
+        )
     metrics = list(dict.fromkeys(s.quality.name for s in series_list))
     if len(metrics) > 1:
-        notes.append(f"the series are scored by different metrics ({', '.join(metrics)}): each metric is compared on "
-                     "an axis of its own")
+        notes.append(
+            f"the series are scored by different metrics ({', '.join(metrics)}): each metric is compared on "
+            "an axis of its own"
+        )
     shared = set.intersection(*(set(s.rows.target_sparsity) for s in series_list))
     if not shared:
         notes.append("the series share no sparsity target: their curves are compared between different points")
@@ -47,8 +63,14 @@ def compare_speedup_figure(series_list: list[Series]) -> Figure:
     for series in series_list:
         for marker, kernel in zip(MARKERS, series.sparse_kernels()):
             speedup = ratio_over_dense(series, kernel, "latency_median")
-            ax.plot(speedup.index, speedup, marker=marker, linestyle=series.kind.linestyle,
-                    color=_color(series_list, series), label=f"{series.label} · {kernel}")
+            ax.plot(
+                speedup.index,
+                speedup,
+                marker=marker,
+                linestyle=series.kind.linestyle,
+                color=_color(series_list, series),
+                label=f"{series.label} · {kernel}",
+            )
     if not ax.lines:
         raise NothingToDraw("no series has both the dense kernel and a sparse one: no speedup to compare")
     ax.axhline(1.0, color=DENSE_COLOR, linestyle="--", linewidth=1, label="dense (1×)")
@@ -106,8 +128,12 @@ def compare_quality_figure(series_list: list[Series]) -> Figure:
             percent_axis(ax, "y")
         legend_outside(ax, fontsize=8)
         tag_comparison(ax, group)
-    suptitle(fig, f"{' and '.join(q.title for q in by_quality)} vs sparsity, compared",
-             [s.model for s in series_list], [s.board for s in series_list])
+    suptitle(
+        fig,
+        f"{' and '.join(q.title for q in by_quality)} vs sparsity, compared",
+        [s.model for s in series_list],
+        [s.board for s in series_list],
+    )
     return fig
 
 
@@ -116,5 +142,11 @@ def _lines(ax, series_list: list[Series], drawn: list[Series], column: str, divi
     for series in drawn:
         for marker, kernel in zip(MARKERS, series.kernels()):
             rows = series.kernel_rows(kernel)
-            ax.plot(rows.target_sparsity, rows[column] / divisor, marker=marker, linestyle=series.kind.linestyle,
-                    color=_color(series_list, series), label=f"{series.label} · {kernel}")
+            ax.plot(
+                rows.target_sparsity,
+                rows[column] / divisor,
+                marker=marker,
+                linestyle=series.kind.linestyle,
+                color=_color(series_list, series),
+                label=f"{series.label} · {kernel}",
+            )

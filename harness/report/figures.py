@@ -4,6 +4,7 @@ Each returns a matplotlib Figure, or raises NothingToDraw with the reason.
 Sparsity and accuracy are plotted as fractions on percent-formatted axes; each series is scored by its task's
 metric (quality.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,22 +16,36 @@ from matplotlib.figure import Figure
 
 from harness.report.metrics import break_even, pareto_front, percents, ratio_over_dense
 from harness.report.runs import Series
-from harness.report.style import (DENSE_COLOR, SPARSITY_LABEL, NothingToDraw, figure, kernel_color, latency_scale,
-                                  legend_outside, percent_axis, series_header, styled)
+from harness.report.style import (
+    DENSE_COLOR,
+    SPARSITY_LABEL,
+    NothingToDraw,
+    figure,
+    kernel_color,
+    latency_scale,
+    legend_outside,
+    percent_axis,
+    series_header,
+    styled,
+)
 
-FLASH_PARTS = [("code", "#9e9e9e", lambda r: r.flash_code),
-               ("dense weights", "#4e79a7", lambda r: r.flash_weights_dense),
-               ("sparse values", "#59a14f", lambda r: r.flash_sparse_values),
-               ("sparse indices", "#e15759", lambda r: r.flash_sparse_indices),
-               ("sparse pointers", "#b07aa1", lambda r: r.flash_sparse_pointers),
-               ("biases + requantization", "#9c755f", lambda r: r.flash_bias_quant)]
+FLASH_PARTS = [
+    ("code", "#9e9e9e", lambda r: r.flash_code),
+    ("dense weights", "#4e79a7", lambda r: r.flash_weights_dense),
+    ("sparse values", "#59a14f", lambda r: r.flash_sparse_values),
+    ("sparse indices", "#e15759", lambda r: r.flash_sparse_indices),
+    ("sparse pointers", "#b07aa1", lambda r: r.flash_sparse_pointers),
+    ("biases + requantization", "#9c755f", lambda r: r.flash_bias_quant),
+]
 
 LAYER_COLORS = colormaps["tab20"].colors
 
 # .data + .bss include the activation arena, so the arena is taken out to stack the parts without counting it twice.
-SRAM_PARTS = [("static (.data + .bss), arena excluded", "#9e9e9e", lambda r: r.sram_static - r.sram_arena),
-              ("activation arena", "#f28e2b", lambda r: r.sram_arena),
-              ("stack high-water mark", "#76b7b2", lambda r: r.stack_used.where(r.stack_used >= 0))]
+SRAM_PARTS = [
+    ("static (.data + .bss), arena excluded", "#9e9e9e", lambda r: r.sram_static - r.sram_arena),
+    ("activation arena", "#f28e2b", lambda r: r.sram_arena),
+    ("stack high-water mark", "#76b7b2", lambda r: r.stack_used.where(r.stack_used >= 0)),
+]
 
 
 @styled
@@ -40,21 +55,37 @@ def latency_figure(series: Series) -> Figure:
     for kernel in series.kernels():
         rows = series.kernel_rows(kernel)
         # Clipped: a hand-edited or merged results file may put the median outside min..max.
-        spread = [(rows.latency_median - rows.latency_min).clip(lower=0) / divisor,
-                  (rows.latency_max - rows.latency_median).clip(lower=0) / divisor]
+        spread = [
+            (rows.latency_median - rows.latency_min).clip(lower=0) / divisor,
+            (rows.latency_max - rows.latency_median).clip(lower=0) / divisor,
+        ]
         color = kernel_color(series, kernel)
-        ax.errorbar(rows.target_sparsity, rows.latency_median / divisor, yerr=spread, marker="o", capsize=4,
-                    color=color, label=kernel)
-        ax.fill_between(rows.target_sparsity, rows.latency_min / divisor, rows.latency_max / divisor,
-                        color=color, alpha=0.15, linewidth=0)
+        ax.errorbar(
+            rows.target_sparsity,
+            rows.latency_median / divisor,
+            yerr=spread,
+            marker="o",
+            capsize=4,
+            color=color,
+            label=kernel,
+        )
+        ax.fill_between(
+            rows.target_sparsity,
+            rows.latency_min / divisor,
+            rows.latency_max / divisor,
+            color=color,
+            alpha=0.15,
+            linewidth=0,
+        )
     rows = series.rows
     widest = ((rows.latency_max - rows.latency_min) / rows.latency_median).max()
     ax.set(xlabel=SPARSITY_LABEL, ylabel=f"latency per inference ({unit})")
     ax.set_ylim(bottom=0)
     percent_axis(ax)
     # QEMU's counts barely vary: say how wide the spread is, so invisible bars are not read as missing.
-    legend_outside(ax, title=f"kernel: median of\n{rows.latency_runs.max()} runs, bars:\nmin–max (widest "
-                          f"{widest * 100:.2g}%)")
+    legend_outside(
+        ax, title=f"kernel: median of\n{rows.latency_runs.max()} runs, bars:\nmin–max (widest {widest * 100:.2g}%)"
+    )
     series_header(fig, ax, "Latency vs sparsity", series)
     return fig
 
@@ -89,19 +120,27 @@ def _mark_break_even(ax, speedup: pd.Series, kernel: str, color: str, line: int)
     if crossing.sparsity is not None and not crossing.from_start:
         ax.axvline(crossing.sparsity, color=color, linestyle=":", linewidth=1.2)
         # Named: two kernels' marks may sit side by side, and colour alone would not say whose each is.
-        ax.annotate(f"{kernel}: break-even {crossing.describe('slower at')}", (crossing.sparsity, 1.0),
-                    xytext=(6, -16), textcoords="offset points", color=color, fontsize=8.5)
+        ax.annotate(
+            f"{kernel}: break-even {crossing.describe('slower at')}",
+            (crossing.sparsity, 1.0),
+            xytext=(6, -16),
+            textcoords="offset points",
+            color=color,
+            fontsize=8.5,
+        )
         return
     if crossing.from_start:
-        text = f"{kernel}: at least as fast as dense at every sparsity measured ({speedup.index[0]:.0%} to " \
-               f"{speedup.index[-1]:.0%})"
+        text = (
+            f"{kernel}: at least as fast as dense at every sparsity measured ({speedup.index[0]:.0%} to "
+            f"{speedup.index[-1]:.0%})"
+        )
     elif crossing.dips:
-        text = f"{kernel}: slower than dense at {percents(crossing.below)}, so no break-even up to " \
-               f"{speedup.index[-1]:.0%}"
+        text = (
+            f"{kernel}: slower than dense at {percents(crossing.below)}, so no break-even up to {speedup.index[-1]:.0%}"
+        )
     else:
         text = f"{kernel}: never faster than dense, up to {speedup.index[-1]:.0%}"
-    ax.text(0.98, 0.03 + 0.06 * line, text, transform=ax.transAxes, ha="right", va="bottom", color=color,
-            fontsize=8.5)
+    ax.text(0.98, 0.03 + 0.06 * line, text, transform=ax.transAxes, ha="right", va="bottom", color=color, fontsize=8.5)
 
 
 @styled
@@ -110,8 +149,9 @@ def flash_figure(series: Series) -> Figure:
     _stacked_bars(ax, series, FLASH_PARTS)
     dense = series.kernel_rows("dense")
     if not dense.empty:
-        ax.axhline(dense.flash_total.iloc[0] / 1024, color="black", linestyle="--", linewidth=1,
-                   label="dense model, total")
+        ax.axhline(
+            dense.flash_total.iloc[0] / 1024, color="black", linestyle="--", linewidth=1, label="dense model, total"
+        )
     ax.set_ylabel("flash (KiB)")
     legend_outside(ax, fontsize=8)
     series_header(fig, ax, "Flash vs sparsity", series)
@@ -125,8 +165,14 @@ def sram_figure(series: Series) -> Figure:
     ax.set_ylabel("SRAM (KiB)")
     legend_outside(ax, fontsize=8)
     if (series.rows.stack_used < 0).all():
-        ax.text(0.01, 0.97, "stack high-water mark: not measured on this board", transform=ax.transAxes,
-                va="top", fontsize=8)
+        ax.text(
+            0.01,
+            0.97,
+            "stack high-water mark: not measured on this board",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+        )
     series_header(fig, ax, "SRAM vs sparsity", series)
     return fig
 
@@ -174,17 +220,35 @@ def quality_figure(panel: list[Series], bound: float | None) -> Figure:
         method = f"{series.method}: " if several else ""
         # Device lines take the kernel colours of the other plots; the host-side lines keep out of their way.
         colors = [f"C{m}"] * 3 if several else ["C4", "C1", None]
-        ax.plot(per_point.target_sparsity, per_point[quality.column("float")], "o-", color=colors[0],
-                label=f"{method}float (Keras)")
-        ax.plot(per_point.target_sparsity, per_point[quality.column("int8_host")], "s--", color=colors[1],
-                label=f"{method}int8, TFLite Micro on the host")
+        ax.plot(
+            per_point.target_sparsity,
+            per_point[quality.column("float")],
+            "o-",
+            color=colors[0],
+            label=f"{method}float (Keras)",
+        )
+        ax.plot(
+            per_point.target_sparsity,
+            per_point[quality.column("int8_host")],
+            "s--",
+            color=colors[1],
+            label=f"{method}int8, TFLite Micro on the host",
+        )
         for marker, kernel in zip("x+1234", series.kernels()):
             rows = series.kernel_rows(kernel)
-            ax.plot(rows.target_sparsity, rows[quality.device], marker=marker, linestyle=":", markersize=9,
-                    color=colors[2] or kernel_color(series, kernel), label=f"{method}int8 on the device, {kernel}")
+            ax.plot(
+                rows.target_sparsity,
+                rows[quality.device],
+                marker=marker,
+                linestyle=":",
+                markersize=9,
+                color=colors[2] or kernel_color(series, kernel),
+                label=f"{method}int8 on the device, {kernel}",
+            )
     if bound is not None and np.isfinite(bound):
-        ax.axhline(bound, color="#e15759", linewidth=1, linestyle="-.",
-                   label=f"{quality.bound_name} {quality.format(bound)}")
+        ax.axhline(
+            bound, color="#e15759", linewidth=1, linestyle="-.", label=f"{quality.bound_name} {quality.format(bound)}"
+        )
     ax.set(xlabel=SPARSITY_LABEL, ylabel=quality.axis_label)
     percent_axis(ax, "x")
     if quality.percent:
@@ -218,12 +282,22 @@ def _pareto_figure(series: Series, cost: pd.Series, xlabel: str, what: str) -> F
     front = series.rows[pareto_front(cost.to_numpy(), quality.benefit(score))].assign(cost=cost, score=score)
     front = front.sort_values(["cost", "score"])
     ax.step(front.cost, front.score, where="post", color="black", linewidth=1, linestyle="--", zorder=2)
-    ax.scatter(front.cost, front.score, s=170, facecolors="none", edgecolors="black", linewidths=1.3,
-               zorder=4, label="non-dominated (Pareto front)")
+    ax.scatter(
+        front.cost,
+        front.score,
+        s=170,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.3,
+        zorder=4,
+        label="non-dominated (Pareto front)",
+    )
     # Equal points (dense at every sparsity costs the same) share one label instead of printing over each other.
     for (x, y), tied in front.groupby(["cost", "score"], sort=False):
-        names = "; ".join(f"{kernel} " + ", ".join(f"{t:.0%}" for t in rows.target_sparsity)
-                          for kernel, rows in tied.groupby("kernel", sort=False))
+        names = "; ".join(
+            f"{kernel} " + ", ".join(f"{t:.0%}" for t in rows.target_sparsity)
+            for kernel, rows in tied.groupby("kernel", sort=False)
+        )
         ax.annotate(names, (x, y), xytext=(7, 4), textcoords="offset points", fontsize=8)
     ax.set(xlabel=f"{xlabel}, lower is better", ylabel=quality.device_label)
     ax.set_xlim(left=0)
@@ -244,8 +318,15 @@ def layers_figure(series: Series) -> Figure:
     left = np.zeros(len(table))
     for i, layer in enumerate(table.columns):
         values = table[layer].fillna(0).to_numpy() / divisor
-        ax.barh(np.arange(len(table)), values, left=left, color=LAYER_COLORS[i % len(LAYER_COLORS)], label=layer,
-                edgecolor="white", linewidth=0.5)
+        ax.barh(
+            np.arange(len(table)),
+            values,
+            left=left,
+            color=LAYER_COLORS[i % len(LAYER_COLORS)],
+            label=layer,
+            edgecolor="white",
+            linewidth=0.5,
+        )
         left += values
     ax.set_yticks(np.arange(len(table)), table.index)
     ax.invert_yaxis()  # variants read top-down in sweep order

@@ -2,6 +2,7 @@
 
 Flash saved is measured against the task's metric (quality.py): a floor under accuracy or AUC, a ceiling over MSE.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,12 +24,13 @@ def ratio_over_dense(series: Series, kernel: str, column: str) -> pd.Series:
 @dataclass(frozen=True)
 class Crossing:
     """Where a ratio over dense reaches 1 for good. Exactly one of the three cases holds."""
-    sparsity: float | None      # from where on the ratio stays >= 1, interpolated between the last measured point
-                                # below 1 and the next
-    from_start: bool = False    # >= 1 at every sparsity measured
-    never_up_to: float | None = None   # below 1 at the highest sparsity measured: it never stays >= 1
-    below: tuple[float, ...] = ()      # every sparsity measured where the ratio is below 1
-    dips: bool = False          # some of them come after a point >= 1: it falls back below dense on the way
+
+    sparsity: float | None  # from where on the ratio stays >= 1, interpolated between the last measured point
+    # below 1 and the next
+    from_start: bool = False  # >= 1 at every sparsity measured
+    never_up_to: float | None = None  # below 1 at the highest sparsity measured: it never stays >= 1
+    below: tuple[float, ...] = ()  # every sparsity measured where the ratio is below 1
+    dips: bool = False  # some of them come after a point >= 1: it falls back below dense on the way
 
     def describe(self, worse: str = "below 1× at") -> str:
         """E.g. '≈ 70% (slower at 0%, 50%)': where it is worse than dense is named whenever that is not simply every
@@ -81,8 +83,11 @@ def pareto_front(cost: np.ndarray, benefit: np.ndarray) -> np.ndarray:
     [True, True, False]
     """
     cost, benefit = np.asarray(cost, float), np.asarray(benefit, float)
-    dominated = ((cost[None, :] <= cost[:, None]) & (benefit[None, :] >= benefit[:, None])
-                 & ((cost[None, :] < cost[:, None]) | (benefit[None, :] > benefit[:, None])))
+    dominated = (
+        (cost[None, :] <= cost[:, None])
+        & (benefit[None, :] >= benefit[:, None])
+        & ((cost[None, :] < cost[:, None]) | (benefit[None, :] > benefit[:, None]))
+    )
     return ~dominated.any(axis=1) & np.isfinite(cost) & np.isfinite(benefit)
 
 
@@ -112,8 +117,9 @@ def smallest_within_bound(series: Series, kernel: str, bound: float) -> pd.Serie
 @dataclass(frozen=True)
 class KeyTable:
     """The key figures of the series scored by one metric: its bound has a column of its own."""
+
     quality: Quality
-    rows: list[dict[str, str]]    # one per (series, sparse kernel), formatted for HTML and Markdown alike
+    rows: list[dict[str, str]]  # one per (series, sparse kernel), formatted for HTML and Markdown alike
 
 
 def key_figures(series_list: list[Series], floor: float | None) -> list[KeyTable]:
@@ -125,7 +131,8 @@ def key_figures(series_list: list[Series], floor: float | None) -> list[KeyTable
         bound = quality_bound(series, floor)
         tables.setdefault(series.quality, []).extend(
             ({"series": series.label} if labelled else {}) | _key_row(series, kernel, bound)
-            for kernel in series.sparse_kernels())
+            for kernel in series.sparse_kernels()
+        )
     return [KeyTable(quality, rows) for quality, rows in tables.items() if rows]
 
 
@@ -133,13 +140,19 @@ def _key_row(series: Series, kernel: str, bound: float) -> dict[str, str]:
     speedup = ratio_over_dense(series, kernel, "latency_median")
     best = f"{speedup.max():.2f}× at {speedup.idxmax():.0%}" if not speedup.empty else "n/a"
     quality = series.quality
-    return {"model": series.model, "board": series.board, "timing": series.kind.name,
-            "kernel": kernel, "break-even sparsity (latency)": break_even(speedup).describe("slower at"),
-            "best speedup": best,
-            "break-even sparsity (flash)":
-                break_even(ratio_over_dense(series, kernel, "flash_total")).describe("larger at"),
-            quality.bound_name: quality.format(bound),
-            f"flash saved at {quality.bound_name}": _flash_saved(series, kernel, bound)}
+    return {
+        "model": series.model,
+        "board": series.board,
+        "timing": series.kind.name,
+        "kernel": kernel,
+        "break-even sparsity (latency)": break_even(speedup).describe("slower at"),
+        "best speedup": best,
+        "break-even sparsity (flash)": break_even(ratio_over_dense(series, kernel, "flash_total")).describe(
+            "larger at"
+        ),
+        quality.bound_name: quality.format(bound),
+        f"flash saved at {quality.bound_name}": _flash_saved(series, kernel, bound),
+    }
 
 
 def _flash_saved(series: Series, kernel: str, bound: float) -> str:
@@ -152,6 +165,7 @@ def _flash_saved(series: Series, kernel: str, bound: float) -> str:
         return f"none: no point meets the {name}"
     saved = baseline.flash_total - best.flash_total
     if saved < 0:
-        return f"none: its smallest point within the {name} ({best.target_sparsity:.0%}) is " \
-               f"{-saved / 1024:.1f} KiB larger"
+        return (
+            f"none: its smallest point within the {name} ({best.target_sparsity:.0%}) is {-saved / 1024:.1f} KiB larger"
+        )
     return f"{saved / 1024:.1f} KiB ({saved / baseline.flash_total:.0%}) at {best.target_sparsity:.0%}"

@@ -4,6 +4,7 @@ measured latency for the ways of sharing the zeros among layers (uniform, global
 The prediction columns come from harness/prune/predict.py; a series whose rows have none (a board without cost
 curves, an older harness) has no table.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,25 +17,35 @@ from harness.report.runs import Series
 from harness.report.style import comparison_header, figure, latency_scale, legend_outside, percent_axis, styled
 
 PREDICTION_TITLE = "Predicted against measured latency"
-PREDICTION_INTRO = ("The pruning cost model's latency of each variant (harness/prune/predict.py: each layer with "
-                    "weights from its op, format and sparsity, each other op from its elements) beside the measured "
-                    "median; error = predicted / measured − 1. Empty where a layer's format or kernel has no curve.")
-ALLOCATION_INTRO = ("Accuracy on the device against measured latency, each pruning method's fastest variant at each "
-                    "sparsity: uniform (every layer to the same target), global (all layers' weights ranked together) "
-                    "and hardware-aware (each layer's share chosen by the board's cost model) on the same axes. Up "
-                    "and to the left is better.")
+PREDICTION_INTRO = (
+    "The pruning cost model's latency of each variant (harness/prune/predict.py: each layer with "
+    "weights from its op, format and sparsity, each other op from its elements) beside the measured "
+    "median; error = predicted / measured − 1. Empty where a layer's format or kernel has no curve."
+)
+ALLOCATION_INTRO = (
+    "Accuracy on the device against measured latency, each pruning method's fastest variant at each "
+    "sparsity: uniform (every layer to the same target), global (all layers' weights ranked together) "
+    "and hardware-aware (each layer's share chosen by the board's cost model) on the same axes. Up "
+    "and to the left is better."
+)
 
 # The ways of sharing the zeros among layers this view compares, by the criterion part of a method's name.
-ALLOCATIONS = {"magnitude": "uniform", "taylor": "uniform", "global-magnitude": "global", "global-taylor": "global",
-               "mac-weighted-magnitude": "MAC-weighted", "hardware-aware": "hardware-aware",
-               "hardware-aware-taylor": "hardware-aware"}
+ALLOCATIONS = {
+    "magnitude": "uniform",
+    "taylor": "uniform",
+    "global-magnitude": "global",
+    "global-taylor": "global",
+    "mac-weighted-magnitude": "MAC-weighted",
+    "hardware-aware": "hardware-aware",
+    "hardware-aware-taylor": "hardware-aware",
+}
 
 
 @dataclass
 class PredictionTable:
     series: Series
     rows: list[dict[str, str]]
-    worst: str          # the largest |error| of the series, as text
+    worst: str  # the largest |error| of the series, as text
 
 
 def prediction_tables(series_list: list[Series]) -> list[PredictionTable]:
@@ -45,14 +56,26 @@ def prediction_tables(series_list: list[Series]) -> list[PredictionTable]:
         if predicted.isna().all():
             continue
         error = predicted / rows.latency_median - 1.0
-        cells = [{"sparsity": f"{row.target_sparsity:.3g}", "kernel": row.kernel,
-                  f"measured ({series.unit})": f"{row.latency_median:,.0f}",
-                  f"predicted ({series.unit})": "" if np.isnan(p) else f"{p:,.0f}",
-                  "error": "" if np.isnan(e) else f"{e:+.1%}"}
-                 for row, p, e in zip(rows.itertuples(), predicted, error)]
+        cells = [
+            {
+                "sparsity": f"{row.target_sparsity:.3g}",
+                "kernel": row.kernel,
+                f"measured ({series.unit})": f"{row.latency_median:,.0f}",
+                f"predicted ({series.unit})": "" if np.isnan(p) else f"{p:,.0f}",
+                "error": "" if np.isnan(e) else f"{e:+.1%}",
+            }
+            for row, p, e in zip(rows.itertuples(), predicted, error)
+        ]
         worst = error.abs().idxmax() if error.notna().any() else None
-        tables.append(PredictionTable(series, cells, "" if worst is None else
-                                      f"{error[worst]:+.1%} ({rows.kernel[worst]} at {rows.target_sparsity[worst]:.3g})"))
+        tables.append(
+            PredictionTable(
+                series,
+                cells,
+                ""
+                if worst is None
+                else f"{error[worst]:+.1%} ({rows.kernel[worst]} at {rows.target_sparsity[worst]:.3g})",
+            )
+        )
     return tables
 
 
@@ -80,12 +103,23 @@ def allocation_figure(panel: list[Series]) -> Figure:
     peak = max(fastest.latency_median.max() for fastest in fastest_of)
     divisor, unit = latency_scale(panel[0].unit, peak)
     for number, (series, fastest) in enumerate(zip(panel, fastest_of)):
-        ax.plot(fastest.latency_median / divisor, fastest[quality.device], marker="osD^v<>"[number % 7],
-                linestyle=series.kind.linestyle, color=f"C{number}", label=f"{_allocation(series)}: {series.method}")
+        ax.plot(
+            fastest.latency_median / divisor,
+            fastest[quality.device],
+            marker="osD^v<>"[number % 7],
+            linestyle=series.kind.linestyle,
+            color=f"C{number}",
+            label=f"{_allocation(series)}: {series.method}",
+        )
         for row in fastest.itertuples():
-            ax.annotate(f"{row.target_sparsity:.0%} {row.kernel}", (row.latency_median / divisor,
-                        getattr(row, quality.device)), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                        color=f"C{number}")
+            ax.annotate(
+                f"{row.target_sparsity:.0%} {row.kernel}",
+                (row.latency_median / divisor, getattr(row, quality.device)),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color=f"C{number}",
+            )
     ax.set(xlabel=f"measured latency per inference ({unit})", ylabel=quality.device_label)
     ax.set_xlim(0, peak / divisor * 1.15)  # room for the rightmost point's label
     if quality.percent:

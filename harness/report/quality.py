@@ -5,6 +5,7 @@ Classification is scored by accuracy. Reconstruction (an autoencoder) is scored 
 an anomaly score when the data had anomaly labels, else by the mean squared error of its output. Results of an
 older harness have no task column and are classification.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,14 +21,14 @@ SOURCES = ("float", "int8_host", "device")
 
 @dataclass(frozen=True)
 class Quality:
-    name: str                 # in text: "accuracy", "AUC", "MSE"
-    prefix: str               # its columns: <prefix>_float, <prefix>_int8_host, <prefix>_device
-    axis_label: str           # the y axis of a plot of it, from any source
-    device_label: str         # the axis of it on the device, with which way is better
-    description: str          # one phrase saying what it measures
+    name: str  # in text: "accuracy", "AUC", "MSE"
+    prefix: str  # its columns: <prefix>_float, <prefix>_int8_host, <prefix>_device
+    axis_label: str  # the y axis of a plot of it, from any source
+    device_label: str  # the axis of it on the device, with which way is better
+    description: str  # one phrase saying what it measures
     higher_is_better: bool
-    percent: bool             # a fraction, shown as a percentage
-    default_margin: float     # the default bound: the dense model's value, this much worse (see default_bound)
+    percent: bool  # a fraction, shown as a percentage
+    default_margin: float  # the default bound: the dense model's value, this much worse (see default_bound)
 
     def column(self, source: str) -> str:
         return f"{self.prefix}_{source}"
@@ -85,14 +86,36 @@ class Quality:
         return values if self.higher_is_better else -values
 
 
-ACCURACY = Quality("accuracy", "accuracy", "test accuracy (% correct)",
-                   "test accuracy on the device (% correct, higher is better)",
-                   "accuracy: the share of test samples classified right", True, True, 0.01)
-AUC = Quality("AUC", "auc", "anomaly-detection AUC (ROC, 1: perfect, 0.5: chance)",
-              "AUC on the device (ROC, higher is better)",
-              "AUC: the ROC area of each sample's reconstruction error taken as its anomaly score", True, False, 0.01)
-MSE = Quality("MSE", "mse", "reconstruction MSE (lower is better)", "MSE on the device (lower is better)",
-              "MSE: the mean squared error of the dequantized output against the input", False, False, 0.05)
+ACCURACY = Quality(
+    "accuracy",
+    "accuracy",
+    "test accuracy (% correct)",
+    "test accuracy on the device (% correct, higher is better)",
+    "accuracy: the share of test samples classified right",
+    True,
+    True,
+    0.01,
+)
+AUC = Quality(
+    "AUC",
+    "auc",
+    "anomaly-detection AUC (ROC, 1: perfect, 0.5: chance)",
+    "AUC on the device (ROC, higher is better)",
+    "AUC: the ROC area of each sample's reconstruction error taken as its anomaly score",
+    True,
+    False,
+    0.01,
+)
+MSE = Quality(
+    "MSE",
+    "mse",
+    "reconstruction MSE (lower is better)",
+    "MSE on the device (lower is better)",
+    "MSE: the mean squared error of the dequantized output against the input",
+    False,
+    False,
+    0.05,
+)
 
 
 def quality_of(rows: pd.DataFrame) -> Quality:

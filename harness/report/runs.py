@@ -5,6 +5,7 @@ by one method, in one run. Every problem found on the way (a directory
 without results, failed points, columns an older harness did not write) is
 kept as a note for the report instead of stopping it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,10 +26,11 @@ from harness.results import COLUMNS, ResultRow, load_results
 @dataclass(frozen=True)
 class TimingKind:
     """How a board was timed, and how the report shows it."""
+
     name: str
-    badge: str       # shown on every plot of such a board
-    color: str       # badge colour
-    linestyle: str   # line style of such a board in comparison plots
+    badge: str  # shown on every plot of such a board
+    color: str  # badge colour
+    linestyle: str  # line style of such a board in comparison plots
 
 
 EMULATED = TimingKind("emulated", "EMULATED BOARD (QEMU)", "#c25e00", "--")
@@ -54,7 +56,7 @@ def timing_kind(unit: str, source: str) -> TimingKind:
 @dataclass(eq=False)  # identity: a frame has no single truth value to compare by
 class Run:
     path: Path
-    frame: pd.DataFrame          # every row, failed points included
+    frame: pd.DataFrame  # every row, failed points included
     manifest: dict
 
     @property
@@ -77,10 +79,10 @@ class Series:
     model: str
     board: str
     method: str
-    rows: pd.DataFrame            # successful rows only
-    label: str = ""               # what tells it apart from the other series of the report
-    slug: str = ""                # the same, for file names
-    panel_slug: str = ""          # the slug without the method: plots where the methods of a run share axes
+    rows: pd.DataFrame  # successful rows only
+    label: str = ""  # what tells it apart from the other series of the report
+    slug: str = ""  # the same, for file names
+    panel_slug: str = ""  # the slug without the method: plots where the methods of a run share axes
 
     @property
     def unit(self) -> str:
@@ -180,8 +182,10 @@ def _with_all_columns(frame: pd.DataFrame, path: Path, notes: list[str]) -> pd.D
     unnoted = task_columns() if "task" in missing else set()
     noted = [column for column in missing if column not in unnoted]
     if noted:
-        notes.append(f"{path}: results.csv has no {', '.join(noted)} (an older harness?): taken as empty, and "
-                     "plots that need them are left out")
+        notes.append(
+            f"{path}: results.csv has no {', '.join(noted)} (an older harness?): taken as empty, and "
+            "plots that need them are left out"
+        )
     if missing:
         defaults = {f.name: f.default for f in dataclasses.fields(ResultRow)}
         frame = frame.assign(**{column: _no_value(defaults[column]) for column in missing})
@@ -198,8 +202,10 @@ def _note_failures(run: Run, notes: list[str]) -> None:
     if failed.empty:
         return
     first = failed.iloc[0]
-    where = f"first: sparsity {first.target_sparsity:g} {first.kernel} on {first.board}: {first.failed_stage}: " \
-            f"{first.error}"
+    where = (
+        f"first: sparsity {first.target_sparsity:g} {first.kernel} on {first.board}: {first.failed_stage}: "
+        f"{first.error}"
+    )
     if len(failed) == len(run.frame):
         notes.append(f"{run.name}: none of its {len(failed)} points succeeded, nothing to draw ({where})")
     else:

@@ -1,4 +1,5 @@
 """What every plot shares: the look, the header naming model, board and timing, units and colours."""
+
 from __future__ import annotations
 
 import functools
@@ -11,8 +12,15 @@ from matplotlib.figure import Figure
 from harness.report.runs import EMULATED, Series
 
 STYLE = {
-    "font.size": 9.5, "axes.titlesize": 9, "axes.labelsize": 9.5, "axes.grid": True, "grid.alpha": 0.3,
-    "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8.5, "legend.framealpha": 0.9,
+    "font.size": 9.5,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9.5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 8.5,
+    "legend.framealpha": 0.9,
 }
 
 SPARSITY_LABEL = "sparsity (% of weights pruned)"
@@ -25,10 +33,12 @@ class NothingToDraw(Exception):
 
 def styled(draw):
     """Draw a whole figure under the report's style (rcParams apply when each text is made, not at the end)."""
+
     @functools.wraps(draw)
     def in_style(*args, **kwargs):
         with matplotlib.rc_context(STYLE):
             return draw(*args, **kwargs)
+
     return in_style
 
 
@@ -44,8 +54,9 @@ TAG_SIZE = 8.5
 
 def suptitle(fig: Figure, what: str, models: list[str], boards: list[str]) -> None:
     text = f"{what}: {', '.join(dict.fromkeys(models))} on {', '.join(dict.fromkeys(boards))}"
-    fig.suptitle(wrapped(text, fig.get_figwidth() * 0.97, TITLE_SIZE), x=0.01, ha="left", fontsize=TITLE_SIZE,
-                 fontweight="bold")
+    fig.suptitle(
+        wrapped(text, fig.get_figwidth() * 0.97, TITLE_SIZE), x=0.01, ha="left", fontsize=TITLE_SIZE, fontweight="bold"
+    )
 
 
 def tag_axes(ax, tags: list[str], color: str) -> None:
@@ -53,8 +64,13 @@ def tag_axes(ax, tags: list[str], color: str) -> None:
     mistaken for a measured one."""
     width = ax.figure.get_figwidth() * 0.75 / len(ax.figure.axes)  # the axes' share, less its legend's
     text = "\n".join(wrapped(tag, width, TAG_SIZE) for tag in dict.fromkeys(tags))
-    ax.set_title(text, loc="left", color=color, fontsize=TAG_SIZE,
-                 bbox={"facecolor": color, "alpha": 0.08, "edgecolor": color, "boxstyle": "round"})
+    ax.set_title(
+        text,
+        loc="left",
+        color=color,
+        fontsize=TAG_SIZE,
+        bbox={"facecolor": color, "alpha": 0.08, "edgecolor": color, "boxstyle": "round"},
+    )
 
 
 # The widest characters of the report's fonts (bold capitals) take about this many ems; a line of ems at this rate
@@ -73,7 +89,7 @@ def wrapped(text: str, inches: float, points: float) -> str:
     width = max(8, int(inches * 72 / (points * EM_PER_CHARACTER)))
     lines = [""]
     for piece in re.findall(r"(?:\([^)]*\)|[^ /])*(?:[ /]|$)", text):
-        while len(piece) > width:   # a name without separators longer than a line
+        while len(piece) > width:  # a name without separators longer than a line
             lines += [piece[:width], ""]
             piece = piece[width:]
         if len(lines[-1]) + len(piece.rstrip()) > width and lines[-1]:
@@ -89,8 +105,14 @@ def legend_outside(ax, **options):
     """The legend right of the axes, where it covers no data point, line or note."""
     handles, labels = ax.get_legend_handles_labels()
     size = options.get("fontsize", STYLE["legend.fontsize"])
-    return ax.legend(handles, [wrapped(label, LEGEND_INCHES, size) for label in labels], loc="upper left",
-                     bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **options)
+    return ax.legend(
+        handles,
+        [wrapped(label, LEGEND_INCHES, size) for label in labels],
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+        **options,
+    )
 
 
 def timing_tag(series: Series) -> str:

@@ -4,6 +4,7 @@ variant and of dense, and where the runs came from.
 Cells are formatted text, the same in HTML and Markdown; a number keeps its unit in its column's name. A variant is
 best at a floor when it is the fastest (or smallest) of those whose score on the device meets it.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -32,20 +33,20 @@ ERROR_RISES = (1.0, 1.05, 1.10, 1.25)
 @dataclass(frozen=True)
 class VariantTable:
     series: Series
-    rows: list[dict[str, str]]      # one per variant, in kernel then sparsity order
-    best: list[int]                 # the rows best at some floor: highlighted
-    floors: list[dict[str, str]]    # one per floor: its fastest and its smallest variant
+    rows: list[dict[str, str]]  # one per variant, in kernel then sparsity order
+    best: list[int]  # the rows best at some floor: highlighted
+    floors: list[dict[str, str]]  # one per floor: its fastest and its smallest variant
 
 
 @dataclass(frozen=True)
 class LayerTables:
     series: Series
-    chosen: str                     # e.g. "csr 90%"
-    why: str                        # why that variant was chosen
-    dense_name: str                 # e.g. "dense 90%": the dense kernel at the chosen variant's sparsity
-    dense: list[dict[str, str]]     # per layer, that dense variant
-    variant: list[dict[str, str]]   # per layer, the chosen variant
-    speedup: list[dict[str, str]]   # per layer, each sparse variant's speedup over dense at its sparsity
+    chosen: str  # e.g. "csr 90%"
+    why: str  # why that variant was chosen
+    dense_name: str  # e.g. "dense 90%": the dense kernel at the chosen variant's sparsity
+    dense: list[dict[str, str]]  # per layer, that dense variant
+    variant: list[dict[str, str]]  # per layer, the chosen variant
+    speedup: list[dict[str, str]]  # per layer, each sparse variant's speedup over dense at its sparsity
 
 
 def variant_name(row: pd.Series) -> str:
@@ -53,6 +54,7 @@ def variant_name(row: pd.Series) -> str:
 
 
 # --- per variant ---------------------------------------------------------------------------------
+
 
 def variant_tables(series_list: list[Series], floor: float | None) -> list[VariantTable]:
     return [_variant_table(series, floor) for series in series_list]
@@ -72,10 +74,16 @@ def _variant_table(series: Series, floor: float | None) -> VariantTable:
         for best, what in ((fastest, "fastest"), (smallest, "smallest")):
             for index in best.index:
                 marks.setdefault(index, {}).setdefault(what, []).append(quality.format(bound))
-        floors.append({quality.bound_name: text,
-                       "fastest variant": _named(fastest), f"its latency ({series.unit})": _latency(fastest),
-                       "its speedup": _speedup(series, fastest),
-                       "smallest variant": _named(smallest), "its flash (KiB)": _kib(smallest, "flash_total")})
+        floors.append(
+            {
+                quality.bound_name: text,
+                "fastest variant": _named(fastest),
+                f"its latency ({series.unit})": _latency(fastest),
+                "its speedup": _speedup(series, fastest),
+                "smallest variant": _named(smallest),
+                "its flash (KiB)": _kib(smallest, "flash_total"),
+            }
+        )
     table = [_variant_row(series, row, _best_at(quality, marks.get(index, {}))) for index, row in rows.iterrows()]
     best = [position for position, index in enumerate(rows.index) if index in marks]
     return VariantTable(series, table, best, floors)
@@ -90,7 +98,7 @@ def floor_ladder(series: Series, floor: float | None) -> list[tuple[float, str]]
     bounds = {}
     if not dense.empty and np.isfinite(dense[quality.device].iloc[0]):
         score = dense[quality.device].iloc[0]
-        for step in (SCORE_DROPS if quality.higher_is_better else ERROR_RISES):
+        for step in SCORE_DROPS if quality.higher_is_better else ERROR_RISES:
             bound = max(score - step, 0.0) if quality.higher_is_better else score * step
             bounds.setdefault(quality.format(bound), (bound, _step_text(quality, step)))
     if np.isfinite(key):
@@ -119,23 +127,25 @@ def _variant_row(series: Series, row: pd.Series, best_at: str) -> dict[str, str]
     quality = series.quality
     unit = series.unit
     per_mac = row.get(PER_MAC_COLUMNS.get(unit, ""), np.nan)
-    return {"variant": variant_name(row), "sparsity": f"{row.target_sparsity:.0%}",
-            "achieved": _percent(row.achieved_sparsity),
-            f"latency ({unit})": f"{row.latency_median:,.0f}",
-            f"{unit}/MAC": f"{per_mac:.2f}" if np.isfinite(per_mac) else "n/a",
-            "speedup": _speedup(series, row.to_frame().T),
-            "flash (KiB)": f"{row.flash_total / 1024:.1f}",
-            "weights + indices (KiB)": f"{_weight_bytes(row) / 1024:.1f}",
-            "SRAM static (KiB)": f"{(row.sram_static - row.sram_arena) / 1024:.1f}",
-            "arena (KiB)": f"{row.sram_arena / 1024:.1f}",
-            "stack (KiB)": f"{row.stack_used / 1024:.2f}" if row.stack_used >= 0 else "n/a",
-            f"{quality.name} (device)": quality.format(row[quality.device]),
-            "best at": best_at}
+    return {
+        "variant": variant_name(row),
+        "sparsity": f"{row.target_sparsity:.0%}",
+        "achieved": _percent(row.achieved_sparsity),
+        f"latency ({unit})": f"{row.latency_median:,.0f}",
+        f"{unit}/MAC": f"{per_mac:.2f}" if np.isfinite(per_mac) else "n/a",
+        "speedup": _speedup(series, row.to_frame().T),
+        "flash (KiB)": f"{row.flash_total / 1024:.1f}",
+        "weights + indices (KiB)": f"{_weight_bytes(row) / 1024:.1f}",
+        "SRAM static (KiB)": f"{(row.sram_static - row.sram_arena) / 1024:.1f}",
+        "arena (KiB)": f"{row.sram_arena / 1024:.1f}",
+        "stack (KiB)": f"{row.stack_used / 1024:.2f}" if row.stack_used >= 0 else "n/a",
+        f"{quality.name} (device)": quality.format(row[quality.device]),
+        "best at": best_at,
+    }
 
 
 def _weight_bytes(row: pd.Series) -> int:
-    return (row.flash_weights_dense + row.flash_sparse_values + row.flash_sparse_indices
-            + row.flash_sparse_pointers)
+    return row.flash_weights_dense + row.flash_sparse_values + row.flash_sparse_indices + row.flash_sparse_pointers
 
 
 def _percent(value: float) -> str:
@@ -168,6 +178,7 @@ def _speedup(series: Series, rows: pd.DataFrame) -> str:
 
 # --- per layer -----------------------------------------------------------------------------------
 
+
 def layer_tables(series_list: list[Series], floor: float | None, notes: list[str]) -> list[LayerTables]:
     tables = []
     for series in series_list:
@@ -177,12 +188,22 @@ def layer_tables(series_list: list[Series], floor: float | None, notes: list[str
         dense = series.kernel_rows(DENSE)
         dense = dense[dense.target_sparsity == chosen.target_sparsity]
         if dense.empty or not _layers(dense.iloc[0]):
-            notes.append(f"{series.label}: no per-layer latencies of the dense kernel at "
-                         f"{chosen.target_sparsity:.0%}: no per-layer tables")
+            notes.append(
+                f"{series.label}: no per-layer latencies of the dense kernel at "
+                f"{chosen.target_sparsity:.0%}: no per-layer tables"
+            )
             continue
-        tables.append(LayerTables(series, variant_name(chosen), why, variant_name(dense.iloc[0]),
-                                  _layer_rows(series, dense.iloc[0]), _layer_rows(series, chosen),
-                                  _layer_speedups(series)))
+        tables.append(
+            LayerTables(
+                series,
+                variant_name(chosen),
+                why,
+                variant_name(dense.iloc[0]),
+                _layer_rows(series, dense.iloc[0]),
+                _layer_rows(series, chosen),
+                _layer_speedups(series),
+            )
+        )
     return tables
 
 
@@ -221,24 +242,36 @@ def _layer_rows(series: Series, row: pd.Series) -> list[dict[str, str]]:
     for name, latency in latencies.items():
         work, stored = shapes.get(name, {}), flash.get(name, {})
         macs = work.get("macs")
-        rows.append({"layer": name, "op": work.get("op", name.split(":")[-1]),
-                     "input": " + ".join(_shape(s) for s in work.get("inputs", [])) or "n/a",
-                     "output": _shape(work["output"]) if "output" in work else "n/a",
-                     "weights": _shape(work.get("weights", [])) or "–",
-                     "MACs": f"{macs:,}" if macs is not None else "n/a",
-                     "nonzero MACs": f"{work['nonzero_macs']:,}" if "nonzero_macs" in work else "n/a",
-                     "format": stored.get("format") or "–",
-                     "values (B)": f"{stored.get('values', 0):,}", "indices (B)": f"{stored.get('indices', 0):,}",
-                     "pointers (B)": f"{stored.get('pointers', 0):,}",
-                     f"latency ({unit})": f"{latency:,.0f}",
-                     "share": f"{latency / total:.1%}" if total else "n/a",
-                     f"{unit}/MAC": f"{latency / macs:.2f}" if macs else "–"})
+        rows.append(
+            {
+                "layer": name,
+                "op": work.get("op", name.split(":")[-1]),
+                "input": " + ".join(_shape(s) for s in work.get("inputs", [])) or "n/a",
+                "output": _shape(work["output"]) if "output" in work else "n/a",
+                "weights": _shape(work.get("weights", [])) or "–",
+                "MACs": f"{macs:,}" if macs is not None else "n/a",
+                "nonzero MACs": f"{work['nonzero_macs']:,}" if "nonzero_macs" in work else "n/a",
+                "format": stored.get("format") or "–",
+                "values (B)": f"{stored.get('values', 0):,}",
+                "indices (B)": f"{stored.get('indices', 0):,}",
+                "pointers (B)": f"{stored.get('pointers', 0):,}",
+                f"latency ({unit})": f"{latency:,.0f}",
+                "share": f"{latency / total:.1%}" if total else "n/a",
+                f"{unit}/MAC": f"{latency / macs:.2f}" if macs else "–",
+            }
+        )
     macs = sum(entry.get("macs", 0) for entry in shapes.values())
-    rows.append({column: "" for column in rows[0]} | {
-        "layer": "all layers", "MACs": f"{macs:,}" if shapes else "n/a",
-        "nonzero MACs": f"{sum(e.get('nonzero_macs', 0) for e in shapes.values()):,}" if shapes else "n/a",
-        f"latency ({unit})": f"{total:,.0f}", "share": "100.0%",
-        f"{unit}/MAC": f"{total / macs:.2f}" if macs else "n/a"})
+    rows.append(
+        {column: "" for column in rows[0]}
+        | {
+            "layer": "all layers",
+            "MACs": f"{macs:,}" if shapes else "n/a",
+            "nonzero MACs": f"{sum(e.get('nonzero_macs', 0) for e in shapes.values()):,}" if shapes else "n/a",
+            f"latency ({unit})": f"{total:,.0f}",
+            "share": "100.0%",
+            f"{unit}/MAC": f"{total / macs:.2f}" if macs else "n/a",
+        }
+    )
     return rows
 
 
@@ -261,8 +294,14 @@ def _layer_speedups(series: Series) -> list[dict[str, str]]:
             cells = {name: _ratio(theirs[name], mine.get(name)) for name in theirs}
             cells[WHOLE] = _ratio(reference.latency_median, row.latency_median)
             columns[variant_name(row)] = cells
-    return [{"layer": name} | {column: cells.get(name, "n/a") for column, cells in columns.items()}
-            for name in [*names, WHOLE]] if columns else []
+    return (
+        [
+            {"layer": name} | {column: cells.get(name, "n/a") for column, cells in columns.items()}
+            for name in [*names, WHOLE]
+        ]
+        if columns
+        else []
+    )
 
 
 WHOLE = "whole inference (median)"
@@ -274,6 +313,7 @@ def _ratio(dense: float, other: float | None) -> str:
 
 # --- provenance ----------------------------------------------------------------------------------
 
+
 def provenance(series_list: list[Series]) -> list[dict[str, str]]:
     """One row per series: what measured it, built with what, timed how."""
     rows = []
@@ -281,16 +321,25 @@ def provenance(series_list: list[Series]) -> list[dict[str, str]]:
         versions = _versions(series)
         arm = series.rows.core.iloc[0].startswith("cortex")
         compiler = versions.get("arm-none-eabi-gcc" if arm else "gcc", "?")
-        rows.append({"series": series.label, "run": series.run.name,
-                     "harness (git)": ", ".join(sorted(set(series.rows.harness_sha.astype(str)))),
-                     "compiler": compiler, "build flags (platformio.ini)": build_flags(series.board),
-                     "PlatformIO": versions.get("platformio", "?"),
-                     "TensorFlow / TFLite Micro": f"{versions.get('tensorflow-cpu', versions.get('tensorflow', '?'))}"
-                                                  f" / {versions.get('tflite-micro', '?')}",
-                     "emulator": _emulator(series, versions), "board": series.board,
-                     "core": str(series.rows.core.iloc[0]), "clock": _clock(series.rows.clock_hz.iloc[0]),
-                     "timing source": series.source, "latency unit": series.unit,
-                     "started": str(series.run.manifest.get("started", "?"))})
+        rows.append(
+            {
+                "series": series.label,
+                "run": series.run.name,
+                "harness (git)": ", ".join(sorted(set(series.rows.harness_sha.astype(str)))),
+                "compiler": compiler,
+                "build flags (platformio.ini)": build_flags(series.board),
+                "PlatformIO": versions.get("platformio", "?"),
+                "TensorFlow / TFLite Micro": f"{versions.get('tensorflow-cpu', versions.get('tensorflow', '?'))}"
+                f" / {versions.get('tflite-micro', '?')}",
+                "emulator": _emulator(series, versions),
+                "board": series.board,
+                "core": str(series.rows.core.iloc[0]),
+                "clock": _clock(series.rows.clock_hz.iloc[0]),
+                "timing source": series.source,
+                "latency unit": series.unit,
+                "started": str(series.run.manifest.get("started", "?")),
+            }
+        )
     return rows
 
 

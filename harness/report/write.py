@@ -5,12 +5,13 @@ sheet from anywhere, so it opens offline and can be mailed as one file. Its
 tables are plain HTML, read as they are; a short script in the page only adds
 sorting by a click on a column's head.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -55,22 +56,28 @@ def _save(plot: Plot, out_dir: Path) -> tuple[Path, Path]:
 
 
 CHOICE_TITLE = "Auto kernel: weight format per layer"
-CHOICE_INTRO = ("The format the auto kernel chose for each layer with weights at each sparsity: the fastest one "
-                "measured, as long as the model's weights stay no larger than dense's (or within the flash budget, if "
-                "one was set). The last "
-                "row divides auto's latency by the fastest single kernel's at the same sparsity.")
+CHOICE_INTRO = (
+    "The format the auto kernel chose for each layer with weights at each sparsity: the fastest one "
+    "measured, as long as the model's weights stay no larger than dense's (or within the flash budget, if "
+    "one was set). The last "
+    "row divides auto's latency by the fastest single kernel's at the same sparsity."
+)
 
 
 NO_KEY_FIGURES = "No series has both a dense and a sparse kernel."
 VARIANTS_TITLE = "Variants"
-VARIANTS_INTRO = ("Every variant measured (kernel x sparsity target), with its median latency, speedup over dense at "
-                  "the same sparsity, flash, SRAM by part and score on the device. Highlighted (and named in the last "
-                  "column): the fastest and the smallest variant whose score meets each floor of the table below it.")
+VARIANTS_INTRO = (
+    "Every variant measured (kernel x sparsity target), with its median latency, speedup over dense at "
+    "the same sparsity, flash, SRAM by part and score on the device. Highlighted (and named in the last "
+    "column): the fastest and the smallest variant whose score meets each floor of the table below it."
+)
 FLOORS_INTRO = "The best variant at each floor: the key figures' (given or default) and steps from the dense model's."
 LAYERS_TITLE = "Per-layer tables"
-LAYERS_INTRO = ("For one sparse variant and for dense at its sparsity: each layer's op, shapes, multiply-accumulates, "
-                "weight bytes by part, format, latency, share of the inference and latency per MAC; then each sparse "
-                "variant's speedup over dense, layer by layer. Layer latencies come from one profiled inference.")
+LAYERS_INTRO = (
+    "For one sparse variant and for dense at its sparsity: each layer's op, shapes, multiply-accumulates, "
+    "weight bytes by part, format, latency, share of the inference and latency per MAC; then each sparse "
+    "variant's speedup over dense, layer by layer. Layer latencies come from one profiled inference."
+)
 PROVENANCE_TITLE = "Provenance"
 
 
@@ -99,15 +106,23 @@ figcaption { color: #555; font-size: 0.9em; }
 
 def _html(report: Report, embedded: dict[str, str]) -> str:
     sections = "".join(_html_section(section, embedded) for section in report.sections)
-    nav = " ".join(f'<a href="#{id_}">{html.escape(title)}</a>' for id_, title in
-                   [("summary", "Summary"), *((s.id, s.title) for s in report.sections),
-                    *([("per-layer", LAYERS_TITLE)] if report.layers else []), ("runs", "Runs and provenance")])
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(_title(report))}'
-            f'</title>\n<style>{CSS}</style></head><body>\n<h1>{html.escape(_title(report))}</h1>\n'
-            f'<p class="meta">generated {generated} from {len(report.runs)} run(s)</p><nav>{nav}</nav>\n'
-            f'{_html_summary(report)}{sections}{_html_layers(report)}{_html_runs(report)}<script>{SORTING}</script>'
-            '</body></html>\n')
+    nav = " ".join(
+        f'<a href="#{id_}">{html.escape(title)}</a>'
+        for id_, title in [
+            ("summary", "Summary"),
+            *((s.id, s.title) for s in report.sections),
+            *([("per-layer", LAYERS_TITLE)] if report.layers else []),
+            ("runs", "Runs and provenance"),
+        ]
+    )
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(_title(report))}'
+        f"</title>\n<style>{CSS}</style></head><body>\n<h1>{html.escape(_title(report))}</h1>\n"
+        f'<p class="meta">generated {generated} from {len(report.runs)} run(s)</p><nav>{nav}</nav>\n'
+        f"{_html_summary(report)}{sections}{_html_layers(report)}{_html_runs(report)}<script>{SORTING}</script>"
+        "</body></html>\n"
+    )
 
 
 # Optional: the tables read the same without it. Numbers sort as numbers ("1,024" and "1.90×" too), text as text.
@@ -137,21 +152,28 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 
 
 def _html_summary(report: Report) -> str:
-    badges = "".join(f'<span class="badge" style="background:{s.kind.color}">{html.escape(s.label)}: '
-                     f'{html.escape(s.kind.badge)}, {html.escape(s.unit)}</span> ' for s in report.series)
+    badges = "".join(
+        f'<span class="badge" style="background:{s.kind.color}">{html.escape(s.label)}: '
+        f"{html.escape(s.kind.badge)}, {html.escape(s.unit)}</span> "
+        for s in report.series
+    )
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in report.notes)
-    return (f'<section id="summary"><h2>Summary</h2><p>{badges}</p>'
-            f'{_html_variants(report)}{_html_predictions(report)}'
-            f'<h3>Key figures</h3>{_html_key_figures(report)}'
-            f'{_html_choices(report)}'
-            + (f'<h3>Notes</h3><ul class="notes">{notes}</ul>' if notes else "") + "</section>\n")
+    return (
+        f'<section id="summary"><h2>Summary</h2><p>{badges}</p>'
+        f"{_html_variants(report)}{_html_predictions(report)}"
+        f"<h3>Key figures</h3>{_html_key_figures(report)}"
+        f"{_html_choices(report)}" + (f'<h3>Notes</h3><ul class="notes">{notes}</ul>' if notes else "") + "</section>\n"
+    )
 
 
 def _html_predictions(report: Report) -> str:
     if not report.predictions:
         return ""
-    tables = "".join(f"<h4>{html.escape(t.series.label)}: worst error {html.escape(t.worst)}</h4>"
-                     f"{_html_table(t.rows, sortable=True)}" for t in report.predictions)
+    tables = "".join(
+        f"<h4>{html.escape(t.series.label)}: worst error {html.escape(t.worst)}</h4>"
+        f"{_html_table(t.rows, sortable=True)}"
+        for t in report.predictions
+    )
     return f'<h3 id="predicted">{PREDICTION_TITLE}</h3><p>{html.escape(PREDICTION_INTRO)}</p>{tables}'
 
 
@@ -159,9 +181,11 @@ def _html_key_figures(report: Report) -> str:
     """A table per metric, each after the bound its flash saved is measured at."""
     if not report.key_figures:
         return f"<p>{NO_KEY_FIGURES}</p>"
-    return "".join(f"<p>{html.escape(table.quality.bound_title)}: "
-                   f"{html.escape(report.bound_text(table.quality))}.</p>{_html_table(table.rows)}"
-                   for table in report.key_figures)
+    return "".join(
+        f"<p>{html.escape(table.quality.bound_title)}: "
+        f"{html.escape(report.bound_text(table.quality))}.</p>{_html_table(table.rows)}"
+        for table in report.key_figures
+    )
 
 
 def _html_choices(report: Report) -> str:
@@ -181,8 +205,10 @@ def _html_variants(report: Report) -> str:
 def _html_variant_table(table: VariantTable, labelled: bool) -> str:
     series = table.series
     label = f"<h4>{html.escape(series.label)}</h4>" if labelled else ""
-    return (f"{label}{_html_table(table.rows, sortable=True, highlight=table.best)}"
-            f"<p>{html.escape(FLOORS_INTRO)}</p>{_html_table(table.floors)}")
+    return (
+        f"{label}{_html_table(table.rows, sortable=True, highlight=table.best)}"
+        f"<p>{html.escape(FLOORS_INTRO)}</p>{_html_table(table.floors)}"
+    )
 
 
 def _html_layers(report: Report) -> str:
@@ -193,7 +219,8 @@ def _html_layers(report: Report) -> str:
         f"<h4>{html.escape(t.chosen)}</h4>{_html_table(t.variant, sortable=True)}"
         f"<h4>{html.escape(t.dense_name)}</h4>{_html_table(t.dense, sortable=True)}"
         f"<h4>Speedup over dense per layer (dense latency / sparse latency)</h4>{_html_table(t.speedup, sortable=True)}"
-        for t in report.layers)
+        for t in report.layers
+    )
     return f'<section id="per-layer"><h2>{LAYERS_TITLE}</h2><p>{html.escape(LAYERS_INTRO)}</p>{parts}</section>\n'
 
 
@@ -201,9 +228,12 @@ def _html_table(rows: list[dict[str, str]], sortable: bool = False, highlight: l
     if not rows:
         return ""
     head = "".join(f'<th scope="col">{html.escape(column)}</th>' for column in rows[0])
-    body = "".join(("<tr class=\"best\">" if number in highlight else "<tr>")
-                   + "".join(f"<td>{html.escape(value)}</td>" for value in row.values()) + "</tr>"
-                   for number, row in enumerate(rows))
+    body = "".join(
+        ('<tr class="best">' if number in highlight else "<tr>")
+        + "".join(f"<td>{html.escape(value)}</td>" for value in row.values())
+        + "</tr>"
+        for number, row in enumerate(rows)
+    )
     css = ' class="sortable"' if sortable else ""
     return f"<table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -213,24 +243,36 @@ def _html_section(section: Section, embedded: dict[str, str]) -> str:
     figures = "".join(
         f'<figure><a href="{plot.name}.png"><img src="data:image/png;base64,{embedded[plot.name]}" '
         f'alt="{html.escape(section.title)}: {html.escape(plot.caption)}"></a><figcaption>'
-        f'{html.escape(plot.caption)} · files: {plot.name}.png, {plot.name}.svg</figcaption></figure>'
-        for plot in section.plots)
-    body = f'<div class="plots">{figures}</div>' if figures else \
-        "<p>Nothing to draw here; see the notes in the summary.</p>"
-    return (f'<section id="{section.id}"><h2>{html.escape(section.title)}</h2><p>{html.escape(section.intro)}</p>'
-            f'{body}</section>\n')
+        f"{html.escape(plot.caption)} · files: {plot.name}.png, {plot.name}.svg</figcaption></figure>"
+        for plot in section.plots
+    )
+    body = (
+        f'<div class="plots">{figures}</div>'
+        if figures
+        else "<p>Nothing to draw here; see the notes in the summary.</p>"
+    )
+    return (
+        f'<section id="{section.id}"><h2>{html.escape(section.title)}</h2><p>{html.escape(section.intro)}</p>'
+        f"{body}</section>\n"
+    )
 
 
 def _html_runs(report: Report) -> str:
     rows = [_run_facts(run) for run in report.runs]
-    return (f'<section id="runs"><h2>Runs</h2>{_html_table(rows)}<h3 id="provenance">{PROVENANCE_TITLE}</h3>'
-            f'{_html_table(_transposed(report.provenance))}</section>\n')
+    return (
+        f'<section id="runs"><h2>Runs</h2>{_html_table(rows)}<h3 id="provenance">{PROVENANCE_TITLE}</h3>'
+        f"{_html_table(_transposed(report.provenance))}</section>\n"
+    )
 
 
 def _run_facts(run: Run) -> dict[str, str]:
-    return {"run": run.name, "directory": str(run.path), "started": run.manifest.get("started", "?"),
-            "harness": ", ".join(sorted(set(run.frame.harness_sha.astype(str)))),
-            "points (ok / all)": f"{len(run.ok)} / {len(run.frame)}"}
+    return {
+        "run": run.name,
+        "directory": str(run.path),
+        "started": run.manifest.get("started", "?"),
+        "harness": ", ".join(sorted(set(run.frame.harness_sha.astype(str)))),
+        "points (ok / all)": f"{len(run.ok)} / {len(run.frame)}",
+    }
 
 
 def _transposed(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -242,14 +284,17 @@ def _transposed(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 # --- Markdown ------------------------------------------------------------------------------------
 
+
 def _markdown(report: Report) -> str:
     lines = [f"# {_title(report)}", "", "Runs: " + ", ".join(f"`{run.name}`" for run in report.runs), ""]
     lines += [f"- {s.label}: {s.kind.badge}, timing {s.source} in {s.unit}" for s in report.series]
     if report.variants:
         lines += ["", f"## {VARIANTS_TITLE}", "", VARIANTS_INTRO]
         for table in report.variants:
-            marked = [row | {"variant": f"**{row['variant']}**"} if number in table.best else row
-                      for number, row in enumerate(table.rows)]
+            marked = [
+                row | {"variant": f"**{row['variant']}**"} if number in table.best else row
+                for number, row in enumerate(table.rows)
+            ]
             lines += ["", f"{table.series.label}:", ""] + _markdown_table(marked)
             lines += ["", FLOORS_INTRO, ""] + _markdown_table(table.floors)
     lines += _markdown_predictions(report)
@@ -274,8 +319,9 @@ def _markdown(report: Report) -> str:
     if report.provenance:
         lines += ["", f"## {PROVENANCE_TITLE}", ""] + _markdown_table(_transposed(report.provenance))
     lines += ["", "## Plots", "", "Full report with every plot: [report.html](report.html)", ""]
-    lines += [f"- [{section.title}: {plot.caption}]({plot.name}.png)" for section in report.sections
-              for plot in section.plots]
+    lines += [
+        f"- [{section.title}: {plot.caption}]({plot.name}.png)" for section in report.sections for plot in section.plots
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -292,5 +338,6 @@ def _markdown_table(rows: list[dict[str, str]]) -> list[str]:
     if not rows:
         return []
     columns = list(rows[0])
-    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            + ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows])
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows
+    ]

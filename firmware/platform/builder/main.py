@@ -14,6 +14,7 @@ It never opens the port itself: the first client to connect gets the board.
 With HARNESS_QMP_SOCKET set, QEMU also serves its machine protocol (QMP) on
 that Unix socket, through which the harness can reset the board.
 """
+
 import os
 import re
 import shutil
@@ -45,6 +46,7 @@ def missing_tool(name, apt_package):
 
 # ---------------------------------------------------------------- toolchains
 
+
 def configure_mps2():
     cpu_flags = ["-mcpu=" + board.get("build.cpu"), "-mthumb"]
     if board.get("build.fpu", None):
@@ -68,9 +70,10 @@ def configure_mps2():
         ASFLAGS=cpu_flags,
         CCFLAGS=cpu_flags + ["-ffunction-sections", "-fdata-sections"],
         CPPDEFINES=[("F_CPU", "$BOARD_F_CPU"), ("BOARD_NAME", env.StringifyMacro("$BOARD"))],
-        LINKFLAGS=cpu_flags + [
+        LINKFLAGS=cpu_flags
+        + [
             "--specs=nano.specs",  # small newlib: the kernels may call memcpy/memset
-            "-nostartfiles",       # firmware/boards/mps2_startup.c is the startup code
+            "-nostartfiles",  # firmware/boards/mps2_startup.c is the startup code
             "-Wl,--gc-sections",
             "-Wl,--defsym=__flash_size=%d" % int(board.get("upload.maximum_size")),
             "-Wl,--defsym=__ram_size=%d" % int(board.get("upload.maximum_ram_size")),
@@ -85,6 +88,7 @@ def configure_host():
 
 # ---------------------------------------------------------------- upload
 
+
 def start_board(argv, ready, what):
     """Start argv detached, record its pid, wait until ready(); returns an error or None."""
     stop_previous_board()
@@ -92,15 +96,15 @@ def start_board(argv, ready, what):
     with open(log_path, "wb") as log:
         # A new session and no inherited pipes: the board outlives `pio run`,
         # which would otherwise wait for our output pipes to close.
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     with open(build_path("board.pid"), "w") as f:
         f.write("%d\n" % proc.pid)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not ready():
         if proc.poll() is not None:
-            return "%s exited with status %d: %s (log: %s)" % (
-                what, proc.returncode, last_line(log_path), log_path)
+            return "%s exited with status %d: %s (log: %s)" % (what, proc.returncode, last_line(log_path), log_path)
         if time.monotonic() > deadline:
             proc.kill()
             return "%s not ready after %g s (log: %s)" % (what, READY_TIMEOUT_S, log_path)
@@ -152,22 +156,29 @@ def upload_qemu(target, source, env):
     port = env.subst("$UPLOAD_PORT")
     match = re.fullmatch(r"socket://127\.0\.0\.1:(\d+)", port)
     if not match:
-        return report("upload port for %s must be socket://127.0.0.1:PORT, not '%s'"
-                      % (env.subst("$BOARD"), port))
+        return report("upload port for %s must be socket://127.0.0.1:PORT, not '%s'" % (env.subst("$BOARD"), port))
     problem = missing_tool("qemu-system-arm", "qemu-system-arm")
     if problem:
         return report(problem)
     address = "127.0.0.1:" + match.group(1)
     argv = [
-        "qemu-system-arm", "-M", board.get("build.qemu_machine"),
-        "-nographic", "-monitor", "none",
-        "-semihosting-config", "enable=on,target=native",  # lets firmware exit QEMU
+        "qemu-system-arm",
+        "-M",
+        board.get("build.qemu_machine"),
+        "-nographic",
+        "-monitor",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",  # lets firmware exit QEMU
         # wait=on: the guest starts when the host connects, so no output is
         # lost; nodelay=on: without it each round trip costs ~45 ms (Nagle).
-        "-serial", "tcp:%s,server=on,wait=on,nodelay=on" % address,
+        "-serial",
+        "tcp:%s,server=on,wait=on,nodelay=on" % address,
         # One instruction = 1 ns of virtual time: timings count instructions.
-        "-icount", "shift=0",
-        "-kernel", env.subst("$PROGPATH"),
+        "-icount",
+        "shift=0",
+        "-kernel",
+        env.subst("$PROGPATH"),
     ]
     qmp_socket = os.environ.get("HARNESS_QMP_SOCKET")
     if qmp_socket:
@@ -192,8 +203,7 @@ def upload_process(target, source, env):
         os.remove(link)
     elif os.path.exists(link):
         return report("%s exists and is not a symlink; the firmware would replace it" % link)
-    error = start_board([env.subst("$PROGPATH"), link], lambda: os.path.islink(link),
-                        "the host firmware")
+    error = start_board([env.subst("$PROGPATH"), link], lambda: os.path.islink(link), "the host firmware")
     return report(error) if error else 0
 
 
