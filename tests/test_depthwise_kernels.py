@@ -65,6 +65,11 @@ MODELS = {
                                 dict(kernel_size=(7, 1), padding="same")], 0.0, False),
     "row": ((2, 19, 8), [dict(kernel_size=(1, 7), padding="valid"),
                          dict(kernel_size=(2, 5), padding="valid", activation="relu")], 0.9, True),
+    # The csr kernel's runs: rows of more than its 32 pixels a run, an odd channel count, taps between
+    # 0 and 9 per channel (passes through the sums), stride 2 with dilation along the row.
+    "wide_rows": ((4, 80, 7), [dict(kernel_size=3, strides=(1, 2), padding="same", activation="relu"),
+                               dict(kernel_size=3, padding="same"),
+                               dict(kernel_size=(2, 3), dilation_rate=(1, 2), padding="valid")], 0.3, True),
     # 81 taps: dense only. Two layers: a one-op model meets a memory-plan bug (its input is marked
     # preserved, yet the output may overlap it).
     "window_9x9": ((9, 9, 4), [dict(kernel_size=9, padding="same"), dict(kernel_size=3, padding="same")], 0.3,
