@@ -6,7 +6,11 @@ cut on every side, or only at the bottom and right), depth multipliers above
 1, windows other than 3x3, channel counts that are not multiples of 4,
 1-pixel-wide maps with (k x 1) windows of 3 to 15 taps (streaming models),
 per-tensor and per-channel scales, fused activations, and sparsities from 0
-to 90 % with an empty output channel; 32-bit CSR row starts too. Each model is compiled with dense and CSR weights and built
+to 90 % with an empty output channel; 32-bit CSR row starts too. The csr kernel's runs (a row's pixels a channel
+at a time) are reached by most layers here, its per-pixel path by the
+borders and by outputs that overlap their input by no whole number of
+pixels (odd_channels); wide_rows has rows longer than one run and 7
+channels. Each model is compiled with dense and CSR weights and built
 with the host gcc under ASan and UBSan twice: portable C, and the DSP path
 with its instructions emulated in C (-DNN_EMULATE_DSP, simd.h). The models
 are converted once and cached like tflite_models' (TensorFlow is imported
