@@ -196,6 +196,35 @@ NN_INLINE void run_to_sums(int n, const int8_t *const *src, const int32_t *weigh
     }
 }
 
+/*
+ * Two taps' weights in one register, for the runs: on DSP cores SMLABB and
+ * SMLABT multiply by its halves, which leaves the loop of 2 taps a register
+ * to spare and that of 3 one spill fewer. Elsewhere the halves are taken
+ * out once, before the loop.
+ */
+NN_INLINE int32_t pair_weights(int32_t first, int32_t second)
+{
+    return (int32_t)(((uint32_t)second << 16) | ((uint32_t)first & 0xFFFFu));
+}
+
+NN_INLINE int32_t mac_first(int32_t acc, int32_t x, int32_t pair)
+{
+#if NN_DSP
+    return nn_smlabb(x, pair, acc);
+#else
+    return acc + x * (int16_t)(pair & 0xFFFF);
+#endif
+}
+
+NN_INLINE int32_t mac_second(int32_t acc, int32_t x, int32_t pair)
+{
+#if NN_DSP
+    return nn_smlabt(x, pair, acc);
+#else
+    return acc + x * (pair >> 16);
+#endif
+}
+
 /* y clamped to int8: one SSAT on DSP cores, where GCC makes branches of nn_clamp_s8(y, -128, 127). */
 NN_INLINE int8_t saturate_s8(int32_t y)
 {
@@ -214,19 +243,24 @@ NN_INLINE void run_to_output(int n, const int8_t *const *src, const int32_t *wei
                              int32_t start, const int32_t *sums, nn_requant_channel q,
                              const run_shape *shape, int8_t *out)
 {
-    const int8_t *s0 = n > 0 ? src[0] : 0, *s1 = n > 1 ? src[1] : 0, *s2 = n > 2 ? src[2] : 0;
-    const int32_t w0 = n > 0 ? weight[0] : 0, w1 = n > 1 ? weight[1] : 0,
-                  w2 = n > 2 ? weight[2] : 0;
     /* Copied: stores through out could alias *shape, which would then be read again each output. */
     const int32_t step = shape->in_step, out_step = shape->out_step;
-    const int8_t *const end = out + shape->count * out_step;
-    for (int32_t i = 0; out != end; i += step, out += out_step) {
+    /*
+     * The input index counts up to 0 from minus the run's length, so that
+     * its step also ends the loop (ADDS, BNE): no end pointer to hold.
+     */
+    const int32_t length = shape->count * step;
+    const int8_t *s0 = n > 0 ? src[0] + length : 0, *s1 = n > 1 ? src[1] + length : 0,
+                 *s2 = n > 2 ? src[2] + length : 0;
+    const int32_t w01 = pair_weights(n > 0 ? weight[0] : 0, n > 1 ? weight[1] : 0);
+    const int32_t w2 = n > 2 ? weight[2] : 0;
+    for (int32_t i = -length; i != 0; i += step, out += out_step) {
         int32_t acc = sums != 0 ? *sums++ : start;
         if (n > 0) {
-            acc += w0 * s0[i];
+            acc = mac_first(acc, s0[i], w01);
         }
         if (n > 1) {
-            acc += w1 * s1[i];
+            acc = mac_second(acc, s1[i], w01);
         }
         if (n > 2) {
             acc += w2 * s2[i];
