@@ -9,8 +9,9 @@ per-tensor and per-channel scales, fused activations, and sparsities from 0
 to 90 % with an empty output channel; 32-bit CSR row starts too. The csr kernel's runs (a row's pixels a channel
 at a time) are reached by most layers here, its per-pixel path by the
 borders and by outputs that overlap their input by no whole number of
-pixels (odd_channels); wide_rows has rows longer than one run and 7
-channels. Each model is compiled with dense and CSR weights and built
+pixels (odd_channels), by depth multipliers above 1 and by rows of fewer
+than 8 pixels inside the image; wide_rows has rows longer than one run
+and 7 channels. Each model is compiled with dense and CSR weights and built
 with the host gcc under ASan and UBSan twice: portable C, and the DSP path
 with its instructions emulated in C (-DNN_EMULATE_DSP, simd.h). The models
 are converted once and cached like tflite_models' (TensorFlow is imported
