@@ -100,14 +100,21 @@ NN_INLINE int32_t row_dot(int32_t acc, const csr_rows *w, uint32_t *k, uint32_t 
 /*
  * Every output channel of one pixel, whose taps point at their inputs. The
  * usual case (16-bit row starts, depth multiplier 1) calls it with those as
- * constants, so that its loops test neither.
+ * constants, so that its loops test neither. A group of 4 channels without
+ * a nonzero stores their constants (a heavily pruned layer: KWS DS-CNN's
+ * depthwise layers at 90 % keep 1 weight in 576).
  */
-NN_INLINE void pixel(const csr_rows *w, const nn_dw_output *out, int32_t channels,
-                     int32_t multiplier, int start_u16, const int8_t *const *tap, int8_t *output)
+NN_INLINE void pixel(const csr_rows *w, const nn_dw_output *out, const int8_t *constants,
+                     int32_t channels, int32_t multiplier, int start_u16,
+                     const int8_t *const *tap, int8_t *output)
 {
     uint32_t k = 0;
     int32_t c = 0;
     for (; c + 4 <= channels; c += 4) {
+        if (constants != 0 && row_end(w, c + 3, start_u16) == k) {
+            nn_write_s8x4(output + c, nn_read_s8x4(constants + c)); /* 4 channels without a nonzero */
+            continue;
+        }
         nn_acc4 acc = nn_dw_bias_x4(out, c);
         acc.a0 = row_dot(acc.a0, w, &k, row_end(w, c, start_u16), tap, c / multiplier);
         acc.a1 = row_dot(acc.a1, w, &k, row_end(w, c + 1, start_u16), tap, (c + 1) / multiplier);
@@ -131,6 +138,7 @@ typedef struct {
     int32_t zero_point;    /* what padding reads */
     csr_rows rows;
     nn_dw_output out;
+    const int8_t *constants; /* each channel's output without its taps (all of it when it has no nonzero) */
 } dw_layer;
 
 /* Output pixels [x_from, x_to) of row out_y, one at a time; output points at the row's first pixel. */
@@ -156,9 +164,9 @@ static void pixels(const dw_layer *layer, int32_t out_y, int32_t x_from, int32_t
         }
         int8_t *pixel_out = output + out_x * win->output.c;
         if (layer->rows.row_start_u16 != 0 && layer->multiplier == 1) {
-            pixel(&layer->rows, &layer->out, win->output.c, 1, 1, tap, pixel_out);
+            pixel(&layer->rows, &layer->out, layer->constants, win->output.c, 1, 1, tap, pixel_out);
         } else {
-            pixel(&layer->rows, &layer->out, win->output.c, layer->multiplier,
+            pixel(&layer->rows, &layer->out, layer->constants, win->output.c, layer->multiplier,
                   layer->rows.row_start_u16 != 0, tap, pixel_out);
         }
     }
@@ -486,12 +494,17 @@ nn_status nn_depthwise_conv2d_csr_s8(const nn_depthwise_conv2d_params *params,
         return NN_ERROR_ARGUMENT;
     }
     nn_requant_channel table[NN_DW_TABLE_CHANNELS];
+    int8_t constants[NN_DW_TABLE_CHANNELS];
     const int32_t zero_point = -params->requant.input_offset;
     const dw_layer layer = {
         layer_window(given), multiplier, input, padding ? buffer : 0, zero_point,
         {weights->values, weights->index_u8, weights->row_start_u16, weights->row_start_u32},
         nn_dw_output_stage(&params->requant, bias, given->output.c,
-                           given->output.h * given->output.w, table)};
+                           given->output.h * given->output.w, table),
+        given->output.c <= NN_DW_TABLE_CHANNELS ? constants : 0};
+    for (int32_t c = 0; layer.constants != 0 && c < given->output.c; ++c) {
+        constants[c] = nn_dw_requantize(&layer.out, bias[c], c);
+    }
     if (padding) {
         memset(buffer, (int8_t)zero_point, (size_t)given->input.c);
     }
