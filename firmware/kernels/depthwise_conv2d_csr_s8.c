@@ -16,8 +16,8 @@
  * RUN_OUTPUT_TAPS taps, the sums gather in passes of RUN_SUM_TAPS taps on
  * the stack first.
  *
- * Runs need depth multiplier 1 and at least RUN_MIN_PIXELS such pixels a
- * row. Pixels (the columns at the borders, and layers the runs do not
+ * Runs need depth multiplier 1, an activation range of all of int8 (SSAT
+ * is their clamp) and at least RUN_MIN_PIXELS such pixels a row. Pixels (the columns at the borders, and layers the runs do not
  * take):
  * for each output pixel the kernel points every tap at channel 0 of the
  * input pixel it reads, or, for a tap in the padding, at a row of input
@@ -166,7 +166,8 @@ static void pixels(const dw_layer *layer, int32_t out_y, int32_t x_from, int32_t
         if (layer->rows.row_start_u16 != 0 && layer->multiplier == 1) {
             pixel(&layer->rows, &layer->out, layer->constants, win->output.c, 1, 1, tap, pixel_out);
         } else {
-            pixel(&layer->rows, &layer->out, layer->constants, win->output.c, layer->multiplier,
+            /* Without the constant groups: code size, for layers that are rare anyway. */
+            pixel(&layer->rows, &layer->out, 0, win->output.c, layer->multiplier,
                   layer->rows.row_start_u16 != 0, tap, pixel_out);
         }
     }
@@ -287,20 +288,6 @@ NN_INLINE void run_to_output(int n, const int8_t *const *src, const int32_t *wei
     }
 }
 
-/* The outputs of a run for any activation range and number of taps: a narrower range is rare. */
-static void run_clamped(const run_taps *taps, int32_t n, int32_t start, nn_requant_channel q,
-                        const run_shape *shape, int8_t *out)
-{
-    for (int32_t j = 0, i = 0; j < shape->count; ++j, i += shape->in_step) {
-        int32_t acc = start;
-        for (int32_t t = 0; t < n; ++t) {
-            acc += taps->weight[t] * taps->src[t][i];
-        }
-        out[j * shape->out_step] =
-            nn_clamp_s8(nn_requantize_precomputed(acc, &q), shape->act_min, shape->act_max);
-    }
-}
-
 /*
  * One channel's run: n taps from start, its requantization q and output
  * offset, out its first output. The runs with taps fold the offset into q
@@ -323,10 +310,6 @@ static void run_channel(const run_taps *taps, int32_t n, int32_t start, nn_requa
         return;
     }
     q.half += (int32_t)((uint32_t)offset << q.shift_minus_1);
-    if (shape->act_min != -128 || shape->act_max != 127) {
-        run_clamped(taps, n, start, q, shape, out);
-        return;
-    }
     switch (n) {
     case 1:
         run_to_output(1, src, weight, start, 0, q, shape, out);
@@ -495,15 +478,16 @@ nn_status nn_depthwise_conv2d_csr_s8(const nn_depthwise_conv2d_params *params,
     }
     nn_requant_channel table[NN_DW_TABLE_CHANNELS];
     int8_t constants[NN_DW_TABLE_CHANNELS];
+    const nn_dw_output out = nn_dw_output_stage(&params->requant, bias, given->output.c,
+                                                given->output.h * given->output.w, table);
     const int32_t zero_point = -params->requant.input_offset;
     const dw_layer layer = {
         layer_window(given), multiplier, input, padding ? buffer : 0, zero_point,
         {weights->values, weights->index_u8, weights->row_start_u16, weights->row_start_u32},
-        nn_dw_output_stage(&params->requant, bias, given->output.c,
-                           given->output.h * given->output.w, table),
-        given->output.c <= NN_DW_TABLE_CHANNELS ? constants : 0};
+        out, out.table != 0 ? constants : 0};
     for (int32_t c = 0; layer.constants != 0 && c < given->output.c; ++c) {
-        constants[c] = nn_dw_requantize(&layer.out, bias[c], c);
+        constants[c] = nn_clamp_s8(nn_requantize_precomputed(bias[c], &table[c]) + out.output_offset,
+                                   out.act_min, out.act_max);
     }
     if (padding) {
         memset(buffer, (int8_t)zero_point, (size_t)given->input.c);
@@ -515,7 +499,8 @@ nn_status nn_depthwise_conv2d_csr_s8(const nn_depthwise_conv2d_params *params,
     const int32_t last = win->input.w - span + win->pad_left; /* in_x0 + pad_left of the last such column */
     int32_t x_hi = last < 0 ? 0 : last / win->stride_w + 1;
     x_hi = x_hi > win->output.w ? win->output.w : x_hi;
-    const int runs = multiplier == 1 && x_hi - x_lo >= RUN_MIN_PIXELS && offsets_fold(&layer) &&
+    const int runs = multiplier == 1 && out.act_min == -128 && out.act_max == 127 &&
+                     x_hi - x_lo >= RUN_MIN_PIXELS && offsets_fold(&layer) &&
                      runs_may_write(&layer, output);
     const int32_t row_bytes = win->output.w * win->output.c;
     for (int32_t out_y = 0; out_y < win->output.h; ++out_y, output += row_bytes) {
