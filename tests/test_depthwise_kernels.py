@@ -7,8 +7,13 @@ cut on every side, or only at the bottom and right), depth multipliers above
 1-pixel-wide maps with (k x 1) windows of 3 to 15 taps (streaming models;
 the 3x1 and 5x1 column path with every row count modulo 3 and 5, and in
 bands), per-tensor and per-channel scales, fused activations, and sparsities from 0
-to 90 % with an empty output channel; 32-bit CSR row starts too. Each model
-is compiled with dense and CSR weights and built
+to 90 % with an empty output channel; 32-bit CSR row starts too. The csr
+kernel's runs (a row's pixels a channel at a time) are reached by most layers
+here, its per-pixel path by the borders and by outputs that overlap their
+input by no whole number of pixels (odd_channels), by depth multipliers above
+1 and by rows of fewer than 8 pixels inside the image; wide_rows has rows
+longer than one run and 7 channels. Each model is compiled with dense and CSR
+weights and built
 with the host gcc under ASan and UBSan twice: portable C, and the DSP path
 with its instructions emulated in C (-DNN_EMULATE_DSP, simd.h). The models
 are converted once and cached like tflite_models' (TensorFlow is imported
@@ -132,6 +137,26 @@ MODELS = {
         (2, 19, 8),
         [dict(kernel_size=(1, 7), padding="valid"), dict(kernel_size=(2, 5), padding="valid", activation="relu")],
         0.9,
+        True,
+    ),
+    # The csr kernel's runs: rows of more than its 32 pixels a run, an odd channel count, taps between
+    # 0 and 9 per channel (passes through the sums), stride 2 with dilation along the row.
+    "wide_rows": (
+        (4, 80, 7),
+        [
+            dict(kernel_size=3, strides=(1, 2), padding="same", activation="relu"),
+            dict(kernel_size=3, padding="same"),
+            dict(kernel_size=(2, 3), dilation_rate=(1, 2), padding="valid"),
+        ],
+        0.3,
+        True,
+    ),
+    # Nearly every channel without a nonzero (the per-pixel path's groups of 4 stored as constants), on
+    # maps too narrow for runs; 9 channels: two groups and a lone channel.
+    "empty_groups": (
+        (6, 6, 9),
+        [dict(kernel_size=3, padding="same"), dict(kernel_size=3, strides=2, padding="same", activation="relu")],
+        0.97,
         True,
     ),
     # 81 taps: dense only. Two layers: a one-op model meets a memory-plan bug (its input is marked
