@@ -147,6 +147,11 @@ def build_host_executable(model_dir: Path, dsp: bool = True, reference: bool = F
     """The model with the kernels' DSP path (emulated) or portable path, or with the reference kernels."""
     flags = KERNEL_BUILDS["reference" if reference else "emulated_dsp" if dsp else "portable"]
     exe = model_dir / ("model_test_reference" if reference else "model_test" if dsp else "model_test_portable")
+    return link_host_model(model_dir, flags, _kernel_objects(flags), exe)
+
+
+def link_host_model(model_dir: Path, flags: list[str], kernel_objects: list[Path], exe: Path) -> Path:
+    """The compiled model's model.c with the test driver and kernel objects built with the same flags."""
     command = [
         "gcc",
         *CFLAGS,
@@ -156,7 +161,7 @@ def build_host_executable(model_dir: Path, dsp: bool = True, reference: bool = F
         f"-I{DRIVER_DIR}",
         str(model_dir / "model.c"),
         str(DRIVER_DIR / "model_driver.c"),
-        *map(str, _kernel_objects(flags)),
+        *map(str, kernel_objects),
         "-o",
         str(exe),
     ]

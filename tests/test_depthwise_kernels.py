@@ -35,7 +35,7 @@ import pytest
 import tflite_models
 from harness.compiler import CompileError, compile_tflite, encode_depthwise
 from harness.quantize import run_tflite_micro
-from test_compiler import CFLAGS, DRIVER_DIR, KERNEL_BUILDS, REPO, kernel_sources, run_host_executable
+from test_compiler import CFLAGS, KERNEL_BUILDS, REPO, kernel_sources, link_host_model, run_host_executable
 
 SAMPLES = 30
 DSP_FLAGS = {"portable": [], "dsp": list(KERNEL_BUILDS["emulated_dsp"]), "reference": list(KERNEL_BUILDS["reference"])}
@@ -248,22 +248,7 @@ def _run(
     assert {layer.kernel for layer in compiled.layers} == {f"depthwise_conv2d{'_csr' if kernel == 'csr' else ''}_s8"}
     source = compiled.out_dir / "model.c"
     source.write_text(edit(source.read_text()))
-    exe = tmp_path / "model_test"
-    command = [
-        "gcc",
-        *CFLAGS,
-        *DSP_FLAGS[flavour],
-        f"-I{compiled.out_dir}",
-        f"-I{REPO / 'firmware' / 'kernels'}",
-        f"-I{DRIVER_DIR}",
-        str(compiled.out_dir / "model.c"),
-        str(DRIVER_DIR / "model_driver.c"),
-        *map(str, kernel_objects[flavour]),
-        "-o",
-        str(exe),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
+    exe = link_host_model(compiled.out_dir, DSP_FLAGS[flavour], kernel_objects[flavour], tmp_path / "model_test")
     return run_host_executable(exe, inputs[name])
 
 

@@ -26,7 +26,7 @@ from harness.compiler.encode import FORMATS, FormatRefused
 from harness.compiler.lower import _conv_offsets, _sparse_conv_layout, sparse_conv_scratch_bytes
 from harness.prune.masks import n_of_m_mask
 from harness.quantize import run_tflite_micro
-from test_compiler import CFLAGS, DRIVER_DIR, REPO, run_host_executable
+from test_compiler import CFLAGS, REPO, link_host_model, run_host_executable
 from test_depthwise_kernels import DSP_FLAGS, kernel_objects  # noqa: F401  (kernel_objects: a fixture)
 from test_sparse_formats import conv_window
 
@@ -102,22 +102,9 @@ def _inputs(compiled) -> np.ndarray:
 
 
 def _host_outputs(compiled, kernel_objects, flavour: str, tmp_path: Path) -> np.ndarray:  # noqa: F811 (the fixture)
-    exe = tmp_path / f"model_test_{flavour}"
-    command = [
-        "gcc",
-        *CFLAGS,
-        *DSP_FLAGS[flavour],
-        f"-I{compiled.out_dir}",
-        f"-I{REPO / 'firmware' / 'kernels'}",
-        f"-I{DRIVER_DIR}",
-        str(compiled.out_dir / "model.c"),
-        str(DRIVER_DIR / "model_driver.c"),
-        *map(str, kernel_objects[flavour]),
-        "-o",
-        str(exe),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, f"gcc failed:\n{result.stderr}"
+    exe = link_host_model(
+        compiled.out_dir, DSP_FLAGS[flavour], kernel_objects[flavour], tmp_path / f"model_test_{flavour}"
+    )
     return run_host_executable(exe, _inputs(compiled))
 
 
