@@ -125,11 +125,11 @@ def without_dense_copies(plan: list[PlannedPoint], variants: Variants) -> list[P
     """The plan less the formats only auto needs that took no layer of a point (nm on an unstructured model runs
     every layer dense): their firmware would be the dense variant's, measured again, and auto would have one more
     candidate equal to dense."""
-
-    def takes_a_layer(p: PlannedPoint) -> bool:
-        return any(layer.format == p.kernel for layer in variants[p.point.tflite_path, p.kernel].layers)
-
-    return [p for p in plan if p.listed or p.kernel in (AUTO, DENSE) or takes_a_layer(p)]
+    return [
+        p
+        for p in plan
+        if p.listed or p.kernel in (AUTO, DENSE) or variants[p.point.tflite_path, p.kernel].runs_format(p.kernel)
+    ]
 
 
 def sweep_key(config: SweepConfig) -> str:

@@ -78,6 +78,10 @@ class CompiledModel:
     # sparse_pointers, biases_and_quant (biases, per-channel multipliers, shifts)
     weight_sparsity: float  # fraction of zero weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)
 
+    def runs_format(self, fmt: str) -> bool:
+        """Whether some layer runs in weight format fmt (a format refuses layers it cannot take: they run dense)."""
+        return any(layer.format == fmt for layer in self.layers)
+
     @property
     def table_bytes(self) -> int:
         """Flash in constant tables; the rest of the firmware's flash is code and parameter structs."""

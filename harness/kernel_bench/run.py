@@ -86,7 +86,7 @@ def _served(cases: list, formats: tuple[str, ...], variants: dict) -> set:
     format with no kernel for the op at all is measured as it runs (dense), as the tables show it."""
 
     def takes(point, fmt) -> bool:
-        return any(layer.format == fmt for layer in variants[point.tflite_path, fmt].layers)
+        return variants[point.tflite_path, fmt].runs_format(fmt)
 
     served = set()
     for shape in dict.fromkeys(shape for shape, _, _ in cases):
@@ -111,9 +111,10 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Say = print) -> Bench
         for pruning in plan.prunings
     ]
     points = [point for _, _, point in cases]
-    variants = compile_variants(plan_sweep(plan.formats, points, [board]))
+    planned = plan_sweep(plan.formats, points, [board])
+    variants = compile_variants(planned)
     served = _served(cases, plan.formats, variants)
-    planned = [p for p in plan_sweep(plan.formats, points, [board]) if (p.point.tflite_path, p.kernel) in served]
+    planned = [p for p in planned if (p.point.tflite_path, p.kernel) in served]
     progress(
         f"kernels: {len(plan.shapes)} shapes x {len(plan.prunings)} prunings x {len(plan.formats)} formats "
         f"= {len(planned)} variants on {board.name} -> {out}"
