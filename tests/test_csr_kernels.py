@@ -10,10 +10,14 @@ of a few at 90 %, and 37 outputs: 9 groups of 4 through the assembly output stag
 fc-300x70 at 90 % has rows of about 30 nonzeros, first turns of most lengths.
 """
 
+import subprocess
+
 import pandas as pd
 import pytest
 
-from conftest import run_harness
+from conftest import PROJECT_DIR, run_harness
+
+TESTS_C = PROJECT_DIR / "tests" / "c"
 
 # 24 firmware builds and runs: over the default 900 s on a busy machine.
 pytestmark = pytest.mark.timeout(1800)
@@ -65,3 +69,25 @@ def test_the_shapes_reach_both_conv_paths_and_both_index_widths(table):
     # conv3x3-7x5x6: 54-value windows in the buffer, one byte per position.
     assert dense_weights.index_bytes["conv3x3-7x5x6-5"] == 54 * 5
     assert dense_weights.index_bytes["fc-300x70"] == 2 * 300 * 70
+
+
+def test_fully_connected_csr_assembly_matches_c_on_random_rows(tmp_path):
+    """tests/c/fc_csr_semihosted.c: the kernel on the emulated M4 against a C reference, with the shifts,
+    zero multipliers and activation ranges the one-layer models above never have."""
+    elf = tmp_path / "fc_csr.elf"
+    build = subprocess.run(
+        ["arm-none-eabi-gcc", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-mcpu=cortex-m4", "-mthumb"]
+        + ["-nostdlib", "-nostartfiles", "-ffreestanding", "-I", PROJECT_DIR / "firmware" / "kernels"]
+        + ["-T", TESTS_C / "semihosted.ld", TESTS_C / "fc_csr_semihosted.c", "-o", elf, "-lgcc"],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run(
+        ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting", "-kernel", elf],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    printed = run.stdout + run.stderr  # QEMU writes semihosting output to stderr
+    assert run.returncode == 0 and printed.strip() == "ALL OK", printed
