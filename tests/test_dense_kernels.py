@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
@@ -46,6 +47,8 @@ GEOMETRIES = {
     # 8 inputs: the short-row path (an autoencoder's 8 -> 128), rows in fours with 2 left over, and batches.
     "fc_short": ((8,), dict(units=130, activation="relu")),
     "fc_short_rows": ((3, 8), dict(units=6, activation="relu6")),
+    # 8 inputs with the compiler's folded constants and the whole int8 range: an odd row count, 2 batches.
+    "fc_short_odd": ((2, 8), dict(units=7)),
     "conv_3x3_same": ((16, 16, 16), dict(filters=32, kernel_size=3, padding="same")),
     "conv_1x1": ((8, 8, 64), dict(filters=64, kernel_size=1, activation="relu")),
     "conv_1x1_odd": ((3, 5, 12), dict(filters=5, kernel_size=1)),
@@ -295,6 +298,23 @@ def test_a_conv_computing_one_pixel_from_its_whole_input_runs_fully_connected(mo
     assert whole.layers[0].macs == 3 * 2 * 5 * 7 and whole.layers[0].op == "CONV_2D"
 
 
+def test_layers_of_8_inputs_get_constants_folded_by_the_compiler(models, tmp_path):
+    # nn_fully_connected_params.folded: 3 words per channel, given to the dense kernel when every channel folds.
+    def folded(name: str, kernel: str = "dense"):
+        compiled = compile_tflite(models[name], tmp_path / f"{name}-{kernel}", kernel=kernel)
+        source = (compiled.out_dir / "model.c").read_text()
+        return compiled, re.search(r"static const int32_t op\d+_folded\[(\d+)\]", source)
+
+    for name, units in [("fc_short", 130), ("fc_short_rows", 6), ("fc_short_odd", 7)]:
+        compiled, emitted = folded(name)
+        assert emitted and int(emitted.group(1)) == 3 * units, name
+        # bias, multiplier and shift as for every layer, then the 3 words: 21 bytes per channel.
+        assert compiled.flash["biases_and_quant"] == (4 + 4 + 1 + 12) * units, name
+    # Shifts above -2 (the kernel derives its constants at run time), other depths, other formats: none.
+    for name, kernel in [("fc_short_strong_scale", "dense"), ("fc_256x256", "dense"), ("fc_short", "csr")]:
+        assert folded(name, kernel)[1] is None, (name, kernel)
+
+
 # ---- requantization ----------------------------------------------------------------------------
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -487,6 +507,45 @@ def test_requantize_with_the_offset_folded_matches_tflm(tmp_path, variant):
     assert np.any((folds == 1) & (e - 1 >= 24)) and np.any((fits == 1) & (folds == 0))
     expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2]) + offsets[:, 0]
     _assert_matches(fits, got, expected, quads)
+
+
+FOLD_DRIVER = r"""
+#include <stdio.h>
+#include "requantize.h"
+/* Reads (multiplier, shift, offset) int32 triples; writes whether the channel's constants can be precomputed
+   with the offset folded, then its multiplier, start (nn_requantize_fold) and e - 1, or 0s. */
+int main(void)
+{
+    int32_t in[3];
+    while (fread(in, sizeof in[0], 3, stdin) == 3) {
+        nn_requant_channel channel;
+        int32_t out[4] = {0, 0, 0, 0};
+        if (nn_requantize_channel_of(in[0], (int)in[1], &channel)) {
+            int folds;
+            const int32_t start = nn_requantize_fold(&channel, in[2], &folds);
+            if (folds) {
+                out[0] = 1, out[1] = channel.multiplier, out[2] = start, out[3] = channel.shift_minus_1;
+            }
+        }
+        fwrite(out, sizeof out[0], 4, stdout);
+    }
+    return 0;
+}
+"""
+
+
+def test_the_compiler_folds_a_channel_as_the_kernels_do(tmp_path):
+    # quant.fold_requantization computes at compile time what requantize.h computes at run time.
+    from harness.compiler.quant import fold_requantization
+
+    channels = _channel_cases(15)[:100_000, 1:]
+    for offset in (-128, -100, -21, -1, 0, 5, 40, 127):
+        cases = np.concatenate([channels, np.full((len(channels), 1), offset, dtype=np.int32)], axis=1)
+        folds, *words = _run_channel_driver(tmp_path, "portable", FOLD_DRIVER, cases)
+        expected_folds, expected_words = fold_requantization(channels[:, 0], channels[:, 1], offset)
+        assert np.array_equal(folds == 1, expected_folds), offset
+        assert np.array_equal(np.stack(words, axis=1).reshape(-1), expected_words), offset
+        assert expected_folds.any() and not expected_folds.all()
 
 
 # ---- the instruction emulations ----------------------------------------------------------------

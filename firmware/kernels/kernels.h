@@ -168,6 +168,16 @@ typedef struct {
 typedef struct {
     int32_t batches, input_depth, output_depth;
     nn_requant requant;
+    /*
+     * NULL, or per output channel 3 words the compiler computed from requant
+     * (requantize.h, nn_requantize_fold): the multiplier, the start's high
+     * word with the output offset folded, and e - 1 (shift = -e). The
+     * compiler gives them to the dense kernel for 8 inputs (lower.py,
+     * FOLDED_DEPTH) when every channel has shift <= -2 (or multiplier 0)
+     * and its offset folds; the kernel then does no per-channel work at
+     * run time. Other kernels ignore it.
+     */
+    const int32_t *folded;
 } nn_fully_connected_params;
 
 nn_status nn_fully_connected_s8(const nn_fully_connected_params *params, const int8_t *input,

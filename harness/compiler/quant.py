@@ -69,6 +69,32 @@ def channel_multipliers(
     return np.array([m for m, _ in pairs], dtype=np.int32), np.array([s for _, s in pairs], dtype=np.int8)
 
 
+def fold_requantization(
+    multipliers: np.ndarray, shifts: np.ndarray, output_offset: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel whether its requantization folds, and its 3 words (multiplier, start, e - 1).
+
+    As firmware/kernels/requantize.h's nn_requantize_channel_of and
+    nn_requantize_fold compute them at run time: a channel folds when its
+    shift is -e with e >= 2 (a multiplier of 0 takes e = 2) and
+    (2 |offset| + 1) * 2^(e-2) <= 2^30 - 2; its start is the high word
+    2^(e-2) + offset * 2^(e-1), which nn_requantize_folded adds so that the
+    shift by e - 1 also adds the offset. Words of channels that do not fold
+    are 0.
+
+    >>> folds, words = fold_requantization(np.array([1 << 30, 0, 1 << 30]), np.array([-3, 0, -1]), -128)
+    >>> folds.tolist(), words.tolist()
+    ([True, True, False], [1073741824, -510, 2, 0, -255, 1, 0, 0, 0])
+    """
+    multipliers = np.asarray(multipliers, dtype=np.int64)
+    e = np.where(multipliers == 0, 2, -np.asarray(shifts, dtype=np.int64))
+    e2 = np.maximum(e - 2, 0)
+    folds = (e >= 2) & ((2 * abs(output_offset) + 1) << e2 <= (1 << 30) - 2)
+    start = (1 << e2) + (output_offset << (e2 + 1))
+    words = np.stack([multipliers, start, e - 1], axis=1) * folds[:, None]
+    return folds, words.reshape(-1).astype(np.int32)
+
+
 def _quantize(value: float, scale: float, zero_point: int) -> int:
     # TFLM divides in float32, then rounds half away from zero.
     return zero_point + round_half_away(float(np.float32(value) / np.float32(scale)))
