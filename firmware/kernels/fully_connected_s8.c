@@ -165,29 +165,31 @@ static void short_rows(const int8_t *x, const int8_t *w, int32_t rows, const int
  * short_rows with the compiler's per-channel constants (params->folded):
  * per output the 8 MACs, the bias and the 3 words, then only
  * nn_requantize_folded (ADD, AND, ORR, SMLAL, ASR), SSAT and STRB; no
- * range test, no 2^(e-2), no offset. One row at a time: 4 rows' results
- * and constants would not fit in registers. A clamped activation range
- * (ReLU6, or a ReLU whose zero point is not -128) adds a MAX and a MIN.
+ * range test, no 2^(e-2), and the offset only where it did not fold (an
+ * ADD). One row at a time: 4 rows' results and constants would not fit
+ * in registers. A clamped activation range (ReLU6, or a ReLU whose zero
+ * point is not -128) adds a MAX and a MIN.
  */
 NN_INLINE void folded_rows_c(const int32_t *even, const int32_t *odd, const int8_t *w, int32_t rows,
                              const int32_t *bias, const int32_t *folded, int8_t *output, int32_t lo, int32_t hi)
 {
     for (int32_t r = 0; r < rows; ++r, w += SHORT_DEPTH, folded += 3) {
         const int32_t acc = short_dot(w, even, odd, bias[r]);
-        const int32_t y = nn_requantize_folded(acc, folded[0], folded[1], folded[2]);
+        const int32_t y = nn_requantize_folded(acc, folded[0], folded[1], folded[2] & 0xFF) + (folded[2] >> 8);
         output[r] = nn_clamp_s8(nn_ssat8(y), lo, hi);
     }
 }
 
 #if defined(__ARM_FEATURE_DSP)
 /*
- * One output of folded_rows' assembly loop, 20 instructions: 2 LDR of
- * weights, the bias, 4 SXTB16 and 4 SMLAD, LDR and LDRD of the constants,
- * the 5 of the requantization, SSAT, STRB. GCC's loop (the C one above)
- * took 25: it steps the 3 pointers with separate ADDs and tests the end
- * after each row.
+ * One output of folded_rows' assembly loops, 20 instructions (21 with
+ * `after`, the ADD of an offset that did not fold: bits 8-31 of the word
+ * whose bits 0-7 the ASR reads): 2 LDR of weights, the bias, 4 SXTB16 and
+ * 4 SMLAD, LDR and LDRD of the constants, the 5 of the requantization,
+ * SSAT, STRB. GCC's loop (the C one above) took 25: it steps the 3
+ * pointers with separate ADDs and tests the end after each row.
  */
-#define FC_FOLDED_ROW_ASM \
+#define FC_FOLDED_ROW_ASM(after) \
     "ldr %[wb], [%[w], #4]\n\t" \
     "ldr %[wa], [%[w]], #8\n\t" \
     "ldr %[acc], [%[bias]], #4\n\t" \
@@ -206,41 +208,53 @@ NN_INLINE void folded_rows_c(const int32_t *even, const int32_t *odd, const int8
     "orr %[lo], %[lo], #0x40000000\n\t" \
     "smlal %[lo], %[wb], %[acc], %[wa]\n\t" \
     "asr %[wb], %[wb], %[t]\n\t" \
+    after \
     "ssat %[wb], #8, %[wb]\n\t" \
     "strb %[wb], [%[out]], #1\n\t"
+
+/* Two rows a turn, an odd count entering at the second. */
+#define FC_FOLDED_LOOP_ASM(after) \
+    __asm__ volatile("cmp %[lo], #0\n\t" \
+                     "bne 2f\n\t" \
+                     "1:\n\t" \
+                     FC_FOLDED_ROW_ASM(after) \
+                     "2:\n\t" \
+                     FC_FOLDED_ROW_ASM(after) \
+                     "cmp %[out], %[end]\n\t" \
+                     "bne 1b" \
+                     : [w] "+r"(w), [bias] "+r"(bias), [f] "+r"(folded), [out] "+r"(output), [lo] "+r"(lo), \
+                       [wa] "=&r"(wa), [wb] "=&r"(wb), [t] "=&r"(t), [acc] "=&r"(acc) \
+                     : [x0] "r"(even[0]), [x1] "r"(odd[0]), [x2] "r"(even[1]), [x3] "r"(odd[1]), [end] "r"(end) \
+                     : "cc", "memory")
 #endif
 
 /*
  * folded_rows_c for the activation range all of int8 (SSAT the only
- * clamp): two rows a turn, an odd count entering at the second. All 14
- * registers: the 4 input halves, 4 pointers and the end, 5 temporaries.
+ * clamp). All 14 registers: the 4 input halves, 4 pointers and the end,
+ * 5 temporaries. A layer whose offsets all fold (not pruned: e - 1 below
+ * 23 with any offset) takes the loop without the ADD.
  */
 NN_INLINE void folded_rows_unclamped(const int32_t *even, const int32_t *odd, const int8_t *w, int32_t rows,
-                                     const int32_t *bias, const int32_t *folded, int8_t *output)
+                                     const int32_t *bias, const int32_t *folded, int8_t *output,
+                                     int32_t offset_after_shift)
 {
 #if defined(__ARM_FEATURE_DSP)
     const int8_t *const end = output + rows;
     int32_t wa, wb, t, acc, lo = rows & 1;
-    __asm__ volatile("cmp %[lo], #0\n\t"
-                     "bne 2f\n\t"
-                     "1:\n\t"
-                     FC_FOLDED_ROW_ASM
-                     "2:\n\t"
-                     FC_FOLDED_ROW_ASM
-                     "cmp %[out], %[end]\n\t"
-                     "bne 1b"
-                     : [w] "+r"(w), [bias] "+r"(bias), [f] "+r"(folded), [out] "+r"(output), [lo] "+r"(lo),
-                       [wa] "=&r"(wa), [wb] "=&r"(wb), [t] "=&r"(t), [acc] "=&r"(acc)
-                     : [x0] "r"(even[0]), [x1] "r"(odd[0]), [x2] "r"(even[1]), [x3] "r"(odd[1]), [end] "r"(end)
-                     : "cc", "memory");
+    if (offset_after_shift) {
+        FC_FOLDED_LOOP_ASM("add %[wb], %[wb], %[t], asr #8\n\t");
+    } else {
+        FC_FOLDED_LOOP_ASM("");
+    }
 #else
+    (void)offset_after_shift; /* the C loop adds bits 8-31, 0 where the offset folded */
     folded_rows_c(even, odd, w, rows, bias, folded, output, -128, 127);
 #endif
 }
 
 /*
  * Every row of a layer with SHORT_DEPTH inputs whose constants the
- * compiler folded. Out of line, as short_rows.
+ * compiler computed. Out of line, as short_rows.
  */
 #if defined(__GNUC__)
 __attribute__((noinline))
@@ -252,7 +266,7 @@ static void folded_rows(const int8_t *x, const int8_t *w, int32_t rows, const in
     int32_t even[SHORT_DEPTH / 4], odd[SHORT_DEPTH / 4];
     widen_short(x, even, odd);
     if (lo == -128 && hi == 127) {
-        folded_rows_unclamped(even, odd, w, rows, bias, params->folded, output);
+        folded_rows_unclamped(even, odd, w, rows, bias, params->folded, output, params->offset_after_shift);
     } else {
         folded_rows_c(even, odd, w, rows, bias, params->folded, output, lo, hi);
     }

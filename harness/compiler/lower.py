@@ -325,19 +325,23 @@ def _is_one_dot_product(window: dict) -> bool:
 FOLDED_DEPTH = 8  # SHORT_DEPTH in fully_connected_s8.c: the dense kernel reads folded constants at this depth
 
 
-def _folded_constants(prefix: str, fmt: str, depth: int, requant: dict, stage_arrays: list) -> list[CArray]:
+def _folded_constants(prefix: str, fmt: str, depth: int, requant: dict, stage_arrays: list) -> tuple[list, dict]:
     """The dense kernel's per-channel constants for 8 inputs (kernels.h, nn_fully_connected_params.folded).
 
     At 8 MACs per output, deriving a channel's requantization at run time
     (range test, 2^(e-2), e - 1, the offset) costs as much as the MACs;
-    computed here they cost 12 bytes of flash per channel. Empty when some
-    channel does not fold: the kernel then derives them itself.
+    computed here they cost 12 bytes of flash per channel. None (the kernel
+    derives them itself) when some channel shifts left or right by 1 bit.
+    Returns the array to emit and the params fields that name it.
     """
     if fmt != "dense" or depth != FOLDED_DEPTH:
-        return []
+        return [], {}
     _, multiplier, shift = stage_arrays
-    folds, words = fold_requantization(multiplier.values, shift.values, requant["output_offset"])
-    return [CArray(f"{prefix}_folded", words)] if folds.all() else []
+    fits, folds, words = fold_requantization(multiplier.values, shift.values, requant["output_offset"])
+    if not fits.all():
+        return [], {}
+    array = CArray(f"{prefix}_folded", words)
+    return [array], {"folded": array.ref, "offset_after_shift": int(not folds.all())}
 
 
 def _fully_connected_call(op: Op, fmt: str, matrix: np.ndarray, batches: int, stage: tuple) -> KernelCall:
@@ -346,11 +350,9 @@ def _fully_connected_call(op: Op, fmt: str, matrix: np.ndarray, batches: int, st
     requant, bias, stage_arrays = stage
     out_depth, depth = matrix.shape
     encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
-    folded = _folded_constants(prefix, fmt, depth, requant, stage_arrays)
+    folded, folded_fields = _folded_constants(prefix, fmt, depth, requant, stage_arrays)
     fields = {"batches": batches, "input_depth": depth, "output_depth": out_depth, "requant": requant}
-    if folded:
-        fields["folded"] = folded[0].ref
-    params = CStruct(f"{prefix}_params", "nn_fully_connected_params", fields)
+    params = CStruct(f"{prefix}_params", "nn_fully_connected_params", fields | folded_fields)
     table = encoded.table_bytes(1)  # nm's slot table, one input vector at a time
     return KernelCall(
         op=op,
