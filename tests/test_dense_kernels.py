@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
@@ -46,6 +47,8 @@ GEOMETRIES = {
     # 8 inputs: the short-row path (an autoencoder's 8 -> 128), rows in fours with 2 left over, and batches.
     "fc_short": ((8,), dict(units=130, activation="relu")),
     "fc_short_rows": ((3, 8), dict(units=6, activation="relu6")),
+    # 8 inputs with the compiler's folded constants and the whole int8 range: an odd row count, 2 batches.
+    "fc_short_odd": ((2, 8), dict(units=7)),
     "conv_3x3_same": ((16, 16, 16), dict(filters=32, kernel_size=3, padding="same")),
     "conv_1x1": ((8, 8, 64), dict(filters=64, kernel_size=1, activation="relu")),
     "conv_1x1_odd": ((3, 5, 12), dict(filters=5, kernel_size=1)),
@@ -84,7 +87,10 @@ STRONG_SCALE = {
     "conv_strong_scale": ("conv_3x3_same", 0.5),
     "conv_1x1_short_strong_scale": ("conv_1x1_short", 0.5),
 }
-MODELS = (*GEOMETRIES, *STRONG_SCALE)
+# Copies with every third channel's weight scale divided by 2^18, as magnitude pruning leaves a channel of a
+# few small weights: shifts of about -27, at which the output offset (a ReLU's -128) no longer folds.
+TINY_CHANNELS = {"fc_short_tiny_channels": ("fc_short", 2.0**-18)}
+MODELS = (*GEOMETRIES, *STRONG_SCALE, *TINY_CHANNELS)
 
 
 def _build_model(keras, name: str):
@@ -129,6 +135,7 @@ def models() -> dict[str, bytes]:
     return {
         **models,
         **{name: _strong_scale(models[source], factor) for name, (source, factor) in STRONG_SCALE.items()},
+        **{name: _tiny_channels(models[source], factor) for name, (source, factor) in TINY_CHANNELS.items()},
     }
 
 
@@ -141,6 +148,19 @@ def _strong_scale(tflite: bytes, factor: float) -> bytes:
         scale = lambda index: np.asarray(graph.tensors[index].quantization.scale)  # noqa: E731
         output = graph.tensors[graph.outputs[0]].quantization
         output.scale = [float(scale(op.inputs[0])[0] * np.median(scale(op.inputs[1])) * factor)]
+
+    return _edited(tflite, edit)
+
+
+def _tiny_channels(tflite: bytes, factor: float) -> bytes:
+    """The model with the weight scale of every third output channel multiplied by factor."""
+
+    def edit(model):
+        graph = model.subgraphs[0]
+        weights = graph.tensors[graph.operators[0].inputs[1]].quantization
+        scales = np.asarray(weights.scale, np.float32)
+        scales[::3] *= np.float32(factor)
+        weights.scale = scales.tolist()
 
     return _edited(tflite, edit)
 
@@ -293,6 +313,31 @@ def test_a_conv_computing_one_pixel_from_its_whole_input_runs_fully_connected(mo
         assert [layer.kernel for layer in compiled.layers] == [expected], name
     whole = compile_tflite(models["conv_whole_input"], tmp_path / "macs", kernel=kernel)
     assert whole.layers[0].macs == 3 * 2 * 5 * 7 and whole.layers[0].op == "CONV_2D"
+
+
+def test_layers_of_8_inputs_get_constants_folded_by_the_compiler(models, tmp_path):
+    # nn_fully_connected_params.folded: 3 words per channel, given to the dense kernel when every channel shifts
+    # right by 2 bits or more; offset_after_shift says whether some channel's offset did not fold.
+    def folded(name: str, kernel: str = "dense"):
+        compiled = compile_tflite(models[name], tmp_path / f"{name}-{kernel}", kernel=kernel)
+        source = (compiled.out_dir / "model.c").read_text()
+        after = re.search(r"\.offset_after_shift = (\d)", source)
+        return compiled, re.search(r"static const int32_t op\d+_folded\[(\d+)\]", source), after
+
+    for name, units, after in [
+        ("fc_short", 130, "0"),
+        ("fc_short_rows", 6, "0"),
+        ("fc_short_odd", 7, "0"),
+        ("fc_short_tiny_channels", 130, "1"),
+    ]:
+        compiled, emitted, offset_after_shift = folded(name)
+        assert emitted and int(emitted.group(1)) == 3 * units, name
+        assert offset_after_shift.group(1) == after, name
+        # bias, multiplier and shift as for every layer, then the 3 words: 21 bytes per channel.
+        assert compiled.flash["biases_and_quant"] == (4 + 4 + 1 + 12) * units, name
+    # Shifts above -2 (the kernel derives its constants at run time), other depths, other formats: none.
+    for name, kernel in [("fc_short_strong_scale", "dense"), ("fc_256x256", "dense"), ("fc_short", "csr")]:
+        assert folded(name, kernel)[1] is None, (name, kernel)
 
 
 # ---- requantization ----------------------------------------------------------------------------
@@ -487,6 +532,49 @@ def test_requantize_with_the_offset_folded_matches_tflm(tmp_path, variant):
     assert np.any((folds == 1) & (e - 1 >= 24)) and np.any((fits == 1) & (folds == 0))
     expected = tflm_multiply_by_quantized_multiplier(cases[:, 0], cases[:, 1], cases[:, 2]) + offsets[:, 0]
     _assert_matches(fits, got, expected, quads)
+
+
+FOLD_DRIVER = r"""
+#include <stdio.h>
+#include "requantize.h"
+/* Reads (multiplier, shift, offset) int32 triples; writes whether the channel's constants can be precomputed,
+   whether its offset folds, then its multiplier, start (nn_requantize_fold) and e - 1, or 0s. */
+int main(void)
+{
+    int32_t in[3];
+    while (fread(in, sizeof in[0], 3, stdin) == 3) {
+        nn_requant_channel channel;
+        int32_t out[5] = {nn_requantize_channel_of(in[0], (int)in[1], &channel), 0, 0, 0, 0};
+        if (out[0]) {
+            int folds;
+            out[3] = nn_requantize_fold(&channel, in[2], &folds);
+            out[1] = folds, out[2] = channel.multiplier, out[4] = channel.shift_minus_1;
+        }
+        fwrite(out, sizeof out[0], 5, stdout);
+    }
+    return 0;
+}
+"""
+
+
+def test_the_compiler_folds_a_channel_as_the_kernels_do(tmp_path):
+    # quant.fold_requantization computes at compile time what requantize.h computes at run time, and puts the
+    # offset that does not fold above e - 1.
+    from harness.compiler.quant import fold_requantization
+
+    rng = np.random.default_rng(16)
+    tiny = np.stack([rng.integers(1 << 30, 1 << 31, 1000), rng.integers(-31, -22, 1000)], axis=1)  # e - 1 >= 22
+    channels = np.concatenate([_channel_cases(15)[:100_000, 1:], tiny.astype(np.int32)])
+    for offset in (-128, -100, -21, -1, 0, 5, 40, 127):
+        cases = np.concatenate([channels, np.full((len(channels), 1), offset, dtype=np.int32)], axis=1)
+        fits, folds, multiplier, start, shift_minus_1 = _run_channel_driver(tmp_path, "portable", FOLD_DRIVER, cases)
+        expected_fits, expected_folds, words = fold_requantization(channels[:, 0], channels[:, 1], offset)
+        assert np.array_equal(fits == 1, expected_fits) and np.array_equal(folds == 1, expected_folds), offset
+        after = np.where(folds == 1, 0, offset * 256)
+        expected_words = np.stack([multiplier, start, shift_minus_1 + after], axis=1) * (fits == 1)[:, None]
+        assert np.array_equal(words, expected_words.reshape(-1)), offset
+        assert expected_fits.any() and not expected_fits.all()
+        assert expected_folds.any() and (abs(offset) < 100 or not expected_folds[expected_fits].all())
 
 
 # ---- the instruction emulations ----------------------------------------------------------------

@@ -93,15 +93,32 @@ static int32_t requantize_rare(int32_t acc, int32_t multiplier, int shift)
 
 #define SHORT_DEPTH 8
 
-/* One row of SHORT_DEPTH weights against the widened input, bias included, requantized. */
-NN_INLINE int32_t short_row(const int8_t *w, const int32_t *even, const int32_t *odd, int32_t acc,
-                            int32_t multiplier, int shift)
+/* The input's SHORT_DEPTH bytes as int16 pairs, even and odd bytes, widened once for all rows. */
+NN_INLINE void widen_short(const int8_t *x, int32_t *even, int32_t *odd)
+{
+    for (int32_t k = 0; k < SHORT_DEPTH / 4; ++k) {
+        const int32_t in = nn_read_s8x4(x + 4 * k);
+        even[k] = nn_sxtb16(in);
+        odd[k] = nn_sxtb16_ror8(in);
+    }
+}
+
+/* acc plus one row of SHORT_DEPTH weights against the widened input. */
+NN_INLINE int32_t short_dot(const int8_t *w, const int32_t *even, const int32_t *odd, int32_t acc)
 {
     for (int32_t k = 0; k < SHORT_DEPTH / 4; ++k) {
         const int32_t wv = nn_read_s8x4(w + 4 * k);
         acc = nn_smlad(nn_sxtb16(wv), even[k], acc);
         acc = nn_smlad(nn_sxtb16_ror8(wv), odd[k], acc);
     }
+    return acc;
+}
+
+/* One row of SHORT_DEPTH weights, bias included, requantized. */
+NN_INLINE int32_t short_row(const int8_t *w, const int32_t *even, const int32_t *odd, int32_t acc,
+                            int32_t multiplier, int shift)
+{
+    acc = short_dot(w, even, odd, acc);
     return __builtin_expect(shift <= -2, 1) ? nn_requantize_right_shift(acc, multiplier, shift)
                                             : requantize_rare(acc, multiplier, shift);
 }
@@ -114,6 +131,7 @@ NN_INLINE int32_t short_row(const int8_t *w, const int32_t *even, const int32_t 
  * registers; rows go 4 at a time, so 4 outputs share one packed clamp and
  * store (nn_pack_clamp_s8x4). Out of line, so that the other layers'
  * loops keep the registers they had (inlined, fc-256x256 lost 14 %).
+ * Layers whose constants the compiler folded take folded_rows instead.
  */
 #if defined(__GNUC__)
 __attribute__((noinline))
@@ -123,11 +141,7 @@ static void short_rows(const int8_t *x, const int8_t *w, int32_t rows, const int
 {
     const nn_requant requant = *params; /* output bytes may alias *params */
     int32_t even[SHORT_DEPTH / 4], odd[SHORT_DEPTH / 4];
-    for (int32_t k = 0; k < SHORT_DEPTH / 4; ++k) {
-        const int32_t in = nn_read_s8x4(x + 4 * k);
-        even[k] = nn_sxtb16(in);
-        odd[k] = nn_sxtb16_ror8(in);
-    }
+    widen_short(x, even, odd);
     const int32_t *const m = requant.multiplier;
     const int8_t *const sh = requant.shift;
     const int32_t offset = requant.output_offset;
@@ -146,6 +160,117 @@ static void short_rows(const int8_t *x, const int8_t *w, int32_t rows, const int
                                 requant.act_max);
     }
 }
+
+/*
+ * short_rows with the compiler's per-channel constants (params->folded):
+ * per output the 8 MACs, the bias and the 3 words, then only
+ * nn_requantize_folded (ADD, AND, ORR, SMLAL, ASR), SSAT and STRB; no
+ * range test, no 2^(e-2), and the offset only where it did not fold (an
+ * ADD). One row at a time: 4 rows' results and constants would not fit
+ * in registers. A clamped activation range (ReLU6, or a ReLU whose zero
+ * point is not -128) adds a MAX and a MIN.
+ */
+NN_INLINE void folded_rows_c(const int32_t *even, const int32_t *odd, const int8_t *w, int32_t rows,
+                             const int32_t *bias, const int32_t *folded, int8_t *output, int32_t lo, int32_t hi)
+{
+    for (int32_t r = 0; r < rows; ++r, w += SHORT_DEPTH, folded += 3) {
+        const int32_t acc = short_dot(w, even, odd, bias[r]);
+        const int32_t y = nn_requantize_folded(acc, folded[0], folded[1], folded[2] & 0xFF) + (folded[2] >> 8);
+        output[r] = nn_clamp_s8(nn_ssat8(y), lo, hi);
+    }
+}
+
+#if defined(__ARM_FEATURE_DSP)
+/*
+ * One output of folded_rows' assembly loops, 20 instructions (21 with
+ * `after`, the ADD of an offset that did not fold: bits 8-31 of the word
+ * whose bits 0-7 the ASR reads): 2 LDR of weights, the bias, 4 SXTB16 and
+ * 4 SMLAD, LDR and LDRD of the constants, the 5 of the requantization,
+ * SSAT, STRB. GCC's loop (the C one above) took 25: it steps the 3
+ * pointers with separate ADDs and tests the end after each row.
+ */
+#define FC_FOLDED_ROW_ASM(after) \
+    "ldr %[wb], [%[w], #4]\n\t" \
+    "ldr %[wa], [%[w]], #8\n\t" \
+    "ldr %[acc], [%[bias]], #4\n\t" \
+    "sxtb16 %[t], %[wa]\n\t" \
+    "smlad %[acc], %[t], %[x0], %[acc]\n\t" \
+    "sxtb16 %[wa], %[wa], ror #8\n\t" \
+    "smlad %[acc], %[wa], %[x1], %[acc]\n\t" \
+    "sxtb16 %[t], %[wb]\n\t" \
+    "smlad %[acc], %[t], %[x2], %[acc]\n\t" \
+    "sxtb16 %[wb], %[wb], ror #8\n\t" \
+    "smlad %[acc], %[wb], %[x3], %[acc]\n\t" \
+    "ldr %[t], [%[f], #8]\n\t" \
+    "ldrd %[wa], %[wb], [%[f]], #12\n\t" \
+    "add %[wb], %[wb], %[acc], asr #31\n\t" \
+    "and %[lo], %[acc], #0x80000000\n\t" \
+    "orr %[lo], %[lo], #0x40000000\n\t" \
+    "smlal %[lo], %[wb], %[acc], %[wa]\n\t" \
+    "asr %[wb], %[wb], %[t]\n\t" \
+    after \
+    "ssat %[wb], #8, %[wb]\n\t" \
+    "strb %[wb], [%[out]], #1\n\t"
+
+/* Two rows a turn, an odd count entering at the second. */
+#define FC_FOLDED_LOOP_ASM(after) \
+    __asm__ volatile("cmp %[lo], #0\n\t" \
+                     "bne 2f\n\t" \
+                     "1:\n\t" \
+                     FC_FOLDED_ROW_ASM(after) \
+                     "2:\n\t" \
+                     FC_FOLDED_ROW_ASM(after) \
+                     "cmp %[out], %[end]\n\t" \
+                     "bne 1b" \
+                     : [w] "+r"(w), [bias] "+r"(bias), [f] "+r"(folded), [out] "+r"(output), [lo] "+r"(lo), \
+                       [wa] "=&r"(wa), [wb] "=&r"(wb), [t] "=&r"(t), [acc] "=&r"(acc) \
+                     : [x0] "r"(even[0]), [x1] "r"(odd[0]), [x2] "r"(even[1]), [x3] "r"(odd[1]), [end] "r"(end) \
+                     : "cc", "memory")
+#endif
+
+/*
+ * folded_rows_c for the activation range all of int8 (SSAT the only
+ * clamp). All 14 registers: the 4 input halves, 4 pointers and the end,
+ * 5 temporaries. A layer whose offsets all fold (not pruned: e - 1 below
+ * 23 with any offset) takes the loop without the ADD.
+ */
+NN_INLINE void folded_rows_unclamped(const int32_t *even, const int32_t *odd, const int8_t *w, int32_t rows,
+                                     const int32_t *bias, const int32_t *folded, int8_t *output,
+                                     int32_t offset_after_shift)
+{
+#if defined(__ARM_FEATURE_DSP)
+    const int8_t *const end = output + rows;
+    int32_t wa, wb, t, acc, lo = rows & 1;
+    if (offset_after_shift) {
+        FC_FOLDED_LOOP_ASM("add %[wb], %[wb], %[t], asr #8\n\t");
+    } else {
+        FC_FOLDED_LOOP_ASM("");
+    }
+#else
+    (void)offset_after_shift; /* the C loop adds bits 8-31, 0 where the offset folded */
+    folded_rows_c(even, odd, w, rows, bias, folded, output, -128, 127);
+#endif
+}
+
+/*
+ * Every row of a layer with SHORT_DEPTH inputs whose constants the
+ * compiler computed. Out of line, as short_rows.
+ */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void folded_rows(const int8_t *x, const int8_t *w, int32_t rows, const int32_t *bias,
+                        const nn_fully_connected_params *params, int8_t *output)
+{
+    const int32_t lo = params->requant.act_min, hi = params->requant.act_max;
+    int32_t even[SHORT_DEPTH / 4], odd[SHORT_DEPTH / 4];
+    widen_short(x, even, odd);
+    if (lo == -128 && hi == 127) {
+        folded_rows_unclamped(even, odd, w, rows, bias, params->folded, output, params->offset_after_shift);
+    } else {
+        folded_rows_c(even, odd, w, rows, bias, params->folded, output, lo, hi);
+    }
+}
 #endif
 
 nn_status nn_fully_connected_s8(const nn_fully_connected_params *params, const int8_t *input,
@@ -161,7 +286,11 @@ nn_status nn_fully_connected_s8(const nn_fully_connected_params *params, const i
 #if NN_DSP
     if (depth == SHORT_DEPTH) {
         for (int32_t b = 0; b < params->batches; ++b) {
-            short_rows(input + b * depth, weights, rows, bias, &params->requant, output + b * rows);
+            if (params->folded) {
+                folded_rows(input + b * depth, weights, rows, bias, params, output + b * rows);
+            } else {
+                short_rows(input + b * depth, weights, rows, bias, &params->requant, output + b * rows);
+            }
         }
         return NN_OK;
     }

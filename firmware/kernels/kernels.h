@@ -168,6 +168,20 @@ typedef struct {
 typedef struct {
     int32_t batches, input_depth, output_depth;
     nn_requant requant;
+    /*
+     * NULL, or per output channel 3 words the compiler computed from requant
+     * (requantize.h, nn_requantize_fold; quant.fold_requantization): the
+     * multiplier; the start's high word, with the output offset folded
+     * where it folds; e - 1 (shift = -e) in bits 0-7 and, in bits 8-31,
+     * the offset to add after the shift where it does not (0 elsewhere).
+     * offset_after_shift is 1 when some channel's offset does not fold.
+     * The compiler gives them to the dense kernel for 8 inputs (lower.py,
+     * FOLDED_DEPTH) when every channel has shift <= -2 (or multiplier 0);
+     * the kernel then does no per-channel work at run time. Other kernels
+     * ignore them.
+     */
+    const int32_t *folded;
+    int32_t offset_after_shift;
 } nn_fully_connected_params;
 
 nn_status nn_fully_connected_s8(const nn_fully_connected_params *params, const int8_t *input,

@@ -20,7 +20,7 @@ from harness.compiler.calls import SCRATCH, KernelCall, activation_input, fail
 from harness.compiler.encode import FORMATS, CArray, CStruct, Encoded, FormatRefused
 from harness.compiler.ir import CompileError, Graph, Op, Tensor
 from harness.compiler.overlap import window_distance
-from harness.compiler.quant import activation_range, channel_multipliers, softmax_params
+from harness.compiler.quant import activation_range, channel_multipliers, fold_requantization, softmax_params
 
 KERNEL_FORMATS = tuple(FORMATS)
 SPARSE_CONV_TILE = 4  # NN_CONV_TILE in kernel_util.h: output pixels a sparse CONV_2D kernel computes together
@@ -251,33 +251,14 @@ def _conv_offsets(window: dict, row_step: int) -> np.ndarray:
 
 
 def lower_fully_connected(op: Op, fmt: str) -> KernelCall:
-    prefix = f"op{op.index}"
     inp, out = activation_input(op), op.outputs[0]
     weights = _weights(op, ndim=2, channel_axis=0)
     out_depth, in_depth = weights.shape
     batches = inp.size // in_depth
     if inp.size % in_depth or out.size != batches * out_depth:
         raise fail(op, f"input {list(inp.shape)} and output {list(out.shape)} do not fit weights {list(weights.shape)}")
-    requant, bias, stage_arrays = _output_stage(op, inp, out, weights, out_depth, channel_axis=0)
-    encoded, weights_ref, weight_constants = _encode(weights.data, prefix, fmt)
-    params = CStruct(
-        f"{prefix}_params",
-        "nn_fully_connected_params",
-        {"batches": batches, "input_depth": in_depth, "output_depth": out_depth, "requant": requant},
-    )
-    table = encoded.table_bytes(1)  # nm's slot table, one input vector at a time
-    return KernelCall(
-        op=op,
-        kernel=kernel_name("fully_connected", fmt),
-        params=params,
-        args=[inp, weights_ref, bias, out, *([SCRATCH] if table else [])],
-        constants=[*weight_constants, *stage_arrays, params],
-        weights=encoded,
-        bias_and_quant_bytes=_nbytes(stage_arrays),
-        macs=batches * out_depth * in_depth,
-        nonzero_macs=batches * encoded.nonzeros,
-        scratch_bytes=table,
-    )
+    stage = _output_stage(op, inp, out, weights, out_depth, channel_axis=0)
+    return _fully_connected_call(op, fmt, weights.data, batches, stage)
 
 
 def lower_conv2d(op: Op, fmt: str) -> KernelCall:
@@ -294,7 +275,7 @@ def lower_conv2d(op: Op, fmt: str) -> KernelCall:
     matrix = weights.data.reshape(out_c, -1)
     pixels = window["output"]["h"] * window["output"]["w"]
     if _is_one_dot_product(window):
-        return _conv_as_fully_connected(op, fmt, inp, out, weights, matrix, requant, bias, stage_arrays)
+        return _fully_connected_call(op, fmt, matrix, 1, (requant, bias, stage_arrays))
     params = CStruct(f"{prefix}_params", "nn_conv2d_params", {"window": window, "requant": requant})
     if fmt == "dense":
         scratch_bytes = dense_conv_scratch_bytes(window)
@@ -341,36 +322,48 @@ def _is_one_dot_product(window: dict) -> bool:
     )
 
 
-def _conv_as_fully_connected(  # noqa: PLR0913 (the conv's lowered parts, each used once; a record for one call would only rename them)
-    op: Op,
-    fmt: str,
-    inp: Tensor,
-    out: Tensor,
-    weights: Tensor,
-    matrix: np.ndarray,
-    requant: dict,
-    bias: str,
-    stage_arrays: list,
-) -> KernelCall:
+FOLDED_DEPTH = 8  # SHORT_DEPTH in fully_connected_s8.c: the dense kernel reads folded constants at this depth
+
+
+def _folded_constants(prefix: str, fmt: str, depth: int, requant: dict, stage_arrays: list) -> tuple[list, dict]:
+    """The dense kernel's per-channel constants for 8 inputs (kernels.h, nn_fully_connected_params.folded).
+
+    At 8 MACs per output, deriving a channel's requantization at run time
+    (range test, 2^(e-2), e - 1, the offset) costs as much as the MACs;
+    computed here they cost 12 bytes of flash per channel. None (the kernel
+    derives them itself) when some channel shifts left or right by 1 bit.
+    Returns the array to emit and the params fields that name it.
+    """
+    if fmt != "dense" or depth != FOLDED_DEPTH:
+        return [], {}
+    _, multiplier, shift = stage_arrays
+    fits, folds, words = fold_requantization(multiplier.values, shift.values, requant["output_offset"])
+    if not fits.all():
+        return [], {}
+    array = CArray(f"{prefix}_folded", words)
+    return [array], {"folded": array.ref, "offset_after_shift": int(not folds.all())}
+
+
+def _fully_connected_call(op: Op, fmt: str, matrix: np.ndarray, batches: int, stage: tuple) -> KernelCall:
+    """A FULLY_CONNECTED kernel call over the rows of matrix, with _output_stage's parts."""
     prefix = f"op{op.index}"
-    out_c, depth = matrix.shape
+    requant, bias, stage_arrays = stage
+    out_depth, depth = matrix.shape
     encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
-    params = CStruct(
-        f"{prefix}_params",
-        "nn_fully_connected_params",
-        {"batches": 1, "input_depth": depth, "output_depth": out_c, "requant": requant},
-    )
-    table = encoded.table_bytes(1)
+    folded, folded_fields = _folded_constants(prefix, fmt, depth, requant, stage_arrays)
+    fields = {"batches": batches, "input_depth": depth, "output_depth": out_depth, "requant": requant}
+    params = CStruct(f"{prefix}_params", "nn_fully_connected_params", fields | folded_fields)
+    table = encoded.table_bytes(1)  # nm's slot table, one input vector at a time
     return KernelCall(
         op=op,
         kernel=kernel_name("fully_connected", fmt),
         params=params,
-        args=[inp, weights_ref, bias, out, *([SCRATCH] if table else [])],
-        constants=[*weight_constants, *stage_arrays, params],
+        args=[activation_input(op), weights_ref, bias, op.outputs[0], *([SCRATCH] if table else [])],
+        constants=[*weight_constants, *stage_arrays, *folded, params],
         weights=encoded,
-        bias_and_quant_bytes=_nbytes(stage_arrays),
-        macs=matrix.size,
-        nonzero_macs=encoded.nonzeros,
+        bias_and_quant_bytes=_nbytes([*stage_arrays, *folded]),
+        macs=batches * matrix.size,
+        nonzero_macs=batches * encoded.nonzeros,
         scratch_bytes=table,
     )
 

@@ -69,6 +69,36 @@ def channel_multipliers(
     return np.array([m for m, _ in pairs], dtype=np.int32), np.array([s for _, s in pairs], dtype=np.int8)
 
 
+def fold_requantization(
+    multipliers: np.ndarray, shifts: np.ndarray, output_offset: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel whether its constants can be precomputed, whether its offset folds, and its 3 words.
+
+    As firmware/kernels/requantize.h's nn_requantize_channel_of and
+    nn_requantize_fold compute them at run time: a channel can be
+    precomputed when its shift is -e with e >= 2 (a multiplier of 0 takes
+    e = 2), and its offset folds when (2 |offset| + 1) * 2^(e-2) <= 2^30 - 2.
+    The words are the multiplier; the start's high word, 2^(e-2) plus
+    offset * 2^(e-1) when the offset folds (nn_requantize_folded's shift by
+    e - 1 then adds it); and e - 1 in bits 0-7 with, in bits 8-31, the
+    offset to add after the shift when it does not fold (an ASR by register
+    reads bits 0-7 only). Words of channels that cannot be precomputed are 0.
+
+    >>> fits, folds, words = fold_requantization(np.array([1 << 30, 0, 1 << 30, 1]), np.array([-3, 0, -1, -25]), -128)
+    >>> fits.tolist(), folds.tolist(), words.tolist()[:6], words.tolist()[9:]
+    ([True, True, False, True], [True, True, False, False], [1073741824, -510, 2, 0, -255, 1], [1, 8388608, -32744])
+    """
+    multipliers = np.asarray(multipliers, dtype=np.int64)
+    e = np.where(multipliers == 0, 2, -np.asarray(shifts, dtype=np.int64))
+    fits = e >= 2
+    e2 = np.maximum(e - 2, 0)
+    folds = fits & ((2 * abs(output_offset) + 1) << e2 <= (1 << 30) - 2)
+    start = (1 << e2) + np.where(folds, output_offset << (e2 + 1), 0)
+    shift_word = (e - 1) + np.where(folds, 0, output_offset * 256)
+    words = np.stack([multipliers, start, shift_word], axis=1) * fits[:, None]
+    return fits, folds, words.reshape(-1).astype(np.int32)
+
+
 def _quantize(value: float, scale: float, zero_point: int) -> int:
     # TFLM divides in float32, then rounds half away from zero.
     return zero_point + round_half_away(float(np.float32(value) / np.float32(scale)))
