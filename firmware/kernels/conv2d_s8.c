@@ -75,22 +75,6 @@ int32_t nn_conv2d_s8_get_buffer_size(const nn_conv2d_params *params)
 #pragma GCC optimize("no-schedule-insns")
 #endif
 
-/* The input (y, x) pixel's first byte, or 0 when (y, x) is in the padding. */
-static const int8_t *pixel_at(const nn_window *win, const int8_t *input, int32_t y, int32_t x)
-{
-    if (y < 0 || y >= win->input.h || x < 0 || x >= win->input.w) {
-        return 0;
-    }
-    return input + (y * win->input.w + x) * win->input.c;
-}
-
-/* Output pixel `pixel`'s window origin: its top left tap, in the padding when negative. */
-static void pixel_origin(const nn_window *win, int32_t pixel, int32_t *y0, int32_t *x0)
-{
-    *y0 = (pixel / win->output.w) * win->stride_h - win->pad_top;
-    *x0 = (pixel % win->output.w) * win->stride_w - win->pad_left;
-}
-
 /* Whether the window at (y0, x0) is undilated across and has no tap in the padding. */
 static int window_inside(const nn_window *win, int32_t y0, int32_t x0)
 {
@@ -154,38 +138,64 @@ static inline void widen_group(int32_t v, int32_t *out)
     out[1] = nn_sxtb16_ror8(v);
 }
 
+/* `values` window values in the padding (a multiple of 4) into the columns: the zero point in both halves. */
+static inline int32_t *pad_columns(int32_t *col, int32_t values, int32_t pad)
+{
+    for (int32_t c = 0; c < values; c += 4, col += 4) {
+        col[0] = pad;
+        col[1] = pad;
+    }
+    return col;
+}
+
 /*
- * The window whose origin is (y0, x0) into its half of the columns: for
- * group g of 4 values, words 4g and 4g + 1 of `col`. With C_IN a multiple
- * of 4 a tap is whole groups, widened a word at a time; otherwise the
- * window is gathered bytewise first (C_IN of 1 or 3, or large windows).
+ * The window at (y0, x0) into its half of the columns when C_IN is a
+ * multiple of 4: for group g of 4 values, words 4g and 4g + 1 of `col`,
+ * a tap being whole groups, widened a word at a time; `pad`: the zero
+ * point in both halves. A kernel row is tested and addressed once, a tap
+ * only across.
  */
-static void window_to_columns(const nn_window *win, const int8_t *input, int32_t y0, int32_t x0,
-                              int32_t zero_point, int32_t *col, int8_t *window)
+static void taps_to_columns(const nn_window *win, const int8_t *input, int32_t y0, int32_t x0, int32_t pad,
+                            int32_t *col)
 {
     const int32_t in_c = win->input.c;
-    if (in_c % 4 == 0) {
-        const int32_t pad = (int32_t)(((uint32_t)zero_point & 0xFFFFu) * 0x10001u);
-        for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
-            const int32_t y = y0 + ky * win->dilation_h;
-            for (int32_t kx = 0; kx < win->kernel_w; ++kx) {
-                const int8_t *src = pixel_at(win, input, y, x0 + kx * win->dilation_w);
-                if (src == 0) {
-                    for (int32_t c = 0; c < in_c; c += 4, col += 4) {
-                        col[0] = pad;
-                        col[1] = pad;
-                    }
-                } else {
-                    for (int32_t c = 0; c < in_c; c += 4, col += 4) {
-                        widen_group(nn_read_s8x4(src + c), col);
-                    }
-                }
+    for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
+        const int32_t y = y0 + ky * win->dilation_h;
+        if (y < 0 || y >= win->input.h) {
+            col = pad_columns(col, win->kernel_w * in_c, pad);
+            continue;
+        }
+        const int8_t *const row = input + y * win->input.w * in_c;
+        for (int32_t kx = 0, x = x0; kx < win->kernel_w; ++kx, x += win->dilation_w) {
+            if (x < 0 || x >= win->input.w) {
+                col = pad_columns(col, in_c, pad);
+                continue;
+            }
+            const int8_t *const src = row + x * in_c;
+            for (int32_t c = 0; c < in_c; c += 4, col += 4) {
+                widen_group(nn_read_s8x4(src + c), col);
             }
         }
+    }
+}
+
+/*
+ * Output pixel `pixel`'s window into its half of the columns (words 4g
+ * and 4g + 1 for group g). When C_IN is not a multiple of 4 (C_IN of 1 or
+ * 3 in a large window, or a first layer the small path does not take)
+ * the window is gathered bytewise first.
+ */
+static void window_to_columns(const nn_window *win, const int8_t *input, int32_t pixel,
+                              int32_t zero_point, int32_t *col, int8_t *window)
+{
+    const int32_t y0 = (pixel / win->output.w) * win->stride_h - win->pad_top;
+    const int32_t x0 = (pixel % win->output.w) * win->stride_w - win->pad_left;
+    if (win->input.c % 4 == 0) {
+        taps_to_columns(win, input, y0, x0, (int32_t)(((uint32_t)zero_point & 0xFFFFu) * 0x10001u), col);
         return;
     }
     /* Whole groups: a partial last group's other bytes are set (here or by the gather), never multiplied. */
-    const int32_t size = win->kernel_h * win->kernel_w * in_c;
+    const int32_t size = win->kernel_h * win->kernel_w * win->input.c;
     if (size & 3) {
         nn_write_s8x4(window + (size & ~3), 0);
     }
@@ -342,11 +352,8 @@ static void conv_dsp(const nn_window *win, const nn_requant *requant, const int8
     for (int32_t p = 0; p < pixels; p += 2) {
         /* An odd last pixel pairs with itself; its second copy's sums are dropped. */
         const int pair = p + 1 < pixels;
-        int32_t y0, x0;
-        pixel_origin(win, p, &y0, &x0);
-        window_to_columns(win, input, y0, x0, -rq.input_offset, columns, gather);
-        pixel_origin(win, pair ? p + 1 : p, &y0, &x0);
-        window_to_columns(win, input, y0, x0, -rq.input_offset, columns + 2, gather);
+        window_to_columns(win, input, p, -rq.input_offset, columns, gather);
+        window_to_columns(win, input, pair ? p + 1 : p, -rq.input_offset, columns + 2, gather);
         int8_t *out = output + p * out_c;
         int8_t *out_second = pair ? out + out_c : 0;
         for (int32_t c = 0; c < out_c; c += 2) {
