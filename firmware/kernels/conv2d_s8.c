@@ -669,8 +669,8 @@ static inline void rows_to_groups(const int8_t *row, int32_t row_stride, int32_t
 
 /*
  * The window whose origin is (y0, x0) into its half of a pair's columns,
- * in rows_to_groups' order. A window with a tap in the padding or a
- * dilated row is gathered first (gather: room for the window).
+ * in rows_to_groups' order. A window with a tap in the padding or
+ * dilated across is gathered first (gather: room for the window).
  */
 static void small_window(const nn_window *win, const int8_t *input, int32_t y0, int32_t x0,
                          int32_t zero_point, int32_t *col, int8_t *gather)
