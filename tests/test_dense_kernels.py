@@ -74,6 +74,13 @@ GEOMETRIES = {
     "conv_1x1_short_relu6": ((5, 7, 8), dict(filters=16, kernel_size=1, activation="relu6")),
     # A first layer, 3x3x3 SAME with ReLU (conv_small_window): 132 pixels, bands of 32 and one of 4.
     "conv_first_layer": ((12, 11, 3), dict(filters=16, kernel_size=3, padding="same", activation="relu")),
+    # The small path's window order (rows_to_groups): MobileNet's stride-2 first layer on an odd map; rows
+    # read from the input 2 rows apart (dilated rows); every window inside, an odd last pixel; rows of 5 bytes
+    # whose last bytes fill groups across rows.
+    "conv_first_layer_s2": ((13, 11, 3), dict(filters=8, kernel_size=3, strides=2, padding="same")),
+    "conv_first_dilated_rows": ((9, 10, 3), dict(filters=8, kernel_size=3, dilation_rate=(2, 1), padding="same")),
+    "conv_first_valid": ((9, 9, 3), dict(filters=5, kernel_size=3, activation="relu")),
+    "conv_5x5_gray": ((11, 10, 1), dict(filters=6, kernel_size=5, strides=2, padding="same")),
     # 270 > 256 with C_IN not a multiple of 4 (bytewise gather in the buffer), odd pixels and channels.
     "conv_wide_gather": ((7, 7, 30), dict(filters=5, kernel_size=3, padding="same", activation="relu")),
 }

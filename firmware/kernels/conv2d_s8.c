@@ -75,62 +75,31 @@ int32_t nn_conv2d_s8_get_buffer_size(const nn_conv2d_params *params)
 #pragma GCC optimize("no-schedule-insns")
 #endif
 
-/* The input (y, x) pixel's first byte, or 0 when (y, x) is in the padding. */
-static const int8_t *pixel_at(const nn_window *win, const int8_t *input, int32_t y, int32_t x)
+/* Whether the window at (y0, x0) is undilated across and has no tap in the padding. */
+static int window_inside(const nn_window *win, int32_t y0, int32_t x0)
 {
-    if (y < 0 || y >= win->input.h || x < 0 || x >= win->input.w) {
-        return 0;
-    }
-    return input + (y * win->input.w + x) * win->input.c;
+    const int32_t last_y = y0 + (win->kernel_h - 1) * win->dilation_h;
+    return win->dilation_w == 1 && x0 >= 0 && x0 + win->kernel_w <= win->input.w && y0 >= 0 &&
+           last_y < win->input.h;
 }
 
 /*
- * Output pixel `pixel`'s window into its half of the columns: for group g
- * of 4 values, words 4g and 4g + 1 of `col`. With C_IN a multiple of 4 a
- * tap is whole groups, widened a word at a time; otherwise the window is
- * gathered bytewise first (small first layers only: C_IN of 1 or 3).
+ * The window at (y0, x0) gathered bytewise in the model's order, kernel
+ * row after kernel row, taps in the padding set to the zero point, into
+ * `dst`, which has room for whole words. Inside, a kernel row is
+ * kernel_w * C_IN contiguous input bytes, copied a word at a time. With
+ * taps in the padding the window is first the zero point, a word at a
+ * time, then the taps inside are copied over: a test per tap, none per
+ * byte (a 3x3x3 window with a test per byte took about 500 instructions).
  */
-static void window_to_columns(const nn_window *win, const int8_t *input, int32_t pixel,
-                              int32_t zero_point, int32_t *col, int8_t *window)
+static void gather_window(const nn_window *win, const int8_t *input, int32_t y0, int32_t x0,
+                          int32_t zero_point, int8_t *dst)
 {
     const int32_t in_c = win->input.c;
-    const int32_t y0 = (pixel / win->output.w) * win->stride_h - win->pad_top;
-    const int32_t x0 = (pixel % win->output.w) * win->stride_w - win->pad_left;
-    if (in_c % 4 == 0) {
-        const int32_t pad = (int32_t)(((uint32_t)zero_point & 0xFFFFu) * 0x10001u);
-        for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
-            const int32_t y = y0 + ky * win->dilation_h;
-            for (int32_t kx = 0; kx < win->kernel_w; ++kx) {
-                const int8_t *src = pixel_at(win, input, y, x0 + kx * win->dilation_w);
-                if (src == 0) {
-                    for (int32_t c = 0; c < in_c; c += 4, col += 4) {
-                        col[0] = pad;
-                        col[1] = pad;
-                    }
-                } else {
-                    for (int32_t c = 0; c < in_c; c += 4, col += 4) {
-                        const int32_t v = nn_read_s8x4(src + c);
-                        col[0] = nn_sxtb16(v);
-                        col[1] = nn_sxtb16_ror8(v);
-                    }
-                }
-            }
-        }
-        return;
-    }
-    /*
-     * A kernel row whose taps all lie inside the image, undilated, is
-     * kernel_w * C_IN contiguous input bytes: copied a word at a time. Tap
-     * by tap with a padding test per byte, a 3x3x3 window took about 500
-     * instructions per pixel, 1.2 per MAC of a 16-channel first layer.
-     */
     const int32_t row_bytes = win->kernel_w * in_c;
-    const int rows_inside = win->dilation_w == 1 && x0 >= 0 && x0 + win->kernel_w <= win->input.w;
-    int8_t *dst = window;
-    for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
-        const int32_t y = y0 + ky * win->dilation_h;
-        if (rows_inside && y >= 0 && y < win->input.h) {
-            const int8_t *src = input + (y * win->input.w + x0) * in_c;
+    if (window_inside(win, y0, x0)) {
+        for (int32_t ky = 0; ky < win->kernel_h; ++ky, dst += row_bytes) {
+            const int8_t *src = input + ((y0 + ky * win->dilation_h) * win->input.w + x0) * in_c;
             int32_t i = 0;
             for (; i + 4 <= row_bytes; i += 4) {
                 nn_write_s8x4(dst + i, nn_read_s8x4(src + i));
@@ -138,24 +107,101 @@ static void window_to_columns(const nn_window *win, const int8_t *input, int32_t
             for (; i < row_bytes; ++i) {
                 dst[i] = src[i];
             }
-            dst += row_bytes;
+        }
+        return;
+    }
+    const int32_t fill = (int32_t)((uint32_t)(uint8_t)zero_point * 0x01010101u);
+    for (int32_t i = 0; i < win->kernel_h * row_bytes; i += 4) {
+        nn_write_s8x4(dst + i, fill);
+    }
+    for (int32_t ky = 0; ky < win->kernel_h; ++ky, dst += row_bytes) {
+        const int32_t y = y0 + ky * win->dilation_h;
+        if (y < 0 || y >= win->input.h) {
             continue;
         }
         for (int32_t kx = 0; kx < win->kernel_w; ++kx) {
-            const int8_t *src = pixel_at(win, input, y, x0 + kx * win->dilation_w);
-            for (int32_t c = 0; c < in_c; ++c) {
-                *dst++ = src ? src[c] : (int8_t)zero_point;
+            const int32_t x = x0 + kx * win->dilation_w;
+            if (x >= 0 && x < win->input.w) {
+                const int8_t *src = input + (y * win->input.w + x) * in_c;
+                for (int32_t c = 0; c < in_c; ++c) {
+                    dst[kx * in_c + c] = src[c];
+                }
             }
         }
     }
-    /* Whole groups: a partial last group's other bytes are set but never multiplied. */
-    while ((dst - window) & 3) {
-        *dst++ = 0;
+}
+
+/* A group of 4 window bytes v as SMLAD pairs them: (v0, v2) into out[0], (v1, v3) into out[1]. */
+static inline void widen_group(int32_t v, int32_t *out)
+{
+    out[0] = nn_sxtb16(v);
+    out[1] = nn_sxtb16_ror8(v);
+}
+
+/* `values` window values in the padding (a multiple of 4) into the columns: the zero point in both halves. */
+static inline int32_t *pad_columns(int32_t *col, int32_t values, int32_t pad)
+{
+    for (int32_t c = 0; c < values; c += 4, col += 4) {
+        col[0] = pad;
+        col[1] = pad;
     }
-    for (int32_t k = 0; k < dst - window; k += 4, col += 4) {
-        const int32_t v = nn_read_s8x4(window + k);
-        col[0] = nn_sxtb16(v);
-        col[1] = nn_sxtb16_ror8(v);
+    return col;
+}
+
+/*
+ * The window at (y0, x0) into its half of the columns when C_IN is a
+ * multiple of 4: for group g of 4 values, words 4g and 4g + 1 of `col`,
+ * a tap being whole groups, widened a word at a time; `pad`: the zero
+ * point in both halves. A kernel row is tested and addressed once, a tap
+ * only across.
+ */
+static void taps_to_columns(const nn_window *win, const int8_t *input, int32_t y0, int32_t x0, int32_t pad,
+                            int32_t *col)
+{
+    const int32_t in_c = win->input.c;
+    for (int32_t ky = 0; ky < win->kernel_h; ++ky) {
+        const int32_t y = y0 + ky * win->dilation_h;
+        if (y < 0 || y >= win->input.h) {
+            col = pad_columns(col, win->kernel_w * in_c, pad);
+            continue;
+        }
+        const int8_t *const row = input + y * win->input.w * in_c;
+        for (int32_t kx = 0, x = x0; kx < win->kernel_w; ++kx, x += win->dilation_w) {
+            if (x < 0 || x >= win->input.w) {
+                col = pad_columns(col, in_c, pad);
+                continue;
+            }
+            const int8_t *const src = row + x * in_c;
+            for (int32_t c = 0; c < in_c; c += 4, col += 4) {
+                widen_group(nn_read_s8x4(src + c), col);
+            }
+        }
+    }
+}
+
+/*
+ * Output pixel `pixel`'s window into its half of the columns (words 4g
+ * and 4g + 1 for group g). When C_IN is not a multiple of 4 (C_IN of 1 or
+ * 3 in a large window, or a first layer the small path does not take)
+ * the window is gathered bytewise first.
+ */
+static void window_to_columns(const nn_window *win, const int8_t *input, int32_t pixel,
+                              int32_t zero_point, int32_t *col, int8_t *window)
+{
+    const int32_t y0 = (pixel / win->output.w) * win->stride_h - win->pad_top;
+    const int32_t x0 = (pixel % win->output.w) * win->stride_w - win->pad_left;
+    if (win->input.c % 4 == 0) {
+        taps_to_columns(win, input, y0, x0, (int32_t)(((uint32_t)zero_point & 0xFFFFu) * 0x10001u), col);
+        return;
+    }
+    /* Whole groups: a partial last group's other bytes are set (here or by the gather), never multiplied. */
+    const int32_t size = win->kernel_h * win->kernel_w * win->input.c;
+    if (size & 3) {
+        nn_write_s8x4(window + (size & ~3), 0);
+    }
+    gather_window(win, input, y0, x0, zero_point, window);
+    for (int32_t k = 0; k < size; k += 4, col += 4) {
+        widen_group(nn_read_s8x4(window + k), col);
     }
 }
 
@@ -466,7 +512,8 @@ static void conv_short_1x1(const nn_requant *requant, int32_t pixels, int32_t ou
  * activation as the 1x1 path: the 2x2 tile spends about 29 instructions
  * per output outside its MACs, more than the 27 MACs of a 3x3x3 window
  * cost. Here the columns of a band of SMALL_BAND pixel pairs are built
- * once (as conv_dsp builds a pair's), then one output channel at a time
+ * once (as conv_dsp's, but in rows_to_groups' order of the window's
+ * values, weights likewise), then one output channel at a time
  * runs down the band with its widened weights on the stack and its
  * requantization constants in registers: per pair and group 3 LDRD and 4
  * SMLAD; per pair 2 requantizations, SSAT and stores. A band reads
@@ -550,37 +597,142 @@ static void small_outputs(const int32_t *col, int32_t pairs, int32_t groups, con
     }
 }
 
+/*
+ * The small path's order of a window's values, the same for its columns
+ * and its weights: each kernel row's whole words in turn, widened straight
+ * from where the row lies, and the rows' last row_bytes % 4 bytes packed
+ * into shared groups as they come (a 3x3x3 window: 2 words per row, then
+ * one group of the rows' last bytes and a zero). That is ceil(size / 4)
+ * groups, as many as the model's order takes, but an interior window is
+ * read a word at a time from the input, with no gather and no test per
+ * tap. `rows` rows of row_bytes bytes, `row_stride` apart; each group
+ * into 2 words of `out`, groups `step` words apart.
+ */
+static void rows_to_groups_any(const int8_t *row, int32_t row_stride, int32_t rows, int32_t row_bytes,
+                               int32_t *out, int32_t step)
+{
+    const int32_t words = row_bytes >> 2;
+    uint32_t tail = 0;
+    int32_t bits = 0;
+    for (int32_t r = 0; r < rows; ++r, row += row_stride) {
+        const int8_t *src = row;
+        for (const int8_t *const end = row + 4 * words; src != end; src += 4, out += step) {
+            widen_group(nn_read_s8x4(src), out);
+        }
+        for (const int8_t *const end = row + row_bytes; src != end; ++src) {
+            tail |= (uint32_t)(uint8_t)*src << bits;
+            bits += 8;
+            if (bits == 32) {
+                widen_group((int32_t)tail, out);
+                out += step;
+                tail = 0;
+                bits = 0;
+            }
+        }
+    }
+    /* A partial last group's other bytes are zero: in the weights, so the columns' never count. */
+    if (bits != 0) {
+        widen_group((int32_t)tail, out);
+    }
+}
+
+/*
+ * rows_to_groups_any's order for 3 rows of 9 bytes (3x3 windows over 3
+ * channels: the first layers of MobileNet, ResNet-8, VWW), straight-line:
+ * 6 LDR, 3 LDRB and 2 ORR for the last bytes, 14 SXTB16, 14 STR, 42
+ * instructions with the row addresses, where rows_to_groups_any's loops
+ * take about 125.
+ */
+static inline void rows9_to_groups(const int8_t *row, int32_t row_stride, int32_t *out, int32_t step)
+{
+    const int8_t *const mid = row + row_stride, *const low = mid + row_stride;
+    widen_group(nn_read_s8x4(row), out);
+    widen_group(nn_read_s8x4(row + 4), out + step);
+    widen_group(nn_read_s8x4(mid), out + 2 * step);
+    widen_group(nn_read_s8x4(mid + 4), out + 3 * step);
+    widen_group(nn_read_s8x4(low), out + 4 * step);
+    widen_group(nn_read_s8x4(low + 4), out + 5 * step);
+    const uint32_t tail =
+        (uint32_t)(uint8_t)row[8] | (uint32_t)(uint8_t)mid[8] << 8 | (uint32_t)(uint8_t)low[8] << 16;
+    widen_group((int32_t)tail, out + 6 * step);
+}
+
+static inline void rows_to_groups(const int8_t *row, int32_t row_stride, int32_t rows, int32_t row_bytes,
+                                  int32_t *out, int32_t step)
+{
+    if (rows == 3 && row_bytes == 9) {
+        rows9_to_groups(row, row_stride, out, step);
+    } else {
+        rows_to_groups_any(row, row_stride, rows, row_bytes, out, step);
+    }
+}
+
+/*
+ * The window whose origin is (y0, x0) into its half of a pair's columns,
+ * in rows_to_groups' order. A window with a tap in the padding or
+ * dilated across is gathered first (gather: room for the window).
+ */
+static void small_window(const nn_window *win, const int8_t *input, int32_t y0, int32_t x0,
+                         int32_t zero_point, int32_t *col, int8_t *gather)
+{
+    const int32_t row_bytes = win->kernel_w * win->input.c;
+    const int8_t *rows = gather;
+    int32_t row_stride = row_bytes;
+    if (window_inside(win, y0, x0)) {
+        const int32_t image_row = win->input.w * win->input.c;
+        rows = input + y0 * image_row + x0 * win->input.c;
+        row_stride = win->dilation_h * image_row;
+    } else {
+        gather_window(win, input, y0, x0, zero_point, gather);
+    }
+    rows_to_groups(rows, row_stride, win->kernel_h, row_bytes, col, 4);
+}
+
+/*
+ * The columns of `count` output pixels from `first` on, in pairs (groups
+ * of 4 values each); an odd last pixel pairs with itself. The origin
+ * steps along the output row, with no division per pixel.
+ */
+static void band_columns(const nn_window *win, const int8_t *input, int32_t first, int32_t count,
+                         int32_t zero_point, int32_t groups, int32_t *columns, int8_t *gather)
+{
+    int32_t out_x = first % win->output.w;
+    int32_t y0 = (first / win->output.w) * win->stride_h - win->pad_top;
+    int32_t x0 = out_x * win->stride_w - win->pad_left;
+    for (int32_t k = 0; k < count + (count & 1); ++k) {
+        small_window(win, input, y0, x0, zero_point, columns + 4 * groups * (k >> 1) + 2 * (k & 1), gather);
+        if (k + 1 == count) {
+            continue; /* the odd last pixel's second copy, same origin */
+        }
+        x0 += win->stride_w;
+        if (++out_x == win->output.w) {
+            out_x = 0;
+            x0 = -win->pad_left;
+            y0 += win->stride_h;
+        }
+    }
+}
+
 static void conv_small_window(const nn_window *win, const nn_requant *requant, const int8_t *input,
                               const int8_t *weights, const int32_t *bias, int8_t *output)
 {
     const nn_requant rq = *requant; /* output bytes may alias *requant */
     const int32_t size = win->kernel_h * win->kernel_w * win->input.c, groups = (size + 3) / 4;
+    const int32_t row_bytes = win->kernel_w * win->input.c;
     const int32_t out_c = win->output.c, pixels = win->output.h * win->output.w;
     int32_t columns[SMALL_BAND * SMALL_GROUPS * 4];
     int8_t gather[SMALL_GROUPS * 4];
     int32_t wt[SMALL_GROUPS * 2];
     for (int32_t p = 0; p < pixels; p += 2 * SMALL_BAND) {
         const int32_t band = pixels - p < 2 * SMALL_BAND ? pixels - p : 2 * SMALL_BAND;
-        const int32_t pairs = (band + 1) / 2;
-        for (int32_t k = 0; k < pairs; ++k) {
-            int32_t *const col = columns + 4 * groups * k;
-            window_to_columns(win, input, p + 2 * k, -rq.input_offset, col, gather);
-            window_to_columns(win, input, p + 2 * k + 1 < p + band ? p + 2 * k + 1 : p + 2 * k,
-                              -rq.input_offset, col + 2, gather);
-        }
+        band_columns(win, input, p, band, -rq.input_offset, groups, columns, gather);
         for (int32_t c = 0; c < out_c; ++c) {
             short_channel ch;
             short_requant_of(&rq, c, &ch); /* takes_small_window checked that it can */
             ch.bias = bias[c];
-            /* The weights as the columns hold the window: whole groups, past `size` zero. */
-            memset(gather, 0, sizeof gather);
-            memcpy(gather, weights + c * size, (size_t)size);
-            for (int32_t g = 0; g < groups; ++g) {
-                const int32_t v = nn_read_s8x4(gather + 4 * g);
-                wt[2 * g] = nn_sxtb16(v);
-                wt[2 * g + 1] = nn_sxtb16_ror8(v);
-            }
-            small_outputs(columns, pairs, groups, wt, &ch, output + p * out_c + c, out_c, band & 1);
+            /* The weights in the columns' order, 2 words per group, past `size` zero. */
+            rows_to_groups(weights + c * size, row_bytes, win->kernel_h, row_bytes, wt, 2);
+            small_outputs(columns, (band + 1) / 2, groups, wt, &ch, output + p * out_c + c, out_c, band & 1);
         }
     }
 }
