@@ -196,18 +196,21 @@ def test_the_fit_recovers_the_coefficients_of_a_linear_kernel():
         (lambda k: k.Conv2D(64, (10, 4), strides=2, padding="same"), (49, 10, 1), (64, 10, 4, 1), 4),  # DS-CNN's
         (lambda k: k.Conv2D(16, 3, padding="same"), (8, 8, 3), (16, 3, 3, 3), 9),
         (lambda k: k.Conv1D(8, 5), (20, 6), (8, 1, 5, 6), 30),  # a CONV_2D of height 1
-        (lambda k: k.DepthwiseConv2D(3, padding="same"), (5, 5, 64), (1, 3, 3, 64), 1),
+        (lambda k: k.DepthwiseConv2D(3, padding="same"), (5, 5, 64), (1, 3, 3, 64), 1),  # 3 pixels a row: one
+        (lambda k: k.DepthwiseConv2D(3, padding="same"), (16, 16, 16), (1, 3, 3, 16), 14),  # a run of 14
         (lambda k: k.Dense(12), (64,), (12, 64), 64),
     ],
 )
 def test_the_inner_loop_is_a_window_row_for_keras_and_compiled_layers_alike(make, input_shape, weights, inner):
-    """A convolution's kernels copy each window row of kernel width x input channels bytes at once
-    (docs/pruning.md): the allocation (Keras layers) and the prediction (compiled layers) count it alike."""
+    """A convolution's kernels copy each window row of kernel width x input channels bytes at once, the
+    depthwise csr kernel runs a channel along a row's inner pixels when there are 8 (docs/pruning.md): the
+    allocation (Keras layers) and the prediction (compiled layers) count them alike."""
     import keras
 
     model = keras.Sequential([keras.Input(input_shape), make(keras.layers)])
     geometry = layer_geometry(model.layers[0])
-    compiled = _layer("0", geometry.op, "k", "dense", weights, geometry.macs, geometry.macs, [], [geometry.outputs])
+    output = (1, *model.layers[0].output.shape[1:])
+    compiled = _layer("0", geometry.op, "k", "dense", weights, geometry.macs, geometry.macs, [], output)
     assert geometry.inner == compiled.inner == inner
 
 

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 CURVES_PATH = Path(__file__).with_name("cost_curves.json")
+# Interior pixels a row needs for the depthwise csr kernel to run a channel along it (its RUN_MIN_PIXELS).
+DEPTHWISE_RUN_MIN_PIXELS = 8
 # TFLite ops the prunable Keras layers become (Conv1D converts to a CONV_2D of height 1).
 KERAS_OPS = {
     "Conv1D": "CONV_2D",
@@ -73,15 +75,21 @@ def layer_geometry(layer) -> LayerGeometry:
     # Each output value takes one MAC per weight feeding its channel: weights / output channels.
     macs = outputs * weights // output[-1]
     op = KERAS_OPS[type(layer).__name__]
-    return LayerGeometry(op, weights, macs, outputs, inner_loop(op, kernel[:-1]))
+    return LayerGeometry(op, weights, macs, outputs, inner_loop(op, kernel[:-1], output[-2] if len(output) > 1 else 1))
 
 
-def inner_loop(op: str, window: tuple[int, ...]) -> int:
+def inner_loop(op: str, window: tuple[int, ...], output_width: int = 1) -> int:
     """LayerGeometry.inner from the weights feeding one output value: (input features,) for FULLY_CONNECTED,
     (kernel height, kernel width, input channels) for CONV_2D (Conv1D's (kernel width, input channels): its
-    CONV_2D has height 1)."""
+    CONV_2D has height 1) and DEPTHWISE_CONV_2D (channels 1), and the width of the output map.
+
+    A depthwise kernel's inner loop is a run of a row's pixels whose windows lie inside the image's columns,
+    where the csr kernel keeps a channel's taps in registers, if the row has DEPTHWISE_RUN_MIN_PIXELS of them,
+    and otherwise one pixel: rows narrower than that go pixel by pixel, at 1.5x the instructions per MAC
+    (all weights kept, in csr: 16x16x16 against 8x8x32 and 25x5x64)."""
     if op == "DEPTHWISE_CONV_2D":
-        return 1
+        run = output_width - window[-2] + 1
+        return run if run >= DEPTHWISE_RUN_MIN_PIXELS else 1
     return window[-1] if op == "FULLY_CONNECTED" else window[-2] * window[-1]
 
 
@@ -219,7 +227,8 @@ def _outputs_and_loops(row: dict) -> tuple[float, float]:
     height, width, channels = shape.input_shape
     if shape.padding == "valid":
         height, width = height - shape.kernel[0] + 1, width - shape.kernel[1] + 1
-    return float(height * width * (shape.outputs or channels)), macs / inner_loop(shape.op, (*shape.kernel, channels))
+    inner = inner_loop(shape.op, (*shape.kernel, channels), width)
+    return float(height * width * (shape.outputs or channels)), macs / inner
 
 
 def fit_element_curves(layers: list[tuple[str, int, int, float]]) -> tuple[ElementCurve, ...]:

@@ -46,7 +46,8 @@ def _layer(  # noqa: PLR0913 (the fields of one LayerWork, read from a compiled 
     name: str, op: str, kernel: str, fmt: str, weight_shape, macs: int, nonzero_macs: int, input_shapes, output_shape
 ) -> LayerWork:
     # Weights are OHWI (convolutions) or (out, in): what feeds one output value follows the first axis.
-    inner = inner_loop(op, tuple(weight_shape[1:])) if len(weight_shape) else 1
+    width = output_shape[-2] if len(output_shape) > 2 else 1
+    inner = inner_loop(op, tuple(weight_shape[1:]), width) if len(weight_shape) else 1
     return LayerWork(
         name,
         op,
