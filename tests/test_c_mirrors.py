@@ -113,3 +113,10 @@ def test_default_baud_rate():
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(PROJECT_DIR / "platformio.ini")
     assert int(ini["arduino"]["monitor_speed"]) == DEFAULT_BAUD
+
+
+def test_depthwise_run_length():
+    from harness.prune.cost_model import DEPTHWISE_RUN_MIN_PIXELS
+
+    kernel = c_defines(PROJECT_DIR / "firmware" / "kernels" / "depthwise_conv2d_csr_s8.c")
+    assert c_value("RUN_MIN_PIXELS", kernel) == DEPTHWISE_RUN_MIN_PIXELS

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 CURVES_PATH = Path(__file__).with_name("cost_curves.json")
+# Interior pixels a row needs for the depthwise csr kernel to run a channel along it (its RUN_MIN_PIXELS).
+DEPTHWISE_RUN_MIN_PIXELS = 8
 # TFLite ops the prunable Keras layers become (Conv1D converts to a CONV_2D of height 1).
 KERAS_OPS = {
     "Conv1D": "CONV_2D",
@@ -55,8 +57,9 @@ class LayerGeometry:
     weights: int  # kernel weights
     macs: int  # multiply-accumulates of one inference, all weights nonzero
     outputs: int  # output values of one inference
-    inner: int = 1  # length of the innermost loop: input channels (CONV_2D), input features (FULLY_CONNECTED);
-    # 1 for DEPTHWISE_CONV_2D, whose channels do not mix
+    inner: int = 1  # length of the innermost loop: a window row, kernel width x input channels (CONV_2D, whose
+    # kernels copy each window row of a pixel at once), input features (FULLY_CONNECTED); 1 for DEPTHWISE_CONV_2D,
+    # whose channels do not mix
 
     @property
     def macs_per_weight(self) -> float:
@@ -72,7 +75,22 @@ def layer_geometry(layer) -> LayerGeometry:
     # Each output value takes one MAC per weight feeding its channel: weights / output channels.
     macs = outputs * weights // output[-1]
     op = KERAS_OPS[type(layer).__name__]
-    return LayerGeometry(op, weights, macs, outputs, 1 if op == "DEPTHWISE_CONV_2D" else kernel[-2])
+    return LayerGeometry(op, weights, macs, outputs, inner_loop(op, kernel[:-1], output[-2] if len(output) > 1 else 1))
+
+
+def inner_loop(op: str, window: tuple[int, ...], output_width: int = 1) -> int:
+    """LayerGeometry.inner from the weights feeding one output value: (input features,) for FULLY_CONNECTED,
+    (kernel height, kernel width, input channels) for CONV_2D (Conv1D's (kernel width, input channels): its
+    CONV_2D has height 1) and DEPTHWISE_CONV_2D (channels 1), and the width of the output map.
+
+    A depthwise kernel's inner loop is a run of a row's pixels whose windows lie inside the image's columns,
+    where the csr kernel keeps a channel's taps in registers, if the row has DEPTHWISE_RUN_MIN_PIXELS of them,
+    and otherwise one pixel: rows narrower than that go pixel by pixel, at 1.5x the instructions per MAC
+    (all weights kept, in csr: 16x16x16 against 8x8x32 and 25x5x64)."""
+    if op == "DEPTHWISE_CONV_2D":
+        run = output_width - window[-2] + 1
+        return run if run >= DEPTHWISE_RUN_MIN_PIXELS else 1
+    return window[-1] if op == "FULLY_CONNECTED" else window[-2] * window[-1]
 
 
 @dataclass(frozen=True)
@@ -209,7 +227,7 @@ def _outputs_and_loops(row: dict) -> tuple[float, float]:
     height, width, channels = shape.input_shape
     if shape.padding == "valid":
         height, width = height - shape.kernel[0] + 1, width - shape.kernel[1] + 1
-    inner = 1 if shape.op == "DEPTHWISE_CONV_2D" else channels
+    inner = inner_loop(shape.op, (*shape.kernel, channels), width)
     return float(height * width * (shape.outputs or channels)), macs / inner
 
 
@@ -235,15 +253,31 @@ def read_kernels_csv(path: Path) -> list[dict]:
 
 def refit_command(board: str) -> str:
     """What makes a board's curves (docs/pruning.md, "Refitting the cost curves")."""
-    return (
-        f"harness kernels --board {board} --shapes {','.join(BENCH_SHAPES)} --sparsities {BENCH_SPARSITIES} "
-        f"--formats csr, then python -m harness.prune.cost_model results/kernels-<run>/kernels.csv"
-    )
+    return f"python -m harness.prune.cost_model --measure {board}"
+
+
+def bench_arguments(board: str, out: Path) -> list[str]:
+    """The `harness kernels` arguments that measure the curves' shapes on `board` into `out`."""
+    return [
+        "kernels",
+        "--board",
+        board,
+        "--shapes",
+        ",".join(BENCH_SHAPES),
+        "--sparsities",
+        BENCH_SPARSITIES,
+        "--formats",
+        "csr",
+        "--out",
+        str(out),
+    ]
 
 
 # The micro-benchmark shapes the committed curves are fitted to: each op's call, per-MAC, per-nonzero-MAC,
-# per-output and per-inner-loop terms need shapes that vary them apart (CONV_2D: 1, 3 and 16 input channels),
-# and no more.
+# per-output and per-inner-loop terms need shapes that vary them apart (CONV_2D: rows of 1 to 64 bytes), and
+# the models' own layers the small shapes did not predict (docs/pruning.md): DS-CNN's first convolution (10x4
+# window on one channel; the bench has no stride, so its 25x5 output map as the input), its depthwise and
+# pointwise layers on 25x5x64, ResNet-8's last 3x3 convolution.
 BENCH_SHAPES = (
     "fc-512x64",
     "fc-64x16",
@@ -254,6 +288,10 @@ BENCH_SHAPES = (
     "conv3x3-16x16x3-16",
     "dw3x3-16x16x16",
     "dw3x3-8x8x32",
+    "dw3x3-25x5x64",
+    "conv10x4-25x5x1-64",
+    "conv1x1-25x5x64-64",
+    "conv3x3-8x8x64-64",
 )
 BENCH_SPARSITIES = "0,0.5,0.8,0.9,0.95"
 
@@ -307,7 +345,14 @@ def main(argv: list[str] | None = None) -> int:
         description="fit a board's pruning cost model to a `harness kernels` run "
         "(and its ops without weights to sweeps' per-layer latencies)",
     )
-    parser.add_argument("kernels_csv", type=Path, help="kernels.csv of a `harness kernels` run")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("kernels_csv", type=Path, nargs="?", help="kernels.csv of a `harness kernels` run")
+    source.add_argument(
+        "--measure",
+        metavar="BOARD",
+        help="run `harness kernels` over the curves' shapes (BENCH_SHAPES) on BOARD into "
+        "results/kernels-curves-BOARD first, and fit its kernels.csv",
+    )
     parser.add_argument(
         "--ops",
         type=Path,
@@ -319,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=CURVES_PATH)
     args = parser.parse_args(argv)
-    rows = read_kernels_csv(args.kernels_csv)
+    rows = read_kernels_csv(_measure(args.measure) if args.measure else args.kernels_csv)
     shapes = ", ".join(dict.fromkeys(r["shape"] for r in rows))
     sparsities = ", ".join(dict.fromkeys(r["pruning"] for r in rows))
     model = fit_cost_model(rows, source=f"harness kernels: {shapes} at {sparsities}")
@@ -340,6 +385,19 @@ def main(argv: list[str] | None = None) -> int:
     for curve in model.ops:
         print(f"{model.board} {curve.kernel}: {curve.rows} shapes, worst error {curve.max_error:.1%}")
     return 0
+
+
+def _measure(board: str) -> Path:
+    """Run the curves' micro-benchmark on `board`; its kernels.csv (the run's own results cache keeps what
+    is measured already)."""
+    import subprocess
+    import sys
+
+    from harness.paths import results_dir
+
+    out = results_dir() / f"kernels-curves-{board}"
+    subprocess.run([sys.executable, "-m", "harness", *bench_arguments(board, out)], check=True)
+    return out / "kernels.csv"
 
 
 def _element_layers(paths, board: str) -> list[tuple[str, int, int, float]]:

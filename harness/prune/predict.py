@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from harness.prune.cost_model import CostModel, LayerGeometry, NoCostCurves, load_cost_model
+from harness.prune.cost_model import CostModel, LayerGeometry, NoCostCurves, inner_loop, load_cost_model
 
 # Result columns the prediction fills: not measured, so no part of what makes a measured point the same.
 PREDICTION_COLUMNS = ("predicted_latency", "layer_predicted_latency")
@@ -35,7 +35,7 @@ class LayerWork:
     nonzero_macs: int
     inputs: int  # elements read (every computed input)
     outputs: int  # elements written
-    inner: int  # weights in the innermost loop (cost_model.LayerGeometry)
+    inner: int  # length of the innermost loop (cost_model.LayerGeometry)
 
 
 def _elements(shape) -> int:
@@ -45,9 +45,9 @@ def _elements(shape) -> int:
 def _layer(  # noqa: PLR0913 (the fields of one LayerWork, read from a compiled layer or a stored row)
     name: str, op: str, kernel: str, fmt: str, weight_shape, macs: int, nonzero_macs: int, input_shapes, output_shape
 ) -> LayerWork:
-    # Weights are OHWI (convolutions) or (out, in): the input channels are innermost; a depthwise kernel's
-    # channels do not mix.
-    inner = 1 if op == "DEPTHWISE_CONV_2D" or not len(weight_shape) else weight_shape[-1]
+    # Weights are OHWI (convolutions) or (out, in): what feeds one output value follows the first axis.
+    width = output_shape[-2] if len(output_shape) > 2 else 1
+    inner = inner_loop(op, tuple(weight_shape[1:]), width) if len(weight_shape) else 1
     return LayerWork(
         name,
         op,
