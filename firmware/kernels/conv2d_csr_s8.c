@@ -126,12 +126,13 @@ static void gather(uint32_t *tile, int32_t slot, const int8_t *const corner[NN_C
 
 /*
  * One nonzero against the tile's 8 pixels in assembly: its value and
- * window position (post-indexed loads), the address of its 16 bytes, 3
+ * window position (post-indexed loads, the position a byte or, in windows
+ * of more than 256 values, a halfword), the address of its 16 bytes, 3
  * loads (the last reuses the address register), 8 SMLAxB.
  */
-#define TAP8_ASM                                        \
+#define TAP8_ASM(iload, istep)                          \
     "ldrsb %[t], [%[v]], #1\n\t"                        \
-    "ldrb %[j], [%[i]], #1\n\t"                         \
+    iload " %[j], [%[i]], #" #istep "\n\t"               \
     "add %[j], %[tile], %[j], lsl #4\n\t"               \
     "ldr %[w], [%[j], #8]\n\t"                          \
     "smlabb %[a4], %[w], %[t], %[a4]\n\t"               \
@@ -146,15 +147,18 @@ static void gather(uint32_t *tile, int32_t slot, const int8_t *const corner[NN_C
     "smlatb %[a3], %[j], %[t], %[a3]\n\t"
 
 #if !defined(__ARM_FEATURE_DSP)
-/* One channel's n nonzeros against the tile buffer: acc[s] = start + the sum of value * window value of slot s. */
-static void dot8(int32_t start, const int8_t *v, const uint8_t *index, uint32_t n, const uint32_t *tile,
-                 int32_t acc[TILE_PIXELS])
+/*
+ * One channel's n nonzeros against the tile buffer: acc[s] = start + the
+ * sum of value * window value of slot s (one of index_u8 / index_u16 NULL).
+ */
+static void dot8(int32_t start, const int8_t *v, const uint8_t *index_u8, const uint16_t *index_u16, uint32_t n,
+                 const uint32_t *tile, int32_t acc[TILE_PIXELS])
 {
     for (int32_t s = 0; s < TILE_PIXELS; ++s) {
         acc[s] = start;
     }
     for (uint32_t k = 0; k < n; ++k) {
-        const uint32_t *pixels = tile + TILE_WORDS * index[k];
+        const uint32_t *pixels = tile + TILE_WORDS * (index_u8 ? index_u8[k] : index_u16[k]);
         for (int32_t s = 0; s < TILE_PIXELS; ++s) {
             acc[s] += v[k] * (int16_t)(uint16_t)(pixels[s / 2] >> (16 * (s % 2)));
         }
@@ -217,7 +221,7 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
  * the STM stores them in slot order; the loop's other registers take the
  * rest, and the channel's pointers wait on the stack.
  */
-#define CHANNELS_ASM(load, step)                                                                   \
+#define CHANNELS_ASM(load, step, iload, istep)                                            \
     __asm__ volatile("3:\n\t"                                                                    \
             "ldr %[j], %[start]\n\t"                                                             \
             load " %[t], [%[j], #" #step "]!\n\t"                                                \
@@ -244,10 +248,10 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
             "beq 6f\n\t"                                                                         \
             "bhi 5f\n\t"                                                                         \
             "b 7f\n"                                                                             \
-            "1:\n\t" TAP8_ASM                                                                    \
-            "5:\n\t" TAP8_ASM                                                                    \
-            "6:\n\t" TAP8_ASM                                                                    \
-            "7:\n\t" TAP8_ASM                                                                    \
+            "1:\n\t" TAP8_ASM(iload, istep)                                                            \
+            "5:\n\t" TAP8_ASM(iload, istep)                                                            \
+            "6:\n\t" TAP8_ASM(iload, istep)                                                            \
+            "7:\n\t" TAP8_ASM(iload, istep)                                                            \
             "ldr %[j], %[end]\n\t"                                                               \
             "cmp %[v], %[j]\n\t"                                                                 \
             "bne 1b\n"                                                                           \
@@ -274,14 +278,13 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
  * sums. Not inlined: the assembly reaches its stack variables from SP,
  * which a caller's 5 KiB frame could put out of reach.
  */
-__attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *values, const uint8_t *index,
-                                                   const uint16_t *start_u16, const uint32_t *start_u32,
-                                                   const int32_t *bias, const uint32_t *tile,
-                                                   int32_t sums[][TILE_PIXELS])
+__attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *values, const uint8_t *index_u8,
+                                                   const uint16_t *index_u16, const uint16_t *start_u16,
+                                                   const uint32_t *start_u32, const int32_t *bias,
+                                                   const uint32_t *tile, int32_t sums[][TILE_PIXELS])
 {
     const uint32_t first = start_u16 ? start_u16[0] : start_u32[0];
     const int8_t *v = values + first;
-    index += first;
 #if defined(__ARM_FEATURE_DSP)
     register int32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");
     register int32_t a4 __asm__("r4"), a5 __asm__("r5"), a6 __asm__("r6"), a7 __asm__("r7");
@@ -289,20 +292,29 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
     const int8_t *end_;        /* the channel's last nonzero, on the stack */
     int32_t *out = sums[0];
     const int32_t *const stop = sums[count];
+    /* The positions as bytes: the assembly steps the pointer by the width it loads. */
+    const uint8_t *index = index_u8 ? index_u8 + first : (const uint8_t *)(index_u16 + first);
     if (start_u16 != 0) {
         const uint16_t *start = start_u16;
-        CHANNELS_ASM("ldrh", 2);
+        if (index_u8 != 0) {
+            CHANNELS_ASM("ldrh", 2, "ldrb", 1);
+        } else {
+            CHANNELS_ASM("ldrh", 2, "ldrh", 2);
+        }
     } else {
         const uint32_t *start = start_u32;
-        CHANNELS_ASM("ldr", 4);
+        if (index_u8 != 0) {
+            CHANNELS_ASM("ldr", 4, "ldrb", 1);
+        } else {
+            CHANNELS_ASM("ldr", 4, "ldrh", 2);
+        }
     }
 #else
     for (int32_t k = 0; k < count; ++k) {
-        const int8_t *const end = values + (start_u16 ? start_u16[k + 1] : start_u32[k + 1]);
-        const uint32_t n = (uint32_t)(end - v);
-        dot8(bias[k], v, index, n, tile, sums[k]);
-        v = end;
-        index += n;
+        const uint32_t at = (uint32_t)(v - values);
+        const uint32_t n = (start_u16 ? start_u16[k + 1] : start_u32[k + 1]) - at;
+        dot8(bias[k], v, index_u8 ? index_u8 + at : 0, index_u8 ? 0 : index_u16 + at, n, tile, sums[k]);
+        v += n;
     }
 #endif
 }
@@ -434,7 +446,7 @@ static void buffered_channels(const nn_requant *requant, int clamps, int right_s
     int32_t sums[CHANNELS_PER_PASS][TILE_PIXELS];
     for (int32_t ch0 = 0; ch0 < out_c; ch0 += CHANNELS_PER_PASS) {
         const int32_t count = out_c - ch0 < CHANNELS_PER_PASS ? out_c - ch0 : CHANNELS_PER_PASS;
-        channel_sums(count, w.values, w.index_u8, w.row_start_u16 ? w.row_start_u16 + ch0 : 0,
+        channel_sums(count, w.values, w.index_u8, w.index_u16, w.row_start_u16 ? w.row_start_u16 + ch0 : 0,
                      w.row_start_u32 ? w.row_start_u32 + ch0 : 0, bias + ch0, tile, sums);
 #if defined(__ARM_FEATURE_DSP)
         if (right_shifts && first == NN_CONV_TILE && second == NN_CONV_TILE) {
