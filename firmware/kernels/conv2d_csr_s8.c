@@ -322,15 +322,17 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
 #if defined(__ARM_FEATURE_DSP)
 /*
  * The output stage of `count` channels of full tiles in assembly, for
- * layers whose every channel shifts right by 2 or more bits: per channel
+ * layers whose every channel shifts right by 2 to 23 bits: per channel
  * the shift's work (nn_requantize_right_shift: 2^(e-2) and e - 1) once,
- * then per output 6 instructions: the rounding start (AND, ORR, ADD), SMLAL,
- * the shift, SSAT to 16 bits. Per 4 outputs 10 more: paired (PKHBT), the
- * output offset added to both halves at once (QADD16: a result saturated
- * to 16 bits lies past the int8 range whenever the true one does),
- * saturated to int8 (SSAT16), packed in a word; the fused activation's
- * clamp (2 SSUB8 + SEL) when there is one; 4 byte stores. The 4 sums of a
- * half come in one LDM, so they live in r0-r3.
+ * with the output offset folded into the start's high word (offset *
+ * 2^(e-1) there adds exactly offset to the shifted result, and for e <= 23
+ * the high word stays within int32), then per output 6 instructions: the
+ * rounding start (AND, ORR, ADD), SMLAL, the shift, SSAT to int8, which is
+ * all the clamp there is without a fused activation; each output is then
+ * one byte store (4 addresses per channel). With a fused activation the 4
+ * outputs of a half are packed (2 PKHBT, 2 UXTB16, ORR), clamped (2 SSUB8
+ * + SEL) and stored from the word (4 byte stores, 3 shifts, an address).
+ * The 4 sums of a half come in one LDM, so they live in r0-r3.
  */
 #define REQUANTIZE_ASM(r)                                \
     "and %[lo], " r ", #0x80000000\n\t"                  \
@@ -338,33 +340,18 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
     "add %[hi], %[h], " r ", asr #31\n\t"                \
     "smlal %[lo], %[hi], " r ", %[m]\n\t"                \
     "asr " r ", %[hi], %[e]\n\t"                         \
-    "ssat " r ", #16, " r "\n\t"
+    "ssat " r ", #8, " r "\n\t"
 
-#define HALF_ASM(clamp)                                  \
-    "ldmia %[s]!, {r0-r3}\n\t"                           \
-    REQUANTIZE_ASM("r0") REQUANTIZE_ASM("r1")            \
-    REQUANTIZE_ASM("r2") REQUANTIZE_ASM("r3")            \
-    "pkhbt r0, r0, r2, lsl #16\n\t"                      \
-    "pkhbt r1, r1, r3, lsl #16\n\t"                      \
-    "ldr %[lo], %[offset2]\n\t"                          \
-    "qadd16 r0, r0, %[lo]\n\t"                           \
-    "qadd16 r1, r1, %[lo]\n\t"                           \
-    "ssat16 r0, #8, r0\n\t"                              \
-    "ssat16 r1, #8, r1\n\t"                              \
-    "uxtb16 r0, r0\n\t"                                  \
-    "uxtb16 r1, r1\n\t"                                  \
-    "orr r0, r0, r1, lsl #8\n\t" clamp
-
-#define CLAMP_ASM                                        \
-    "ldr %[lo], %[lo4]\n\t"                              \
-    "ssub8 %[hi], r0, %[lo]\n\t"                         \
-    "sel r0, r0, %[lo]\n\t"                              \
-    "ldr %[lo], %[hi4]\n\t"                              \
-    "ssub8 %[hi], r0, %[lo]\n\t"                         \
-    "sel r0, %[lo], r0\n\t"
+/* r0-r3 to base, base + out_c, ... (lo is free by then). */
+#define STORE_BYTES_ASM(base)                            \
+    "strb r0, [" base "]\n\t"                            \
+    "strb r1, [" base ", %[oc]]\n\t"                     \
+    "add %[lo], " base ", %[oc], lsl #1\n\t"             \
+    "strb r2, [%[lo]]\n\t"                               \
+    "strb r3, [%[lo], %[oc]]\n\t"
 
 /* The 4 bytes of r0 at base, base + out_c, ... (r1 and r2 are free by then). */
-#define STORE4_ASM(base)                                 \
+#define STORE_WORD_ASM(base)                             \
     "strb r0, [" base "]\n\t"                            \
     "lsr r1, r0, #8\n\t"                                 \
     "strb r1, [" base ", %[oc]]\n\t"                     \
@@ -374,7 +361,27 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
     "lsr r1, r0, #24\n\t"                                \
     "strb r1, [r2, %[oc]]\n\t"
 
-#define OUTPUTS_ASM(clamp)                                                                         \
+/* r0-r3 packed into r0 and clamped to [lo4, hi4] bytewise (r1-r3 are free then). */
+#define PACK_CLAMP_ASM                                   \
+    "pkhbt r0, r0, r2, lsl #16\n\t"                      \
+    "pkhbt r1, r1, r3, lsl #16\n\t"                      \
+    "uxtb16 r0, r0\n\t"                                  \
+    "uxtb16 r1, r1\n\t"                                  \
+    "orr r0, r0, r1, lsl #8\n\t"                         \
+    "ldr %[lo], %[lo4]\n\t"                              \
+    "ssub8 %[hi], r0, %[lo]\n\t"                         \
+    "sel r0, r0, %[lo]\n\t"                              \
+    "ldr %[lo], %[hi4]\n\t"                              \
+    "ssub8 %[hi], r0, %[lo]\n\t"                         \
+    "sel r0, %[lo], r0\n\t"
+
+#define HALF_ASM                                         \
+    "ldmia %[s]!, {r0-r3}\n\t"                           \
+    REQUANTIZE_ASM("r0") REQUANTIZE_ASM("r1")            \
+    REQUANTIZE_ASM("r2") REQUANTIZE_ASM("r3")
+
+/* The second half's pixels start 4 * out_c bytes after the first's. */
+#define OUTPUTS_ASM(first_store, second_store)                                                     \
     __asm__ volatile("1:\n\t"                                                                    \
             "ldr %[m], [%[mp]], #4\n\t"                                                          \
             "ldrsb %[e], [%[shp]], #1\n\t"                                                       \
@@ -382,11 +389,11 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
             "mov %[lo], #0x40000000\n\t"                                                         \
             "lsr %[h], %[lo], %[h]\n\t"                                                          \
             "mvn %[e], %[e]\n\t"                                                                 \
-            HALF_ASM(clamp) STORE4_ASM("%[o]")                                                   \
-            HALF_ASM(clamp)                                                                      \
-            "ldr %[lo], %[second_at]\n\t"                                                        \
-            "add %[lo], %[o], %[lo]\n\t"                                                         \
-            STORE4_ASM("%[lo]")                                                                  \
+            "ldr %[lo], %[offset]\n\t"                                                           \
+            "lsl %[lo], %[lo], %[e]\n\t"                                                         \
+            "add %[h], %[h], %[lo]\n\t"                                                          \
+            HALF_ASM first_store                                                                 \
+            HALF_ASM second_store                                                                \
             "add %[o], %[o], #1\n\t"                                                             \
             "ldr %[lo], %[stop]\n\t"                                                             \
             "cmp %[s], %[lo]\n\t"                                                                \
@@ -394,30 +401,30 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
             : [s] "+r"(s), [mp] "+r"(multiplier), [shp] "+r"(shift), [o] "+r"(output),            \
               "=&r"(r0), "=&r"(r1), "=&r"(r2), "=&r"(r3), [m] "=&r"(m_), [h] "=&r"(h_),          \
               [e] "=&r"(e_), [lo] "=&r"(lo_), [hi] "=&r"(hi_)                                    \
-            : [oc] "r"(out_c), [offset2] "m"(offset2), [lo4] "m"(lo4), [hi4] "m"(hi4),           \
-              [second_at] "m"(second_at), [stop] "m"(stop)                                       \
+            : [oc] "r"(out_c), [offset] "m"(offset), [lo4] "m"(lo4), [hi4] "m"(hi4),             \
+              [stop] "m"(stop)                                                                   \
             : "cc", "memory")
 
 /*
  * Outputs of `count` channels from their sums, both halves of the tile
- * full (NN_CONV_TILE pixels each, the second second_at bytes after the
- * first), every channel in nn_requantize_right_shift's domain. Not
- * inlined: the assembly reaches its stack variables from SP.
+ * full (NN_CONV_TILE pixels each, out_c bytes apart), every channel in
+ * the folded domain above. Not inlined: the assembly reaches its stack
+ * variables from SP.
  */
 __attribute__((noinline)) static void channel_outputs(int clamps, int32_t count, const int32_t sums[][TILE_PIXELS],
                                                       const int32_t *multiplier, const int8_t *shift,
                                                       int32_t offset, int32_t lo4, int32_t hi4, int8_t *output,
-                                                      int32_t out_c, int32_t second_at)
+                                                      int32_t out_c)
 {
     register int32_t r0 __asm__("r0"), r1 __asm__("r1"), r2 __asm__("r2"), r3 __asm__("r3");
     int32_t m_, h_, e_, lo_, hi_; /* scratch registers */
     const int32_t *s = sums[0];
     const int32_t *const stop = sums[count];
-    const int32_t offset2 = (int32_t)(((uint32_t)offset & 0xFFFFu) | (uint32_t)offset << 16);
     if (clamps) {
-        OUTPUTS_ASM(CLAMP_ASM);
+        OUTPUTS_ASM(PACK_CLAMP_ASM STORE_WORD_ASM("%[o]"),
+                    PACK_CLAMP_ASM "add r3, %[o], %[oc], lsl #2\n\t" STORE_WORD_ASM("r3"));
     } else {
-        OUTPUTS_ASM("");
+        OUTPUTS_ASM(STORE_BYTES_ASM("%[o]"), "add %[hi], %[o], %[oc], lsl #2\n\t" STORE_BYTES_ASM("%[hi]"));
     }
 }
 #endif
@@ -427,7 +434,7 @@ __attribute__((noinline)) static void channel_outputs(int clamps, int32_t count,
  * their 8 sums each into sums, then their outputs, the tile's first
  * `first` pixels from slot 0 on and `second` from slot NN_CONV_TILE on
  * (none past the last pixel), through the assembly when the tile is full
- * and every channel shifts right by 2 bits or more (right_shifts). Two
+ * and every channel shifts right by 2 to 23 bits (right_shifts). Two
  * passes, because the dot products need every register and the output
  * stage most of them. clamps: whether a fused activation narrows the
  * int8 range.
@@ -451,7 +458,7 @@ static void buffered_channels(const nn_requant *requant, int clamps, int right_s
 #if defined(__ARM_FEATURE_DSP)
         if (right_shifts && first == NN_CONV_TILE && second == NN_CONV_TILE) {
             channel_outputs(clamps, count, sums, multiplier + ch0, shift + ch0, offset, lo4, hi4, output + ch0,
-                            out_c, second_at);
+                            out_c);
             continue;
         }
 #else
@@ -480,9 +487,9 @@ static void buffered(const nn_window *win, const nn_requant *requant, const int8
     const int32_t row_step = nn_sparse_conv_row_step(win);
     const int32_t out_c = win->output.c;
     const int clamps = requant->act_min > -128 || requant->act_max < 127; /* a fused activation */
-    int right_shifts = 1;
+    int right_shifts = 1; /* channel_outputs' domain */
     for (int32_t ch = 0; ch < out_c; ++ch) {
-        right_shifts &= requant->shift[ch] <= -2;
+        right_shifts &= requant->shift[ch] <= -2 && requant->shift[ch] >= -23;
     }
     nn_sparse_conv_walk walk = nn_sparse_conv_begin(win, input, (int8_t)(-requant->input_offset), buffer);
     const int8_t *corner[NN_CONV_TILE];
