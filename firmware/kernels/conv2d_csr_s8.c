@@ -146,6 +146,26 @@ static void gather(uint32_t *tile, int32_t slot, const int8_t *const corner[NN_C
     "smlabb %[a2], %[j], %[t], %[a2]\n\t"               \
     "smlatb %[a3], %[j], %[t], %[a3]\n\t"
 
+/*
+ * A channel's first nonzero, its 8 sums started from the bias in a0
+ * (SMLAxB's addend), a0's own last: no 8 moves from the bias.
+ */
+#define FIRST_TAP8_ASM(iload, istep)                    \
+    "ldrsb %[t], [%[v]], #1\n\t"                        \
+    iload " %[j], [%[i]], #" #istep "\n\t"               \
+    "add %[j], %[tile], %[j], lsl #4\n\t"               \
+    "ldr %[w], [%[j], #8]\n\t"                          \
+    "smlabb %[a4], %[w], %[t], %[a0]\n\t"               \
+    "smlatb %[a5], %[w], %[t], %[a0]\n\t"               \
+    "ldr %[w], [%[j], #12]\n\t"                         \
+    "smlabb %[a6], %[w], %[t], %[a0]\n\t"               \
+    "smlatb %[a7], %[w], %[t], %[a0]\n\t"               \
+    "ldrd %[w], %[j], [%[j]]\n\t"                       \
+    "smlatb %[a1], %[w], %[t], %[a0]\n\t"               \
+    "smlabb %[a2], %[j], %[t], %[a0]\n\t"               \
+    "smlatb %[a3], %[j], %[t], %[a0]\n\t"               \
+    "smlabb %[a0], %[w], %[t], %[a0]\n\t"
+
 #if !defined(__ARM_FEATURE_DSP)
 /*
  * One channel's n nonzeros against the tile buffer: acc[s] = start + the
@@ -215,8 +235,8 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
 #if defined(__ARM_FEATURE_DSP)
 /*
  * Every channel's sums in assembly, for row starts of `step` bytes loaded
- * by `load`. Per channel: its end from the next row start, 8
- * accumulators from its bias, 4 nonzeros a turn (a count of 4k + r
+ * by `load`. Per channel: its end from the next row start, its bias,
+ * the first nonzero (FIRST_TAP8_ASM), then 4 nonzeros a turn (a count of 4k + r
  * enters at the last r), one STM of the 8 sums. The accumulators are r0-r7, so that
  * the STM stores them in slot order; the loop's other registers take the
  * rest, and the channel's pointers wait on the stack.
@@ -230,17 +250,12 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
             "add %[t], %[j], %[t]\n\t"                                                           \
             "str %[t], %[end]\n\t"                                                               \
             "ldr %[j], %[bias]\n\t"                                                              \
-            "ldr %[w], [%[j]], #4\n\t"                                                           \
+            "ldr %[a0], [%[j]], #4\n\t"                                                          \
             "str %[j], %[bias]\n\t"                                                              \
-            "mov %[a0], %[w]\n\t"                                                                \
-            "mov %[a1], %[w]\n\t"                                                                \
-            "mov %[a2], %[w]\n\t"                                                                \
-            "mov %[a3], %[w]\n\t"                                                                \
-            "mov %[a4], %[w]\n\t"                                                                \
-            "mov %[a5], %[w]\n\t"                                                                \
-            "mov %[a6], %[w]\n\t"                                                                \
-            "mov %[a7], %[w]\n\t"                                                                \
-            "subs %[t], %[t], %[v]\n\t"                                                          \
+            "cmp %[t], %[v]\n\t"                                                                 \
+            "beq 8f\n\t" FIRST_TAP8_ASM(iload, istep)                                            \
+            "ldr %[j], %[end]\n\t"                                                               \
+            "subs %[t], %[j], %[v]\n\t"                                                          \
             "beq 4f\n\t"                                                                         \
             "ands %[t], %[t], #3\n\t"                                                            \
             "beq 1f\n\t"                                                                         \
@@ -254,7 +269,16 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
             "7:\n\t" TAP8_ASM(iload, istep)                                                            \
             "ldr %[j], %[end]\n\t"                                                               \
             "cmp %[v], %[j]\n\t"                                                                 \
-            "bne 1b\n"                                                                           \
+            "bne 1b\n\t"                                                                         \
+            "b 4f\n"                                                                             \
+            "8:\n\t"                                                                             \
+            "mov %[a1], %[a0]\n\t"                                                               \
+            "mov %[a2], %[a0]\n\t"                                                               \
+            "mov %[a3], %[a0]\n\t"                                                               \
+            "mov %[a4], %[a0]\n\t"                                                               \
+            "mov %[a5], %[a0]\n\t"                                                               \
+            "mov %[a6], %[a0]\n\t"                                                               \
+            "mov %[a7], %[a0]\n"                                                                  \
             "4:\n\t"                                                                             \
             "ldr %[j], %[sums]\n\t"                                                              \
             "stmia %[j]!, {r0-r7}\n\t"                                                           \
