@@ -346,24 +346,26 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
 #if defined(__ARM_FEATURE_DSP)
 /*
  * The output stage of `count` channels of full tiles in assembly, for
- * layers whose every channel shifts right by 2 to 23 bits: per channel
+ * layers whose every channel shifts right by 2 bits or more: per channel
  * the shift's work (nn_requantize_right_shift: 2^(e-2) and e - 1) once,
  * with the output offset folded into the start's high word (offset *
- * 2^(e-1) there adds exactly offset to the shifted result, and for e <= 23
- * the high word stays within int32), then per output 6 instructions: the
+ * 2^(e-1) there adds exactly offset to the shifted result; for e <= 23 the
+ * high word stays within int32), then per output 6 instructions: the
  * rounding start (AND, ORR, ADD), SMLAL, the shift, SSAT to int8, which is
- * all the clamp there is without a fused activation; each output is then
+ * all the clamp there is without a fused activation. A channel shifting by
+ * more than 23 bits (an empty one's tiny scale) adds the offset after the
+ * shift instead (LDR, ADD: 8 per output). Each output is then
  * one byte store (4 addresses per channel). With a fused activation the 4
  * outputs of a half are packed (2 PKHBT, 2 UXTB16, ORR), clamped (2 SSUB8
  * + SEL) and stored from the word (4 byte stores, 3 shifts, an address).
  * The 4 sums of a half come in one LDM, so they live in r0-r3.
  */
-#define REQUANTIZE_ASM(r)                                \
+#define REQUANTIZE_ASM(r, add_offset)                    \
     "and %[lo], " r ", #0x80000000\n\t"                  \
     "orr %[lo], %[lo], #0x40000000\n\t"                  \
     "add %[hi], %[h], " r ", asr #31\n\t"                \
     "smlal %[lo], %[hi], " r ", %[m]\n\t"                \
-    "asr " r ", %[hi], %[e]\n\t"                         \
+    "asr " r ", %[hi], %[e]\n\t" add_offset(r)           \
     "ssat " r ", #8, " r "\n\t"
 
 /* r0-r3 to base, base + out_c, ... (lo is free by then). */
@@ -399,10 +401,13 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
     "ssub8 %[hi], r0, %[lo]\n\t"                         \
     "sel r0, %[lo], r0\n\t"
 
-#define HALF_ASM                                         \
+#define FOLDED(r) ""
+#define ADD_OFFSET(r) "ldr %[hi], %[offset]\n\tadd " r ", " r ", %[hi]\n\t"
+
+#define HALF_ASM(add_offset)                             \
     "ldmia %[s]!, {r0-r3}\n\t"                           \
-    REQUANTIZE_ASM("r0") REQUANTIZE_ASM("r1")            \
-    REQUANTIZE_ASM("r2") REQUANTIZE_ASM("r3")
+    REQUANTIZE_ASM("r0", add_offset) REQUANTIZE_ASM("r1", add_offset) \
+    REQUANTIZE_ASM("r2", add_offset) REQUANTIZE_ASM("r3", add_offset)
 
 /* The second half's pixels start 4 * out_c bytes after the first's. */
 #define OUTPUTS_ASM(first_store, second_store)                                                     \
@@ -413,11 +418,18 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
             "mov %[lo], #0x40000000\n\t"                                                         \
             "lsr %[h], %[lo], %[h]\n\t"                                                          \
             "mvn %[e], %[e]\n\t"                                                                 \
+            "cmp %[e], #22\n\t"                                                                  \
+            "bhi 2f\n\t"                                                                         \
             "ldr %[lo], %[offset]\n\t"                                                           \
             "lsl %[lo], %[lo], %[e]\n\t"                                                         \
             "add %[h], %[h], %[lo]\n\t"                                                          \
-            HALF_ASM first_store                                                                 \
-            HALF_ASM second_store                                                                \
+            HALF_ASM(FOLDED) first_store                                                         \
+            HALF_ASM(FOLDED) second_store                                                        \
+            "b 3f\n"                                                                             \
+            "2:\n\t"                                                                             \
+            HALF_ASM(ADD_OFFSET) first_store                                                     \
+            HALF_ASM(ADD_OFFSET) second_store                                                    \
+            "3:\n\t"                                                                             \
             "add %[o], %[o], #1\n\t"                                                             \
             "ldr %[lo], %[stop]\n\t"                                                             \
             "cmp %[s], %[lo]\n\t"                                                                \
@@ -458,7 +470,7 @@ __attribute__((noinline)) static void channel_outputs(int clamps, int32_t count,
  * their 8 sums each into sums, then their outputs, the tile's first
  * `first` pixels from slot 0 on and `second` from slot NN_CONV_TILE on
  * (none past the last pixel), through the assembly when the tile is full
- * and every channel shifts right by 2 to 23 bits (right_shifts). Two
+ * and every channel shifts right by 2 bits or more (right_shifts). Two
  * passes, because the dot products need every register and the output
  * stage most of them. clamps: whether a fused activation narrows the
  * int8 range.
@@ -513,7 +525,7 @@ static void buffered(const nn_window *win, const nn_requant *requant, const int8
     const int clamps = requant->act_min > -128 || requant->act_max < 127; /* a fused activation */
     int right_shifts = 1; /* channel_outputs' domain */
     for (int32_t ch = 0; ch < out_c; ++ch) {
-        right_shifts &= requant->shift[ch] <= -2 && requant->shift[ch] >= -23;
+        right_shifts &= requant->shift[ch] <= -2;
     }
     nn_sparse_conv_walk walk = nn_sparse_conv_begin(win, input, (int8_t)(-requant->input_offset), buffer);
     const int8_t *corner[NN_CONV_TILE];
