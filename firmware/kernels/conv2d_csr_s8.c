@@ -126,12 +126,13 @@ static void gather(uint32_t *tile, int32_t slot, const int8_t *const corner[NN_C
 
 /*
  * One nonzero against the tile's 8 pixels in assembly: its value and
- * window position (post-indexed loads), the address of its 16 bytes, 3
+ * window position (post-indexed loads, the position a byte or, in windows
+ * of more than 256 values, a halfword), the address of its 16 bytes, 3
  * loads (the last reuses the address register), 8 SMLAxB.
  */
-#define TAP8_ASM                                        \
+#define TAP8_ASM(iload, istep)                          \
     "ldrsb %[t], [%[v]], #1\n\t"                        \
-    "ldrb %[j], [%[i]], #1\n\t"                         \
+    iload " %[j], [%[i]], #" #istep "\n\t"               \
     "add %[j], %[tile], %[j], lsl #4\n\t"               \
     "ldr %[w], [%[j], #8]\n\t"                          \
     "smlabb %[a4], %[w], %[t], %[a4]\n\t"               \
@@ -145,16 +146,39 @@ static void gather(uint32_t *tile, int32_t slot, const int8_t *const corner[NN_C
     "smlabb %[a2], %[j], %[t], %[a2]\n\t"               \
     "smlatb %[a3], %[j], %[t], %[a3]\n\t"
 
+/*
+ * A channel's first nonzero, its 8 sums started from the bias in a0
+ * (SMLAxB's addend), a0's own last: no 8 moves from the bias.
+ */
+#define FIRST_TAP8_ASM(iload, istep)                    \
+    "ldrsb %[t], [%[v]], #1\n\t"                        \
+    iload " %[j], [%[i]], #" #istep "\n\t"               \
+    "add %[j], %[tile], %[j], lsl #4\n\t"               \
+    "ldr %[w], [%[j], #8]\n\t"                          \
+    "smlabb %[a4], %[w], %[t], %[a0]\n\t"               \
+    "smlatb %[a5], %[w], %[t], %[a0]\n\t"               \
+    "ldr %[w], [%[j], #12]\n\t"                         \
+    "smlabb %[a6], %[w], %[t], %[a0]\n\t"               \
+    "smlatb %[a7], %[w], %[t], %[a0]\n\t"               \
+    "ldrd %[w], %[j], [%[j]]\n\t"                       \
+    "smlatb %[a1], %[w], %[t], %[a0]\n\t"               \
+    "smlabb %[a2], %[j], %[t], %[a0]\n\t"               \
+    "smlatb %[a3], %[j], %[t], %[a0]\n\t"               \
+    "smlabb %[a0], %[w], %[t], %[a0]\n\t"
+
 #if !defined(__ARM_FEATURE_DSP)
-/* One channel's n nonzeros against the tile buffer: acc[s] = start + the sum of value * window value of slot s. */
-static void dot8(int32_t start, const int8_t *v, const uint8_t *index, uint32_t n, const uint32_t *tile,
-                 int32_t acc[TILE_PIXELS])
+/*
+ * One channel's n nonzeros against the tile buffer: acc[s] = start + the
+ * sum of value * window value of slot s (one of index_u8 / index_u16 NULL).
+ */
+static void dot8(int32_t start, const int8_t *v, const uint8_t *index_u8, const uint16_t *index_u16, uint32_t n,
+                 const uint32_t *tile, int32_t acc[TILE_PIXELS])
 {
     for (int32_t s = 0; s < TILE_PIXELS; ++s) {
         acc[s] = start;
     }
     for (uint32_t k = 0; k < n; ++k) {
-        const uint32_t *pixels = tile + TILE_WORDS * index[k];
+        const uint32_t *pixels = tile + TILE_WORDS * (index_u8 ? index_u8[k] : index_u16[k]);
         for (int32_t s = 0; s < TILE_PIXELS; ++s) {
             acc[s] += v[k] * (int16_t)(uint16_t)(pixels[s / 2] >> (16 * (s % 2)));
         }
@@ -211,13 +235,13 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
 #if defined(__ARM_FEATURE_DSP)
 /*
  * Every channel's sums in assembly, for row starts of `step` bytes loaded
- * by `load`. Per channel: its end from the next row start, 8
- * accumulators from its bias, 4 nonzeros a turn (a count of 4k + r
+ * by `load`. Per channel: its end from the next row start, its bias,
+ * the first nonzero (FIRST_TAP8_ASM), then 4 nonzeros a turn (a count of 4k + r
  * enters at the last r), one STM of the 8 sums. The accumulators are r0-r7, so that
  * the STM stores them in slot order; the loop's other registers take the
  * rest, and the channel's pointers wait on the stack.
  */
-#define CHANNELS_ASM(load, step)                                                                   \
+#define CHANNELS_ASM(load, step, iload, istep)                                            \
     __asm__ volatile("3:\n\t"                                                                    \
             "ldr %[j], %[start]\n\t"                                                             \
             load " %[t], [%[j], #" #step "]!\n\t"                                                \
@@ -226,17 +250,12 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
             "add %[t], %[j], %[t]\n\t"                                                           \
             "str %[t], %[end]\n\t"                                                               \
             "ldr %[j], %[bias]\n\t"                                                              \
-            "ldr %[w], [%[j]], #4\n\t"                                                           \
+            "ldr %[a0], [%[j]], #4\n\t"                                                          \
             "str %[j], %[bias]\n\t"                                                              \
-            "mov %[a0], %[w]\n\t"                                                                \
-            "mov %[a1], %[w]\n\t"                                                                \
-            "mov %[a2], %[w]\n\t"                                                                \
-            "mov %[a3], %[w]\n\t"                                                                \
-            "mov %[a4], %[w]\n\t"                                                                \
-            "mov %[a5], %[w]\n\t"                                                                \
-            "mov %[a6], %[w]\n\t"                                                                \
-            "mov %[a7], %[w]\n\t"                                                                \
-            "subs %[t], %[t], %[v]\n\t"                                                          \
+            "cmp %[t], %[v]\n\t"                                                                 \
+            "beq 8f\n\t" FIRST_TAP8_ASM(iload, istep)                                            \
+            "ldr %[j], %[end]\n\t"                                                               \
+            "subs %[t], %[j], %[v]\n\t"                                                          \
             "beq 4f\n\t"                                                                         \
             "ands %[t], %[t], #3\n\t"                                                            \
             "beq 1f\n\t"                                                                         \
@@ -244,13 +263,22 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
             "beq 6f\n\t"                                                                         \
             "bhi 5f\n\t"                                                                         \
             "b 7f\n"                                                                             \
-            "1:\n\t" TAP8_ASM                                                                    \
-            "5:\n\t" TAP8_ASM                                                                    \
-            "6:\n\t" TAP8_ASM                                                                    \
-            "7:\n\t" TAP8_ASM                                                                    \
+            "1:\n\t" TAP8_ASM(iload, istep)                                                            \
+            "5:\n\t" TAP8_ASM(iload, istep)                                                            \
+            "6:\n\t" TAP8_ASM(iload, istep)                                                            \
+            "7:\n\t" TAP8_ASM(iload, istep)                                                            \
             "ldr %[j], %[end]\n\t"                                                               \
             "cmp %[v], %[j]\n\t"                                                                 \
-            "bne 1b\n"                                                                           \
+            "bne 1b\n\t"                                                                         \
+            "b 4f\n"                                                                             \
+            "8:\n\t"                                                                             \
+            "mov %[a1], %[a0]\n\t"                                                               \
+            "mov %[a2], %[a0]\n\t"                                                               \
+            "mov %[a3], %[a0]\n\t"                                                               \
+            "mov %[a4], %[a0]\n\t"                                                               \
+            "mov %[a5], %[a0]\n\t"                                                               \
+            "mov %[a6], %[a0]\n\t"                                                               \
+            "mov %[a7], %[a0]\n"                                                                  \
             "4:\n\t"                                                                             \
             "ldr %[j], %[sums]\n\t"                                                              \
             "stmia %[j]!, {r0-r7}\n\t"                                                           \
@@ -274,14 +302,13 @@ NN_INLINE void store_pixels(int32_t packed, int32_t pixels, int8_t *output, int3
  * sums. Not inlined: the assembly reaches its stack variables from SP,
  * which a caller's 5 KiB frame could put out of reach.
  */
-__attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *values, const uint8_t *index,
-                                                   const uint16_t *start_u16, const uint32_t *start_u32,
-                                                   const int32_t *bias, const uint32_t *tile,
-                                                   int32_t sums[][TILE_PIXELS])
+__attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *values, const uint8_t *index_u8,
+                                                   const uint16_t *index_u16, const uint16_t *start_u16,
+                                                   const uint32_t *start_u32, const int32_t *bias,
+                                                   const uint32_t *tile, int32_t sums[][TILE_PIXELS])
 {
     const uint32_t first = start_u16 ? start_u16[0] : start_u32[0];
     const int8_t *v = values + first;
-    index += first;
 #if defined(__ARM_FEATURE_DSP)
     register int32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");
     register int32_t a4 __asm__("r4"), a5 __asm__("r5"), a6 __asm__("r6"), a7 __asm__("r7");
@@ -289,20 +316,29 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
     const int8_t *end_;        /* the channel's last nonzero, on the stack */
     int32_t *out = sums[0];
     const int32_t *const stop = sums[count];
+    /* The positions as bytes: the assembly steps the pointer by the width it loads. */
+    const uint8_t *index = index_u8 ? index_u8 + first : (const uint8_t *)(index_u16 + first);
     if (start_u16 != 0) {
         const uint16_t *start = start_u16;
-        CHANNELS_ASM("ldrh", 2);
+        if (index_u8 != 0) {
+            CHANNELS_ASM("ldrh", 2, "ldrb", 1);
+        } else {
+            CHANNELS_ASM("ldrh", 2, "ldrh", 2);
+        }
     } else {
         const uint32_t *start = start_u32;
-        CHANNELS_ASM("ldr", 4);
+        if (index_u8 != 0) {
+            CHANNELS_ASM("ldr", 4, "ldrb", 1);
+        } else {
+            CHANNELS_ASM("ldr", 4, "ldrh", 2);
+        }
     }
 #else
     for (int32_t k = 0; k < count; ++k) {
-        const int8_t *const end = values + (start_u16 ? start_u16[k + 1] : start_u32[k + 1]);
-        const uint32_t n = (uint32_t)(end - v);
-        dot8(bias[k], v, index, n, tile, sums[k]);
-        v = end;
-        index += n;
+        const uint32_t at = (uint32_t)(v - values);
+        const uint32_t n = (start_u16 ? start_u16[k + 1] : start_u32[k + 1]) - at;
+        dot8(bias[k], v, index_u8 ? index_u8 + at : 0, index_u8 ? 0 : index_u16 + at, n, tile, sums[k]);
+        v += n;
     }
 #endif
 }
@@ -310,49 +346,38 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
 #if defined(__ARM_FEATURE_DSP)
 /*
  * The output stage of `count` channels of full tiles in assembly, for
- * layers whose every channel shifts right by 2 or more bits: per channel
+ * layers whose every channel shifts right by 2 bits or more: per channel
  * the shift's work (nn_requantize_right_shift: 2^(e-2) and e - 1) once,
- * then per output 6 instructions: the rounding start (AND, ORR, ADD), SMLAL,
- * the shift, SSAT to 16 bits. Per 4 outputs 10 more: paired (PKHBT), the
- * output offset added to both halves at once (QADD16: a result saturated
- * to 16 bits lies past the int8 range whenever the true one does),
- * saturated to int8 (SSAT16), packed in a word; the fused activation's
- * clamp (2 SSUB8 + SEL) when there is one; 4 byte stores. The 4 sums of a
- * half come in one LDM, so they live in r0-r3.
+ * with the output offset folded into the start's high word (offset *
+ * 2^(e-1) there adds exactly offset to the shifted result; for e <= 23 the
+ * high word stays within int32), then per output 6 instructions: the
+ * rounding start (AND, ORR, ADD), SMLAL, the shift, SSAT to int8, which is
+ * all the clamp there is without a fused activation. A channel shifting by
+ * more than 23 bits (an empty one's tiny scale) adds the offset after the
+ * shift instead (LDR, ADD: 8 per output). Each output is then
+ * one byte store (4 addresses per channel). With a fused activation the 4
+ * outputs of a half are packed (2 PKHBT, 2 UXTB16, ORR), clamped (2 SSUB8
+ * + SEL) and stored from the word (4 byte stores, 3 shifts, an address).
+ * The 4 sums of a half come in one LDM, so they live in r0-r3.
  */
-#define REQUANTIZE_ASM(r)                                \
+#define REQUANTIZE_ASM(r, add_offset)                    \
     "and %[lo], " r ", #0x80000000\n\t"                  \
     "orr %[lo], %[lo], #0x40000000\n\t"                  \
     "add %[hi], %[h], " r ", asr #31\n\t"                \
     "smlal %[lo], %[hi], " r ", %[m]\n\t"                \
-    "asr " r ", %[hi], %[e]\n\t"                         \
-    "ssat " r ", #16, " r "\n\t"
+    "asr " r ", %[hi], %[e]\n\t" add_offset(r)           \
+    "ssat " r ", #8, " r "\n\t"
 
-#define HALF_ASM(clamp)                                  \
-    "ldmia %[s]!, {r0-r3}\n\t"                           \
-    REQUANTIZE_ASM("r0") REQUANTIZE_ASM("r1")            \
-    REQUANTIZE_ASM("r2") REQUANTIZE_ASM("r3")            \
-    "pkhbt r0, r0, r2, lsl #16\n\t"                      \
-    "pkhbt r1, r1, r3, lsl #16\n\t"                      \
-    "ldr %[lo], %[offset2]\n\t"                          \
-    "qadd16 r0, r0, %[lo]\n\t"                           \
-    "qadd16 r1, r1, %[lo]\n\t"                           \
-    "ssat16 r0, #8, r0\n\t"                              \
-    "ssat16 r1, #8, r1\n\t"                              \
-    "uxtb16 r0, r0\n\t"                                  \
-    "uxtb16 r1, r1\n\t"                                  \
-    "orr r0, r0, r1, lsl #8\n\t" clamp
-
-#define CLAMP_ASM                                        \
-    "ldr %[lo], %[lo4]\n\t"                              \
-    "ssub8 %[hi], r0, %[lo]\n\t"                         \
-    "sel r0, r0, %[lo]\n\t"                              \
-    "ldr %[lo], %[hi4]\n\t"                              \
-    "ssub8 %[hi], r0, %[lo]\n\t"                         \
-    "sel r0, %[lo], r0\n\t"
+/* r0-r3 to base, base + out_c, ... (lo is free by then). */
+#define STORE_BYTES_ASM(base)                            \
+    "strb r0, [" base "]\n\t"                            \
+    "strb r1, [" base ", %[oc]]\n\t"                     \
+    "add %[lo], " base ", %[oc], lsl #1\n\t"             \
+    "strb r2, [%[lo]]\n\t"                               \
+    "strb r3, [%[lo], %[oc]]\n\t"
 
 /* The 4 bytes of r0 at base, base + out_c, ... (r1 and r2 are free by then). */
-#define STORE4_ASM(base)                                 \
+#define STORE_WORD_ASM(base)                             \
     "strb r0, [" base "]\n\t"                            \
     "lsr r1, r0, #8\n\t"                                 \
     "strb r1, [" base ", %[oc]]\n\t"                     \
@@ -362,7 +387,30 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
     "lsr r1, r0, #24\n\t"                                \
     "strb r1, [r2, %[oc]]\n\t"
 
-#define OUTPUTS_ASM(clamp)                                                                         \
+/* r0-r3 packed into r0 and clamped to [lo4, hi4] bytewise (r1-r3 are free then). */
+#define PACK_CLAMP_ASM                                   \
+    "pkhbt r0, r0, r2, lsl #16\n\t"                      \
+    "pkhbt r1, r1, r3, lsl #16\n\t"                      \
+    "uxtb16 r0, r0\n\t"                                  \
+    "uxtb16 r1, r1\n\t"                                  \
+    "orr r0, r0, r1, lsl #8\n\t"                         \
+    "ldr %[lo], %[lo4]\n\t"                              \
+    "ssub8 %[hi], r0, %[lo]\n\t"                         \
+    "sel r0, r0, %[lo]\n\t"                              \
+    "ldr %[lo], %[hi4]\n\t"                              \
+    "ssub8 %[hi], r0, %[lo]\n\t"                         \
+    "sel r0, %[lo], r0\n\t"
+
+#define FOLDED(r) ""
+#define ADD_OFFSET(r) "ldr %[hi], %[offset]\n\tadd " r ", " r ", %[hi]\n\t"
+
+#define HALF_ASM(add_offset)                             \
+    "ldmia %[s]!, {r0-r3}\n\t"                           \
+    REQUANTIZE_ASM("r0", add_offset) REQUANTIZE_ASM("r1", add_offset) \
+    REQUANTIZE_ASM("r2", add_offset) REQUANTIZE_ASM("r3", add_offset)
+
+/* The second half's pixels start 4 * out_c bytes after the first's. */
+#define OUTPUTS_ASM(first_store, second_store)                                                     \
     __asm__ volatile("1:\n\t"                                                                    \
             "ldr %[m], [%[mp]], #4\n\t"                                                          \
             "ldrsb %[e], [%[shp]], #1\n\t"                                                       \
@@ -370,11 +418,18 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
             "mov %[lo], #0x40000000\n\t"                                                         \
             "lsr %[h], %[lo], %[h]\n\t"                                                          \
             "mvn %[e], %[e]\n\t"                                                                 \
-            HALF_ASM(clamp) STORE4_ASM("%[o]")                                                   \
-            HALF_ASM(clamp)                                                                      \
-            "ldr %[lo], %[second_at]\n\t"                                                        \
-            "add %[lo], %[o], %[lo]\n\t"                                                         \
-            STORE4_ASM("%[lo]")                                                                  \
+            "cmp %[e], #22\n\t"                                                                  \
+            "bhi 2f\n\t"                                                                         \
+            "ldr %[lo], %[offset]\n\t"                                                           \
+            "lsl %[lo], %[lo], %[e]\n\t"                                                         \
+            "add %[h], %[h], %[lo]\n\t"                                                          \
+            HALF_ASM(FOLDED) first_store                                                         \
+            HALF_ASM(FOLDED) second_store                                                        \
+            "b 3f\n"                                                                             \
+            "2:\n\t"                                                                             \
+            HALF_ASM(ADD_OFFSET) first_store                                                     \
+            HALF_ASM(ADD_OFFSET) second_store                                                    \
+            "3:\n\t"                                                                             \
             "add %[o], %[o], #1\n\t"                                                             \
             "ldr %[lo], %[stop]\n\t"                                                             \
             "cmp %[s], %[lo]\n\t"                                                                \
@@ -382,30 +437,30 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
             : [s] "+r"(s), [mp] "+r"(multiplier), [shp] "+r"(shift), [o] "+r"(output),            \
               "=&r"(r0), "=&r"(r1), "=&r"(r2), "=&r"(r3), [m] "=&r"(m_), [h] "=&r"(h_),          \
               [e] "=&r"(e_), [lo] "=&r"(lo_), [hi] "=&r"(hi_)                                    \
-            : [oc] "r"(out_c), [offset2] "m"(offset2), [lo4] "m"(lo4), [hi4] "m"(hi4),           \
-              [second_at] "m"(second_at), [stop] "m"(stop)                                       \
+            : [oc] "r"(out_c), [offset] "m"(offset), [lo4] "m"(lo4), [hi4] "m"(hi4),             \
+              [stop] "m"(stop)                                                                   \
             : "cc", "memory")
 
 /*
  * Outputs of `count` channels from their sums, both halves of the tile
- * full (NN_CONV_TILE pixels each, the second second_at bytes after the
- * first), every channel in nn_requantize_right_shift's domain. Not
- * inlined: the assembly reaches its stack variables from SP.
+ * full (NN_CONV_TILE pixels each, out_c bytes apart), every channel in
+ * the folded domain above. Not inlined: the assembly reaches its stack
+ * variables from SP.
  */
 __attribute__((noinline)) static void channel_outputs(int clamps, int32_t count, const int32_t sums[][TILE_PIXELS],
                                                       const int32_t *multiplier, const int8_t *shift,
                                                       int32_t offset, int32_t lo4, int32_t hi4, int8_t *output,
-                                                      int32_t out_c, int32_t second_at)
+                                                      int32_t out_c)
 {
     register int32_t r0 __asm__("r0"), r1 __asm__("r1"), r2 __asm__("r2"), r3 __asm__("r3");
     int32_t m_, h_, e_, lo_, hi_; /* scratch registers */
     const int32_t *s = sums[0];
     const int32_t *const stop = sums[count];
-    const int32_t offset2 = (int32_t)(((uint32_t)offset & 0xFFFFu) | (uint32_t)offset << 16);
     if (clamps) {
-        OUTPUTS_ASM(CLAMP_ASM);
+        OUTPUTS_ASM(PACK_CLAMP_ASM STORE_WORD_ASM("%[o]"),
+                    PACK_CLAMP_ASM "add r3, %[o], %[oc], lsl #2\n\t" STORE_WORD_ASM("r3"));
     } else {
-        OUTPUTS_ASM("");
+        OUTPUTS_ASM(STORE_BYTES_ASM("%[o]"), "add %[hi], %[o], %[oc], lsl #2\n\t" STORE_BYTES_ASM("%[hi]"));
     }
 }
 #endif
@@ -434,12 +489,12 @@ static void buffered_channels(const nn_requant *requant, int clamps, int right_s
     int32_t sums[CHANNELS_PER_PASS][TILE_PIXELS];
     for (int32_t ch0 = 0; ch0 < out_c; ch0 += CHANNELS_PER_PASS) {
         const int32_t count = out_c - ch0 < CHANNELS_PER_PASS ? out_c - ch0 : CHANNELS_PER_PASS;
-        channel_sums(count, w.values, w.index_u8, w.row_start_u16 ? w.row_start_u16 + ch0 : 0,
+        channel_sums(count, w.values, w.index_u8, w.index_u16, w.row_start_u16 ? w.row_start_u16 + ch0 : 0,
                      w.row_start_u32 ? w.row_start_u32 + ch0 : 0, bias + ch0, tile, sums);
 #if defined(__ARM_FEATURE_DSP)
         if (right_shifts && first == NN_CONV_TILE && second == NN_CONV_TILE) {
             channel_outputs(clamps, count, sums, multiplier + ch0, shift + ch0, offset, lo4, hi4, output + ch0,
-                            out_c, second_at);
+                            out_c);
             continue;
         }
 #else
@@ -468,7 +523,7 @@ static void buffered(const nn_window *win, const nn_requant *requant, const int8
     const int32_t row_step = nn_sparse_conv_row_step(win);
     const int32_t out_c = win->output.c;
     const int clamps = requant->act_min > -128 || requant->act_max < 127; /* a fused activation */
-    int right_shifts = 1;
+    int right_shifts = 1; /* channel_outputs' domain */
     for (int32_t ch = 0; ch < out_c; ++ch) {
         right_shifts &= requant->shift[ch] <= -2;
     }

@@ -259,12 +259,13 @@ nn_status nn_conv2d_s8(const nn_conv2d_params *params, const int8_t *input, cons
 /*
  * csr with windows of up to NN_CSR_TILE_WINDOW_MAX values (KH * KW * C_IN)
  * stores each nonzero's position in the window instead of its offset:
- *   index_u8[k] = (ky * KW + kx) * C_IN + c_in
- * and gathers the windows of 8 output pixels into a 4 KiB stack buffer
+ *   index[k] = (ky * KW + kx) * C_IN + c_in
+ * (index_u8 when every position fits a byte, else index_u16: 3x3x32
+ * windows) and gathers the windows of 8 output pixels into a 4.5 KiB stack buffer
  * before computing them (conv2d_csr_s8.c); larger windows store the
  * offsets above. harness/compiler/encode.py keeps the same limit.
  */
-#define NN_CSR_TILE_WINDOW_MAX 256
+#define NN_CSR_TILE_WINDOW_MAX 288
 nn_hwc nn_conv2d_csr_s8_padded_size(const nn_window *window);
 int32_t nn_conv2d_csr_s8_get_buffer_size(const nn_conv2d_params *params);
 nn_status nn_conv2d_csr_s8(const nn_conv2d_params *params, const int8_t *input,

@@ -146,7 +146,7 @@ class CsrWeights(_SparseWeights):
 
 
 DELTA4_MAX = 15  # the longest gap one delta4 entry spans
-CSR_TILE_WINDOW_MAX = 256  # NN_CSR_TILE_WINDOW_MAX in kernels.h: rows csr indexes by column
+CSR_TILE_WINDOW_MAX = 288  # NN_CSR_TILE_WINDOW_MAX in kernels.h: rows csr indexes by column
 BLOCK = 4  # inputs per block4 block
 
 
