@@ -394,12 +394,7 @@ __attribute__((noinline)) static void channel_sums(int32_t count, const int8_t *
     "uxtb16 r0, r0\n\t"                                  \
     "uxtb16 r1, r1\n\t"                                  \
     "orr r0, r0, r1, lsl #8\n\t"                         \
-    "ldr %[lo], %[lo4]\n\t"                              \
-    "ssub8 %[hi], r0, %[lo]\n\t"                         \
-    "sel r0, r0, %[lo]\n\t"                              \
-    "ldr %[lo], %[hi4]\n\t"                              \
-    "ssub8 %[hi], r0, %[lo]\n\t"                         \
-    "sel r0, %[lo], r0\n\t"
+    NN_CLAMP_R0_ASM
 
 #define FOLDED(r) ""
 #define ADD_OFFSET(r) "ldr %[hi], %[offset]\n\tadd " r ", " r ", %[hi]\n\t"

@@ -281,15 +281,6 @@ static void row_sums(int32_t count, int32_t row0, const int8_t *x, const nn_csr_
     "asr " r ", " r ", #1\n\t"                                                                     \
     "ssat " r ", #8, " r "\n\t"
 
-/* The fused activation's clamp of the 4 bytes of r0 to [lo4, hi4] (2 SSUB8 + SEL). */
-#define CLAMP_ASM                                                                                  \
-    "ldr %[lo], %[lo4]\n\t"                                                                        \
-    "ssub8 %[hi], r0, %[lo]\n\t"                                                                   \
-    "sel r0, r0, %[lo]\n\t"                                                                        \
-    "ldr %[lo], %[hi4]\n\t"                                                                        \
-    "ssub8 %[hi], r0, %[lo]\n\t"                                                                   \
-    "sel r0, %[lo], r0\n\t"
-
 /*
  * 4 rows a turn: their 4 shifts in one word, checked together (SADD8 of
  * 1 per byte sets a GE bit for each shift >= -1, outside the domain: the
@@ -342,7 +333,7 @@ __attribute__((noinline)) static int32_t outputs_asm(int clamps, const int32_t *
     const int32_t *const stop = sum + count4;
     const int32_t k = 2 * offset + 1;
     if (clamps) {
-        OUTPUTS_ASM(CLAMP_ASM);
+        OUTPUTS_ASM(NN_CLAMP_R0_ASM);
     } else {
         OUTPUTS_ASM("");
     }

@@ -291,6 +291,20 @@ static inline int32_t nn_min_s8x4(int32_t a, int32_t b)
     return r;
 }
 
+/*
+ * The same two clamps inside the sparse kernels' assembly output stages: the
+ * 4 bytes of r0 to [lo4, hi4], with the asm operands %[lo] and %[hi] as
+ * scratch (the bounds are loaded, as those loops have no register to keep
+ * them in).
+ */
+#define NN_CLAMP_R0_ASM                                                                            \
+    "ldr %[lo], %[lo4]\n\t"                                                                        \
+    "ssub8 %[hi], r0, %[lo]\n\t"                                                                   \
+    "sel r0, r0, %[lo]\n\t"                                                                        \
+    "ldr %[lo], %[hi4]\n\t"                                                                        \
+    "ssub8 %[hi], r0, %[lo]\n\t"                                                                   \
+    "sel r0, %[lo], r0\n\t"
+
 #elif defined(NN_EMULATE_DSP)
 
 static inline int32_t nn_ssat8(int32_t x)
