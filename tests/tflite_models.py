@@ -169,6 +169,26 @@ def _published_style_cnn(keras):
     return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
 
 
+def activation_clamps(keras):
+    """Every optimized kernel family under a fused activation narrower than int8, as a model whose ReLU and ReLU6
+    branches are concatenated with linear ones (Inception/DenseNet style): the converter gives a concatenation's
+    inputs its output's scale and zero point, which then hold negative values, so ReLU's clamp starts above -128
+    and ReLU6's below 127 once some branch reaches past 6. Conv 3x3 on 5 channels (the tile gather's bytewise
+    tail) and on 16, conv 1x1, depthwise 3x3, FULLY_CONNECTED on 160 inputs and on 8."""
+    keras.utils.set_random_seed(0)  # the ranges above depend on the initial weights: the same on every rebuild
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 5), batch_size=1)
+    linear = layers.Conv2D(4, 1)(inputs)
+    x = layers.Concatenate()([layers.Conv2D(7, 3, padding="same", activation="relu6")(inputs), inputs, linear])
+    x = layers.Concatenate()([layers.Conv2D(8, 3, padding="same", activation="relu6")(x), layers.Conv2D(4, 1)(x)])
+    x = layers.Concatenate()([layers.Conv2D(8, 1, activation="relu")(x), x])
+    x = layers.Concatenate()([layers.ReLU(max_value=6.0)(layers.DepthwiseConv2D(3, padding="same")(x)), x])
+    x = layers.Flatten()(layers.AveragePooling2D(4)(x))
+    wide = layers.Dense(8, activation="relu6")(x)
+    narrow = layers.Dense(12, activation="relu6")(wide)
+    return keras.Model(inputs, layers.Concatenate()([narrow, wide, layers.Dense(8)(x)]))
+
+
 def _float_dynamic_batch(keras):
     inputs = keras.Input((16,))  # as a published float file: batch -1 in the signature
     return keras.Model(inputs, keras.layers.Dense(4)(inputs))
