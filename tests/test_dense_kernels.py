@@ -49,6 +49,11 @@ GEOMETRIES = {
     "fc_short_rows": ((3, 8), dict(units=6, activation="relu6")),
     # 8 inputs with the compiler's folded constants and the whole int8 range: an odd row count, 2 batches.
     "fc_short_odd": ((2, 8), dict(units=7)),
+    # Up to 64 inputs, also with folded constants (folded_deep_rows): the wake-word model's last layer, 32 -> 3;
+    # an odd depth (a word and a byte past 32) with 5 rows (a group of 3, 2 alone) and ReLU6; 30 inputs, 1 row.
+    "fc_wake_word": ((32,), dict(units=3)),
+    "fc_deep_odd": ((2, 33), dict(units=5, activation="relu6")),
+    "fc_deep_one_row": ((30,), dict(units=1, activation="relu")),
     "conv_3x3_same": ((16, 16, 16), dict(filters=32, kernel_size=3, padding="same")),
     "conv_1x1": ((8, 8, 64), dict(filters=64, kernel_size=1, activation="relu")),
     "conv_1x1_odd": ((3, 5, 12), dict(filters=5, kernel_size=1)),
@@ -322,7 +327,7 @@ def test_a_conv_computing_one_pixel_from_its_whole_input_runs_fully_connected(mo
     assert whole.layers[0].macs == 3 * 2 * 5 * 7 and whole.layers[0].op == "CONV_2D"
 
 
-def test_layers_of_8_inputs_get_constants_folded_by_the_compiler(models, tmp_path):
+def test_layers_of_up_to_64_inputs_get_constants_folded_by_the_compiler(models, tmp_path):
     # nn_fully_connected_params.folded: 3 words per channel, given to the dense kernel when every channel shifts
     # right by 2 bits or more; offset_after_shift says whether some channel's offset did not fold.
     def folded(name: str, kernel: str = "dense"):
@@ -336,13 +341,17 @@ def test_layers_of_8_inputs_get_constants_folded_by_the_compiler(models, tmp_pat
         ("fc_short_rows", 6, "0"),
         ("fc_short_odd", 7, "0"),
         ("fc_short_tiny_channels", 130, "1"),
+        ("fc_wake_word", 3, "0"),
+        ("fc_deep_odd", 5, "0"),
+        ("fc_odd", 11, "0"),
+        ("conv_one_pixel", 32, "0"),
     ]:
         compiled, emitted, offset_after_shift = folded(name)
         assert emitted and int(emitted.group(1)) == 3 * units, name
         assert offset_after_shift.group(1) == after, name
         # bias, multiplier and shift as for every layer, then the 3 words: 21 bytes per channel.
         assert compiled.flash["biases_and_quant"] == (4 + 4 + 1 + 12) * units, name
-    # Shifts above -2 (the kernel derives its constants at run time), other depths, other formats: none.
+    # Shifts above -2 (the kernel derives its constants at run time), over 64 inputs, other formats: none.
     for name, kernel in [("fc_short_strong_scale", "dense"), ("fc_256x256", "dense"), ("fc_short", "csr")]:
         assert folded(name, kernel)[1] is None, (name, kernel)
 

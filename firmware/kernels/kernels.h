@@ -175,10 +175,10 @@ typedef struct {
      * where it folds; e - 1 (shift = -e) in bits 0-7 and, in bits 8-31,
      * the offset to add after the shift where it does not (0 elsewhere).
      * offset_after_shift is 1 when some channel's offset does not fold.
-     * The compiler gives them to the dense kernel for 8 inputs (lower.py,
-     * FOLDED_DEPTH) when every channel has shift <= -2 (or multiplier 0);
-     * the kernel then does no per-channel work at run time. Other kernels
-     * ignore them.
+     * The compiler gives them to the dense kernel for up to 64 inputs
+     * (lower.py, FOLDED_MAX_DEPTH) when every channel has shift <= -2 (or
+     * multiplier 0); the kernel then does no per-channel work at run time.
+     * Other kernels ignore them.
      */
     const int32_t *folded;
     int32_t offset_after_shift;

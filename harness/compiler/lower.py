@@ -322,19 +322,22 @@ def _is_one_dot_product(window: dict) -> bool:
     )
 
 
-FOLDED_DEPTH = 8  # SHORT_DEPTH in fully_connected_s8.c: the dense kernel reads folded constants at this depth
+# The dense kernel reads folded constants up to this depth (fully_connected_s8.c: folded_rows at SHORT_DEPTH,
+# folded_deep_rows at the others); above it the run-time requantization is under 0.3 instructions/MAC.
+FOLDED_MAX_DEPTH = 64
 
 
 def _folded_constants(prefix: str, fmt: str, depth: int, requant: dict, stage_arrays: list) -> tuple[list, dict]:
-    """The dense kernel's per-channel constants for 8 inputs (kernels.h, nn_fully_connected_params.folded).
+    """The dense kernel's per-channel constants for up to 64 inputs (kernels.h, nn_fully_connected_params.folded).
 
-    At 8 MACs per output, deriving a channel's requantization at run time
-    (range test, 2^(e-2), e - 1, the offset) costs as much as the MACs;
-    computed here they cost 12 bytes of flash per channel. None (the kernel
-    derives them itself) when some channel shifts left or right by 1 bit.
-    Returns the array to emit and the params fields that name it.
+    At 8 to 64 MACs per output, deriving a channel's requantization at run
+    time (range test, 2^(e-2), e - 1, the offset: about 20 instructions)
+    costs as much as a third of the MACs; computed here they cost 12 bytes
+    of flash per channel. None (the kernel derives them itself) when some
+    channel shifts left or right by 1 bit. Returns the array to emit and
+    the params fields that name it.
     """
-    if fmt != "dense" or depth != FOLDED_DEPTH:
+    if fmt != "dense" or depth > FOLDED_MAX_DEPTH:
         return [], {}
     _, multiplier, shift = stage_arrays
     fits, folds, words = fold_requantization(multiplier.values, shift.values, requant["output_offset"])
