@@ -123,7 +123,7 @@ static void trial(int number)
     }
     const int32_t offset = (int32_t)(next_random() % 256) - 128;
     const int clamps = number % 3 == 1;
-    nn_fully_connected_params params = {1, cols, ROWS, {0, offset, clamps ? -100 : -128, clamps ? 100 : 127, multiplier, shift}};
+    nn_fully_connected_params params = {1, cols, ROWS, {0, offset, clamps ? -100 : -128, clamps ? 100 : 127, multiplier, shift}, NULL, 0};
     for (int32_t r = 0; r < ROWS; ++r) {
         int32_t acc = bias[r];
         for (int32_t c = 0; c < cols; ++c) {
