@@ -228,6 +228,8 @@ def test_n_of_m_format_is_measured_on_n_of_m_prunings_only(tmp_path):
         (["fc-4x4"], ["0.5"], ["nope"], "unknown format nope"),
         (["dw15x1-10x1x4-valid"], ["0"], None, "leaves no output"),
         (["fc-4x4-valid"], ["0"], None, "is none of"),
+        (["conv3x3-8x8x4-8-s0"], ["0"], None, "zero dimension"),
+        (["dw3x3-8x8x4-s2-valid"], ["0"], None, "is none of"),
     ],
 )
 def test_plans_that_cannot_run_say_why(shapes, prunings, formats, message):

@@ -214,6 +214,24 @@ def test_the_inner_loop_is_a_window_row_for_keras_and_compiled_layers_alike(make
     assert geometry.inner == compiled.inner == inner
 
 
+@pytest.mark.parametrize(
+    "name", ["conv10x4-49x10x1-64-s2", "conv1x1-16x16x32-64-s2", "conv3x3-9x9x8-4-valid-s2", "dw3x3-32x32x8-s2"]
+)
+def test_a_bench_shape_fits_with_the_outputs_and_inner_loops_of_its_keras_layer(name):
+    """The fit reads a benchmark row's outputs and inner loops from the shape's name, the allocation from the
+    Keras layer: with a stride the output map (and a depthwise row's run) shrinks, in both alike."""
+    import keras
+
+    from harness.kernel_bench.shapes import parse_shape
+    from harness.prune.cost_model import _outputs_and_loops
+
+    shape = parse_shape(name)
+    model = keras.Sequential([keras.Input(shape.input_shape), shape.keras_layer()])
+    geometry = layer_geometry(model.layers[0])
+    outputs, loops = _outputs_and_loops({"shape": name, "macs": geometry.macs})
+    assert (outputs, loops) == (geometry.outputs, geometry.macs / geometry.inner)
+
+
 def test_the_fastest_format_is_taken_at_each_density():
     latency = SYNTHETIC.latency(CONV, np.array([1.0, 0.5]))
     assert latency.tolist() == [10.0 * CONV.macs, (1 + 9 * 0.5) * CONV.macs]
@@ -225,7 +243,7 @@ def test_the_committed_curves_cover_every_prunable_op_and_predict_dense_within_t
     assert model.unit == "instructions" and model.board == "mps2_an386"
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         assert {"dense", "csr"} <= set(model.formats(op))
-    # A curve's worst shape, not a model: CONV_2D csr is 20.4 % off on a 3x3 8x8x64 with every weight kept (where
+    # A curve's worst shape, not a model: CONV_2D csr is 23.0 % off on a 3x3 8x8x64 with every weight kept (where
     # auto runs dense) since the benchmark has ResNet-8's and DS-CNN's layers among its shapes (docs/pruning.md);
     # whole models are held to 5 % by test_cost_model_measured.py.
     for curve in model.curves:

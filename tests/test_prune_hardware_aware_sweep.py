@@ -72,7 +72,9 @@ def test_a_latency_budget_prunes_to_the_least_sparsity_predicted_within_it(digit
     dense = predicted({name: {**layer, "achieved": 0.0} for name, layer in table.items()})
     # Chosen on the dense model's saliency; fine-tuning may move the allocation at that sparsity a little.
     assert predicted(table) <= 0.5 * dense * 1.02
-    assert 0.3 < snapshot.target < 0.9
+    # Some pruning, less than the target it replaces; how much halves the latency depends on the curves (0.29 with
+    # those of 1cdaf2f, over 0.3 before), so only its bounds are held here.
+    assert 0.0 < snapshot.target < 0.9
 
 
 SWEEP = """

@@ -7,6 +7,8 @@ A shape is written as it is named on the command line:
     dw3x3-16x16x64         DEPTHWISE_CONV_2D 3x3, SAME, stride 1, on a 16x16x64 input
     dw15x1-15x1x64-valid   the same with VALID padding (a conv or dw shape ending in -valid),
                            as streaming models' (k x 1) windows on 1-pixel-wide maps run
+    conv3x3-32x32x16-32-s2 a conv or dw shape with stride 2 in both directions (-sN last, after any
+                           -valid), as ResNet-8's downsampling convolutions and DS-CNN's first one
 
 A pruning is a fraction of weights zeroed by magnitude ("0.9") or an N:M
 pattern ("2:4": the 2 largest of every 4 consecutive weights along the input
@@ -23,8 +25,10 @@ DEFAULT_SHAPES = ("fc-256x256", "conv3x3-16x16x16-32", "conv1x1-16x16x64-64", "d
 DEFAULT_PRUNINGS = ("0", "0.5", "0.6", "0.7", "0.8", "0.9", "0.95", "2:4", "1:4")
 
 _FC = re.compile(r"fc-(\d+)x(\d+)")
-_CONV = re.compile(r"conv(\d+)x(\d+)-(\d+)x(\d+)x(\d+)-(\d+)(-valid)?")
-_DEPTHWISE = re.compile(r"dw(\d+)x(\d+)-(\d+)x(\d+)x(\d+)(-valid)?")
+# The window options a conv or dw shape ends in: padding, then stride.
+_OPTIONS = r"(?P<valid>-valid)?(?:-s(?P<stride>\d+))?"
+_CONV = re.compile(r"conv(\d+)x(\d+)-(\d+)x(\d+)x(\d+)-(\d+)" + _OPTIONS)
+_DEPTHWISE = re.compile(r"dw(\d+)x(\d+)-(\d+)x(\d+)x(\d+)" + _OPTIONS)
 
 
 class ShapeError(ValueError):
@@ -39,6 +43,7 @@ class LayerShape:
     kernel: tuple[int, int] = (1, 1)  # convolution window
     outputs: int = 0  # output features or channels (not for depthwise)
     padding: str = "same"  # convolutions: "same" or "valid"
+    stride: int = 1  # convolutions: in both directions
 
     def keras_layer(self):
         import keras
@@ -46,9 +51,21 @@ class LayerShape:
         layers = keras.layers
         if self.op == "FULLY_CONNECTED":
             return layers.Dense(self.outputs, name="layer")
+        window = {"padding": self.padding, "strides": self.stride, "name": "layer"}
         if self.op == "CONV_2D":
-            return layers.Conv2D(self.outputs, self.kernel, padding=self.padding, name="layer")
-        return layers.DepthwiseConv2D(self.kernel, padding=self.padding, name="layer")
+            return layers.Conv2D(self.outputs, self.kernel, **window)
+        return layers.DepthwiseConv2D(self.kernel, **window)
+
+    def output_map(self) -> tuple[int, int]:
+        """A convolution's output height and width, as TFLite computes them.
+
+        >>> parse_shape("conv10x4-49x10x1-64-s2").output_map(), parse_shape("dw3x3-9x9x8-valid-s2").output_map()
+        ((25, 5), (4, 4))
+        """
+        sizes = self.input_shape[:2]
+        if self.padding == "valid":
+            sizes = tuple(size - k + 1 for size, k in zip(sizes, self.kernel))
+        return tuple(-(-size // self.stride) for size in sizes)
 
 
 def parse_shape(text: str) -> LayerShape:
@@ -58,24 +75,28 @@ def parse_shape(text: str) -> LayerShape:
     ('CONV_2D', (16, 16, 16), (3, 3), 32, 'same')
     >>> parse_shape("dw15x1-15x1x64-valid").padding
     'valid'
+    >>> parse_shape("conv1x1-16x16x32-64-s2").stride
+    2
     """
-    numbers = lambda match: tuple(int(v) for v in match.groups() if v and v != "-valid")  # noqa: E731
-    padding = lambda match: "valid" if match.groups()[-1] else "same"  # noqa: E731
+    numbers = lambda match, count: tuple(int(v) for v in match.groups()[:count])  # noqa: E731
+    window = lambda match: {"padding": "valid" if match["valid"] else "same", "stride": int(match["stride"] or 1)}  # noqa: E731
     if match := _FC.fullmatch(text):
-        inputs, outputs = numbers(match)
+        inputs, outputs = numbers(match, 2)
         shape = LayerShape(text, "FULLY_CONNECTED", (inputs,), outputs=outputs)
     elif match := _CONV.fullmatch(text):
-        kh, kw, h, w, c, outputs = numbers(match)
-        shape = LayerShape(text, "CONV_2D", (h, w, c), (kh, kw), outputs, padding(match))
+        kh, kw, h, w, c, outputs = numbers(match, 6)
+        shape = LayerShape(text, "CONV_2D", (h, w, c), (kh, kw), outputs, **window(match))
     elif match := _DEPTHWISE.fullmatch(text):
-        kh, kw, h, w, c = numbers(match)
-        shape = LayerShape(text, "DEPTHWISE_CONV_2D", (h, w, c), (kh, kw), padding=padding(match))
+        kh, kw, h, w, c = numbers(match, 5)
+        shape = LayerShape(text, "DEPTHWISE_CONV_2D", (h, w, c), (kh, kw), **window(match))
     else:
         raise ShapeError(
-            f"shape '{text}' is none of fc-INxOUT, convKHxKW-HxWxCIN-COUT[-valid], "
-            f"dwKHxKW-HxWxC[-valid] (e.g. {', '.join(DEFAULT_SHAPES)})"
+            f"shape '{text}' is none of fc-INxOUT, convKHxKW-HxWxCIN-COUT[-valid][-sN], "
+            f"dwKHxKW-HxWxC[-valid][-sN] (e.g. {', '.join(DEFAULT_SHAPES)})"
         )
-    if 0 in shape.input_shape + shape.kernel or (shape.op != "DEPTHWISE_CONV_2D" and not shape.outputs):
+    if 0 in shape.input_shape + shape.kernel + (shape.stride,) or (
+        shape.op != "DEPTHWISE_CONV_2D" and not shape.outputs
+    ):
         raise ShapeError(f"shape '{text}' has a zero dimension")
     if shape.padding == "valid" and any(k > size for k, size in zip(shape.kernel, shape.input_shape)):
         raise ShapeError(f"shape '{text}': a VALID window larger than the input leaves no output")

@@ -216,17 +216,15 @@ def _nonnegative_fit(features: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def _outputs_and_loops(row: dict) -> tuple[float, float]:
-    """Output values and inner loops (MACs / inner) of a micro-benchmark layer, from its shape's name
-    (stride 1)."""
+    """Output values and inner loops (MACs / inner) of a micro-benchmark layer, from its shape's name."""
     from harness.kernel_bench.shapes import parse_shape
 
     shape = parse_shape(row["shape"])
     macs = float(row["macs"])
     if shape.op == "FULLY_CONNECTED":
         return float(shape.outputs), macs / shape.input_shape[0]
-    height, width, channels = shape.input_shape
-    if shape.padding == "valid":
-        height, width = height - shape.kernel[0] + 1, width - shape.kernel[1] + 1
+    height, width = shape.output_map()
+    channels = shape.input_shape[-1]
     inner = inner_loop(shape.op, (*shape.kernel, channels), width)
     return float(height * width * (shape.outputs or channels)), macs / inner
 
@@ -274,24 +272,26 @@ def bench_arguments(board: str, out: Path) -> list[str]:
 
 
 # The micro-benchmark shapes the committed curves are fitted to: each op's call, per-MAC, per-nonzero-MAC,
-# per-output and per-inner-loop terms need shapes that vary them apart (CONV_2D: rows of 1 to 64 bytes), and
-# the models' own layers the small shapes did not predict (docs/pruning.md): DS-CNN's first convolution (10x4
-# window on one channel; the bench has no stride, so its 25x5 output map as the input), its depthwise and
-# pointwise layers on 25x5x64, ResNet-8's last 3x3 convolution.
+# per-output and per-inner-loop terms need shapes that vary them apart (CONV_2D: rows of 1 to 64 bytes, maps of
+# 4x4 to 32x32), and the models' own layers the small shapes did not predict (docs/pruning.md): DS-CNN's
+# strided first convolution (10x4 window on one channel), its depthwise and pointwise layers on 25x5x64,
+# ResNet-8's 3x3 convolution on its 32x32 map, its strided 3x3 and 1x1 (shortcut) ones and its last 3x3.
 BENCH_SHAPES = (
     "fc-512x64",
     "fc-64x16",
     "conv3x3-8x8x1-16",
     "conv3x3-4x4x16-32",
-    "conv3x3-16x16x16-16",
+    "conv3x3-32x32x16-16",
     "conv1x1-16x16x16-32",
     "conv3x3-16x16x3-16",
     "dw3x3-16x16x16",
     "dw3x3-8x8x32",
     "dw3x3-25x5x64",
-    "conv10x4-25x5x1-64",
+    "conv10x4-49x10x1-64-s2",
     "conv1x1-25x5x64-64",
     "conv3x3-8x8x64-64",
+    "conv3x3-32x32x16-32-s2",
+    "conv1x1-16x16x32-64-s2",
 )
 BENCH_SPARSITIES = "0,0.5,0.8,0.9,0.95"
 
