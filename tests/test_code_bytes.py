@@ -67,7 +67,10 @@ def test_code_of_a_linked_kernel_matches_its_symbols(built):
     defined = _symbol_sizes("arm-none-eabi-nm", kernel_object)
     linked = _symbol_sizes("arm-none-eabi-nm", firmware.elf)
     assert defined, f"no symbols in {kernel_object}"
-    assert code.bytes_of("fully_connected_s8") == sum(linked[name] for name in defined if name in linked)
+    kept = [linked[name] for name in defined if name in linked]
+    # The linker starts each function on a word; Thumb code ends on a halfword, so up to 2 bytes of padding
+    # follow a function (the map counts them, the symbols do not): seen after an assembly function of 322 B.
+    assert 0 <= code.bytes_of("fully_connected_s8") - sum(kept) <= 2 * len(kept)
 
 
 def test_kernels_not_linked_have_no_code(built):

@@ -122,11 +122,11 @@ def test_fits_the_m4_and_the_budget_estimate_is_a_lower_bound(swept):
         ram = row.sram_static + STACK_BYTES
         assert row.flash_total <= budget.flash_bytes and ram <= budget.ram_bytes
         # The pre-build check must never refuse a model that links; it misses at most the kernels' code beyond
-        # the smallest one (the optimized kernels take 0.5-7.8 KB each on the M4, docs/kernels.md). VWW's csr
-        # firmware is 23,252 B over the estimate since the csr conv tiles and depthwise runs (issue 14), its dense
-        # one 20,234 B since the depthwise column and convolution band paths, 16,854 B before them. The estimate
-        # does not yet know each kernel's code size.
-        assert need.flash_bytes <= row.flash_total < need.flash_bytes + 24 * 1024, (kernel, need, row.flash_total)
+        # the smallest one (the optimized kernels take 0.5-9.5 KB each on the M4, docs/kernels.md). VWW's csr
+        # firmware is 25,756 B over the estimate since the csr conv's 288-value tiles and the dense first-conv and
+        # FC paths (4th pass), 23,252 B before them, 16,854 B before issue 14. The estimate does not yet know
+        # each kernel's code size.
+        assert need.flash_bytes <= row.flash_total < need.flash_bytes + 28 * 1024, (kernel, need, row.flash_total)
         assert need.ram_bytes <= ram < need.ram_bytes + 1024, (kernel, need, ram)
 
 
