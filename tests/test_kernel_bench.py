@@ -213,8 +213,9 @@ def test_n_of_m_format_is_measured_on_n_of_m_prunings_only(tmp_path):
     assert (nm.status == "ok").all() and (nm.output_mismatches == 0).all() and (nm.layer_format == "nm").all()
     assert set(nm.kernel) == {"fully_connected_nm_s8"} and (nm.code_bytes > 0).all()
     assert nm.bytes_vs_dense["2:4"] == 0.625 and nm.bytes_vs_dense["1:4"] == 0.3125
-    # Half the units; on so small a layer (2,048 MACs) the table and each row's end weigh: 2:4 only ties dense.
-    assert nm.instructions["1:4"] < nm.instructions["2:4"] and nm.speedup_vs_dense["1:4"] > 1.0
+    # Half the units, fewer instructions. Against dense no claim here: on so small a layer (2,048 MACs) each
+    # row's end weighs, and dense's 32-input path with the compiler's constants is faster than both (4,360).
+    assert nm.instructions["1:4"] < nm.instructions["2:4"]
     summary = (tmp_path / "summary.md").read_text()
     assert "| fc-32x64 | 2:4 (50%) | nm " in summary and "| fc-32x64 | 1:4 (75%) | nm " in summary
 
