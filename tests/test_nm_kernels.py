@@ -171,7 +171,7 @@ int main(void)
     while (scanf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d", &w->input.h, &w->input.w, &w->input.c,
                  &w->output.h, &w->output.w, &w->output.c, &w->kernel_h, &w->kernel_w, &w->stride_h,
                  &w->stride_w, &w->dilation_h, &w->dilation_w, &w->pad_top, &w->pad_left, &weights.n) == 15) {
-        nn_fully_connected_params fc = {1, w->kernel_h * w->kernel_w * w->input.c, w->output.c, {0}};
+        nn_fully_connected_params fc = {1, w->kernel_h * w->kernel_w * w->input.c, w->output.c, {0}, NULL, 0};
         printf("%d %d\n", (int)nn_fully_connected_nm_s8_get_buffer_size(&fc, &weights),
                (int)nn_conv2d_nm_s8_get_buffer_size(&conv, &weights));
     }
