@@ -64,13 +64,18 @@ def ensure_platformio_offline(project_dir: Path | str | None = None) -> None:
         raise ToolchainError(
             f"Python package {err.name} not found: install it with `pip install platformio==6.2.0 scons==4.11.1`"
         ) from None
-    package_dir = _packages_dir(Path(project_dir) if project_dir else platformio_project()) / "tool-scons"
+    packages_dir, platforms_dir = _core_dirs(Path(project_dir) if project_dir else platformio_project())
+    # PlatformIO creates platforms/ by a test then makedirs; two first builds in parallel in a new core dir
+    # race there (FileExistsError, seen with the installed wheel's first sweep), so it is made here first.
+    platforms_dir.mkdir(parents=True, exist_ok=True)
+    package_dir = packages_dir / "tool-scons"
     package_dir.mkdir(parents=True, exist_ok=True)
     for name, text in _scons_package_files().items():
         _write_if_changed(package_dir / name, text)
 
 
-def _packages_dir(project_dir: Path) -> Path:
+def _core_dirs(project_dir: Path) -> tuple[Path, Path]:
+    """The core's packages and platforms folders."""
     # Ask PlatformIO itself, so platformio.ini's core_dir and PLATFORMIO_CORE_DIR
     # are honoured. Relative paths in platformio.ini are relative to the cwd.
     from platformio import fs
@@ -78,7 +83,7 @@ def _packages_dir(project_dir: Path) -> Path:
 
     with fs.cd(str(project_dir)):
         config = ProjectConfig(str(project_dir / "platformio.ini"))
-        return Path(config.get("platformio", "packages_dir"))
+        return Path(config.get("platformio", "packages_dir")), Path(config.get("platformio", "platforms_dir"))
 
 
 def _scons_package_files() -> dict[str, str]:
