@@ -280,12 +280,11 @@ def lower_conv2d(op: Op, fmt: str) -> KernelCall:
     if fmt == "dense":
         scratch_bytes = dense_conv_scratch_bytes(window)
         encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt)
-        buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     else:
         _, row_step, _ = _sparse_conv_layout(window)
         encoded, weights_ref, weight_constants = _encode(matrix, prefix, fmt, _conv_offsets(window, row_step), row_step)
         scratch_bytes = sparse_conv_scratch_bytes(window, encoded)
-        buffer_args = [SCRATCH if scratch_bytes else "NULL"]
+    buffer_args = [SCRATCH if scratch_bytes else "NULL"]
     # Sparse kernels write a tile of SPARSE_CONV_TILE pixels while still reading its first pixel's window.
     distance = window_distance(window) + (0 if fmt == "dense" else (SPARSE_CONV_TILE - 1) * out_c)
     return KernelCall(
