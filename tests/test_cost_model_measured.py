@@ -53,11 +53,12 @@ def test_one_command_measures_the_bench_shapes_and_fits_them(tmp_path, monkeypat
 
     ran = []
 
-    def fake_kernels(command, check):
+    def fake_kernels(command):
         ran.append(command)
         out = Path(command[command.index("--out") + 1])
         out.mkdir(parents=True)
         (out / "kernels.csv").write_text(KERNELS.read_text())
+        return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(subprocess, "run", fake_kernels)
     monkeypatch.setattr(harness.paths, "results_dir", lambda: tmp_path)
@@ -72,3 +73,14 @@ def test_one_command_measures_the_bench_shapes_and_fits_them(tmp_path, monkeypat
         "DEPTHWISE_CONV_2D",
         "FULLY_CONNECTED",
     }
+
+
+def test_measuring_on_an_unknown_board_fails_with_the_benchs_exit_status(tmp_path, monkeypatch, capfd):
+    import harness.paths
+
+    monkeypatch.setattr(harness.paths, "results_dir", lambda: tmp_path)
+    with pytest.raises(SystemExit) as failed:
+        main(["--measure", "nosuchboard", "--out", str(tmp_path / "curves.json")])
+    assert failed.value.code == 2
+    assert "unknown board 'nosuchboard'" in capfd.readouterr().err
+    assert not (tmp_path / "curves.json").exists()

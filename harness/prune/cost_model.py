@@ -396,7 +396,9 @@ def _measure(board: str) -> Path:
     from harness.paths import results_dir
 
     out = results_dir() / f"kernels-curves-{board}"
-    subprocess.run([sys.executable, "-m", "harness", *bench_arguments(board, out)], check=True)
+    run = subprocess.run([sys.executable, "-m", "harness", *bench_arguments(board, out)])
+    if run.returncode:
+        raise SystemExit(run.returncode)  # `harness kernels` has said why (an unknown board, a failed build)
     return out / "kernels.csv"
 
 
