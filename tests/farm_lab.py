@@ -197,14 +197,22 @@ class FarmLab:
         with Farm(self.address, "lab/observer") as farm:
             return {place.name: place.holder for place in farm.places()}
 
+    def wait_until_dead(self, places: list[str], timeout: float = 60) -> None:
+        """Until the coordinator sees none of these places live (it notices a killed exporter at once)."""
+        self._wait_until(lambda live: not set(places) & live, f"places still live after {timeout} s", timeout)
+
     def wait_until_live(self, places: list[str], timeout: float = 30) -> None:
+        self._wait_until(lambda live: set(places) <= live, f"places not all live after {timeout} s", timeout)
+
+    def _wait_until(self, done, error: str, timeout: float) -> None:
+        """Until done(names of the live places) is true."""
         from harness.device.farm import Farm
 
         deadline = time.monotonic() + timeout
         with Farm(self.address, "lab/observer") as farm:
             while time.monotonic() < deadline:
                 live = {place.name for place in farm.places() if place.live}
-                if set(places) <= live:
+                if done(live):
                     return
                 time.sleep(0.2)
-        raise TimeoutError(f"places not live after {timeout} s: {sorted(set(places) - live)}")
+        raise TimeoutError(f"{error}: live are {sorted(live)}")

@@ -17,7 +17,7 @@ from bench_sweeps import count, events, results, same_results, start_sweep, swee
 from conftest import board_processes, run_harness
 from farm_lab import BIN, FarmLab
 from harness.device.boards import get_board
-from harness.device.farm import Farm, FarmError, holder_name
+from harness.device.farm import Farm, FarmError, PlaceLease, holder_name
 from harness.device.farm_flash import flash, flash_script
 from harness.device.gdb_remote import FlashError, loadable_segments
 
@@ -93,7 +93,7 @@ def test_a_host_that_dies_or_hangs_mid_sweep_costs_time_not_rows(lab, config, lo
         out, _ = proc.communicate(timeout=600)
     finally:
         proc.kill()
-        lab.kill_host("hostB")
+        revive(lab, "hostB")
     assert proc.returncode == 0, out[-3000:]
     rows = results(run_dir)
     same_results(local, rows)  # every point, each once, none an error, none half measured
@@ -101,8 +101,43 @@ def test_a_host_that_dies_or_hangs_mid_sweep_costs_time_not_rows(lab, config, lo
     lost = [e for e in events(run_dir) if e["event"] == "place_lost"]
     assert lost and all(e["place"].startswith("hostB") for e in lost)
     assert count(run_dir, "point_done") == len(local)
-    lab.start_host("hostB")
+
+
+def revive(lab: FarmLab, host: str) -> None:
+    """The host back up (killed first, whatever state a test left it in), so the next test has the whole farm."""
+    lab.kill_host(host)
+    lab.start_host(host)
     lab.wait_until_live(lab.all_places())
+
+
+def test_a_dead_place_handed_out_is_set_aside_and_a_live_one_freed_later_is_taken(lab):
+    """labgrid's coordinator hands out free places whatever their exporters' state. While another user holds
+    hostA's places, the only free ones are hostB's, dead: each may be handed to the lease once, never again,
+    and the lease then waits; when hostA-2 is freed it gets that."""
+    seen = []
+    lab.kill_host("hostB")
+    try:
+        lab.wait_until_dead(["hostB-1", "hostB-2"])
+        with Farm(lab.address, "lab/other") as other, Farm(lab.address, "lab/lease") as farm:
+            for place in ("hostA-1", "hostA-2"):
+                other.acquire(place)
+            lease = PlaceLease(farm, "mps2_an386", 1, lambda kind, **fields: seen.append((kind, fields["place"])))
+            stop, ready = threading.Event(), []
+            worker = threading.Thread(target=lambda: ready.append(lease.ready(stop)))
+            worker.start()
+            time.sleep(8)  # long enough for the dead places to come back several times if they could
+            assert not ready
+            other.release("hostA-2")
+            worker.join(15)
+            stop.set()
+            other.release("hostA-1")
+            assert ready == [True] and lease.place == "hostA-2", seen
+            lease.give_back()
+        unusable = [place for kind, place in seen if kind == "place_unusable"]
+        assert sorted(unusable) == sorted(set(unusable)) and set(unusable) <= {"hostB-1", "hostB-2"}, seen
+        assert not any(lab.holders().values())
+    finally:
+        revive(lab, "hostB")
 
 
 def test_two_clients_take_turns_and_never_hold_one_place_together(lab, config, local, tmp_path):

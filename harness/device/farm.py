@@ -35,6 +35,7 @@ from harness.device.link import DEFAULT_BAUD, DeviceError
 DEFAULT_PORT = 20408  # labgrid's coordinator port
 POLL_S = 1.0  # how often a waiting reservation is polled (it expires after 60 s unpolled)
 CALL_TIMEOUT_S = 30.0
+SET_ASIDE_S = 60.0  # how long a place found dead stays reserved by us, unused, before it is looked at again
 GDB_SERVER = "NetworkGDBServer"  # the resource an exporter declares for an emulated board's gdb stub
 
 
@@ -128,6 +129,8 @@ class Farm:
         self.holder = holder
         self._loop = _event_loop()
         self._session = self._call(self._start(), connect_timeout)
+        self._set_aside: dict[str, tuple[str, float]] = {}  # dead place -> (its reservation, when to look again)
+        self._set_aside_lock = threading.Lock()
 
     async def _start(self) -> _Session:
         session = _Session(self.address, self._loop)
@@ -139,6 +142,8 @@ class Farm:
         return session
 
     def close(self) -> None:
+        for token, _ in list(self._set_aside.values()):
+            self.cancel(token)
         try:
             self._call(self._session.stop(), 5)
             self._call(self._session.close(), 5)
@@ -238,6 +243,7 @@ class Farm:
         token = self._call(self._create_reservation(tags))
         try:
             while not stop.is_set() and not until():
+                self._tend_set_aside()
                 reservation = self._call(self._poll(token))
                 if reservation.state is ReservationState.allocated:
                     return token, reservation.allocations["main"][0]
@@ -257,6 +263,37 @@ class Farm:
     async def _poll(self, token: str) -> Reservation:
         reply = await self._session.stub.PollReservation(pb.PollReservationRequest(token=token))
         return Reservation.from_pb2(reply.reservation)
+
+    def set_aside(self, place: str, token: str) -> None:
+        """Keep the reservation of a place found dead (released, never used), so it is not handed to us again.
+
+        labgrid's coordinator hands a waiting reservation any free place whose tags match, whatever its
+        exporter's state, and among several free ones picks the same one each time (the first of a set in its
+        process): a dead place given back would come straight back to every worker of this run while live
+        places stood free. `reserve` keeps the reservation polled (an unpolled one expires after 60 s) and
+        lets it go once the place is live again, looked at every SET_ASIDE_S; `close` lets all go.
+        """
+        with self._set_aside_lock:
+            self._set_aside[place] = (token, time.monotonic() + SET_ASIDE_S)
+
+    def _tend_set_aside(self) -> None:
+        with self._set_aside_lock:
+            kept = dict(self._set_aside)
+        due = [place for place, (_, look_at) in kept.items() if look_at <= time.monotonic()]
+        live = {state.name for state in self.places() if state.live} if due else set()
+        for place, (token, _) in kept.items():
+            if place in live:
+                self.cancel(token)
+                self._forget_set_aside(place, token)
+            elif place in due:
+                self.set_aside(place, token)
+            elif self._call(self._poll(token)).state not in (ReservationState.allocated, ReservationState.acquired):
+                self._forget_set_aside(place, token)  # expired meanwhile (no worker was waiting to poll it)
+
+    def _forget_set_aside(self, place: str, token: str) -> None:
+        with self._set_aside_lock:
+            if self._set_aside.get(place, ("",))[0] == token:
+                del self._set_aside[place]
 
     def cancel(self, token: str) -> None:
         """Give up a reservation (the place it holds becomes free for others); quiet if it is gone already."""
@@ -292,8 +329,6 @@ class Farm:
         return held
 
 
-DEAD_PLACE_BACKOFF_S = 2.0  # before asking again after a place whose exporter is gone was handed to us
-MAX_BACKOFF_S = 60.0
 LOST_CHECK_S = 2.0  # how long a failed link waits for the coordinator to notice a dead exporter
 # ... and before a point's last failure is recorded: the coordinator notices a hung exporter or a network
 # partition only when its keepalive runs out (23-25 s measured here), a killed one at once.
@@ -317,9 +352,8 @@ class PlaceLease:
         """Hold a usable place, reserving and acquiring one (waiting our turn) if none is held.
 
         False if `stop` is set or `until()` comes true first. A place handed to us whose exporter is gone is
-        given back, and the next try waits longer each time (up to a minute), holding no point meanwhile.
+        set aside (Farm.set_aside) and the next is asked for at once; this holds no point meanwhile.
         """
-        pause = DEAD_PLACE_BACKOFF_S
         while self._access is None:
             reserved = self.farm.reserve({"board": self.board}, stop, until)
             if reserved is None:
@@ -329,10 +363,8 @@ class PlaceLease:
                 self.farm.acquire(reserved[1])
                 self._access = self.farm.access(reserved[1])
             except FarmError as err:
-                self.on_event("place_unusable", place=reserved[1], error=str(err), retry_in=pause)
-                self.give_back()
-                stop.wait(pause)
-                pause = min(2 * pause, MAX_BACKOFF_S)
+                self.on_event("place_unusable", place=reserved[1], error=str(err))
+                self.set_aside()
                 continue
             self._points = 0
             self.on_event("place_acquired", place=reserved[1], exporter=self._access.exporter)
@@ -372,6 +404,19 @@ class PlaceLease:
                 return False
             time.sleep(0.2)
         return False
+
+    def set_aside(self) -> None:
+        """The held place is dead: release it but keep its reservation, so it is not handed to this run again."""
+        if self._held is None:
+            return
+        token, place = self._held
+        self._held, self._access = None, None
+        try:
+            self.farm.release(place)
+        except FarmError as err:
+            self.on_event("place_release_failed", place=place, error=str(err))
+        self.farm.set_aside(place, token)
+        self.on_event("place_set_aside", place=place)
 
     def give_back(self) -> None:
         if self._held is None:

@@ -113,7 +113,7 @@ def _requeue_if_place_lost(unit: BoardUnit, bench: Bench, err: Exception, final:
         return
     if lease.lost(KEEPALIVE_S if final else LOST_CHECK_S, bench.stop):
         bench.on_event("place_lost", place=lease.place, error=str(err))
-        lease.give_back()
+        lease.set_aside()
         bench.stop.wait(FARM_RETRY_PAUSE_S)
         raise Requeue(str(err)) from None
 
