@@ -9,14 +9,17 @@ import numpy as np
 import pytest
 
 from harness.config import ConfigError, load_config
+from harness.kernel_bench.shapes import parse_shape, shape_of_layer
 from harness.prune.allocate import allocate, budget_sparsity, hardware_keep_counts, lower_hull
 from harness.prune.cost_model import (
     CostModel,
     Curve,
     LayerGeometry,
+    MeasuredLayer,
     NoCostCurves,
     cost_board,
     fit_cost_model,
+    geometry_of_shape,
     layer_geometry,
     load_cost_model,
 )
@@ -222,7 +225,6 @@ def test_a_bench_shape_fits_with_the_outputs_and_inner_loops_of_its_keras_layer(
     Keras layer: with a stride the output map (and a depthwise row's run) shrinks, in both alike."""
     import keras
 
-    from harness.kernel_bench.shapes import parse_shape
     from harness.prune.cost_model import _outputs_and_loops
 
     shape = parse_shape(name)
@@ -230,6 +232,66 @@ def test_a_bench_shape_fits_with_the_outputs_and_inner_loops_of_its_keras_layer(
     geometry = layer_geometry(model.layers[0])
     outputs, loops = _outputs_and_loops({"shape": name, "macs": geometry.macs})
     assert (outputs, loops) == (geometry.outputs, geometry.macs / geometry.inner)
+    assert geometry_of_shape(shape) == geometry
+    assert shape_of_layer(model.layers[0]) == name
+
+
+@pytest.mark.parametrize("model_name", ["ic_resnet8", "kws_ds_cnn", "digits_cnn", "mnist1d_cnn"])
+def test_every_layer_of_a_reference_model_has_a_bench_shape_of_its_own_geometry(model_name):
+    """--profile measures a model's layers by these shapes; a layer is then predicted from its shape's
+    measurements only if the geometries are equal, so a wrong name would silently fall back to the fit."""
+    from harness.model_source import REFERENCE_MODELS
+    from harness.prune.masks import prunable_layers
+
+    for layer in prunable_layers(REFERENCE_MODELS[model_name].build(0)):
+        name = shape_of_layer(layer)
+        if model_name == "mnist1d_cnn" and type(layer).__name__ == "Conv1D":
+            assert name is None, name  # a Conv1D is a CONV_2D of height 1 that no shape name builds
+            continue
+        assert geometry_of_shape(parse_shape(name)) == layer_geometry(layer), (layer.name, name)
+
+
+@pytest.mark.parametrize(
+    "make, input_shape",
+    [
+        (lambda k: k.Conv2D(8, 3, dilation_rate=2), (16, 16, 4)),
+        (lambda k: k.Conv2D(8, 3, strides=(2, 1)), (16, 16, 4)),
+        (lambda k: k.DepthwiseConv2D(3, depth_multiplier=2), (16, 16, 4)),
+        (lambda k: k.Dense(8), (4, 6)),  # on the last axis of a 2-D input
+    ],
+)
+def test_a_layer_no_bench_shape_builds_alike_has_none(make, input_shape):
+    import keras
+
+    model = keras.Sequential([keras.Input(input_shape), make(keras.layers)])
+    assert shape_of_layer(model.layers[0]) is None
+
+
+def test_a_measured_shape_predicts_its_layers_and_the_curve_the_others(tmp_path):
+    """Linear between the measured densities, along the end segments past them; only an equal geometry."""
+    geometry = LayerGeometry("CONV_2D", weights=2304, macs=2304 * 64, outputs=1024, inner=8)
+    measured = MeasuredLayer("conv3x3-8x8x16-16", "csr", geometry, (0.05, 0.1, 0.5), (1000.0, 1500.0, 5000.0))
+    model = CostModel("b", "instructions", "test", SYNTHETIC.curves, measured=(measured,))
+    assert model.latency(geometry, np.array([0.1, 0.3, 0.02, 1.0]), "csr").tolist() == pytest.approx(
+        [1500.0, 3250.0, 700.0, 9375.0]
+    )
+    other = LayerGeometry("CONV_2D", weights=2304, macs=2304 * 64, outputs=1024, inner=4)
+    assert model.latency(other, 0.1, "csr") == SYNTHETIC.latency(other, 0.1, "csr")
+    assert model.latency(geometry, 0.1, "dense") == SYNTHETIC.latency(geometry, 0.1, "dense")  # no dense measured
+    assert model.measured_shape(geometry) == "conv3x3-8x8x16-16" and model.measured_shape(other) is None
+    assert CostModel.from_json("b", json.loads(json.dumps(model.to_json()))) == model
+
+
+def test_a_fit_keeps_each_shape_and_format_as_measured():
+    rows = [
+        {"shape": "fc-64x10", "op": "FULLY_CONNECTED", "pattern": "unstructured", "layer_format": fmt,
+         "macs": "640", "nonzero_macs": str(nonzero), "instructions": str(count), "status": "ok",
+         "board": "b", "unit": "instructions"}
+        for fmt, nonzero, count in [("csr", 64, 500), ("csr", 640, 3000), ("dense", 640, 1400), ("dense", 64, 1400)]
+    ]  # fmt: skip
+    measured = {m.format: m for m in fit_cost_model(rows, "test").measured}
+    assert measured["csr"].densities == (0.1, 1.0) and measured["csr"].instructions == (500.0, 3000.0)
+    assert measured["csr"].geometry == LayerGeometry("FULLY_CONNECTED", 640, 640, 10, 64)
 
 
 def test_the_fastest_format_is_taken_at_each_density():

@@ -103,6 +103,35 @@ def parse_shape(text: str) -> LayerShape:
     return shape
 
 
+def shape_of_layer(layer) -> str | None:
+    """The shape name of a built Keras layer (Dense, Conv2D, DepthwiseConv2D), as parse_shape reads it; None
+    for a layer the micro-benchmark cannot build alike (another type, a Dense on more than one axis, unequal
+    strides, dilation, grouped convolution, a depth multiplier, Conv1D).
+
+    >>> import keras
+    >>> x = keras.Input((32, 32, 16))
+    >>> layer = keras.layers.Conv2D(32, 3, strides=2, padding="same")
+    >>> _ = layer(x)
+    >>> shape_of_layer(layer)
+    'conv3x3-32x32x16-32-s2'
+    """
+    kind = type(layer).__name__
+    input_shape = tuple(layer.input.shape)[1:]
+    if kind == "Dense":
+        return f"fc-{input_shape[0]}x{layer.units}" if len(input_shape) == 1 else None
+    if kind not in ("Conv2D", "DepthwiseConv2D") or len(input_shape) != 3:
+        return None
+    strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
+    if strides[0] != strides[1] or dilation != (1, 1) or getattr(layer, "groups", 1) != 1:
+        return None
+    if kind == "DepthwiseConv2D" and layer.depth_multiplier != 1:
+        return None
+    kh, kw = layer.kernel_size
+    h, w, c = input_shape
+    name = f"conv{kh}x{kw}-{h}x{w}x{c}-{layer.filters}" if kind == "Conv2D" else f"dw{kh}x{kw}-{h}x{w}x{c}"
+    return name + ("-valid" if layer.padding == "valid" else "") + (f"-s{strides[0]}" if strides[0] > 1 else "")
+
+
 @dataclass(frozen=True)
 class Pruning:
     label: str  # "0.9", "2:4"

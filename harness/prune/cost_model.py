@@ -8,13 +8,16 @@ kernel micro-benchmark (`harness kernels`, its kernels.csv):
 
     instructions = a + b * MACs + c * nonzero MACs + d * outputs + e * MACs / inner
 
-A fitted model rather than the measured curves looked up by shape, because a
-model's layers are never the shapes measured: the five terms are what every
-kernel here does (a call, a dense inner loop per MAC, a sparse one per
-nonzero MAC, a requantization per output, and the set-up of each inner loop
-over the input channels: a 3-channel convolution pays it 3x as often per MAC
-as a 9-channel one), so the fit carries over to other shapes of the same op.
-Its worst relative error on the rows it was fitted to is kept with it (`max_error`).
+The five terms are what every kernel here does (a call, a dense inner loop
+per MAC, a sparse one per nonzero MAC, a requantization per output, and the
+set-up of each inner loop over a window row: a 3-channel convolution pays it
+3x as often per MAC as a 9-channel one), so the fit carries over to shapes
+never measured, within about 15 % per layer (its worst relative error on the
+rows it was fitted to is kept with it, `max_error`). A layer whose own shape
+was measured (`--profile MODEL` measures a model's layers) is predicted from
+those measurements instead, linearly between the measured densities
+(`MeasuredLayer`): the fit does not carry across map sizes and strides as
+the convolution kernels cost them (docs/pruning.md).
 
 The ops without weights (pooling, ADD, softmax, ...) do not change with
 sparsity; a model's whole latency adds them, each predicted by its kernel
@@ -123,6 +126,27 @@ class ElementCurve:
 
 
 @dataclass(frozen=True)
+class MeasuredLayer:
+    """One layer shape's instructions measured on the board in one format at a few densities: where a model's
+    layer has this geometry it is predicted from these, not from its op's fitted curve."""
+
+    shape: str  # as `harness kernels` names it, e.g. "conv3x3-32x32x16-16"
+    format: str
+    geometry: LayerGeometry
+    densities: tuple[float, ...]  # kept weights / weights, ascending
+    instructions: tuple[float, ...]
+
+    def predict(self, density):
+        """Linear between the measured densities; past the ends, along the nearest segment."""
+        x, y = np.asarray(self.densities), np.asarray(self.instructions)
+        density = np.asarray(density, np.float64)
+        inside = np.interp(density, x, y)
+        low = y[0] + (density - x[0]) * (y[1] - y[0]) / (x[1] - x[0])
+        high = y[-1] + (density - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2])
+        return np.maximum(np.where(density < x[0], low, np.where(density > x[-1], high, inside)), 0.0)
+
+
+@dataclass(frozen=True)
 class CostModel:
     board: str
     unit: str  # "instructions" on an emulated board: never cycles
@@ -130,6 +154,7 @@ class CostModel:
     curves: tuple[Curve, ...]
     ops: tuple[ElementCurve, ...] = ()  # the ops without weights
     ops_source: str = ""
+    measured: tuple[MeasuredLayer, ...] = ()  # shapes measured as they are, which a matching layer is predicted by
 
     def element_curve(self, kernel: str) -> ElementCurve | None:
         return next((curve for curve in self.ops if curve.kernel == kernel), None)
@@ -147,10 +172,17 @@ class CostModel:
             if fmt is not None:
                 raise KeyError(f"cost model has no curve for {geometry.op} in format {fmt}")
             return np.zeros_like(density)
-        predictions = [
-            c.predict(geometry.macs, geometry.macs * density, geometry.outputs, geometry.inner) for c in curves
-        ]
-        return np.min(predictions, axis=0)
+        return np.min([self._predict(c, geometry, density) for c in curves], axis=0)
+
+    def _predict(self, curve: Curve, geometry: LayerGeometry, density):
+        measured = next((m for m in self.measured if (m.geometry, m.format) == (geometry, curve.format)), None)
+        if measured is not None:
+            return measured.predict(density)
+        return curve.predict(geometry.macs, geometry.macs * density, geometry.outputs, geometry.inner)
+
+    def measured_shape(self, geometry: LayerGeometry) -> str | None:
+        """The measured shape a layer of this geometry is predicted by; None where the fitted curves predict it."""
+        return next((m.shape for m in self.measured if m.geometry == geometry), None)
 
     def to_json(self) -> dict:
         return {
@@ -159,6 +191,7 @@ class CostModel:
             "curves": [asdict(curve) for curve in self.curves],
             "ops_source": self.ops_source,
             "ops": [asdict(curve) for curve in self.ops],
+            "measured": [asdict(m) for m in self.measured],
         }
 
     @classmethod
@@ -170,7 +203,13 @@ class CostModel:
             ElementCurve(c["kernel"], tuple(c["coefficients"]), c["max_error"], c["rows"])
             for c in values.get("ops", ())
         )
-        return cls(board, values["unit"], values["source"], curves, ops, values.get("ops_source", ""))
+        measured = tuple(
+            MeasuredLayer(
+                m["shape"], m["format"], LayerGeometry(**m["geometry"]), tuple(m["densities"]), tuple(m["instructions"])
+            )
+            for m in values.get("measured", ())
+        )
+        return cls(board, values["unit"], values["source"], curves, ops, values.get("ops_source", ""), measured)
 
 
 class NoCostCurves(LookupError):
@@ -180,7 +219,7 @@ class NoCostCurves(LookupError):
 def fit_cost_model(rows: list[dict], source: str) -> CostModel:
     """One curve per op and format, by least squares on the relative error (a small layer's few
     instructions count as much as a large one's many) with no negative term, from kernels.csv rows
-    that ran and matched."""
+    that ran and matched; and every shape's rows as measured (MeasuredLayer)."""
     rows = [r for r in rows if r["status"] == "ok" and r["pattern"] == "unstructured"]
     boards, units = {r["board"] for r in rows}, {r["unit"] for r in rows}
     if len(boards) != 1 or len(units) != 1:
@@ -195,7 +234,40 @@ def fit_cost_model(rows: list[dict], source: str) -> CostModel:
         coefficients = _nonnegative_fit(features / measured[:, None], np.ones(len(chosen)))
         error = float(np.max(np.abs(features @ coefficients / measured - 1.0)))
         curves.append(Curve(op, fmt, tuple(float(c) for c in coefficients), round(error, 4), len(chosen)))
-    return CostModel(boards.pop(), units.pop(), source, tuple(curves))
+    return CostModel(boards.pop(), units.pop(), source, tuple(curves), measured=measured_layers(rows))
+
+
+def measured_layers(rows: list[dict]) -> tuple[MeasuredLayer, ...]:
+    """Each shape and format of kernels.csv rows measured at two densities or more, as measured."""
+    from harness.kernel_bench.shapes import parse_shape
+
+    measured = []
+    for shape, fmt in dict.fromkeys((r["shape"], r["layer_format"]) for r in rows):
+        points = {}
+        for r in rows:
+            if (r["shape"], r["layer_format"]) == (shape, fmt):
+                points[float(r["nonzero_macs"]) / float(r["macs"])] = float(r["instructions"])
+        if len(points) >= 2:
+            densities = sorted(points)
+            geometry = geometry_of_shape(parse_shape(shape))
+            measured.append(MeasuredLayer(shape, fmt, geometry, tuple(densities), tuple(points[d] for d in densities)))
+    return tuple(measured)
+
+
+def geometry_of_shape(shape) -> LayerGeometry:
+    """The LayerGeometry of a micro-benchmark shape (harness/kernel_bench/shapes.py LayerShape), as
+    layer_geometry gives it for the Keras layer the shape builds."""
+    if shape.op == "FULLY_CONNECTED":
+        inputs = shape.input_shape[0]
+        return LayerGeometry(shape.op, inputs * shape.outputs, inputs * shape.outputs, shape.outputs, inputs)
+    height, width = shape.output_map()
+    channels = shape.input_shape[-1]
+    window = (*shape.kernel, channels)
+    out_channels = shape.outputs or channels
+    per_output = int(np.prod(window)) if shape.op == "CONV_2D" else int(np.prod(shape.kernel))
+    outputs = height * width * out_channels
+    weights = per_output * out_channels
+    return LayerGeometry(shape.op, weights, outputs * per_output, outputs, inner_loop(shape.op, window, width))
 
 
 def _nonnegative_fit(features: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -219,14 +291,8 @@ def _outputs_and_loops(row: dict) -> tuple[float, float]:
     """Output values and inner loops (MACs / inner) of a micro-benchmark layer, from its shape's name."""
     from harness.kernel_bench.shapes import parse_shape
 
-    shape = parse_shape(row["shape"])
-    macs = float(row["macs"])
-    if shape.op == "FULLY_CONNECTED":
-        return float(shape.outputs), macs / shape.input_shape[0]
-    height, width = shape.output_map()
-    channels = shape.input_shape[-1]
-    inner = inner_loop(shape.op, (*shape.kernel, channels), width)
-    return float(height * width * (shape.outputs or channels)), macs / inner
+    geometry = geometry_of_shape(parse_shape(row["shape"]))
+    return float(geometry.outputs), float(row["macs"]) / geometry.inner
 
 
 def fit_element_curves(layers: list[tuple[str, int, int, float]]) -> tuple[ElementCurve, ...]:
@@ -254,14 +320,14 @@ def refit_command(board: str) -> str:
     return f"python -m harness.prune.cost_model --measure {board}"
 
 
-def bench_arguments(board: str, out: Path) -> list[str]:
-    """The `harness kernels` arguments that measure the curves' shapes on `board` into `out`."""
+def bench_arguments(board: str, out: Path, shapes) -> list[str]:
+    """The `harness kernels` arguments that measure `shapes` on `board` into `out`."""
     return [
         "kernels",
         "--board",
         board,
         "--shapes",
-        ",".join(BENCH_SHAPES),
+        ",".join(shapes),
         "--sparsities",
         BENCH_SPARSITIES,
         "--formats",
@@ -354,6 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         "results/kernels-curves-BOARD first, and fit its kernels.csv",
     )
     parser.add_argument(
+        "--profile",
+        nargs="+",
+        default=(),
+        metavar="MODEL",
+        help="with --measure: measure these models' layer shapes too (reference model names or Keras files), "
+        "so their layers are predicted from their own measurements, not from the fitted curves",
+    )
+    parser.add_argument(
         "--ops",
         type=Path,
         nargs="+",
@@ -364,10 +438,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=CURVES_PATH)
     args = parser.parse_args(argv)
-    rows = read_kernels_csv(_measure(args.measure) if args.measure else args.kernels_csv)
+    if args.profile and not args.measure:
+        parser.error("--profile needs --measure BOARD: the board to measure the models' layers on")
+    if args.measure:
+        profiled = [shape for shape in profile_shapes(args.profile) if shape not in BENCH_SHAPES]
+        rows = read_kernels_csv(_measure(args.measure, (*BENCH_SHAPES, *profiled)))
+    else:
+        rows = read_kernels_csv(args.kernels_csv)
     shapes = ", ".join(dict.fromkeys(r["shape"] for r in rows))
     sparsities = ", ".join(dict.fromkeys(r["pruning"] for r in rows))
-    model = fit_cost_model(rows, source=f"harness kernels: {shapes} at {sparsities}")
+    model = fit_cost_model(rows, f"harness kernels: {shapes} at {sparsities}")
     boards = _load(args.out.read_text()) if args.out.exists() else {}
     earlier = boards.get(model.board)
     if args.ops:
@@ -384,19 +464,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model.board} {curve.op} {curve.format}: {curve.rows} rows, worst error {curve.max_error:.1%}")
     for curve in model.ops:
         print(f"{model.board} {curve.kernel}: {curve.rows} shapes, worst error {curve.max_error:.1%}")
+    print(f"{model.board}: {len(model.measured)} shapes and formats measured as they are")
     return 0
 
 
-def _measure(board: str) -> Path:
-    """Run the curves' micro-benchmark on `board`; its kernels.csv (the run's own results cache keeps what
-    is measured already)."""
+def profile_shapes(models) -> list[str]:
+    """The micro-benchmark shapes of the prunable layers of `models` (reference model names or Keras files),
+    each once; a layer with no such shape is named, and left to the fitted curves."""
+    from harness.kernel_bench.shapes import shape_of_layer
+    from harness.model_source import REFERENCE_MODELS, load_keras_model
+    from harness.prune.masks import prunable_layers
+
+    shapes = []
+    for name in models:
+        if name not in REFERENCE_MODELS and not Path(name).is_file():
+            raise SystemExit(f"error: --profile {name}: no reference model ({', '.join(REFERENCE_MODELS)}) or file")
+        model = REFERENCE_MODELS[name].build(0) if name in REFERENCE_MODELS else load_keras_model(Path(name))
+        for layer in prunable_layers(model):
+            if (shape := shape_of_layer(layer)) is None:
+                print(f"{name}: layer '{layer.name}' has no micro-benchmark shape; the fitted curves predict it")
+            else:
+                shapes.append(shape)
+    return list(dict.fromkeys(shapes))
+
+
+def _measure(board: str, shapes) -> Path:
+    """Run the micro-benchmark over `shapes` on `board`; its kernels.csv (the run's own results cache keeps
+    what is measured already)."""
     import subprocess
     import sys
 
     from harness.paths import results_dir
 
     out = results_dir() / f"kernels-curves-{board}"
-    run = subprocess.run([sys.executable, "-m", "harness", *bench_arguments(board, out)])
+    run = subprocess.run([sys.executable, "-m", "harness", *bench_arguments(board, out, shapes)])
     if run.returncode:
         raise SystemExit(run.returncode)  # `harness kernels` has said why (an unknown board, a failed build)
     return out / "kernels.csv"
