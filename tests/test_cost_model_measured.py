@@ -12,11 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from harness.prune.cost_model import BENCH_SHAPES, BENCH_SPARSITIES, load_cost_model, main, read_kernels_csv
+from harness.prune.cost_model import (
+    BENCH_SHAPES,
+    BENCH_SPARSITIES,
+    load_cost_model,
+    main,
+    profile_shapes,
+    read_kernels_csv,
+)
 from harness.prune.predict import layers_of_row, predict_latency
 
 DATA = Path(__file__).parent / "data" / "cost_model"
 KERNELS, MODELS = DATA / "kernels.csv", DATA / "models.csv"
+PROFILED = ("ic_resnet8", "kws_ds_cnn", "digits_cnn")  # the models of configs/hardware-aware*.toml
 BOUND = 0.05  # docs/pruning.md: the predicted whole-model latency within 5 % of the measured on every row
 
 
@@ -31,8 +39,23 @@ def measured_rows():
     return [row for row in read_kernels_csv(MODELS) if row["status"] == "ok"]
 
 
-def test_the_committed_benchmark_covers_every_bench_shape():
-    assert {row["shape"] for row in read_kernels_csv(KERNELS)} == set(BENCH_SHAPES)
+def test_the_committed_benchmark_covers_every_bench_shape_and_the_profiled_models_layers():
+    shapes = {row["shape"] for row in read_kernels_csv(KERNELS)}
+    assert set(BENCH_SHAPES) <= shapes
+    assert set(profile_shapes(PROFILED)) <= shapes
+
+
+def test_the_committed_curves_predict_every_layer_of_the_profiled_models_from_its_own_measurements():
+    """docs/pruning.md: the curves are fitted with `--profile` of these models, whose hardware-aware sweeps the
+    configs run; a layer whose geometry the measurements miss would fall back to the fit unseen."""
+    from harness.model_source import REFERENCE_MODELS
+    from harness.prune.cost_model import layer_geometry
+    from harness.prune.masks import prunable_layers
+
+    model = load_cost_model("mps2_an386")
+    for name in PROFILED:
+        for layer in prunable_layers(REFERENCE_MODELS[name].build(0)):
+            assert model.measured_shape(layer_geometry(layer)) is not None, (name, layer.name)
 
 
 @pytest.mark.parametrize("row", measured_rows(), ids=lambda r: f"{r['model']}-{r['prune_method']}-{r['kernel']}")

@@ -129,7 +129,8 @@ def shape_of_layer(layer) -> str | None:
     kh, kw = layer.kernel_size
     h, w, c = input_shape
     name = f"conv{kh}x{kw}-{h}x{w}x{c}-{layer.filters}" if kind == "Conv2D" else f"dw{kh}x{kw}-{h}x{w}x{c}"
-    return name + ("-valid" if layer.padding == "valid" else "") + (f"-s{strides[0]}" if strides[0] > 1 else "")
+    valid = layer.padding == "valid" and (kh, kw) != (1, 1)  # a 1x1 window pads nothing: one shape either way
+    return name + ("-valid" if valid else "") + (f"-s{strides[0]}" if strides[0] > 1 else "")
 
 
 @dataclass(frozen=True)
