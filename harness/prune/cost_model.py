@@ -403,7 +403,7 @@ def _load(text: str) -> dict[str, CostModel]:
     return {board: CostModel.from_json(board, values) for board, values in json.loads(text).items()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser():
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -437,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         "per-layer latencies (default: keep the board's current ones)",
     )
     parser.add_argument("--out", type=Path, default=CURVES_PATH)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.profile and not args.measure:
         parser.error("--profile needs --measure BOARD: the board to measure the models' layers on")
