@@ -657,11 +657,33 @@ static inline void rows9_to_groups(const int8_t *row, int32_t row_stride, int32_
     widen_group((int32_t)tail, out + 6 * step);
 }
 
+/*
+ * rows_to_groups_any's order for 3 rows of 3 bytes (3x3 windows over one
+ * channel: the digits CNN's first layer), straight-line: 3 LDR and the
+ * bytes shifted into place, about 20 instructions where
+ * rows_to_groups_any's bytewise loop takes about 110. Each word read
+ * stays within the window's first and last bytes: the top and middle
+ * rows' words from their first byte, the bottom row's from the byte
+ * before it.
+ */
+static inline void rows3_to_groups(const int8_t *row, int32_t row_stride, int32_t *out, int32_t step)
+{
+    const int8_t *const mid = row + row_stride, *const low = mid + row_stride;
+    const uint32_t top_word = (uint32_t)nn_read_s8x4(row);
+    const uint32_t mid_word = (uint32_t)nn_read_s8x4(mid);
+    const uint32_t low_word = (uint32_t)nn_read_s8x4(low - 1);
+    widen_group((int32_t)((top_word & 0xFFFFFFu) | mid_word << 24), out);
+    widen_group((int32_t)((mid_word >> 8 & 0xFFFFu) | (low_word << 8 & 0xFFFF0000u)), out + step);
+    widen_group((int32_t)(low_word >> 24), out + 2 * step);
+}
+
 static inline void rows_to_groups(const int8_t *row, int32_t row_stride, int32_t rows, int32_t row_bytes,
                                   int32_t *out, int32_t step)
 {
     if (rows == 3 && row_bytes == 9) {
         rows9_to_groups(row, row_stride, out, step);
+    } else if (rows == 3 && row_bytes == 3) {
+        rows3_to_groups(row, row_stride, out, step);
     } else {
         rows_to_groups_any(row, row_stride, rows, row_bytes, out, step);
     }
