@@ -86,6 +86,10 @@ GEOMETRIES = {
     "conv_first_dilated_rows": ((9, 10, 3), dict(filters=8, kernel_size=3, dilation_rate=(2, 1), padding="same")),
     "conv_first_valid": ((9, 9, 3), dict(filters=5, kernel_size=3, activation="relu")),
     "conv_5x5_gray": ((11, 10, 1), dict(filters=6, kernel_size=5, strides=2, padding="same")),
+    # 3x3 over one channel (the digits CNN's first layer), straight-line too: words read across rows, 63
+    # pixels (an odd last one), border windows gathered; and the rows read 2 apart in the input.
+    "conv_3x3_gray": ((9, 7, 1), dict(filters=16, kernel_size=3, padding="same", activation="relu")),
+    "conv_3x3_gray_dilated_rows": ((8, 6, 1), dict(filters=5, kernel_size=3, dilation_rate=(2, 1))),
     # 270 > 256 with C_IN not a multiple of 4 (bytewise gather in the buffer), odd pixels and channels.
     "conv_wide_gather": ((7, 7, 30), dict(filters=5, kernel_size=3, padding="same", activation="relu")),
 }
