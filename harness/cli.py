@@ -282,6 +282,12 @@ def _kernels(args) -> int:
     return EXIT_POINTS_FAILED if files.failures or files.kernels_changed else 0
 
 
+def _cost_model(args) -> int:
+    from harness.prune.cost_model import main as cost_model_main
+
+    return cost_model_main(args.rest)
+
+
 def _hello(args) -> int:
     from harness.device.client import BoardClient
     from harness.device.link import SerialLink
@@ -537,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (the reason is 
     monitor.add_argument("--log", default="serial.log", help="file that records every byte received")
     monitor.set_defaults(run=_monitor)
 
+    # Its own parser reads the rest (harness/prune/cost_model.py), so `harness cost-model --help` shows its options.
+    cost = commands.add_parser(
+        "cost-model", add_help=False, help="measure and fit a board's cost curves for hardware-aware pruning"
+    )
+    cost.set_defaults(run=_cost_model)
+
     hello = commands.add_parser("hello", help="ask a running board who it is (is it alive, which firmware?)")
     hello.add_argument("--port", required=True, help="serial device or pyserial URL, e.g. socket://127.0.0.1:4444")
     hello.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for each attempt at an answer")
@@ -544,7 +556,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (the reason is 
     hello.add_argument("--log", default="serial.log", help="file that records every byte exchanged")
     hello.set_defaults(run=_hello)
 
-    args = parser.parse_args(argv)
+    args, args.rest = parser.parse_known_args(argv)
+    if args.rest and args.command != "cost-model":
+        parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
     # TensorFlow and its converter print hundreds of lines on import and conversion: shown with -v only.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     if not args.verbose:

@@ -1,5 +1,5 @@
 """The cost model's terms carry from the micro-benchmark's shapes to whole models' layers: curves fitted
-(the refit command's fit, `python -m harness.prune.cost_model`) to a committed `harness kernels` run over
+(the refit command's fit, `harness cost-model`) to a committed `harness kernels` run over
 cost_model.BENCH_SHAPES predict committed sweep rows of real models, measured with the same kernels on the
 same day (tests/data/cost_model/README.md), within 5 % per row. Both files are measurements, not expected
 values: a term that misses what a kernel does on a layer unlike the benchmark's (docs/pruning.md: DS-CNN's
@@ -107,3 +107,18 @@ def test_measuring_on_an_unknown_board_fails_with_the_benchs_exit_status(tmp_pat
     assert failed.value.code == 2
     assert "unknown board 'nosuchboard'" in capfd.readouterr().err
     assert not (tmp_path / "curves.json").exists()
+
+
+def test_the_command_line_fits_a_kernels_run_and_refuses_a_profile_without_a_board(tmp_path):
+    from conftest import run_harness
+
+    out = tmp_path / "curves.json"
+    fitted = run_harness("cost-model", KERNELS, "--out", out)
+    assert fitted.returncode == 0, fitted.stderr
+    assert "mps2_an386: 44 shapes and formats measured as they are" in fitted.stdout
+    assert "Warning" not in fitted.stderr  # no runpy warning: the command is harness's, not `python -m` of a module
+    assert load_cost_model("mps2_an386", out).measured == load_cost_model("mps2_an386").measured
+    refused = run_harness("cost-model", KERNELS, "--profile", "ic_resnet8", "--out", out)
+    assert refused.returncode == 2 and "--profile needs --measure BOARD" in refused.stderr
+    unknown = run_harness("boards", "--no-such-option")
+    assert unknown.returncode == 2 and "unrecognized arguments: --no-such-option" in unknown.stderr

@@ -402,7 +402,7 @@ def test_a_latency_budget_gives_the_least_sparsity_that_meets_it():
 def test_a_board_without_curves_has_no_cost_model_and_is_told_how_to_make_one():
     with pytest.raises(
         NoCostCurves,
-        match=r"no cost curves for board 'host'.*make them: python -m harness.prune.cost_model --measure host$",
+        match=r"no cost curves for board 'host'.*make them: harness cost-model --measure host$",
     ):
         load_cost_model("host")
     assert cost_board("global-magnitude/gradual", ["host", "mps2_an386"]) is None  # needs no cost model

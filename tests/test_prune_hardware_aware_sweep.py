@@ -142,5 +142,5 @@ def test_a_hardware_aware_sweep_refuses_a_board_without_curves(tmp_path):
     assert proc.returncode != 0
     assert (
         "hardware-aware/gradual: no cost curves for board 'host' in cost_curves.json (boards with curves: "
-        "mps2_an386); make them: python -m harness.prune.cost_model --measure host"
+        "mps2_an386); make them: harness cost-model --measure host"
     ) in proc.stderr

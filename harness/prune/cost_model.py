@@ -317,7 +317,7 @@ def read_kernels_csv(path: Path) -> list[dict]:
 
 def refit_command(board: str) -> str:
     """What makes a board's curves (docs/pruning.md, "Refitting the cost curves")."""
-    return f"python -m harness.prune.cost_model --measure {board}"
+    return f"harness cost-model --measure {board}"
 
 
 def bench_arguments(board: str, out: Path, shapes) -> list[str]:
@@ -407,7 +407,7 @@ def _parser():
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m harness.prune.cost_model",
+        prog="harness cost-model",
         description="fit a board's pruning cost model to a `harness kernels` run "
         "(and its ops without weights to sweeps' per-layer latencies)",
     )
@@ -523,7 +523,3 @@ def _element_layers(paths, board: str) -> list[tuple[str, int, int, float]]:
                 if not layer.weights:
                     measured.setdefault((layer.kernel, layer.inputs, layer.outputs), []).append(latency[layer.name])
     return [(*key, float(np.median(values))) for key, values in measured.items()]
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
