@@ -237,3 +237,22 @@ def test_speedup_annotations_say_what_the_plotted_curves_show(tmp_path):
 @pytest.mark.parametrize("module", [style, tables, metrics, figures, runs], ids=lambda module: module.__name__)
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
+
+
+def test_a_legend_of_many_series_grows_the_figure_to_fit_whole(recwarn):
+    """Four methods x three kernels on one accuracy plot (a hardware-aware sweep) once made a legend taller than
+    the figure: the constrained layout gave up (a UserWarning) and the legend was cut off at the bottom."""
+    fig, (ax,) = style.figure((9.0, 4.4))
+    for number in range(20):
+        ax.plot([0.0, 0.9], [0.5, 0.6], label=f"mac-weighted-magnitude/gradual: int8 on the device, kernel {number}")
+    style.legend_outside(ax, fontsize=8)
+    renderer = rendered(fig)
+    assert outside(renderer, fig) == []
+    assert not [w for w in recwarn if "constrained_layout" in str(w.message)]
+
+
+def test_percent_ticks_show_each_value_as_it_is():
+    """12.5 % once read "12%" between 10% and 15%: distinct labels, but one of them wrong."""
+    formatter = style.DistinctPercents()
+    assert formatter.format_ticks([0.1, 0.125, 0.15]) == ["10.0%", "12.5%", "15.0%"]
+    assert formatter.format_ticks([0.0, 0.5, 1.0]) == ["0%", "50%", "100%"]
