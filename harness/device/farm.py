@@ -409,26 +409,26 @@ class PlaceLease:
         """The held place is dead: release it but keep its reservation, so it is not handed to this run again."""
         if self._held is None:
             return
-        token, place = self._held
-        self._held, self._access = None, None
-        try:
-            self.farm.release(place)
-        except FarmError as err:
-            self.on_event("place_release_failed", place=place, error=str(err))
+        token, place, _ = self._release()
         self.farm.set_aside(place, token)
         self.on_event("place_set_aside", place=place)
 
     def give_back(self) -> None:
         if self._held is None:
             return
+        token, place, acquired = self._release()
+        self.farm.cancel(token)
+        if acquired:
+            self.on_event("place_released", place=place)
+
+    def _release(self) -> tuple[str, str, bool]:
+        """Release the held place and hold nothing; (its reservation, the place, whether it was acquired)."""
         token, place = self._held
         acquired, self._held, self._access = self._access is not None, None, None
         try:
             self.farm.release(place)
         except FarmError as err:
             self.on_event("place_release_failed", place=place, error=str(err))
-        self.farm.cancel(token)
-        if acquired:
-            self.on_event("place_released", place=place)
+        return token, place, acquired
 
     close = give_back
