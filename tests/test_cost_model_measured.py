@@ -111,6 +111,7 @@ def test_measuring_on_an_unknown_board_fails_with_the_benchs_exit_status(tmp_pat
 
 def test_the_command_line_fits_a_kernels_run_and_refuses_a_profile_without_a_board(tmp_path):
     from conftest import run_harness
+    from harness.model_source import REFERENCE_MODELS
 
     out = tmp_path / "curves.json"
     fitted = run_harness("cost-model", KERNELS, "--out", out)
@@ -120,5 +121,10 @@ def test_the_command_line_fits_a_kernels_run_and_refuses_a_profile_without_a_boa
     assert load_cost_model("mps2_an386", out).measured == load_cost_model("mps2_an386").measured
     refused = run_harness("cost-model", KERNELS, "--profile", "ic_resnet8", "--out", out)
     assert refused.returncode == 2 and "--profile needs --measure BOARD" in refused.stderr
+    unknown_model = run_harness("cost-model", "--measure", "mps2_an386", "--profile", tmp_path / "no.h5", "--out", out)
+    assert unknown_model.returncode == 2, unknown_model.stderr
+    assert unknown_model.stderr.strip().splitlines()[-1] == (
+        f"error: --profile {tmp_path / 'no.h5'}: no reference model ({', '.join(REFERENCE_MODELS)}) or file"
+    )
     unknown = run_harness("boards", "--no-such-option")
     assert unknown.returncode == 2 and "unrecognized arguments: --no-such-option" in unknown.stderr

@@ -241,17 +241,17 @@ def measured_layers(rows: list[dict]) -> tuple[MeasuredLayer, ...]:
     """Each shape and format of kernels.csv rows measured at two densities or more, as measured."""
     from harness.kernel_bench.shapes import parse_shape
 
-    measured = []
-    for shape, fmt in dict.fromkeys((r["shape"], r["layer_format"]) for r in rows):
-        points = {}
-        for r in rows:
-            if (r["shape"], r["layer_format"]) == (shape, fmt):
-                points[float(r["nonzero_macs"]) / float(r["macs"])] = float(r["instructions"])
-        if len(points) >= 2:
-            densities = sorted(points)
-            geometry = geometry_of_shape(parse_shape(shape))
-            measured.append(MeasuredLayer(shape, fmt, geometry, tuple(densities), tuple(points[d] for d in densities)))
-    return tuple(measured)
+    points: dict[tuple[str, str], dict[float, float]] = {}
+    for r in rows:
+        density = float(r["nonzero_macs"]) / float(r["macs"])
+        points.setdefault((r["shape"], r["layer_format"]), {})[density] = float(r["instructions"])
+    return tuple(
+        MeasuredLayer(
+            shape, fmt, geometry_of_shape(parse_shape(shape)), tuple(sorted(at)), tuple(at[d] for d in sorted(at))
+        )
+        for (shape, fmt), at in points.items()
+        if len(at) >= 2
+    )
 
 
 def geometry_of_shape(shape) -> LayerGeometry:
@@ -476,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
 def profile_shapes(models) -> list[str]:
     """The micro-benchmark shapes of the prunable layers of `models` (reference model names or Keras files),
     each once; a layer with no such shape is named, and left to the fitted curves."""
+    from harness.config import ConfigError
     from harness.kernel_bench.shapes import shape_of_layer
     from harness.model_source import REFERENCE_MODELS, load_keras_model
     from harness.prune.masks import prunable_layers
@@ -483,7 +484,7 @@ def profile_shapes(models) -> list[str]:
     shapes = []
     for name in models:
         if name not in REFERENCE_MODELS and not Path(name).is_file():
-            raise SystemExit(f"error: --profile {name}: no reference model ({', '.join(REFERENCE_MODELS)}) or file")
+            raise ConfigError(f"--profile {name}: no reference model ({', '.join(REFERENCE_MODELS)}) or file")
         model = REFERENCE_MODELS[name].build(0) if name in REFERENCE_MODELS else load_keras_model(Path(name))
         for layer in prunable_layers(model):
             if (shape := shape_of_layer(layer)) is None:
