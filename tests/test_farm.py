@@ -3,6 +3,7 @@ processes on 127.0.0.1 (tests/farm_lab.py), driven through the real command line
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import threading
@@ -138,6 +139,33 @@ def test_a_dead_place_handed_out_is_set_aside_and_a_live_one_freed_later_is_take
         assert not any(lab.holders().values())
     finally:
         revive(lab, "hostB")
+
+
+def test_a_resource_deleted_before_the_client_knew_it_counts_as_no_resource():
+    """labgrid's client session, fed what the coordinator sends when an exporter goes away: a deletion (empty data)
+    of a resource it knew and of one it never heard of. Both leave the place without resources, not live."""
+    from labgrid.remote.client import ClientSession
+    from labgrid.remote.common import Place, ResourceMatch
+
+    from harness.device.farm import resources_of
+
+    serial = {"cls": "NetworkSerialPort", "params": {"host": "hostB", "port": 4000}, "avail": True}
+    known, unknown = (
+        Place(f"hostB-{i}", matches=[ResourceMatch("hostB", f"board-{i}", "NetworkSerialPort")]) for i in (1, 2)
+    )
+    loop = asyncio.new_event_loop()
+    try:
+        session = ClientSession("127.0.0.1:1", loop)
+        session.resources = {}  # as start() leaves it, with no coordinator to sync with
+        loop.run_until_complete(session.on_resource_changed("hostB", "board-1", "NetworkSerialPort", serial))
+        assert list(resources_of(known, session.resources)) == [
+            ("hostB/board-1/NetworkSerialPort", "NetworkSerialPort", True)
+        ]
+        loop.run_until_complete(session.on_resource_changed("hostB", "board-1", "NetworkSerialPort", {}))
+        loop.run_until_complete(session.on_resource_changed("hostB", "board-2", "NetworkSerialPort", {}))
+        assert list(resources_of(known, session.resources)) == list(resources_of(unknown, session.resources)) == []
+    finally:
+        loop.close()
 
 
 def test_two_clients_take_turns_and_never_hold_one_place_together(lab, config, local, tmp_path):

@@ -63,6 +63,21 @@ class PlaceState:
         return sorted({path.split("/")[0] for path, _, _ in self.resources})
 
 
+def resources_of(place, resources: dict):
+    """(exporter/group/name, class, available) of every exported resource the place matches.
+
+    `resources` is the client session's exporter -> group -> name -> ResourceEntry. A deleted resource has no
+    class: labgrid empties a known entry's data, but builds one with only defaults (acquired, avail) when the
+    deletion is the first it hears of the resource, as a client that connects while an exporter goes away does.
+    """
+    for exporter, groups in resources.items():
+        for group, entries in groups.items():
+            for name, entry in entries.items():
+                cls = entry.data.get("cls")
+                if cls and place.hasmatch((exporter, group, cls, name)):
+                    yield f"{exporter}/{group}/{name}", cls, bool(entry.avail)
+
+
 @dataclass(frozen=True)
 class PlaceAccess:
     """How to reach the board of an acquired place."""
@@ -186,17 +201,10 @@ class Farm:
                         dict(place.tags),
                         place.acquired or "",
                         bool(place.reservation),
-                        tuple(self._resources_of(place)),
+                        tuple(resources_of(place, self._session.resources)),
                     )
                 )
         return states
-
-    def _resources_of(self, place):
-        for exporter, groups in self._session.resources.items():
-            for group, entries in groups.items():
-                for name, entry in entries.items():
-                    if entry.data and place.hasmatch((exporter, group, entry.cls, name)):
-                        yield f"{exporter}/{group}/{name}", entry.cls, bool(entry.avail)
 
     def access(self, place_name: str) -> PlaceAccess:
         """The serial port (and gdb stub) of a place this harness acquired."""
