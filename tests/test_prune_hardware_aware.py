@@ -10,7 +10,7 @@ import pytest
 
 from harness.config import ConfigError, load_config
 from harness.kernel_bench.shapes import parse_shape, shape_of_layer
-from harness.prune.allocate import allocate, budget_sparsity, hardware_keep_counts, lower_hull
+from harness.prune.allocate import allocate, budget_sparsity, hardware_keep_counts, lower_hull, part_way
 from harness.prune.cost_model import (
     CostModel,
     Curve,
@@ -146,6 +146,24 @@ def test_the_total_is_exact_and_earlier_zeros_stay(seed):
         counts = counts_for(geometries, sparsity, scores, previous, min_weights=4, model=load_cost_model("mps2_an386"))
         assert sum(counts) == round(sizes * (1 - sparsity))
         assert all(4 <= c <= int(p.sum()) for c, p in zip(counts, previous))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_part_way_moves_every_layer_the_same_share_with_an_exact_total(seed):
+    """As a schedule uses it: each step from where the last one left the layers."""
+    rng = np.random.default_rng(seed)
+    now = rng.integers(0, 50, size=6)
+    planned = now + rng.integers(0, 300, size=6)
+    zeros = list(now)
+    for total in sorted(rng.integers(now.sum(), planned.sum() + 1, size=8)):
+        start, zeros = np.array(zeros), part_way(zeros, planned, int(total))
+        assert sum(zeros) == total
+        assert np.all(start <= zeros) and np.all(np.array(zeros) <= planned)
+        share = (total - start.sum()) / ((planned - start).sum() or 1)
+        assert np.all(np.abs(zeros - (start + share * (planned - start))) < 1)
+    assert part_way(zeros, planned, int(planned.sum())) == list(planned)
+    with pytest.raises(ValueError, match="not on the way"):
+        part_way(now, planned, int(planned.sum()) + 1)
 
 
 # --- the cost model ---

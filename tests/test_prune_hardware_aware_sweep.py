@@ -6,11 +6,14 @@ the ceiling holds, the report shows both."""
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import run_harness
 from harness.config import PruneConfig
 from harness.prune.cost_model import layer_geometry, load_cost_model
+from harness.prune.method import parse_method
+from harness.prune.pruner import Pruner
 from harness.results import load_results
 from test_pruning_engine import QUICK, SPEC, sweep
 
@@ -75,6 +78,25 @@ def test_a_latency_budget_prunes_to_the_least_sparsity_predicted_within_it(digit
     # Some pruning, less than the target it replaces; how much halves the latency depends on the curves (0.29 with
     # those of 1cdaf2f, over 0.3 before), so only its bounds are held here.
     assert 0.0 < snapshot.target < 0.9
+
+
+def test_steps_toward_a_target_end_at_the_one_allocation_for_it(digits):
+    """head_for allocates the target's zeros once; the steps of a schedule (here with no training between
+    them, so the weights stay) end on that allocation and pass between, each layer the same share of its way."""
+    pruner = Pruner(SPEC.build(0), digits, QUICK, parse_method("hardware-aware/gradual"), 0, "mps2_an386")
+
+    def zeros():
+        return np.array([int(np.sum(mask == 0)) for mask in pruner.masks])
+
+    pruner.prune_to(0.9)
+    once = zeros()
+    pruner.reset_masks()
+    pruner.head_for(0.9)
+    pruner.prune_to(0.7875)
+    between = zeros()
+    pruner.prune_to(0.9)
+    assert list(zeros()) == list(once)
+    assert np.all(np.abs(between - once * between.sum() / once.sum()) < 1)
 
 
 SWEEP = """

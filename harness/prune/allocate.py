@@ -87,6 +87,24 @@ def hardware_keep_counts(  # noqa: PLR0913 (per-layer arrays and the allocation'
     return pool.keep_counts(total)
 
 
+def part_way(now: Sequence[int], planned: Sequence[int], total: int) -> list[int]:
+    """Zeros per layer with `total` in all, every layer the same share of its way from `now` to `planned` (zeros
+    per layer), rounded by largest remainder so the sum is exact; never fewer than `now`, never more than
+    `planned`.
+
+    >>> part_way([0, 0, 10], [10, 30, 10], 20)
+    [5, 15, 10]
+    """
+    ways = np.array(planned, np.int64) - np.array(now, np.int64)
+    if np.any(ways < 0) or not sum(now) <= total <= sum(planned):
+        raise ValueError(f"{total} zeros is not on the way from {list(now)} to {list(planned)}")
+    share = (total - sum(now)) / (ways.sum() or 1)
+    steps = np.floor(ways * share).astype(np.int64)
+    short = total - sum(now) - int(steps.sum())
+    steps[np.argsort(-(ways * share - steps), kind="stable")[:short]] += 1
+    return [int(n + step) for n, step in zip(now, steps)]
+
+
 def budget_sparsity(  # noqa: PLR0913 (as hardware_keep_counts', with the budget in place of the sparsity)
     scores: Sequence[np.ndarray],
     previous: Sequence[np.ndarray],

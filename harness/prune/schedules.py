@@ -35,6 +35,7 @@ def gradual(pruner: Pruner, targets: list[float], config: PruneConfig, early: li
     ramp = max(1, config.finetune_epochs // 2)
     for target in targets:
         if target > current:
+            pruner.head_for(target)
             for step in range(1, ramp + 1):
                 pruner.prune_to(polynomial_sparsity(current, target, step, ramp))
                 pruner.train(min(1, config.finetune_epochs))
@@ -48,6 +49,7 @@ def iterative(pruner: Pruner, targets: list[float], config: PruneConfig, early: 
     reaches a target is cut to land on it exactly and fine-tunes finetune_epochs."""
     current = 0.0
     for target in targets:
+        pruner.head_for(target)
         while current < target:
             current = _next_round(current, target, config.round_fraction)
             pruner.prune_to(current)
@@ -61,6 +63,7 @@ def lottery(pruner: Pruner, targets: list[float], config: PruneConfig, early: li
     weights, or those after rewind_epoch dense epochs) and retrain for finetune_epochs."""
     current = 0.0
     for target in targets:
+        pruner.head_for(target)
         while current < target:
             current = _next_round(current, target, config.round_fraction)
             pruner.prune_to(current)
