@@ -105,7 +105,9 @@ class ResultRow:
     place: str = ""  # what measured it: a farm place, or a local unit ("mps2_an386#1")
     # status
     status: str = "ok"
-    failed_stage: str = ""
+    # "" unless the row failed; a Stage when it failed in this run, its plain string when read back from
+    # results.csv or a point's JSON (a Stage is a str, and compares equal to it)
+    failed_stage: Stage | str = ""
     error: str = ""
     notes: str = ""  # what a reader should know of an ok row (auto: formats left out)
 
