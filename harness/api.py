@@ -28,8 +28,7 @@ import pandas as pd
 
 from harness.config import SweepConfig, config_from_dict, load_config
 from harness.paths import project_file, results_dir
-from harness.results import COLUMNS, ResultRow
-from harness.results import load_results as read_results_csv
+from harness.results import COLUMNS, ResultRow, read_results_csv
 from harness.stages import Stage
 
 Config = SweepConfig | str | Path | Mapping[str, Any] | None

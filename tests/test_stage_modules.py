@@ -9,7 +9,7 @@ import pytest
 
 from conftest import PROJECT_DIR
 from harness import cache, paths
-from harness.results import ResultRow, load_results, write_results
+from harness.results import ResultRow, read_results_csv, write_results
 from harness.stages import KEPT_FAILURES, Stage
 
 STAGE_MODULES = [
@@ -58,7 +58,7 @@ def test_a_failed_row_carries_its_stage_and_results_csv_the_lower_case_name(tmp_
     with pytest.raises(ValueError, match="'flash' is not a valid Stage"):
         ResultRow("run", "m", 0.5, "csr", "mps2_an386", "cortex-m4").fail("flash", RuntimeError("no"))
     write_results(tmp_path / "results.csv", [row])
-    assert load_results(tmp_path / "results.csv").failed_stage.tolist() == ["verify"]
+    assert read_results_csv(tmp_path / "results.csv").failed_stage.tolist() == ["verify"]
     assert json.loads(json.dumps({"stage": row.failed_stage})) == {"stage": "verify"}  # a point's stored JSON
 
 
