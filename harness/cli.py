@@ -283,9 +283,9 @@ def _kernels(args) -> int:
 
 
 def _cost_model(args) -> int:
-    from harness.prune.cost_model import main as cost_model_main
+    from harness.kernel_bench.cost_curves import main as cost_curves_main
 
-    return cost_model_main(args.rest)
+    return cost_curves_main(args.rest)
 
 
 def _hello(args) -> int:
@@ -543,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (the reason is 
     monitor.add_argument("--log", default="serial.log", help="file that records every byte received")
     monitor.set_defaults(run=_monitor)
 
-    # Its own parser reads the rest (harness/prune/cost_model.py), so `harness cost-model --help` shows its options.
+    # Its own parser (harness/kernel_bench/cost_curves.py) reads the rest, so `harness cost-model --help` shows its
+    # options.
     cost = commands.add_parser(
         "cost-model", add_help=False, help="measure and fit a board's cost curves for hardware-aware pruning"
     )
