@@ -22,8 +22,8 @@ from harness.cache import write_atomically
 from harness.stages import Stage
 
 if TYPE_CHECKING:
-    from harness.build import KernelCode
     from harness.compiler import CompiledModel
+    from harness.firmware_sizes import KernelCode
 
 
 @dataclass
