@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.api import load_layers, load_pruned_layers, load_results, measure
+    from harness.api import load_layers, load_pruned_layers, load_results, measure, sweep
 
 __all__ = ["load_layers", "load_pruned_layers", "load_results", "measure", "sweep"]
 

@@ -28,12 +28,12 @@ import pandas as pd
 
 from harness.config import SweepConfig, config_from_dict, load_config
 from harness.paths import project_file, results_dir
-from harness.results import COLUMNS, ResultRow
-from harness.results import load_results as read_results_csv
+from harness.results import COLUMNS, ResultRow, read_results_csv
+from harness.stages import Stage
 
 Config = SweepConfig | str | Path | Mapping[str, Any] | None
 
-_DTYPES = {str: "string", float: "Float64", int: "Int64", bool: "boolean"}
+_DTYPES = {str: "string", Stage | str: "string", float: "Float64", int: "Int64", bool: "boolean"}
 _ROW_TYPES = {name: _DTYPES[kind] for name, kind in get_type_hints(ResultRow).items()}
 # JSON columns of results.csv, read into load_layers' and load_pruned_layers' frames, and the version columns.
 _LAYER_COLUMNS = ("layer_sparsity", "layer_formats", "layer_latency", "layer_macs", "layer_flash")

@@ -13,14 +13,13 @@ import hashlib
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.paths import cache_dir, in_checkout, project_file
+from harness.paths import cache_dir, in_checkout, partial_path, project_file, replace_atomically
 
 __all__ = [
     "CACHE_DIR",
@@ -73,21 +72,14 @@ def file_digest(paths: Iterable[Path]) -> str:
     return content_hash(*(hashlib.sha256(path.read_bytes()).hexdigest() for path in paths))
 
 
-def _partial(path: Path) -> Path:
-    """A name beside path that no other process or thread writing the same path uses."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-
-
 def write_atomically(path: Path, text: str) -> None:
-    partial = _partial(path)
-    partial.write_text(text)
-    partial.replace(path)
+    replace_atomically(path, lambda partial: partial.write_text(text))
 
 
 @contextmanager
 def atomic_folder(path: Path) -> Iterator[Path]:
     """Yield an empty folder to fill; on success it replaces path, on any error it is removed."""
-    partial = _partial(path)
+    partial = partial_path(path)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:

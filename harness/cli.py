@@ -175,7 +175,7 @@ def _check_writable(path: Path, flag: str) -> None:
 
 
 def _measure(args) -> int:
-    from harness.results import load_results
+    from harness.results import read_results_csv
 
     config = _config(
         args,
@@ -188,7 +188,7 @@ def _measure(args) -> int:
         name=f"measure-{args.board}",
     )
     run_dir = _run(config, args)
-    row = load_results(run_dir / "results.csv").iloc[0]
+    row = read_results_csv(run_dir / "results.csv").iloc[0]
     print(
         f"{row.board}: {row.kernel} at sparsity {row.achieved_sparsity:.3f}: median {row.latency_median:.0f} "
         f"{row.latency_unit} ({row.timing_source}), flash {row.flash_total} B, static RAM {row.sram_static} B, "
@@ -200,14 +200,14 @@ def _measure(args) -> int:
 def _rerun(args) -> int:
     from harness.config import ConfigError
     from harness.report.runs import table_problem
-    from harness.results import load_results
+    from harness.results import read_results_csv
 
     run_dir = Path(args.run_dir)
     config = _config(args, manifest=run_dir / "manifest.json")
     table = run_dir / "results.csv"
     if problem := table_problem(table):
         raise ConfigError(f"{table} {problem}: run its sweep again to rewrite it (measured points are reused)")
-    frame = load_results(table)
+    frame = read_results_csv(table)
     if outside := sorted(number for number in args.point or () if not 1 <= number <= len(frame)):
         raise ConfigError(f"--point {outside[0]}: {run_dir} has points 1..{len(frame)} (the rows of its results.csv)")
     points = set(args.point or ())
@@ -283,9 +283,9 @@ def _kernels(args) -> int:
 
 
 def _cost_model(args) -> int:
-    from harness.prune.cost_model import main as cost_model_main
+    from harness.kernel_bench.cost_curves import main as cost_curves_main
 
-    return cost_model_main(args.rest)
+    return cost_curves_main(args.rest)
 
 
 def _hello(args) -> int:
@@ -543,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (the reason is 
     monitor.add_argument("--log", default="serial.log", help="file that records every byte received")
     monitor.set_defaults(run=_monitor)
 
-    # Its own parser reads the rest (harness/prune/cost_model.py), so `harness cost-model --help` shows its options.
+    # Its own parser (harness/kernel_bench/cost_curves.py) reads the rest, so `harness cost-model --help` shows its
+    # options.
     cost = commands.add_parser(
         "cost-model", add_help=False, help="measure and fit a board's cost curves for hardware-aware pruning"
     )

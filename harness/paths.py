@@ -17,6 +17,8 @@ folder it is run from.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -73,7 +75,18 @@ def _link(link: Path, target: Path) -> None:
     """Point link at target, replacing a link to another install; atomic, for harnesses starting side by side."""
     if link.is_symlink() and Path(os.readlink(link)) == target:
         return
-    partial = link.with_name(f"{link.name}.{os.getpid()}.tmp")
-    partial.unlink(missing_ok=True)
-    partial.symlink_to(target)
-    partial.replace(link)
+    replace_atomically(link, lambda partial: partial.symlink_to(target))
+
+
+def replace_atomically(path: Path, make: Callable[[Path], object]) -> None:
+    """Make path's new file or link under a partial name beside it (make(partial)), then rename that onto path:
+    a reader sees the old or the new, never part of one. (Here, below harness/cache.py, so this module can use it.)"""
+    partial = partial_path(path)
+    partial.unlink(missing_ok=True)  # left by a killed process that had this pid
+    make(partial)
+    partial.replace(path)
+
+
+def partial_path(path: Path) -> Path:
+    """A name beside path that no other process or thread writing the same path uses."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

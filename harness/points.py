@@ -56,6 +56,7 @@ FIRMWARE_CODE = [
 MEASURING_CODE = FIRMWARE_CODE + [
     "harness/device",
     "harness/build.py",
+    "harness/firmware_sizes.py",
     "harness/orchestrator.py",
     "harness/points.py",
     "harness/results.py",

@@ -22,8 +22,8 @@ from harness.cache import write_atomically
 from harness.stages import Stage
 
 if TYPE_CHECKING:
-    from harness.build import KernelCode
     from harness.compiler import CompiledModel
+    from harness.firmware_sizes import KernelCode
 
 
 @dataclass
@@ -105,7 +105,9 @@ class ResultRow:
     place: str = ""  # what measured it: a farm place, or a local unit ("mps2_an386#1")
     # status
     status: str = "ok"
-    failed_stage: str = ""
+    # "" unless the row failed; a Stage when it failed in this run, its plain string when read back from
+    # results.csv or a point's JSON (a Stage is a str, and compares equal to it)
+    failed_stage: Stage | str = ""
     error: str = ""
     notes: str = ""  # what a reader should know of an ok row (auto: formats left out)
 
@@ -186,7 +188,7 @@ class ResultsWriter:
             write_results(self.csv_path, [])  # a run with no listed row still has its table
 
     def finish(self) -> pd.DataFrame:
-        frame = load_results(self.csv_path)
+        frame = read_results_csv(self.csv_path)
         frame.to_parquet(self.parquet_path, index=False)
         return frame
 
@@ -202,5 +204,10 @@ def write_results(path: Path, rows: Iterable[ResultRow]) -> None:
     write_atomically(path, text.getvalue())
 
 
-def load_results(path: Path) -> pd.DataFrame:
+def read_results_csv(path: Path) -> pd.DataFrame:
+    """results.csv as stored: empty cells "", "nan" NaN, JSON columns text (harness.load_results types them)."""
     return pd.read_csv(path, keep_default_na=False, na_values=["nan"])
+
+
+# harness/report/runs.py still imports the old name; remove once it imports read_results_csv.
+load_results = read_results_csv

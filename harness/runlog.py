@@ -42,10 +42,6 @@ class RunLog:
         self._file.close()
 
 
-def read_events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 class Progress:
     """'[#####.....] 5/12 42% ETA 0:31' after each point; the ETA counts only points that took work."""
 

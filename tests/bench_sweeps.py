@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import PROJECT_DIR, run_harness
-from harness.runlog import read_events
 
 # The pruning settings of test_sweep.py's quick sweep, so all of them share one trained model in .cache/.
 QUICK_PRUNING = """
@@ -98,7 +97,7 @@ def run_dir_of(stdout: str) -> Path:
 
 def events(run_dir: Path) -> list[dict]:
     path = run_dir / "run.jsonl"
-    return read_events(path) if path.exists() else []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def count(run_dir: Path, kind: str, **match) -> int:

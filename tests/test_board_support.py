@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.device.link import DEFAULT_BAUD
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BOARDS = PROJECT_DIR / "firmware" / "boards"
 INCLUDES = ["-I", str(PROJECT_DIR / "firmware" / "src"), "-I", str(BOARDS)]
@@ -74,7 +76,15 @@ def test_dwt_cycle_counter_compiles_for_each_core_it_serves(cpu, tmp_path):
 def test_arduino_files_compile_against_the_arduino_api(source, defines, tmp_path):
     api = PROJECT_DIR / "tests" / "data" / "arduino_api"
     built = compile_c(
-        "g++", "-std=gnu++17", "-c", "-I", str(api), "-o", str(tmp_path / "board.o"), str(BOARDS / source)
+        "g++",
+        "-std=gnu++17",
+        f"-DBENCH_BAUD={DEFAULT_BAUD}",  # platformio.ini's [arduino] build_flags set it
+        "-c",
+        "-I",
+        str(api),
+        "-o",
+        str(tmp_path / "board.o"),
+        str(BOARDS / source),
     )
     assert built.returncode == 0, built.stderr
     # C linkage, so the runtime (C) finds them: defined, unmangled, global

@@ -13,6 +13,9 @@ import zlib
 import pytest
 
 from conftest import PROJECT_DIR
+from harness.compiler.encode import CSR_TILE_WINDOW_MAX
+from harness.compiler.encode_depthwise import CSR_MAX_TAPS
+from harness.compiler.lower import DENSE_CONV_STACK_WINDOW_MAX, SPARSE_CONV_TILE
 from harness.config import MAX_WARMUP
 from harness.device import protocol
 from harness.device.client import TIME
@@ -20,6 +23,7 @@ from harness.device.link import DEFAULT_BAUD
 from harness.device.protocol import Command, Frame, Status
 
 SRC = PROJECT_DIR / "firmware" / "src"
+KERNELS = PROJECT_DIR / "firmware" / "kernels"
 
 
 def c_defines(*paths) -> dict[str, str]:
@@ -118,5 +122,20 @@ def test_default_baud_rate():
 def test_depthwise_run_length():
     from harness.prune.cost_model import DEPTHWISE_RUN_MIN_PIXELS
 
-    kernel = c_defines(PROJECT_DIR / "firmware" / "kernels" / "depthwise_conv2d_csr_s8.c")
+    kernel = c_defines(KERNELS / "depthwise_conv2d_csr_s8.c")
     assert c_value("RUN_MIN_PIXELS", kernel) == DEPTHWISE_RUN_MIN_PIXELS
+
+
+# The compiler's encodings and scratch sizes (harness/compiler) follow the kernels' limits: a limit changed in C
+# only would encode weights the kernel reads wrongly, or size a buffer it overruns.
+@pytest.mark.parametrize(
+    "source, name, mirror",
+    [
+        ("kernels.h", "NN_CSR_TILE_WINDOW_MAX", CSR_TILE_WINDOW_MAX),
+        ("kernels.h", "NN_DEPTHWISE_CSR_MAX_TAPS", CSR_MAX_TAPS),
+        ("kernel_util.h", "NN_CONV_TILE", SPARSE_CONV_TILE),
+        ("conv2d_s8.c", "STACK_WINDOW_MAX", DENSE_CONV_STACK_WINDOW_MAX),
+    ],
+)
+def test_kernel_limits(source, name, mirror):
+    assert c_value(name, c_defines(KERNELS / source)) == mirror

@@ -1,6 +1,6 @@
 """The cost model's terms carry from the micro-benchmark's shapes to whole models' layers: curves fitted
 (the refit command's fit, `harness cost-model`) to a committed `harness kernels` run over
-cost_model.BENCH_SHAPES predict committed sweep rows of real models, measured with the same kernels on the
+cost_curves.BENCH_SHAPES predict committed sweep rows of real models, measured with the same kernels on the
 same day (tests/data/cost_model/README.md), within 5 % per row. Both files are measurements, not expected
 values: a term that misses what a kernel does on a layer unlike the benchmark's (docs/pruning.md: DS-CNN's
 first convolution, whose window rows the dense kernel copies at once, was predicted 72 % high) fails here,
@@ -12,14 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.prune.cost_model import (
-    BENCH_SHAPES,
-    BENCH_SPARSITIES,
-    load_cost_model,
-    main,
-    profile_shapes,
-    read_kernels_csv,
-)
+from harness.kernel_bench.cost_curves import BENCH_SHAPES, BENCH_SPARSITIES, main, profile_shapes, read_kernels_csv
+from harness.prune.cost_model import load_cost_model
 from harness.prune.predict import layers_of_row, predict_latency
 
 DATA = Path(__file__).parent / "data" / "cost_model"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from harness.config import ConfigError, load_config
+from harness.kernel_bench.cost_curves import main as cost_curves_main
 from harness.kernel_bench.shapes import parse_shape, shape_of_layer
 from harness.prune.allocate import allocate, budget_sparsity, hardware_keep_counts, lower_hull, part_way
 from harness.prune.cost_model import (
@@ -23,7 +24,6 @@ from harness.prune.cost_model import (
     layer_geometry,
     load_cost_model,
 )
-from harness.prune.cost_model import main as cost_model_main
 from harness.prune.masks import PruningError, least_kept
 from harness.prune.method import MethodError, parse_method
 from harness.prune.predict import _layer
@@ -470,7 +470,7 @@ def test_curves_are_kept_per_board_and_a_refit_replaces_only_its_own(tmp_path):
                         "pruning": s,
                     }
                 )
-    assert cost_model_main([str(kernels), "--out", str(curves)]) == 0
+    assert cost_curves_main([str(kernels), "--out", str(curves)]) == 0
     assert load_cost_model("other_board", curves) == other
     refit = load_cost_model("mps2_an386", curves)
     assert [(c.op, c.format) for c in refit.curves] == [("FULLY_CONNECTED", "dense")]

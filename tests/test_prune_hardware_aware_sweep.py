@@ -14,7 +14,7 @@ from harness.config import PruneConfig
 from harness.prune.cost_model import layer_geometry, load_cost_model
 from harness.prune.method import parse_method
 from harness.prune.pruner import Pruner
-from harness.results import load_results
+from harness.results import read_results_csv
 from test_pruning_engine import QUICK, SPEC, sweep
 
 
@@ -129,7 +129,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_every_row_carries_the_predicted_latency_beside_the_measured(run_dir):
-    frame = load_results(run_dir / "results.csv")
+    frame = read_results_csv(run_dir / "results.csv")
     assert len(frame) == 2 and (frame.status == "ok").all()
     for row in frame.itertuples():
         layers, measured = json.loads(row.layer_predicted_latency), json.loads(row.layer_latency)
@@ -141,7 +141,7 @@ def test_every_row_carries_the_predicted_latency_beside_the_measured(run_dir):
 
 
 def test_the_allocation_meets_its_per_layer_targets_and_the_ceiling(run_dir):
-    frame = load_results(run_dir / "results.csv")
+    frame = read_results_csv(run_dir / "results.csv")
     table = json.loads(frame[frame.prune_method == "hardware-aware/gradual"].layer_sparsity.iloc[0])
     assert abs(zeros(table) - 0.8 * sum(layer["weights"] for layer in table.values())) <= 1.0
     for name, layer in table.items():

@@ -20,7 +20,7 @@ from conftest import run_harness
 from harness.report import build_report, write_report
 from harness.report.choices import VERSUS_FASTEST
 from harness.report.metrics import break_even, pareto_front
-from harness.results import ResultRow, load_results, write_results
+from harness.results import ResultRow, read_results_csv, write_results
 from test_sweep import AUTO_SWEEP, QUICK_SWEEP
 
 SECTIONS = [
@@ -54,7 +54,7 @@ def run_dir(tmp_path_factory):
 def copy_run(run_dir, dest, edit):
     """Another run made from this one: its results passed through edit(frame), e.g. to set another harness version."""
     shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("*.png", "*.svg", "report.*", "logs"))
-    edit(load_results(dest / "results.csv")).to_csv(dest / "results.csv", index=False, na_rep="nan")
+    edit(read_results_csv(dest / "results.csv")).to_csv(dest / "results.csv", index=False, na_rep="nan")
     (dest / "manifest.json").unlink()
     return dest
 
@@ -234,7 +234,7 @@ def test_auto_kernel_is_one_more_series_and_its_choice_a_table(auto_run_dir, tmp
     assert "auto" in [tick.get_text() for tick in figures["flash-mps2_an386"].axes[0].get_xticklabels(minor=True)]
     assert "auto 90%" in [tick.get_text() for tick in figures["layers-mps2_an386"].axes[0].get_yticklabels()]
 
-    auto = load_results(auto_run_dir / "results.csv").query("kernel == 'auto'").set_index("target_sparsity")
+    auto = read_results_csv(auto_run_dir / "results.csv").query("kernel == 'auto'").set_index("target_sparsity")
     chosen = {f"{target:.0%}": json.loads(text) for target, text in auto.layer_formats.items()}
     (table,) = report.choices
     *layers, versus = table.rows
@@ -317,7 +317,7 @@ def write_run(path, model, kernels, task="classification", board="mps2_an386", d
             )
     write_results(path / "results.csv", rows)
     if drop:
-        load_results(path / "results.csv").drop(columns=list(drop)).to_csv(
+        read_results_csv(path / "results.csv").drop(columns=list(drop)).to_csv(
             path / "results.csv", index=False, na_rep="nan"
         )
     return path

@@ -12,13 +12,13 @@ import pytest
 
 from harness.report import build_report, write_report
 from harness.report.tables import WHOLE
-from harness.results import load_results
+from harness.results import read_results_csv
 from test_report import chromium, run_dir  # noqa: F401  (run_dir: the real sweep, a fixture)
 
 
 @pytest.fixture(scope="module")
 def frame(run_dir):  # noqa: F811
-    return load_results(run_dir / "results.csv")
+    return read_results_csv(run_dir / "results.csv")
 
 
 def test_rows_count_macs_whole_and_per_layer(frame):

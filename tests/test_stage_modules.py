@@ -8,8 +8,8 @@ import json
 import pytest
 
 from conftest import PROJECT_DIR
-from harness import cache
-from harness.results import ResultRow, load_results, write_results
+from harness import cache, paths
+from harness.results import ResultRow, read_results_csv, write_results
 from harness.stages import KEPT_FAILURES, Stage
 
 STAGE_MODULES = [
@@ -58,7 +58,7 @@ def test_a_failed_row_carries_its_stage_and_results_csv_the_lower_case_name(tmp_
     with pytest.raises(ValueError, match="'flash' is not a valid Stage"):
         ResultRow("run", "m", 0.5, "csr", "mps2_an386", "cortex-m4").fail("flash", RuntimeError("no"))
     write_results(tmp_path / "results.csv", [row])
-    assert load_results(tmp_path / "results.csv").failed_stage.tolist() == ["verify"]
+    assert read_results_csv(tmp_path / "results.csv").failed_stage.tolist() == ["verify"]
     assert json.loads(json.dumps({"stage": row.failed_stage})) == {"stage": "verify"}  # a point's stored JSON
 
 
@@ -72,6 +72,16 @@ def test_an_atomic_folder_is_whole_or_absent(tmp_path):
     with cache.atomic_folder(target) as out:
         (out / "whole").write_text("made")
     assert [path.name for path in tmp_path.iterdir()] == ["entry"] and (target / "whole").read_text() == "made"
+
+
+def test_an_atomic_replace_leaves_the_new_file_or_link_only(tmp_path):
+    target = tmp_path / "entry"
+    target.write_text("old")
+    paths.partial_path(target).symlink_to(tmp_path / "elsewhere")  # left by a killed process with this pid
+    cache.write_atomically(target, "new")
+    assert [path.name for path in tmp_path.iterdir()] == ["entry"] and target.read_text() == "new"
+    paths.replace_atomically(target, lambda partial: partial.symlink_to(tmp_path / "other"))
+    assert [path.name for path in tmp_path.iterdir()] == ["entry"] and target.readlink() == tmp_path / "other"
 
 
 def test_content_hashes_separate_their_parts():

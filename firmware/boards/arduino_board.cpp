@@ -5,7 +5,9 @@
  * to 64 bits. Stack painting covers a window of BENCH_STACK_WINDOW bytes
  * below the runtime's entry, which needs no linker symbols and so works on
  * every core; the window must fit in the stack setup() runs on (8 KiB for
- * ESP32's loop task, more elsewhere).
+ * ESP32's loop task, more elsewhere). The serial speed, BENCH_BAUD, has no
+ * default here: platformio.ini sets it to the environment's monitor_speed,
+ * the speed the harness opens the port at.
  */
 #include <Arduino.h>
 
@@ -17,9 +19,6 @@ extern "C" {
 #include "runtime.h"
 }
 
-#ifndef BENCH_BAUD
-#define BENCH_BAUD 115200
-#endif
 #ifndef BENCH_STACK_WINDOW
 #define BENCH_STACK_WINDOW 4096
 #endif

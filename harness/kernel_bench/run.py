@@ -23,7 +23,7 @@ from harness.kernel_bench.shapes import LayerShape, Pruning, ShapeError, parse_p
 from harness.kernel_bench.table import break_even_table, markdown_summary, variant_row, with_ratios
 from harness.orchestrator import measure_points
 from harness.plan import BenchOptions, SweepContext, compile_variants, plan_sweep
-from harness.results import ResultRow, load_results
+from harness.results import ResultRow, read_results_csv
 from harness.runlog import Say
 from harness.runner import board_units
 from harness.toolchain import ensure_platformio_offline
@@ -139,7 +139,7 @@ def run_kernel_bench(plan: BenchPlan, out: Path, progress: Say = print) -> Bench
         progress,
     )
     failures = measure_points(ctx, planned, variants, units)
-    rows = [ResultRow(**values) for values in load_results(run_dir / "results.csv").to_dict("records")]
+    rows = [ResultRow(**values) for values in read_results_csv(run_dir / "results.csv").to_dict("records")]
     # PlatformIO compiles the kernels when it builds each firmware: an edit during the run mixes versions.
     kernels_changed = cache.source_digest(KERNEL_SOURCES) != kernels_before
 
