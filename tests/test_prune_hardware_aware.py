@@ -109,7 +109,7 @@ CONV = LayerGeometry("CONV_2D", weights=400, macs=400 * 64, outputs=64 * 8)
 def counts_for(geometries, sparsity, scores=None, previous=None, min_weights=1, model=SYNTHETIC):
     scores = scores or [np.ones(g.weights) for g in geometries]
     previous = previous or [np.ones(g.weights) for g in geometries]
-    return hardware_keep_counts(scores, previous, geometries, model, sparsity, min_weights)
+    return hardware_keep_counts(scores, previous, geometries, model, sparsity, min_weights, tradeoff=1.0)
 
 
 def test_a_layer_whose_sparse_kernel_never_pays_gets_no_zeros():

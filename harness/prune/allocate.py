@@ -76,7 +76,7 @@ def hardware_keep_counts(  # noqa: PLR0913 (per-layer arrays and the allocation'
     cost_model: CostModel,
     sparsity: float,
     min_weights: int | Sequence[int],
-    tradeoff: float = 1.0,
+    tradeoff: float,
 ) -> list[int]:
     """Per-layer survivor counts for a total of round(N * (1 - sparsity)) over the layers given, as global
     ranking keeps exactly; weights pruned before (previous == 0) stay pruned, every layer keeps min_weights
@@ -112,7 +112,7 @@ def budget_sparsity(  # noqa: PLR0913 (as hardware_keep_counts', with the budget
     cost_model: CostModel,
     budget: float,
     min_weights: int | Sequence[int],
-    tradeoff: float = 1.0,
+    tradeoff: float,
 ) -> float | None:
     """The least sparsity of these layers at which their allocation is predicted to take at most `budget`
     (instructions); None when even the most pruning the floors allow is predicted above it.
