@@ -198,6 +198,41 @@ def test_default_names_dynamic_batch_and_folded_batchnorm_prune_and_convert(file
     assert points[1].int8_scores["accuracy"] > 0.5  # chance: 0.1
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_converter_output_of_a_keras_sweep_shows_with_v_only(files, tmp_path, verbose):
+    """A Keras model is converted by the sweep (a .tflite is not): its converter prints, on the terminal's
+    file descriptors, lines such as 'fully_quantize: 0, inference_type: 6, ...' and the C++ log; only -v shows
+    them. Keras' export prints a TensorSpec line per tensor unless told not to: never, -v or not."""
+    import keras
+
+    inputs = keras.Input((8, 8, 1))  # batch None: converted through a SavedModel export, as published files are
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    rng = np.random.default_rng()  # weights no cache has seen, so this run converts
+    model.set_weights([rng.normal(scale=0.1, size=w.shape) for w in model.get_weights()])
+    model.save(tmp_path / "fresh.keras")
+    proc = run_harness(
+        *(["-v"] if verbose else []),
+        "sweep",
+        "--config",
+        files["dir"] / "quick.toml",
+        "--model",
+        tmp_path / "fresh.keras",
+        "--data",
+        files["dir"] / "digits.npz",
+        "--targets",
+        "0",
+        "--kernels",
+        "dense",
+        "--results",
+        tmp_path / "results",
+    )
+    results_of(proc, tmp_path / "results")
+    output = proc.stdout + proc.stderr
+    assert ("fully_quantize: 0" in output) == verbose
+    assert ("Estimated count of arithmetic ops" in output) == verbose
+    assert "TensorSpec" not in output
+
+
 # ---- not only classifiers -------------------------------------------------------------------------
 
 
