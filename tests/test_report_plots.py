@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from harness.report import build_report, figures, metrics, runs, style, tables, write_report
@@ -283,3 +284,12 @@ def test_percent_ticks_show_each_value_as_it_is():
     formatter = style.DistinctPercents()
     assert formatter.format_ticks([0.1, 0.125, 0.15]) == ["10.0%", "12.5%", "15.0%"]
     assert formatter.format_ticks([0.0, 0.5, 1.0]) == ["0%", "50%", "100%"]
+
+
+def test_a_timing_tag_over_a_grid_wraps_to_its_column_not_to_every_axes():
+    """The kernel benchmark's 4 x 3 grid once wrapped its tag to a twelfth of the figure: 'instructio / ns'."""
+    fig = Figure(figsize=(14, 15))
+    axes = fig.subplots(4, 3)
+    style.tag_axes(axes[0][1], ["EMULATED BOARD (QEMU) · mps2_an386 · per-layer timer, in instructions"], "#c25e00")
+    lines = axes[0][1].get_title(loc="left").splitlines()
+    assert len(lines) <= 2 and "instructions" in lines[-1], lines
