@@ -289,13 +289,16 @@ def test_pareto_front_keeps_only_non_dominated_points():
 SPARSITIES = [0.0, 0.5, 0.9]
 
 
-def write_run(path, model, kernels, task="classification", board="mps2_an386", drop=()):
+def write_run(
+    path, model, kernels, task="classification", board="mps2_an386", drop=(), method="", sparsities=SPARSITIES
+):
     """A run directory: kernels maps a kernel to one dict per sparsity of the columns that differ from the default
-    (latency_median, flash_total, and the task's metric). drop: columns an older harness did not write."""
+    (latency_median, flash_total, and the task's metric). drop: columns an older harness did not write; method: the
+    rows' pruning method (an N:M one visits its own sparsity only)."""
     path.mkdir(parents=True)
     rows = []
     for kernel, points in kernels.items():
-        for sparsity, values in zip(SPARSITIES, points):
+        for sparsity, values in zip(sparsities, points):
             values = {"latency_median": 1000.0, "flash_total": 40000} | values
             rows.append(
                 ResultRow(
@@ -312,6 +315,7 @@ def write_run(path, model, kernels, task="classification", board="mps2_an386", d
                     latency_unit="instructions",
                     timing_source="qemu-icount-systick",
                     flash_code=values["flash_total"] // 2,
+                    prune_method=method,
                     **values,
                 )
             )

@@ -9,11 +9,14 @@ import doctest
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from harness.report import build_report, figures, metrics, runs, style, tables, write_report
+from harness.results import load_results
 from test_report import dense, points, write_run
 
 LONG_MODEL = "/home/someone/experiments/2026-12/keyword-spotting/ds-cnn/pruned/" + "x" * 40 + "/kws_ref_model.tflite"
@@ -234,6 +237,31 @@ def test_speedup_annotations_say_what_the_plotted_curves_show(tmp_path):
     assert "slower at 50%" in claims(fig, "auto")[0]
 
 
+def test_n_of_m_speedup_is_drawn_beside_unstructured_at_equal_sparsity(tmp_path):
+    """Issue 14: a sweep pruning one model both unstructured and 2:4 shows the trade on one plot, the N:M kernel's
+    point at 50 % beside the unstructured curve's (its series visits 0 and 2:4 = 50 % only)."""
+    run = write_run(
+        tmp_path / "run",
+        "digits_cnn",
+        {"dense": dense(latency_median=1000.0), "csr": points(latency_median=[2000.0, 1100.0, 300.0])},
+        method="magnitude/gradual",
+    )
+    n_of_m = write_run(
+        tmp_path / "2of4",
+        "digits_cnn",
+        {"dense": [{"latency_median": 1000.0}] * 2, "nm": points(latency_median=[1000.0, 800.0])},
+        method="magnitude/one-shot/2:4",
+        sparsities=[0.0, 0.5],
+    )
+    merged = pd.concat([load_results(run / "results.csv"), load_results(n_of_m / "results.csv")])
+    merged.to_csv(run / "results.csv", index=False, na_rep="nan")
+    fig = {plot.name: plot.figure for plot in build_report([run]).plots}["compare-speedup"]
+    (ax,) = fig.axes
+    drawn = {line.get_label(): dict(zip(line.get_xdata(), line.get_ydata())) for line in ax.lines}
+    assert drawn["magnitude/gradual · csr"][0.5] == pytest.approx(1000 / 1100)
+    assert drawn["magnitude/one-shot/2:4 · nm"] == pytest.approx({0.0: 1.0, 0.5: 1.25})
+
+
 @pytest.mark.parametrize("module", [style, tables, metrics, figures, runs], ids=lambda module: module.__name__)
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
@@ -256,3 +284,12 @@ def test_percent_ticks_show_each_value_as_it_is():
     formatter = style.DistinctPercents()
     assert formatter.format_ticks([0.1, 0.125, 0.15]) == ["10.0%", "12.5%", "15.0%"]
     assert formatter.format_ticks([0.0, 0.5, 1.0]) == ["0%", "50%", "100%"]
+
+
+def test_a_timing_tag_over_a_grid_wraps_to_its_column_not_to_every_axes():
+    """The kernel benchmark's 4 x 3 grid once wrapped its tag to a twelfth of the figure: 'instructio / ns'."""
+    fig = Figure(figsize=(14, 15))
+    axes = fig.subplots(4, 3)
+    style.tag_axes(axes[0][1], ["EMULATED BOARD (QEMU) · mps2_an386 · per-layer timer, in instructions"], "#c25e00")
+    lines = axes[0][1].get_title(loc="left").splitlines()
+    assert len(lines) <= 2 and "instructions" in lines[-1], lines

@@ -62,7 +62,11 @@ def suptitle(fig: Figure, what: str, models: list[str], boards: list[str]) -> No
 def tag_axes(ax, tags: list[str], color: str) -> None:
     """Say above the axes how its data were timed, coloured by the kind of board, so an emulated result is never
     mistaken for a measured one."""
-    width = ax.figure.get_figwidth() * 0.75 / len(ax.figure.axes)  # the axes' share, less its legend's
+    # The axes' column's share of the figure, less its legend's: a grid of several rows (the kernel benchmark's)
+    # shares the width among its columns, not among all its axes.
+    spec = ax.get_subplotspec()
+    columns = spec.get_gridspec().ncols if spec is not None else len(ax.figure.axes)
+    width = ax.figure.get_figwidth() * 0.75 / columns
     text = "\n".join(wrapped(tag, width, TAG_SIZE) for tag in dict.fromkeys(tags))
     ax.set_title(
         text,
