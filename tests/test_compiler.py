@@ -61,7 +61,7 @@ REFERENCE_KERNELS = "-DNN_REFERENCE_KERNELS"  # each kernel with a reference twi
 # as the Cortex-M4 firmware built with -DNN_REFERENCE_KERNELS has them.
 KERNEL_BUILDS = {"emulated_dsp": (EMULATE_DSP,), "portable": (), "reference": (REFERENCE_KERNELS, EMULATE_DSP)}
 # Models whose layers reach every portable (NN_DSP 0) path: conv and FC edge geometry, tiny rows, batches.
-PORTABLE_MODELS = ("conv_geometry", "mlp_wide", "dense_on_rows", "one_conv", "one_dense")
+PORTABLE_MODELS = ("conv_geometry", "mlp_wide", "dense_on_rows", "one_conv", "one_dense", "pooling_wide")
 KERNELS = KERNEL_FORMATS  # every format, each bit-exact with TFLM
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
@@ -620,6 +620,20 @@ def test_multipliers_use_the_double_product_like_tflm(models, tmp_path, name, in
         compiled = compile_tflite(probe, tmp_path / kernel, kernel=kernel)
         got = run_host_executable(build_host_executable(compiled.out_dir), one.reshape(1, -1))
         assert got[0].tolist() == expected
+
+
+def test_average_pool_sums_of_extreme_values_are_exact(runs, models):
+    """The packed AVERAGE_POOL_2D path sums up to 256 int8 values in int16 lanes: windows all -128 (the lanes'
+    least sum, -32768), all 127, and alternating, average as in TFLite Micro, on DSP and portable paths."""
+    compiled = runs.compiled("pooling_wide", "dense")
+    size = int(np.prod(compiled.input.shape))
+    inputs = np.stack([np.full(size, -128), np.full(size, 127), np.where(np.arange(size) % 2, -128, 127)]).astype(
+        np.int8
+    )
+    expected = run_tflite_micro(models["pooling_wide"], inputs.reshape(-1, *compiled.input.shape[1:]))
+    for dsp in (True, False):
+        got = run_host_executable(build_host_executable(compiled.out_dir, dsp=dsp), inputs)
+        assert np.array_equal(got, expected.reshape(got.shape)), _first_difference(got, expected.reshape(got.shape))
 
 
 def test_mean_with_identical_input_and_output_quantization(models, tmp_path):

@@ -91,6 +91,20 @@ def _pooling(keras):
     return keras.Model(inputs, x)
 
 
+def _pooling_wide(keras):
+    # AVERAGE_POOL_2D over 7 channels (4 a word on DSP cores, 3 one by one): windows of 256 values (the most the
+    # packed path sums), of 289 (past it), of 9, and partial windows at a SAME border; all four side by side.
+    layers = keras.layers
+    inputs = keras.Input((17, 17, 7), batch_size=1)
+    windows = [
+        layers.AveragePooling2D(16, strides=1)(inputs),
+        layers.AveragePooling2D(17)(inputs),
+        layers.AveragePooling2D(3, strides=8)(inputs),
+        layers.AveragePooling2D(9)(layers.AveragePooling2D(3, strides=2, padding="same")(inputs)),
+    ]
+    return keras.Model(inputs, layers.Concatenate()([layers.Flatten()(w) for w in windows]))
+
+
 def _mlp_wide(keras):
     layers = keras.layers
     inputs = keras.Input((300,), batch_size=1)  # rows longer than 256: 16-bit column indices
@@ -209,6 +223,7 @@ SPECS = {
         ModelSpec("conv_per_tensor", _conv_geometry, sparsity=0.5, per_channel=False),
         ModelSpec("depthwise", _depthwise, sparsity=0.5, empty_channel=True),
         ModelSpec("pooling", _pooling),
+        ModelSpec("pooling_wide", _pooling_wide),
         ModelSpec("mlp_wide", _mlp_wide, sparsity=0.7, empty_channel=True),
         ModelSpec("mlp_per_tensor", _mlp_wide, sparsity=0.3, per_channel=False),
         ModelSpec("dense_on_rows", _dense_on_rows, sparsity=0.5),
