@@ -207,7 +207,3 @@ def write_results(path: Path, rows: Iterable[ResultRow]) -> None:
 def read_results_csv(path: Path) -> pd.DataFrame:
     """results.csv as stored: empty cells "", "nan" NaN, JSON columns text (harness.load_results types them)."""
     return pd.read_csv(path, keep_default_na=False, na_values=["nan"])
-
-
-# harness/report/runs.py still imports the old name; remove once it imports read_results_csv.
-load_results = read_results_csv

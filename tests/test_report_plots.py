@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from harness.report import build_report, figures, metrics, runs, style, tables, write_report
-from harness.results import load_results
+from harness.results import read_results_csv
 from test_report import dense, points, write_run
 
 LONG_MODEL = "/home/someone/experiments/2026-12/keyword-spotting/ds-cnn/pruned/" + "x" * 40 + "/kws_ref_model.tflite"
@@ -253,7 +253,7 @@ def test_n_of_m_speedup_is_drawn_beside_unstructured_at_equal_sparsity(tmp_path)
         method="magnitude/one-shot/2:4",
         sparsities=[0.0, 0.5],
     )
-    merged = pd.concat([load_results(run / "results.csv"), load_results(n_of_m / "results.csv")])
+    merged = pd.concat([read_results_csv(run / "results.csv"), read_results_csv(n_of_m / "results.csv")])
     merged.to_csv(run / "results.csv", index=False, na_rep="nan")
     fig = {plot.name: plot.figure for plot in build_report([run]).plots}["compare-speedup"]
     (ax,) = fig.axes

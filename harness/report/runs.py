@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.chooser import AUTO, DENSE
 from harness.report.quality import Quality, quality_of, task_columns
-from harness.results import COLUMNS, ResultRow, load_results
+from harness.results import COLUMNS, ResultRow, read_results_csv
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def _load_run(path: Path, notes: list[str]) -> Run | None:
     if problem := table_problem(csv_path):
         notes.append(f"{csv_path} {problem}: run its sweep again to rewrite it (measured points are reused)")
         return None
-    frame = load_results(csv_path)
+    frame = read_results_csv(csv_path)
     if frame.empty:
         notes.append(f"{path}: results.csv has no rows")
         return None
