@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -107,19 +106,10 @@ def _sweep(args) -> int:
         model=args.model,
         data=args.data,
         task=args.task,
-        name=args.name or (run_name(args.model) if args.model else None),
+        name=args.name,
     )
     _run(config, args)
     return 0
-
-
-def run_name(model: str) -> str:
-    """A run named after its model: the file's stem, or the reference model's name.
-
-    >>> run_name("/data/kws_ref_model.h5"), run_name("ic_resnet8")
-    ('kws_ref_model', 'ic_resnet8')
-    """
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).stem if "." in Path(model).name else model).strip("-.")
 
 
 def _run(config, args, **bench):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -312,9 +313,24 @@ def config_from_dict(
     return _build(tables, where, flags, overrides)
 
 
+def run_name(model: str) -> str:
+    """A run named after its model: the file's stem, or the reference model's name.
+
+    >>> run_name("/data/kws_ref_model.h5"), run_name("ic_resnet8")
+    ('kws_ref_model', 'ic_resnet8')
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).stem if "." in Path(model).name else model).strip("-.")
+
+
 def _build(tables: Mapping[str, dict], where: str, flags: Mapping[str, str] | None, overrides: dict) -> SweepConfig:
     given: dict[tuple[str, str], str] = {}  # (table, key) set by a flag -> the flag
     values: dict[str, Any] = {**tables.get("sweep", {}), **{t: dict(tables.get(t, {})) for t in _SUBTABLES}}
+    if (
+        values.get("name") is None
+        and overrides.get("name") is None
+        and isinstance(model := overrides.get("model") or values.get("model"), str)
+    ):
+        values["name"] = run_name(model)  # a run without a name of its own is named after its model
     for key, value in overrides.items():
         if key in _SUBTABLES:
             for sub, sub_value in (value or {}).items():

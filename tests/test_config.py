@@ -26,6 +26,20 @@ def test_overrides_replace_file_values(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "text, overrides, name",
+    [
+        ('[sweep]\nmodel = "ic_resnet8"\n', {}, "ic_resnet8"),  # was "digits-cnn", whatever the model
+        ('[sweep]\nmodel = "ic_resnet8"\nname = "mine"\n', {}, "mine"),
+        ('[sweep]\nmodel = "ic_resnet8"\n', {"model": "/data/kws ref.tflite"}, "kws-ref"),
+        ('[sweep]\nmodel = "ic_resnet8"\n', {"name": "given"}, "given"),
+        ("[sweep]\ntargets = [0.5]\n", {}, "digits-cnn"),  # the default model's run keeps its name
+    ],
+)
+def test_a_run_without_a_name_is_named_after_its_model(tmp_path, text, overrides, name):
+    assert load_config(write(tmp_path, text), **overrides).name == name
+
+
+@pytest.mark.parametrize(
     "text, message",
     [
         ("[sweep]\ntargetz = [0.5]\n", "unknown key 'targetz' (did you mean 'targets'?)"),
