@@ -25,6 +25,27 @@ def run_harness(*args, env=None, timeout=900):
     )
 
 
+def run_kernel_bench(out, shapes, sparsities, formats, timeout=1700):
+    """`harness kernels` on the emulated M4, every variant measured anew; its process, for what it printed."""
+    proc = run_harness(
+        "kernels",
+        "--shapes",
+        ",".join(shapes),
+        "--sparsities",
+        ",".join(sparsities),
+        "--formats",
+        ",".join(formats),
+        "--board",
+        "mps2_an386",
+        "--out",
+        out,
+        "--fresh",
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def session_processes() -> dict[int, bytes]:
     """Every live process this test session started, whatever it is, with its command line.
 

@@ -17,7 +17,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import PROJECT_DIR, run_harness
+from conftest import PROJECT_DIR, run_kernel_bench
 
 TESTS_C = PROJECT_DIR / "tests" / "c"
 
@@ -39,22 +39,7 @@ SHAPES = (
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     out = tmp_path_factory.mktemp("csr-kernels")
-    proc = run_harness(
-        "kernels",
-        "--shapes",
-        ",".join(SHAPES),
-        "--sparsities",
-        "0,0.9",
-        "--formats",
-        "csr",
-        "--board",
-        "mps2_an386",
-        "--out",
-        out,
-        "--fresh",
-        timeout=1700,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_kernel_bench(out, SHAPES, ["0", "0.9"], ["csr"])
     return pd.read_csv(out / "kernels.csv")
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_harness
+from conftest import run_harness, run_kernel_bench
 from harness.kernel_bench import shapes
 from harness.kernel_bench.run import make_plan
 from harness.kernel_bench.shapes import ShapeError
@@ -54,22 +54,7 @@ COLUMNS = [
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("kernels")
-    proc = run_harness(
-        "kernels",
-        "--shapes",
-        "fc-32x64",
-        "--sparsities",
-        "0,0.9",
-        "--formats",
-        "dense,csr",
-        "--board",
-        "mps2_an386",
-        "--out",
-        out,
-        "--fresh",
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_kernel_bench(out, ["fc-32x64"], ["0", "0.9"], ["dense", "csr"], timeout=600)
     return proc, pd.read_csv(out / "kernels.csv"), pd.read_csv(out / "break_even.csv"), out
 
 

@@ -11,7 +11,7 @@ input (a 1:4 unit spans two taps), a stride and a 1-pixel-wide map.
 import pandas as pd
 import pytest
 
-from conftest import run_harness
+from conftest import run_kernel_bench
 
 # 5 shapes x 2 patterns x (dense, nm) = 20 firmware builds and runs; a busy machine needs more than 900 s.
 pytestmark = pytest.mark.timeout(1800)
@@ -29,22 +29,7 @@ PATTERNS = ("2:4", "1:4")
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     out = tmp_path_factory.mktemp("nm-kernels")
-    proc = run_harness(
-        "kernels",
-        "--shapes",
-        ",".join(SHAPES),
-        "--sparsities",
-        ",".join(PATTERNS),
-        "--formats",
-        "nm",
-        "--board",
-        "mps2_an386",
-        "--out",
-        out,
-        "--fresh",
-        timeout=1700,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_kernel_bench(out, SHAPES, PATTERNS, ["nm"])
     return pd.read_csv(out / "kernels.csv", dtype={"pruning": str})
 
 
