@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -210,6 +211,9 @@ def test_converter_output_of_a_keras_sweep_shows_with_v_only(files, tmp_path, ve
     rng = np.random.default_rng()  # weights no cache has seen, so this run converts
     model.set_weights([rng.normal(scale=0.1, size=w.shape) for w in model.get_weights()])
     model.save(tmp_path / "fresh.keras")
+    # As from a user's shell: other tests set TF_CPP_MIN_LOG_LEVEL in this process, which would hide the C++ log
+    # from -v too.
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     proc = run_harness(
         *(["-v"] if verbose else []),
         "sweep",
@@ -225,6 +229,7 @@ def test_converter_output_of_a_keras_sweep_shows_with_v_only(files, tmp_path, ve
         "dense",
         "--results",
         tmp_path / "results",
+        env=env,
     )
     results_of(proc, tmp_path / "results")
     output = proc.stdout + proc.stderr
