@@ -325,12 +325,8 @@ def run_name(model: str) -> str:
 def _build(tables: Mapping[str, dict], where: str, flags: Mapping[str, str] | None, overrides: dict) -> SweepConfig:
     given: dict[tuple[str, str], str] = {}  # (table, key) set by a flag -> the flag
     values: dict[str, Any] = {**tables.get("sweep", {}), **{t: dict(tables.get(t, {})) for t in _SUBTABLES}}
-    if (
-        values.get("name") is None
-        and overrides.get("name") is None
-        and isinstance(model := overrides.get("model") or values.get("model"), str)
-    ):
-        values["name"] = run_name(model)  # a run without a name of its own is named after its model
+    if values.get("name") is None and isinstance(model := overrides.get("model") or values.get("model"), str):
+        values["name"] = run_name(model)  # a run without a name of its own is named after its model; --name wins
     for key, value in overrides.items():
         if key in _SUBTABLES:
             for sub, sub_value in (value or {}).items():

@@ -60,7 +60,6 @@ class Pruner:
         )
         self.reset_masks()
         self._epochs, self._since = 0, time.perf_counter()
-        self._planned: tuple[float, list[int]] | None = None  # head_for: (target, zeros per pooled layer)
 
     # --- what each layer is asked for ---
 
@@ -129,7 +128,7 @@ class Pruner:
         self._planned = None
         if self.method.scope == "hardware" and target > 0:
             kept = self._pooled_counts(self._scores(), target)
-            sizes = [int(np.prod(self.layers[i].kernel.shape)) for i in self._pooled()]
+            sizes = [self.masks[i].size for i in self._pooled()]
             self._planned = (target, [size - k for size, k in zip(sizes, kept)])
 
     def _unstructured_masks(self, scores: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
